@@ -1,0 +1,28 @@
+# The two commands of the README. Both are idempotent: the virtualenv is (re)built only when the
+# packaging files change.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup bench clean
+
+$(STAMP): setup.cfg pyproject.toml requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -e ".[test,plot]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) cli.py demo --out demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not gpu"
+
+bench: $(STAMP)
+	$(PY) cli.py bench all
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,82 @@
+"""Exceptions of the toolkit. Every error a user can cause names the thing at fault and the fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ClifVQAError(Exception):
+    """Base class of every error raised on purpose by this toolkit."""
+
+
+class VideoError(ClifVQAError):
+    """A video cannot be used. Carries the path and a human-readable reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # picklable across DataLoader workers / processes
+        return (type(self), (self.path, self.reason))
+
+
+class VideoNotFoundError(VideoError):
+    """The path does not exist, is a dangling link, or is not a regular file."""
+
+
+class VideoOpenError(VideoError):
+    """The container cannot be opened (zero bytes, not a media file, truncated header)."""
+
+
+class NoVideoStreamError(VideoError):
+    """The file is a media file but holds no video stream (e.g. audio only)."""
+
+
+class VideoDecodeError(VideoError):
+    """The video stream yields no usable frame where one was required."""
+
+
+class LabelFormatError(ClifVQAError):
+    """A label file cannot be parsed: names the file, the line and what was expected."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+class MissingVideosError(ClifVQAError):
+    """Videos listed in a label file are absent from the dataset root."""
+
+    def __init__(self, missing: list[str], root: str | Path, total: int) -> None:
+        self.missing = list(missing)
+        self.root = str(root)
+        self.total = total
+        head = ", ".join(self.missing[:5])
+        more = f" (+{len(self.missing) - 5} more)" if len(self.missing) > 5 else ""
+        super().__init__(
+            f"{len(self.missing)} of {total} videos listed are missing under {self.root}: {head}{more}. "
+            "Check --root, or pass --skip-missing to go on without them."
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.missing, self.root, self.total))
+
+
+class ConfigError(ClifVQAError):
+    """A configuration is invalid (unknown key, bad value)."""
+
+
+class CacheError(ClifVQAError):
+    """A feature cache is missing, corrupt, or incompatible."""
+
+
+class CacheKeyMismatchError(CacheError):
+    """A cache was made with another extraction config than the one asked for."""
+
+
+class CheckpointError(ClifVQAError):
+    """A checkpoint cannot be read or does not fit the model."""
