@@ -1,0 +1,117 @@
+"""The stage-one (semantic extraction) config and its content key.
+
+``ExtractConfig`` holds two kinds of fields:
+
+- identity fields - everything that changes the cached numbers or the store's layout: the CLIP model
+  (a JSON config counts by its content, not its path), the weights (tag, sha256 of a local file, or
+  "none"), the description set (its full texts, tags, templates and hash), the window grid and geometry
+  rule, T, the frame sampling rule, whether embeddings are stored, and the format version;
+- runtime knobs - ``batch_size``, ``workers``, ``device``, ``precision``: how fast, not what.
+
+``identity()`` returns the first kind as a JSON-ready dict and ``key()`` its hash; a cache stores both
+and refuses to mix features made under another key. Precision (fp32 vs autocast fp16 on a GPU) moves
+similarities by ~1e-3 but is treated as a runtime knob, like the device: the features are the same
+features, and a store may be filled partly on CPU and partly on GPU.
+
+Example::
+
+    cfg = ExtractConfig(clip_model="tests/data/tiny_clip.json", clip_pretrained="none",
+                        grid=WindowConfig.parse("9"))
+    cfg.key()                       # '3f0c...' (16 hex)
+    cfg.replace(batch_size=8).key() == cfg.key()       # runtime knob
+    cfg.replace(frames=16).key() != cfg.key()          # identity
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import JsonConfig
+from .descriptions import DescriptionSet, get_description_set
+from .errors import ConfigError
+from .semantic import _is_json_model, _json_hash, load_model_json, clip_model_id, weights_id
+from .windows import WINDOW_RULE, WindowConfig
+
+#: Version of the cache format / map definition. Bump it when the meaning of stored arrays changes.
+FORMAT_VERSION = 1
+#: Frame sampling rules the readers know: T frames at uniform timestamps over the whole video.
+SAMPLINGS = ("uniform-timestamp",)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: Fields that do not enter identity()/key().
+RUNTIME_FIELDS = ("batch_size", "workers", "device", "precision")
+
+
+@dataclass(frozen=True)
+class ExtractConfig(JsonConfig):
+    """Stage-one config. ``clip_model``: open_clip name or JSON config path; ``clip_pretrained``: tag, local
+    weights file or "none"; ``descriptions``: a DESCRIPTION_SETS name; ``frames``: T per video; ``grid``:
+    windows per frame. ``batch_size`` counts windows per CLIP call; ``device`` "auto" = cuda if available;
+    ``precision`` "auto" = fp16 autocast on CUDA, fp32 on CPU."""
+
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "openai"
+    descriptions: str = "clif-v1"
+    frames: int = 32
+    grid: WindowConfig = field(default_factory=WindowConfig)
+    sampling: str = "uniform-timestamp"
+    store_embeddings: bool = False
+    format_version: int = FORMAT_VERSION
+    # runtime knobs
+    batch_size: int = 288
+    workers: int = 2
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.frames, int) or isinstance(self.frames, bool) or self.frames < 1:
+            raise ConfigError(f"ExtractConfig.frames must be a positive integer, got {self.frames!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"ExtractConfig.sampling {self.sampling!r} unknown; known: {', '.join(SAMPLINGS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"ExtractConfig.precision {self.precision!r} unknown; known: {', '.join(PRECISIONS)}")
+        if not isinstance(self.grid, WindowConfig):
+            raise ConfigError(f"ExtractConfig.grid must be a WindowConfig, got {self.grid!r}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ConfigError("ExtractConfig.batch_size must be >= 1 and workers >= 0")
+        if self.format_version != FORMAT_VERSION:
+            raise ConfigError(
+                f"ExtractConfig.format_version {self.format_version} is not the one this code writes "
+                f"({FORMAT_VERSION})"
+            )
+        get_description_set(self.descriptions)  # unknown names fail now, not after decoding videos
+
+    @property
+    def description_set(self) -> DescriptionSet:
+        return get_description_set(self.descriptions)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes the numbers (JSON-ready). Reads a JSON model config and hashes a local
+        weights file (cached per path, mtime and size)."""
+        model_cfg = None
+        if _is_json_model(self.clip_model):
+            cfg, pre = load_model_json(self.clip_model)
+            model_cfg = {"model_cfg": cfg, "preprocess_cfg": pre, "hash": _json_hash(cfg, pre)}
+        return {
+            "format_version": self.format_version,
+            "clip_model": clip_model_id(self.clip_model),
+            "clip_model_config": model_cfg,
+            "clip_weights": weights_id(self.clip_pretrained),
+            "descriptions": self.description_set.to_dict(),
+            "grid": self.grid.to_dict(),
+            "window_rule": WINDOW_RULE,
+            "frames": self.frames,
+            "sampling": self.sampling,
+            "store_embeddings": bool(self.store_embeddings),
+        }
+
+    def key(self) -> str:
+        """sha256 (first 16 hex) of the canonical JSON of ``identity()``."""
+        return identity_key(self.identity())
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    """The key of an identity dict (as stored in a cache): sha256 of its canonical JSON, 16 hex."""
+    canon = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
