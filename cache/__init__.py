@@ -1,0 +1,13 @@
+"""Stage-one feature cache: one store per (dataset, extraction config), Zarr v3 (default) or HDF5.
+
+Public API: :func:`open_store` -> :class:`FeatureStore`; :class:`StoreLayout`; :class:`ShardData`;
+:func:`identity_key`; :data:`BACKENDS`. Format: ``docs/cache.md``.
+"""
+from __future__ import annotations
+
+from .backend import BACKENDS
+from .schema import FORMAT_VERSION, ShardData, StoreLayout, diff_identity, identity_key
+from .store import FeatureStore, detect_backend, human_bytes, open_store
+
+__all__ = ["open_store", "FeatureStore", "StoreLayout", "ShardData", "identity_key", "diff_identity",
+           "detect_backend", "human_bytes", "BACKENDS", "FORMAT_VERSION"]

@@ -1,0 +1,63 @@
+"""The storage backend interface. A backend knows files; :class:`cache.store.FeatureStore` knows policy.
+
+Both backends store a store as a *directory*; the file named by ``marker`` tells them apart when reading.
+Creation happens in a temporary sibling directory that is renamed into place when complete, so a
+store either exists whole or not at all.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from clifvqa_core.registry import Registry
+
+from .schema import ShardData, StoreLayout
+
+BACKENDS: Registry[type["Backend"]] = Registry("cache backend")
+
+
+class Backend:
+    """Files of one store. Subclasses implement every method; indices are video rows in dataset order."""
+
+    name: ClassVar[str]
+    marker: ClassVar[str]  # a file directly under the store directory that only this backend writes
+
+    def __init__(self, path: Path, writable: bool) -> None:
+        self.path = Path(path)
+        self.writable = writable
+
+    @classmethod
+    def create(cls, path: Path, layout: StoreLayout, ids: list[str], mos: np.ndarray,
+               attrs: dict[str, Any]) -> None:
+        """Write an empty store (ids, mos, attributes; every done flag False) into the new directory ``path``."""
+        raise NotImplementedError
+
+    def read_attrs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read_ids(self) -> list[str]:
+        raise NotImplementedError
+
+    def read_mos(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def read_done(self) -> np.ndarray:
+        """done [n] bool."""
+        raise NotImplementedError
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of data array ``name`` ("maps", "sims", "embeds"); never-written rows are NaN."""
+        raise NotImplementedError
+
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+        """Problems (one line each) where the files' arrays differ from ``expected`` name -> (shape, dtype)."""
+        raise NotImplementedError
+
+    def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
+        """Write rows [start, stop) (all of ``shard``); the done flags last, after the data is on disk."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

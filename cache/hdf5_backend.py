@@ -1,0 +1,180 @@
+"""HDF5 backend: an index file plus one HDF5 file per writer shard, inside the store directory.
+
+HDF5 allows one writing handle per file, so concurrent ranks cannot share one file. Each writer shard
+therefore gets its own file, written whole by its one owner::
+
+    STORE/index.h5                  ids [n] (utf-8 str), mos [n] float64; attributes (JSON strings)
+    STORE/shards/shard-00000.h5     done [m] bool, maps [m, 2r, T], sims [m, T, rows, cols, r], embeds ...
+    STORE/failures.jsonl
+
+A shard file is written under a temporary name, flushed, fsync'ed and renamed into place, so its
+presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
+written once at creation and afterwards only read, so readers and writers never hold a writable
+handle on the same file. An absent shard file reads as NaN rows with done False.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from clifvqa_core.errors import CacheError
+
+from .backend import BACKENDS, Backend
+from .schema import DTYPES, ShardData, StoreLayout
+
+SHARD_DIR = "shards"
+
+
+def _shard_name(shard: int) -> str:
+    return f"shard-{shard:05d}.h5"
+
+
+@BACKENDS.register("hdf5")
+class Hdf5Backend(Backend):
+    name = "hdf5"
+    marker = "index.h5"
+
+    def __init__(self, path: Path, writable: bool) -> None:
+        super().__init__(path, writable)
+        index = self.path / self.marker
+        try:
+            with h5py.File(index, "r") as f:
+                self._attrs = {k: json.loads(v) for k, v in f.attrs.items()}
+                self._ids = [v.decode() if isinstance(v, bytes) else str(v) for v in f["ids"][:]]
+                self._mos = np.asarray(f["mos"][:], np.float64)
+        except (OSError, KeyError, ValueError) as exc:
+            raise CacheError(f"{index}: cannot read the HDF5 store index ({type(exc).__name__}: {exc}). "
+                             "Delete the store and run `extract` again, or point to another --out.") from exc
+        try:
+            self.layout = StoreLayout.from_dict(self._attrs["layout"])
+        except Exception as exc:
+            raise CacheError(f"{index}: attribute 'layout' is missing or invalid ({exc}); the store is "
+                             "corrupt. Delete it and run `extract` again.") from exc
+
+    @classmethod
+    def create(cls, path: Path, layout: StoreLayout, ids: list[str], mos: np.ndarray,
+               attrs: dict[str, Any]) -> None:
+        path.mkdir(parents=True)
+        (path / SHARD_DIR).mkdir()
+        with h5py.File(path / cls.marker, "w") as f:
+            for key, value in attrs.items():
+                f.attrs[key] = json.dumps(value, sort_keys=True)
+            f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+            f.create_dataset("mos", data=np.asarray(mos, np.float64))
+
+    def read_attrs(self) -> dict[str, Any]:
+        return dict(self._attrs)
+
+    def read_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def read_mos(self) -> np.ndarray:
+        return self._mos.copy()
+
+    def _shard_file(self, shard: int) -> Path:
+        return self.path / SHARD_DIR / _shard_name(shard)
+
+    def _open_shard(self, shard: int) -> h5py.File | None:
+        p = self._shard_file(shard)
+        if not p.exists():
+            return None
+        try:
+            f = h5py.File(p, "r")
+        except OSError as exc:
+            raise CacheError(f"{p}: unreadable shard file ({exc}). Delete that file and run `extract` "
+                             "again with the same flags to rewrite it.") from exc
+        return f
+
+    def read_done(self) -> np.ndarray:
+        done = np.zeros(self.layout.n, bool)
+        for shard in range(self.layout.num_shards):
+            f = self._open_shard(shard)
+            if f is None:
+                continue
+            with f:
+                start, stop = self.layout.shard_range(shard)
+                done[start:stop] = self._dataset(f, "done", shard)[:]
+        return done
+
+    def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
+        try:
+            return f[name]
+        except KeyError:
+            raise CacheError(f"{self._shard_file(shard)}: dataset {name!r} is missing. Delete that file "
+                             "and run `extract` again with the same flags to rewrite it.") from None
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        lay = self.layout
+        shape = lay.shapes()[name]
+        out = np.full((max(0, stop - start), *shape), np.nan, DTYPES[name])
+        if stop <= start:
+            return out
+        for shard in range(lay.shard_of(start), lay.shard_of(stop - 1) + 1):
+            f = self._open_shard(shard)
+            if f is None:
+                continue
+            s0, s1 = lay.shard_range(shard)
+            lo, hi = max(start, s0), min(stop, s1)
+            with f:
+                out[lo - start : hi - start] = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+        return out
+
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+        lay = self.layout
+        problems = []
+        if (len(self._ids),) != expected["ids"][0]:
+            problems.append(f"ids: {len(self._ids)} entries, expected {expected['ids'][0][0]}")
+        if self._mos.shape != expected["mos"][0]:
+            problems.append(f"mos: shape {self._mos.shape}, expected {expected['mos'][0]}")
+        for shard in range(lay.num_shards):
+            f = self._open_shard(shard)
+            if f is None:
+                continue
+            s0, s1 = lay.shard_range(shard)
+            with f:
+                for name in ("done", "maps", "sims", "embeds"):
+                    if name not in expected:
+                        if name in f:
+                            problems.append(f"{_shard_name(shard)}: unexpected dataset {name!r}")
+                        continue
+                    if name not in f:
+                        problems.append(f"{_shard_name(shard)}: dataset {name!r} is missing")
+                        continue
+                    shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
+                    ds = f[name]
+                    if tuple(ds.shape) != shape or str(ds.dtype) != dtype:
+                        problems.append(f"{_shard_name(shard)}: {name} is {tuple(ds.shape)} {ds.dtype}, "
+                                        f"expected {shape} {dtype}")
+        return problems
+
+    def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
+        final = self._shard_file(shard)
+        tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.partial")
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["shard"] = shard
+                f.attrs["start"] = start
+                f.attrs["stop"] = stop
+                f.attrs["key"] = json.dumps(self._attrs.get("key"))
+                f.create_dataset("maps", data=np.asarray(data.maps, np.float32))
+                f.create_dataset("sims", data=np.asarray(data.sims, np.float16),
+                                 chunks=(1, *data.sims.shape[1:]))
+                if data.embeds is not None:
+                    f.create_dataset("embeds", data=np.asarray(data.embeds, np.float16),
+                                     chunks=(1, *data.embeds.shape[1:]))
+                # Within the file the flags come last too, although the rename below is what
+                # makes the shard visible at all.
+                f.create_dataset("done", data=np.asarray(data.done, bool))
+                f.flush()
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                tmp.unlink()

@@ -1,0 +1,446 @@
+"""The one reader/writer API over both backends: :func:`open_store` -> :class:`FeatureStore`.
+
+    store = open_store("konvid.zarr")                 # read; backend detected from the files
+    maps = store.load_maps()                          # float32 [n, 2r, T], NaN rows where not done
+    ok = store.done                                   # bool [n]
+    sims = store.read_sims(store.index_of("v042"))    # float16 [T, rows, cols, r]
+
+Writers open with ``mode="a"`` (create if absent, else reuse after checking the identity) and call
+:meth:`FeatureStore.write_shard` once per shard they own; the done flags are written after the data.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError
+
+from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
+from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
+from .backend import BACKENDS, Backend
+from .schema import (DTYPES, FAILURES_FILE, FORMAT_NAME, FORMAT_VERSION, ShardData, StoreLayout,
+                     diff_identity, identity_key, short)
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["r", "a", "w"]
+
+
+def detect_backend(path: str | Path) -> str | None:
+    """The backend name whose marker file is in ``path``, or None when ``path`` is not a store."""
+    p = Path(path)
+    for name in BACKENDS.names():
+        if (p / BACKENDS[name].marker).is_file():
+            return name
+    return None
+
+
+def _fix_hint(path: Path) -> str:
+    return f"Run `python cli.py extract ... --out {path}` first, or check the path."
+
+
+def open_store(
+    path: str | Path,
+    mode: Mode = "r",
+    identity: dict[str, Any] | None = None,
+    *,
+    backend: str | None = None,
+    layout: StoreLayout | None = None,
+    ids: list[str] | None = None,
+    mos: np.ndarray | list[float] | None = None,
+    key: str | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> "FeatureStore":
+    """Open (``"r"``), open-or-create (``"a"``) or recreate (``"w"``) the store at ``path``.
+
+    Creating needs ``identity`` (the extraction identity dict), ``layout``, ``ids`` and optionally
+    ``mos`` (NaN when omitted), ``key`` (default :func:`identity_key` of ``identity``), ``backend``
+    (default "zarr") and extra ``attrs`` (JSON-ready, e.g. the runnable config and runtime info).
+    Opening an existing store with ``identity`` given checks it (:class:`CacheKeyMismatchError` naming
+    the differing fields); with ``layout``/``ids`` given in mode "a" they must match the store's.
+    """
+    path = Path(path)
+    if mode not in ("r", "a", "w"):
+        raise ValueError(f"mode must be 'r', 'a' or 'w', got {mode!r}")
+    found = detect_backend(path)
+    if mode == "w" and path.exists():
+        if found is None and path.is_dir() and any(path.iterdir()):
+            raise CacheError(f"{path}: exists, is not empty and is not a feature store; refusing to "
+                             "overwrite it. Choose another --out.")
+        if found is not None:
+            shutil.rmtree(path)
+        elif path.is_dir():
+            path.rmdir()
+        found = None
+    if found is None:
+        if mode == "r":
+            if path.exists():
+                raise CacheError(f"{path}: not a feature store (no zarr.json or index.h5 inside). "
+                                 + _fix_hint(path))
+            raise CacheError(f"{path}: no such feature store. " + _fix_hint(path))
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise CacheError(f"{path}: exists and is not a feature store; choose another --out.")
+        if identity is None or layout is None or ids is None:
+            raise CacheError(f"{path}: no store there yet, and creating one needs identity, layout and ids")
+        _create(path, backend or "zarr", identity, layout, list(ids), mos, key, attrs or {})
+        found = backend or "zarr"
+    elif backend is not None and backend != found:
+        raise CacheError(f"{path}: is a {found} store, not {backend}. Pass --backend {found}, or choose "
+                         "another --out.")
+    store = FeatureStore(BACKENDS[found](path, writable=mode != "r"), mode)
+    if identity is not None:
+        store.check_identity(identity, key)
+    if mode != "r":
+        if layout is not None and not layout.same_data_shape(store.layout):
+            raise CacheError(f"{path}: holds a layout {store.layout.to_dict()} but this run needs "
+                             f"{layout.to_dict()}. Choose a new --out.")
+        if ids is not None and list(ids) != store.ids:
+            raise CacheError(f"{path}: {_ids_difference(store.ids, list(ids))}. A store keeps the video "
+                             "list it was created with (same dataset, split and --limit); choose a new --out.")
+        if mos is not None and ids is not None:
+            new = np.asarray(mos, np.float64)
+            if not np.array_equal(new, store.mos, equal_nan=True):
+                log.warning("%s: the labels given differ from the mos stored at creation; the store keeps "
+                            "its own mos (features do not depend on labels)", path)
+    return store
+
+
+def _ids_difference(stored: list[str], asked: list[str]) -> str:
+    if len(stored) != len(asked):
+        return f"holds {len(stored)} videos but this run lists {len(asked)}"
+    i = next(i for i, (a, b) in enumerate(zip(stored, asked)) if a != b)
+    return f"video {i} is {stored[i]!r} in the store but {asked[i]!r} in this run"
+
+
+def _create(path: Path, backend: str, identity: dict[str, Any], layout: StoreLayout, ids: list[str],
+            mos: Any, key: str | None, extra: dict[str, Any]) -> None:
+    if len(ids) != layout.n:
+        raise CacheError(f"{path}: {len(ids)} ids for a layout of n={layout.n}")
+    dupes = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    if dupes:
+        raise CacheError(f"{path}: video ids must be unique; repeated: {', '.join(dupes[:5])}")
+    mos_arr = np.full(layout.n, np.nan) if mos is None else np.asarray(mos, np.float64)
+    if mos_arr.shape != (layout.n,):
+        raise CacheError(f"{path}: mos has shape {mos_arr.shape}, expected ({layout.n},)")
+    attrs = {
+        **extra,
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "backend": backend,
+        "config": identity,
+        "key": key or identity_key(identity),
+        "layout": layout.to_dict(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: a store is either complete or absent, even if this
+    # process dies half way through creation.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.creating"
+    try:
+        BACKENDS[backend].create(tmp, layout, ids, mos_arr, attrs)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if detect_backend(path) is None:  # not another process's store created meanwhile
+                raise
+            log.info("%s was created concurrently by another process; using it", path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FeatureStore:
+    """One feature store (any backend). Read-only attributes are loaded at open; ``done`` is read fresh."""
+
+    def __init__(self, backend: Backend, mode: Mode = "r") -> None:
+        self._b = backend
+        self.path = backend.path
+        self.mode = mode
+        self.attrs = backend.read_attrs()
+        if self.attrs.get("format") != FORMAT_NAME:
+            raise CacheError(f"{self.path}: not a CLiF-VQA feature store (attribute 'format' is "
+                             f"{self.attrs.get('format')!r}). " + _fix_hint(self.path))
+        version = self.attrs.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CacheError(f"{self.path}: format version {version!r} is newer than this code reads "
+                             f"({FORMAT_VERSION}); update the toolkit or extract again.")
+        try:
+            self.layout = StoreLayout.from_dict(self.attrs["layout"])
+            self.config: dict[str, Any] = self.attrs["config"]
+            self.key: str = self.attrs["key"]
+        except Exception as exc:
+            raise CacheError(f"{self.path}: store attributes are incomplete ({exc}); the store is corrupt. "
+                             "Delete it and run `extract` again.") from exc
+        self.ids: list[str] = backend.read_ids()
+        self.mos: np.ndarray = backend.read_mos()
+        self._index: dict[str, int] | None = None
+
+    # ---- identity ---------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self._b.name
+
+    def check_identity(self, identity: dict[str, Any], key: str | None = None) -> None:
+        """Raise :class:`CacheKeyMismatchError` naming the dotted fields where ``identity`` differs."""
+        diffs = diff_identity(self.config, identity)
+        asked_key = key or identity_key(identity)
+        if not diffs and asked_key == self.key:
+            return
+        if diffs:
+            listed = "; ".join(f"{p} (stored {short(a)}, asked {short(b)})" for p, a, b in diffs[:8])
+            more = f"; and {len(diffs) - 8} more" if len(diffs) > 8 else ""
+            what = f"differing fields: {listed}{more}"
+        else:
+            what = "the fields agree but the keys differ (the key rule changed between versions)"
+        raise CacheKeyMismatchError(
+            f"{self.path} holds features of another extraction config (stored key {self.key}, asked "
+            f"{asked_key}); {what}. Fix: write to a new --out, or rerun with the flags that match the "
+            f"stored config (`python cli.py cache info {self.path}` shows it).")
+
+    # ---- reading -------------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return self.layout.n
+
+    @property
+    def done(self) -> np.ndarray:
+        """done [n] bool, read from disk now."""
+        return self._b.read_done()
+
+    def index_of(self, video_id: str) -> int:
+        if self._index is None:
+            self._index = {v: i for i, v in enumerate(self.ids)}
+        try:
+            return self._index[video_id]
+        except KeyError:
+            raise KeyError(f"video id {video_id!r} is not in {self.path} ({self.n} videos)") from None
+
+    def _check_index(self, i: int) -> int:
+        if not -self.n <= i < self.n:
+            raise IndexError(f"video index {i} out of range for {self.n} videos")
+        return i % self.n
+
+    def load_maps(self) -> np.ndarray:
+        """maps [n, 2r, T] float32 of every video (NaN rows where not done)."""
+        return self._b.read_rows("maps", 0, self.n)
+
+    def read_maps(self, i: int) -> np.ndarray:
+        i = self._check_index(i)
+        return self._b.read_rows("maps", i, i + 1)[0]
+
+    def read_sims(self, i: int) -> np.ndarray:
+        """sims [T, rows, cols, r] float16 of video row ``i``."""
+        i = self._check_index(i)
+        return self._b.read_rows("sims", i, i + 1)[0]
+
+    def load_sims(self) -> np.ndarray:
+        """sims [n, T, rows, cols, r] float16 of every video."""
+        return self._b.read_rows("sims", 0, self.n)
+
+    def read_embeds(self, i: int) -> np.ndarray:
+        """embeds [T, rows, cols, D] float16; CacheError when the store was made without embeddings."""
+        self._need_embeds()
+        i = self._check_index(i)
+        return self._b.read_rows("embeds", i, i + 1)[0]
+
+    def load_embeds(self) -> np.ndarray:
+        self._need_embeds()
+        return self._b.read_rows("embeds", 0, self.n)
+
+    def _need_embeds(self) -> None:
+        if not self.layout.has_embeds:
+            raise CacheError(f"{self.path}: made without embeddings; extract again with --store-embeddings")
+
+    def read_shard(self, shard: int) -> ShardData:
+        start, stop = self.layout.shard_range(shard)
+        return ShardData(
+            done=self._b.read_done()[start:stop],
+            maps=self._b.read_rows("maps", start, stop),
+            sims=self._b.read_rows("sims", start, stop),
+            embeds=self._b.read_rows("embeds", start, stop) if self.layout.has_embeds else None,
+        )
+
+    # ---- writing -------------------------------------------------------------------------------
+    def write_shard(self, shard: int, data: ShardData) -> None:
+        """Write the whole of ``shard`` (data first, done flags last). Only the shard's owner calls this."""
+        if self.mode == "r":
+            raise CacheError(f"{self.path}: opened read-only")
+        start, stop = self.layout.shard_range(shard)
+        m = stop - start
+        shapes = self.layout.shapes()
+        for name in ("maps", "sims", "embeds"):
+            arr = getattr(data, name)
+            if name not in shapes:
+                if arr is not None:
+                    raise ValueError(f"{self.path}: store has no {name} array")
+                continue
+            if arr is None or tuple(arr.shape) != (m, *shapes[name]):
+                raise ValueError(f"shard {shard}: {name} shape {None if arr is None else arr.shape}, "
+                                 f"expected {(m, *shapes[name])}")
+            setattr(data, name, np.asarray(arr, DTYPES[name]))
+        if tuple(np.shape(data.done)) != (m,):
+            raise ValueError(f"shard {shard}: done shape {np.shape(data.done)}, expected ({m},)")
+        data.done = np.asarray(data.done, bool)
+        self._b.write_shard(shard, start, stop, data)
+
+    @property
+    def failures_path(self) -> Path:
+        return self.path / FAILURES_FILE
+
+    def record_failure(self, record: dict[str, Any]) -> None:
+        """Append one JSON line (id, path, reason, ...; time added) to failures.jsonl.
+
+        One ``write`` on an O_APPEND descriptor per record, so lines from concurrent ranks never interleave.
+        """
+        rec = {**record}
+        rec.setdefault("time", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        line = (json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        fd = os.open(self.failures_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def failures(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+        """The latest failure record of each video, in dataset order.
+
+        By default only current failures: videos since done (e.g. by ``--retry-failed``) are left out.
+        """
+        latest: dict[str, dict[str, Any]] = {}
+        if self.failures_path.is_file():
+            for lineno, line in enumerate(self.failures_path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    latest[str(rec["id"])] = rec
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    log.warning("%s:%d: unreadable failure record skipped", self.failures_path, lineno)
+        done = self.done if latest else None
+        out = []
+        for vid, rec in latest.items():
+            i = self._index_or_none(vid)
+            if not include_resolved and i is not None and done[i]:
+                continue
+            out.append((i if i is not None else self.n, rec))
+        return [rec for _, rec in sorted(out, key=lambda t: t[0])]
+
+    def _index_or_none(self, vid: str) -> int | None:
+        try:
+            return self.index_of(vid)
+        except KeyError:
+            return None
+
+    # ---- inspection ----------------------------------------------------------------------------
+    def size_on_disk(self) -> int:
+        """Bytes of every file under the store directory."""
+        total = 0
+        for root, _, files in os.walk(self.path):
+            for f in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, f))
+                except OSError:
+                    pass
+        return total
+
+    def info(self) -> dict[str, Any]:
+        """Counts and config: done, failed (current failures), missing (neither), size on disk."""
+        done = self.done
+        failed_ids = {str(r["id"]) for r in self.failures()}
+        n_failed = sum(1 for i, v in enumerate(self.ids) if v in failed_ids and not done[i])
+        return {
+            "path": str(self.path),
+            "backend": self.backend,
+            "key": self.key,
+            "format_version": self.attrs.get("format_version"),
+            "created": self.attrs.get("created"),
+            "layout": self.layout.to_dict(),
+            "videos": self.n,
+            "done": int(done.sum()),
+            "failed": n_failed,
+            "missing": int(self.n - done.sum() - n_failed),
+            "labelled": int(np.isfinite(self.mos).sum()),
+            "size_bytes": self.size_on_disk(),
+            "config": self.config,
+            "runtime": self.attrs.get("runtime"),
+        }
+
+    def verify(self, key_fn: Any = None) -> list[str]:
+        """Problems found, one line each (empty when the store is sound).
+
+        Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); array shapes and
+        dtypes; unique ids; for every done video finite maps and sims, maps in [0, 1] with the average
+        half summing to 1 per frame and max >= average; failure records naming known ids.
+        """
+        problems: list[str] = []
+        expect_key = (key_fn or identity_key)(self.config)
+        if expect_key != self.key:
+            problems.append(f"key {self.key} does not match the stored config (which hashes to {expect_key})")
+        lay = self.layout
+        expected: dict[str, tuple[tuple[int, ...], str]] = {
+            "ids": ((lay.n,), "str"), "mos": ((lay.n,), DTYPES["mos"]), "done": ((lay.n,), DTYPES["done"])}
+        for name, shape in lay.shapes().items():
+            expected[name] = ((lay.n, *shape), DTYPES[name])
+        problems += self._b.check_arrays(expected)
+        if problems:
+            return problems  # the data scan below assumes the shapes are right
+        if len(set(self.ids)) != len(self.ids):
+            problems.append("video ids are not unique")
+        bad: dict[str, list[str]] = {}
+        r = lay.r
+        for shard in range(lay.num_shards):
+            data = self.read_shard(shard)
+            start, _ = lay.shard_range(shard)
+            for j in np.flatnonzero(data.done):
+                vid = self.ids[start + j]
+                maps = data.maps[j].astype(np.float64)
+                checks = {
+                    "maps not finite": not np.isfinite(maps).all(),
+                    "sims not finite": not np.isfinite(data.sims[j]).all(),
+                    "maps outside [0, 1]": bool((maps < -1e-6).any() or (maps > 1 + 1e-6).any()),
+                    "average half of maps does not sum to 1": not np.allclose(maps[:r].sum(0), 1.0, atol=1e-3),
+                    "max half of maps below the average half": bool((maps[r:] < maps[:r] - 1e-6).any()),
+                }
+                if data.embeds is not None:
+                    checks["embeds not finite"] = not np.isfinite(data.embeds[j]).all()
+                for what, failed in checks.items():
+                    if failed:
+                        bad.setdefault(what, []).append(vid)
+        for what, vids in bad.items():
+            more = f" (+{len(vids) - 5} more)" if len(vids) > 5 else ""
+            problems.append(f"{what} for {len(vids)} done video(s): {', '.join(vids[:5])}{more}")
+        unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True)
+                   if self._index_or_none(str(rec["id"])) is None]
+        if unknown:
+            problems.append(f"failures.jsonl names {len(unknown)} id(s) not in the store: {', '.join(unknown[:5])}")
+        return problems
+
+    # ---- lifetime --------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._b.close()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r}, backend={self.backend!r}, n={self.n}, key={self.key!r})"
+
+
+def human_bytes(n: int) -> str:
+    if n <= 0:
+        return "0 B"
+    units = ["B", "kB", "MB", "GB", "TB"]
+    k = min(len(units) - 1, int(math.log(n, 1024)))
+    return f"{n / 1024 ** k:.1f} {units[k]}" if k else f"{n} B"

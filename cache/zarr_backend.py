@@ -1,0 +1,110 @@
+"""Zarr v3 backend (the default): one group, one array per field, chunks aligned with writer shards.
+
+Chunking (why):
+- ``done`` and ``maps`` use one chunk per writer shard (``shard_size`` videos along axis 0): every chunk
+  file then has exactly one writer, so concurrent ranks never read-modify-write each other's chunks,
+  and ``load_maps`` reads ``ceil(n / shard_size)`` compressed chunks (40,000 videos, 64 per shard:
+  625 chunks of ~390 kB) instead of one file per video.
+- ``sims``/``embeds`` use one inner chunk per video (``read_sims(i)`` decodes one video) packed into
+  one Zarr *shard* file per writer shard, for the same single-writer reason and to keep the file count
+  at one per shard.
+- ``ids``/``mos`` are written once, at creation, by the creating process.
+zarr's LocalStore writes each chunk to a temporary file and renames it, so a killed writer never leaves
+a half-written chunk behind (only ``*.partial`` litter, which readers ignore).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from clifvqa_core.errors import CacheError
+
+from .backend import BACKENDS, Backend
+from .schema import DTYPES, ShardData, StoreLayout
+
+
+@BACKENDS.register("zarr")
+class ZarrBackend(Backend):
+    name = "zarr"
+    marker = "zarr.json"
+
+    def __init__(self, path: Path, writable: bool) -> None:
+        super().__init__(path, writable)
+        try:
+            self.group = zarr.open_group(str(self.path), mode="r+" if writable else "r")
+        except Exception as exc:  # zarr raises several types for unreadable metadata
+            raise CacheError(f"{self.path}: cannot open the Zarr store ({type(exc).__name__}: {exc}). "
+                             "Delete it and run `extract` again, or point to another --out.") from exc
+        self._arrays: dict[str, Any] = {}
+
+    def _array(self, name: str):
+        if name not in self._arrays:
+            try:
+                self._arrays[name] = self.group[name]
+            except KeyError:
+                raise CacheError(f"{self.path}: array {name!r} is missing; the store is incomplete or "
+                                 "corrupt. Delete it and run `extract` again.") from None
+        return self._arrays[name]
+
+    @classmethod
+    def create(cls, path: Path, layout: StoreLayout, ids: list[str], mos: np.ndarray,
+               attrs: dict[str, Any]) -> None:
+        group = zarr.open_group(str(path), mode="w-", attributes=attrs)
+        n, s = layout.n, layout.shard_size
+        ids_arr = group.create_array("ids", shape=(n,), dtype=str, chunks=(n,))
+        ids_arr[:] = np.asarray(ids, dtype=object).astype(str)
+        group.create_array("mos", data=np.asarray(mos, np.float64), chunks=(n,))
+        group.create_array("done", shape=(n,), dtype="bool", chunks=(s,), fill_value=False)
+        for name, shape in layout.shapes().items():
+            kwargs: dict[str, Any] = {}
+            if name == "maps":
+                kwargs["chunks"] = (s, *shape)
+            else:
+                kwargs["chunks"] = (1, *shape)
+                kwargs["shards"] = (s, *shape)
+            group.create_array(name, shape=(n, *shape), dtype=DTYPES[name], fill_value=np.nan, **kwargs)
+
+    def read_attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    def read_ids(self) -> list[str]:
+        return [str(v) for v in self._array("ids")[:]]
+
+    def read_mos(self) -> np.ndarray:
+        return np.asarray(self._array("mos")[:], np.float64)
+
+    def read_done(self) -> np.ndarray:
+        return np.asarray(self._array("done")[:], bool)
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self._array(name)[start:stop])
+
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+        problems = []
+        for name in ("ids", "mos", "done", "maps", "sims", "embeds"):
+            present = name in self.group
+            if name not in expected:
+                if present:
+                    problems.append(f"unexpected array {name!r}")
+                continue
+            if not present:
+                problems.append(f"array {name!r} is missing")
+                continue
+            arr = self.group[name]
+            shape, dtype = expected[name]
+            got = "str" if name == "ids" else str(np.dtype(arr.dtype))
+            if tuple(arr.shape) != shape or (name != "ids" and got != dtype):
+                problems.append(f"{name} is {tuple(arr.shape)} {got}, expected {shape} {dtype}")
+        return problems
+
+    def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
+        self._array("maps")[start:stop] = data.maps
+        self._array("sims")[start:stop] = data.sims
+        if data.embeds is not None:
+            self._array("embeds")[start:stop] = data.embeds
+        # Each assignment above returns after its chunk files are renamed into place; only then
+        # may the done flags say so.
+        self._array("done")[start:stop] = data.done
