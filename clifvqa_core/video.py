@@ -126,13 +126,27 @@ def _check_path(path: str | Path) -> Path:
     return p
 
 
+def _invalid_reason(path: Path) -> str:
+    """Why FFmpeg found invalid data, guessed from the first bytes (a text file vs a damaged MP4)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ftyp":
+        return "MP4/MOV file whose index (moov atom) cannot be read: truncated or corrupted"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM file that cannot be parsed: truncated or corrupted"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "not a media file (plain text)"
+    return "not a readable media file (unknown format, or a corrupted header)"
+
+
 def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r", timeout=_TIMEOUT)
     except av.error.InvalidDataError as exc:
-        raise VideoOpenError(
-            path, "not a readable media file (invalid data: not a video, or a truncated/corrupted container)"
-        ) from exc
+        raise VideoOpenError(path, _invalid_reason(path)) from exc
     except av.error.ExitError as exc:
         raise VideoOpenError(path, "timed out while opening") from exc
     except (av.error.FFmpegError, OSError) as exc:
@@ -162,6 +176,7 @@ class _Frames:
 
     def __init__(self, path: Path, threads: bool = True) -> None:
         self.path = path
+        self.threads = threads
         self.container = _open(path)
         try:
             self.stream = _video_stream(self.container, path)
@@ -215,10 +230,19 @@ class _Frames:
                 continue
             bad = 0
             yield from frames
-        try:  # drain the (frame-threaded) decoder
-            yield from self.stream.decode(None)
-        except av.error.FFmpegError as exc:
-            self.last_error = f"decode error at end: {exc}"
+        # Drain the (frame-threaded) decoder. A broken frame among the pending ones raises and hides the
+        # rest, so drain again until the decoder reports the end (bounded).
+        for _ in range(_MAX_BAD_PACKETS):
+            try:
+                frames = self.stream.decode(None)
+            except av.error.EOFError:
+                break
+            except av.error.FFmpegError as exc:
+                self.last_error = f"decode error at end: {exc}"
+                continue
+            if not frames:
+                break
+            yield from frames
 
     def next(self) -> av.VideoFrame | None:
         if self._it is None:
@@ -243,8 +267,9 @@ class _Frames:
         self._drop_iter()
         self.container.close()
         self.container = _open(self.path)
-        self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+        self.stream = _video_stream(self.container, self.path)
+        if self.threads:
+            self.stream.thread_type = "AUTO"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -511,8 +536,15 @@ def _read_indices(p: Path, indices: np.ndarray, table: _Table | None) -> np.ndar
         indices = np.minimum(indices, table.n - 1)
     targets, slots = _slots(indices)
     try:
-        with _Frames(p) as frames:
-            return _gather(frames, table, targets, None, slots)
+        try:
+            with _Frames(p) as frames:
+                return _gather(frames, table, targets, None, slots)
+        except VideoDecodeError:
+            # PyAV drops the frames already received in a decode call that then fails; with frame
+            # threading, a broken packet can so hide every good frame of a short damaged file.
+            # One retry without frame threading recovers them.
+            with _Frames(p, threads=False) as frames:
+                return _gather(frames, table, targets, None, slots)
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # anything PyAV throws at odd data
