@@ -34,6 +34,29 @@ def _fail(exc: Exception) -> None:
 
 # ---- foundation: info, datasets, make-demo-data -------------------------------------------------
 
+@main.command("info")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def info_cmd(ctx: click.Context, videos: tuple[Path, ...]) -> None:
+    """Print one JSON object per VIDEO: size as displayed, rotation, fps, duration, frame count, codec.
+
+    A file that cannot be used prints {"path": ..., "error": reason}; the exit status is 1 if any failed.
+    """
+    from clifvqa_core.video import probe
+
+    failed = 0
+    for path in videos:
+        try:
+            record = probe(path).to_dict()
+        except ClifVQAError as exc:
+            failed += 1
+            record = {"path": str(path), "error": getattr(exc, "reason", str(exc))}
+        click.echo(json.dumps(record))
+    if failed:
+        click.echo(f"{failed} of {len(videos)} file(s) could not be read", err=True)
+        ctx.exit(1)
+
+
 # ---- stage one: extract, cache ------------------------------------------------------------------
 
 # ---- spatial branch: fastvqa --------------------------------------------------------------------
