@@ -6,8 +6,9 @@ Public API: :func:`open_store` -> :class:`FeatureStore`; :class:`StoreLayout`; :
 from __future__ import annotations
 
 from .backend import BACKENDS
-from .schema import FORMAT_VERSION, ShardData, StoreLayout, diff_identity, identity_key
+from .schema import DEFAULT_SHARD_SIZE, FORMAT_VERSION, ShardData, StoreLayout, diff_identity, identity_key
 from .store import FeatureStore, detect_backend, human_bytes, open_store
 
 __all__ = ["open_store", "FeatureStore", "StoreLayout", "ShardData", "identity_key", "diff_identity",
-           "detect_backend", "human_bytes", "BACKENDS", "FORMAT_VERSION"]
+           "detect_backend", "human_bytes", "BACKENDS", "FORMAT_VERSION",
+           "DEFAULT_SHARD_SIZE"]

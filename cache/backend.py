@@ -43,8 +43,8 @@ class Backend:
     def read_mos(self) -> np.ndarray:
         raise NotImplementedError
 
-    def read_done(self) -> np.ndarray:
-        """done [n] bool."""
+    def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """done flags of rows [start, stop) (default all n), bool."""
         raise NotImplementedError
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:

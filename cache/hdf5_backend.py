@@ -91,15 +91,20 @@ class Hdf5Backend(Backend):
                              "again with the same flags to rewrite it.") from exc
         return f
 
-    def read_done(self) -> np.ndarray:
-        done = np.zeros(self.layout.n, bool)
-        for shard in range(self.layout.num_shards):
+    def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        lay = self.layout
+        stop = lay.n if stop is None else min(stop, lay.n)
+        done = np.zeros(max(0, stop - start), bool)
+        if stop <= start:
+            return done
+        for shard in range(lay.shard_of(start), lay.shard_of(stop - 1) + 1):
             f = self._open_shard(shard)
             if f is None:
                 continue
+            s0, s1 = lay.shard_range(shard)
+            lo, hi = max(start, s0), min(stop, s1)
             with f:
-                start, stop = self.layout.shard_range(shard)
-                done[start:stop] = self._dataset(f, "done", shard)[:]
+                done[lo - start : hi - start] = self._dataset(f, "done", shard)[lo - s0 : hi - s0]
         return done
 
     def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:

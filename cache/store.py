@@ -216,6 +216,10 @@ class FeatureStore:
         """done [n] bool, read from disk now."""
         return self._b.read_done()
 
+    def shard_done(self, shard: int) -> np.ndarray:
+        """done flags [m] of the videos of ``shard``, read from disk now."""
+        return self._b.read_done(*self.layout.shard_range(shard))
+
     def index_of(self, video_id: str) -> int:
         if self._index is None:
             self._index = {v: i for i, v in enumerate(self.ids)}
@@ -263,7 +267,7 @@ class FeatureStore:
     def read_shard(self, shard: int) -> ShardData:
         start, stop = self.layout.shard_range(shard)
         return ShardData(
-            done=self._b.read_done()[start:stop],
+            done=self._b.read_done(start, stop),
             maps=self._b.read_rows("maps", start, stop),
             sims=self._b.read_rows("sims", start, stop),
             embeds=self._b.read_rows("embeds", start, stop) if self.layout.has_embeds else None,

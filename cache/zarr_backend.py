@@ -76,8 +76,8 @@ class ZarrBackend(Backend):
     def read_mos(self) -> np.ndarray:
         return np.asarray(self._array("mos")[:], np.float64)
 
-    def read_done(self) -> np.ndarray:
-        return np.asarray(self._array("done")[:], bool)
+    def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return np.asarray(self._array("done")[start:stop], bool)
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         return np.asarray(self._array(name)[start:stop])

@@ -1,0 +1,306 @@
+"""Stage one: reader -> mapper -> writer over a dataset, into a sharded, resumable feature store.
+
+    summary = run_extraction(cfg, items, Path("konvid.zarr"))
+
+Overlap: DataLoader workers decode the next videos while this process runs CLIP, and a writer thread
+stores the previous shard meanwhile. Scale-out: under ``torchrun --nproc-per-node N`` each rank takes
+shards ``s`` with ``s % WORLD_SIZE == RANK``; rank 0 creates the store, the others open it after a
+barrier. Batches never cross shards (see ``extract/mapper.py``), so the store is the same whatever
+N is, and a restarted run equals an uninterrupted one.
+
+Restart rule: videos marked done are skipped. Videos recorded in failures.jsonl are skipped too
+(a bad file stays bad), unless ``retry_failed=True``; videos neither done nor failed (a shard that
+was being computed when the run died) are always computed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from cache import DEFAULT_SHARD_SIZE, FeatureStore, StoreLayout, open_store
+from clifvqa_core import __version__
+from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
+from clifvqa_core.extract_config import ExtractConfig
+from clifvqa_core.semantic import SemanticExtractor, build_clip
+
+from .mapper import WindowMapper, resolve_precision
+from .reader import WindowReader, reader_loader
+from .writer import ShardWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractSummary:
+    """What one process did. ``done``/``failed``: videos this process finished / recorded as failed;
+    ``skipped``: videos of its shards left alone (already done, or failed before without retry);
+    ``seconds``: decode (worker time, summed over workers), wait (this process blocked on decoding),
+    encode (CLIP), write (store), total (wall); ``store_*``: the whole store after every rank ended."""
+
+    store: str
+    backend: str
+    key: str
+    rank: int
+    world_size: int
+    videos: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    windows: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    windows_per_s: float = 0.0
+    videos_per_s: float = 0.0
+    store_done: int = 0
+    store_failed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        s = self.seconds
+        return (f"{self.store}: {self.done} done, {self.failed} failed, {self.skipped} skipped "
+                f"(rank {self.rank}/{self.world_size}); {self.windows} windows in {s.get('total', 0):.1f} s = "
+                f"{self.windows_per_s:.1f} windows/s, {self.videos_per_s:.2f} videos/s; stage seconds: "
+                f"decode {s.get('decode', 0):.1f} (workers), wait {s.get('wait', 0):.1f}, "
+                f"encode {s.get('encode', 0):.1f}, write {s.get('write', 0):.1f}; store: "
+                f"{self.store_done}/{self.videos} done, {self.store_failed} failed")
+
+
+# ---- distributed helpers ------------------------------------------------------------------------
+class _Dist:
+    """RANK/WORLD_SIZE from the environment; a gloo group only when there is more than one process."""
+
+    def __init__(self) -> None:
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        if not 0 <= self.rank < self.world:
+            raise ConfigError(f"RANK={self.rank} is outside WORLD_SIZE={self.world}")
+        self.group = None
+        self.owned = False
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("gloo")
+                self.owned = True
+            # barriers/broadcasts of small Python objects over gloo, whatever backend the caller chose
+            self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+
+    def broadcast(self, obj: Any) -> Any:
+        if self.world == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
+
+    def close(self) -> None:
+        if self.owned:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+        if dev.index is None and "LOCAL_RANK" in os.environ:
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
+    return dev
+
+
+def _runtime_info(device: torch.device, precision: str, extractor: SemanticExtractor, world: int) -> dict[str, Any]:
+    import h5py
+    import open_clip
+    import zarr
+
+    return {
+        "clifvqa": __version__,
+        "torch": torch.__version__,
+        "open_clip": getattr(open_clip, "__version__", "?"),
+        "zarr": zarr.__version__,
+        "h5py": h5py.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "precision": precision,
+        "logit_scale": extractor.logit_scale,
+        "world_size": world,
+    }
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def run_extraction(
+    cfg: ExtractConfig,
+    items: Sequence[Any],
+    out: str | Path,
+    backend: str = "zarr",
+    batch_size: int | None = None,
+    workers: int | None = None,
+    device: str | None = None,
+    limit: int | None = None,
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+) -> ExtractSummary:
+    """Extract every video of ``items`` (VideoItem: video_id, path, mos) into the store ``out``.
+
+    ``batch_size`` (windows per CLIP call), ``workers`` (decoding processes, 0 = inline) and ``device``
+    override the runtime knobs of ``cfg``. ``limit`` keeps the first N items (the store then holds
+    those N). ``shard_size`` videos per shard applies when the store is created; an existing store
+    keeps its own. ``progress``: tqdm bar (default: on rank 0 only).
+    Raises CacheKeyMismatchError when ``out`` holds another config's features, CacheError when it
+    holds another video list.
+    """
+    t_start = time.perf_counter()
+    items = list(items)[:limit] if limit is not None else list(items)
+    if not items:
+        raise ConfigError("no videos to extract (empty dataset or --limit 0)")
+    batch_size = int(batch_size or cfg.batch_size)
+    workers = cfg.workers if workers is None else int(workers)
+    if batch_size < 1 or workers < 0:
+        raise ConfigError("batch size must be >= 1 and workers >= 0")
+    dev = _device(device or cfg.device)
+    dist = _Dist()
+    try:
+        return _run(cfg, items, Path(out), backend, batch_size, workers, dev, shard_size, retry_failed,
+                    progress, dist, t_start)
+    finally:
+        dist.close()
+
+
+def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_size: int, workers: int,
+         dev: torch.device, shard_size: int, retry_failed: bool, progress: bool | None, dist: _Dist,
+         t_start: float) -> ExtractSummary:
+    rank, world = dist.rank, dist.world
+    bundle = build_clip(cfg.clip_model, cfg.clip_pretrained)
+    extractor = SemanticExtractor(bundle, cfg.description_set).to(dev).eval()
+    if cfg.grid.size != extractor.image_size:
+        raise ConfigError(f"window size {cfg.grid.size} differs from the CLIP input size {extractor.image_size}")
+    embed_dim = int(extractor.text_features.shape[1]) if cfg.store_embeddings else 0
+    layout = StoreLayout(n=len(items), frames=cfg.frames, rows=cfg.grid.rows, cols=cfg.grid.cols,
+                         r=extractor.r, embed_dim=embed_dim, shard_size=shard_size)
+    identity, key = cfg.identity(), cfg.key()
+    ids = [str(it.video_id) for it in items]
+    mos = [float(it.mos) for it in items]
+    open_kw = dict(backend=backend, layout=layout, ids=ids, mos=mos, key=key)
+
+    # Rank 0 creates (or checks) the store before anyone else touches it; its verdict is shared so
+    # that every rank stops with the same message instead of hanging at a barrier.
+    store: FeatureStore | None = None
+    error = None
+    if rank == 0:
+        try:
+            store = open_store(out, "a", identity, attrs={
+                "extract_config": cfg.to_dict(),
+                "runtime": _runtime_info(dev, cfg.precision, extractor, world)}, **open_kw)
+        except ClifVQAError as exc:
+            error = exc
+    message = dist.broadcast(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if message is not None:
+        raise CacheError(f"rank 0 could not open the store: {message}")
+    if store is None:
+        store = open_store(out, "a", identity, **open_kw)
+    layout = store.layout  # an existing store keeps its shard size
+
+    done = store.done
+    failed_before = {str(r["id"]) for r in store.failures()}
+    owned = [s for s in range(layout.num_shards) if s % world == rank]
+    pending, skipped = [], 0
+    for s in owned:
+        for i in range(*layout.shard_range(s)):
+            if done[i] or (ids[i] in failed_before and not retry_failed):
+                skipped += 1
+            else:
+                pending.append(i)
+    log.info("rank %d/%d: %d shards, %d videos to extract, %d skipped (done or failed before%s)",
+             rank, world, len(owned), len(pending), skipped, "" if not retry_failed else "; retrying failures")
+
+    summary = ExtractSummary(store=str(out), backend=store.backend, key=store.key, rank=rank,
+                             world_size=world, videos=layout.n, skipped=skipped)
+    paths = {i: str(items[i].path) for i in pending}
+    mapper = WindowMapper(extractor, batch_size, dev, cfg.precision, cfg.store_embeddings)
+    writer = ShardWriter(store, paths, rank)
+    loader = reader_loader(WindowReader([(i, paths[i]) for i in pending], cfg.frames, cfg.grid), workers,
+                           pin_memory=dev.type == "cuda")
+    bar = _progress_bar(len(pending), progress if progress is not None else rank == 0)
+    decode_s = wait_s = 0.0
+    current: int | None = None
+    failures: dict[int, dict[str, str]] = {}
+    t_loop = time.perf_counter()
+
+    def end_shard() -> None:
+        results = mapper.flush()
+        summary.done += len(results)
+        writer.submit(current, results, dict(failures))
+        failures.clear()
+
+    try:
+        it = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                break
+            wait_s += time.perf_counter() - t0
+            decode_s += item.decode_s
+            shard = layout.shard_of(item.index)
+            if current is not None and shard != current:
+                end_shard()
+            current = shard
+            if item.failure is not None:
+                failures[item.index] = item.failure
+                summary.failed += 1
+                log.warning("%s: %s", paths[item.index], item.failure["reason"])
+            else:
+                mapper.add(item.index, item.windows)
+            bar.update(1)
+            elapsed = max(time.perf_counter() - t_loop, 1e-9)
+            bar.set_postfix_str(f"{mapper.windows / elapsed:.1f} windows/s, {summary.failed} failed", refresh=False)
+        if current is not None:
+            end_shard()
+        writer.wait()
+    finally:
+        bar.close()
+        writer.close()
+
+    dist.barrier()  # every rank's shards are on disk before the totals are read
+    final_done = store.done
+    summary.store_done = int(final_done.sum())
+    summary.store_failed = sum(1 for r in store.failures() if not final_done[store.index_of(str(r["id"]))])
+    total = time.perf_counter() - t_start
+    summary.windows = mapper.windows
+    summary.seconds = {"decode": round(decode_s, 3), "wait": round(wait_s, 3), "encode": round(mapper.encode_s, 3),
+                       "write": round(writer.write_s, 3), "total": round(total, 3)}
+    loop = max(time.perf_counter() - t_loop, 1e-9)
+    summary.windows_per_s = mapper.windows / loop
+    summary.videos_per_s = (summary.done + summary.failed) / loop
+    log.info("%s", summary.format())
+    return summary
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="video", disable=not enabled, dynamic_ncols=True, desc="extract")
