@@ -31,7 +31,15 @@ from typing import Any
 from .config import JsonConfig
 from .descriptions import DescriptionSet, get_description_set
 from .errors import ConfigError
-from .semantic import _is_json_model, _json_hash, load_model_json, clip_model_id, weights_id
+from .semantic import (
+    SemanticExtractor,
+    _is_json_model,
+    _json_hash,
+    build_clip,
+    clip_model_id,
+    load_model_json,
+    weights_id,
+)
 from .windows import WINDOW_RULE, WindowConfig
 
 #: Version of the cache format / map definition. Bump it when the meaning of stored arrays changes.
@@ -115,3 +123,9 @@ def identity_key(identity: dict[str, Any]) -> str:
     """The key of an identity dict (as stored in a cache): sha256 of its canonical JSON, 16 hex."""
     canon = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def build_extractor(cfg: ExtractConfig) -> SemanticExtractor:
+    """The CPU, float32 ``SemanticExtractor`` of a config (CLIP built, text features computed once).
+    Move it with ``.to(device)``; its ``weights_id`` is the one in ``cfg.identity()``."""
+    return SemanticExtractor(build_clip(cfg.clip_model, cfg.clip_pretrained), cfg.description_set)
