@@ -161,7 +161,7 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
         found = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))) or "no streams"
         raise NoVideoStreamError(path, f"no video stream (found: {found})")
     if videos[0].codec_context is None:
-        raise VideoOpenError(path, f"no decoder for the video codec ({videos[0].codec.name if videos[0].codec else '?'})")
+        raise VideoOpenError(path, "no decoder for this video codec in the installed FFmpeg")
     return videos[0]
 
 
@@ -437,13 +437,13 @@ def _to_rgb(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) -> np.nd
     return arr
 
 
-def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, out: np.ndarray | None,
-            slots: dict[int, np.ndarray]) -> np.ndarray:
-    """Decode the sorted unique frame ``targets`` and write each into out[slots[target]].
+def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: dict[int, np.ndarray]) -> np.ndarray:
+    """Decode the sorted unique frame ``targets`` -> uint8 [N, H, W, 3] with frame t at out[slots[t]].
 
-    Returns ``out`` (allocated at the first frame when None). A target past the last decodable frame
-    gets the last decoded frame; a target whose frame was lost to corruption gets the next good frame.
+    A target past the last decodable frame gets the last decoded frame; a target whose frame was lost to
+    corruption gets the next good frame.
     """
+    out: np.ndarray | None = None
     rotation: int | None = None
     size = (0, 0)
     pos = -1  # index of the frame decoded last
@@ -538,13 +538,13 @@ def _read_indices(p: Path, indices: np.ndarray, table: _Table | None) -> np.ndar
     try:
         try:
             with _Frames(p) as frames:
-                return _gather(frames, table, targets, None, slots)
+                return _gather(frames, table, targets, slots)
         except VideoDecodeError:
             # PyAV drops the frames already received in a decode call that then fails; with frame
             # threading, a broken packet can so hide every good frame of a short damaged file.
             # One retry without frame threading recovers them.
             with _Frames(p, threads=False) as frames:
-                return _gather(frames, table, targets, None, slots)
+                return _gather(frames, table, targets, slots)
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # anything PyAV throws at odd data
