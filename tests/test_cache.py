@@ -1,0 +1,207 @@
+"""Feature store: both backends, identity refusal, corruption, verify, concurrent shard writers."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from cache import ShardData, StoreLayout, identity_key, open_store
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError
+
+LAYOUT = StoreLayout(n=5, frames=4, rows=2, cols=3, r=3, embed_dim=6, shard_size=2)
+IDENTITY = {"clip_model": "tiny", "frames": 4, "grid": {"rows": 2, "cols": 3, "size": 224},
+            "descriptions": {"texts": ["a", "b", "c"]}}
+IDS = [f"vid{i}" for i in range(5)]
+MOS = [1.0, 2.0, float("nan"), 4.0, 5.0]
+
+
+def _shard(layout: StoreLayout, shard: int, seed: int = 0, done=None) -> ShardData:
+    """Plausible rows: softmax maps (avg half sums to 1, max >= avg), random sims/embeds."""
+    rng = np.random.default_rng(seed + 100 * shard)
+    d = ShardData.empty(layout, shard)
+    m = d.done.shape[0]
+    p = rng.dirichlet(np.ones(layout.r), size=(m, layout.frames)).astype(np.float32)  # [m, T, r]
+    d.maps[:, : layout.r] = p.transpose(0, 2, 1)
+    d.maps[:, layout.r :] = np.minimum(1.0, p.transpose(0, 2, 1) * 1.5)
+    d.sims[:] = rng.uniform(-1, 1, d.sims.shape).astype(np.float16)
+    if d.embeds is not None:
+        d.embeds[:] = rng.normal(size=d.embeds.shape).astype(np.float16)
+    d.done[:] = True if done is None else done
+    return d
+
+
+def _make(path, backend, layout=LAYOUT, fill=True):
+    st = open_store(path, "a", IDENTITY, backend=backend, layout=layout, ids=IDS[: layout.n], mos=MOS[: layout.n])
+    if fill:
+        for s in range(layout.num_shards):
+            st.write_shard(s, _shard(layout, s))
+    return st
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_round_trip(tmp_path, backend):
+    path = tmp_path / f"s.{backend}"
+    _make(path, backend)
+    st = open_store(path)  # backend auto-detected
+    assert st.backend == backend and st.ids == IDS and st.key == identity_key(IDENTITY)
+    np.testing.assert_array_equal(st.mos, np.array(MOS))  # NaN kept
+    assert st.done.all() and st.config == IDENTITY
+    maps = st.load_maps()
+    assert maps.shape == (5, 6, 4) and maps.dtype == np.float32
+    np.testing.assert_array_equal(maps[2:4], _shard(LAYOUT, 1).maps)
+    assert st.read_sims(st.index_of("vid4")).shape == (4, 2, 3, 3)
+    np.testing.assert_array_equal(st.read_sims(4), _shard(LAYOUT, 2).sims[0])
+    np.testing.assert_array_equal(st.load_sims()[0:2], _shard(LAYOUT, 0).sims)
+    np.testing.assert_array_equal(st.read_embeds(3), _shard(LAYOUT, 1).embeds[1])
+    assert st.verify() == []
+    with pytest.raises(KeyError, match="vid9"):
+        st.index_of("vid9")
+
+
+def test_backends_identical(tmp_path):
+    a, b = _make(tmp_path / "a", "zarr"), _make(tmp_path / "b", "hdf5")
+    for name in ("load_maps", "load_sims", "load_embeds"):
+        np.testing.assert_array_equal(getattr(a, name)(), getattr(b, name)())
+    np.testing.assert_array_equal(a.done, b.done)
+    assert a.info()["done"] == b.info()["done"] == 5
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_unwritten_rows_are_nan_and_not_done(tmp_path, backend):
+    st = _make(tmp_path / "s", backend, fill=False)
+    st.write_shard(1, _shard(LAYOUT, 1, done=[True, False]))
+    assert st.done.tolist() == [False, False, True, False, False]
+    maps = st.load_maps()
+    assert np.isnan(maps[[0, 1, 4]]).all() and np.isfinite(maps[2]).all()
+    info = st.info()
+    assert (info["done"], info["failed"], info["missing"]) == (1, 0, 4)
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_other_identity_is_refused_naming_fields(tmp_path, backend):
+    _make(tmp_path / "s", backend)
+    other = json.loads(json.dumps(IDENTITY))
+    other["grid"]["rows"] = 3
+    other["descriptions"]["texts"][1] = "B"
+    with pytest.raises(CacheKeyMismatchError) as err:
+        open_store(tmp_path / "s", "a", other)
+    msg = str(err.value)
+    assert "grid.rows (stored 3" not in msg and "grid.rows (stored 2, asked 3)" in msg
+    assert "descriptions.texts[1]" in msg and "--out" in msg and str(tmp_path / "s") in msg
+
+
+def test_other_video_list_or_backend_is_refused(tmp_path):
+    _make(tmp_path / "s", "zarr")
+    with pytest.raises(CacheError, match="video 1 is 'vid1' in the store but 'x'"):
+        open_store(tmp_path / "s", "a", IDENTITY, layout=LAYOUT, ids=["vid0", "x", "vid2", "vid3", "vid4"])
+    with pytest.raises(CacheError, match="is a zarr store"):
+        open_store(tmp_path / "s", "a", IDENTITY, backend="hdf5")
+
+
+def test_missing_and_corrupt_stores(tmp_path):
+    with pytest.raises(CacheError, match="no such feature store.*extract"):
+        open_store(tmp_path / "nope.zarr")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "x.txt").write_text("x")
+    with pytest.raises(CacheError, match="not a feature store"):
+        open_store(tmp_path / "junk")
+    with pytest.raises(CacheError, match="refusing to overwrite"):
+        open_store(tmp_path / "junk", "w", IDENTITY, layout=LAYOUT, ids=IDS)
+
+    _make(tmp_path / "z", "zarr")
+    shutil.rmtree(tmp_path / "z" / "maps")
+    with pytest.raises(CacheError, match="'maps' is missing"):
+        open_store(tmp_path / "z").load_maps()
+    (tmp_path / "z" / "zarr.json").write_text("{not json")
+    with pytest.raises(CacheError, match="cannot open the Zarr store"):
+        open_store(tmp_path / "z")
+
+    _make(tmp_path / "h", "hdf5")
+    (tmp_path / "h" / "shards" / "shard-00001.h5").write_bytes(b"garbage")
+    with pytest.raises(CacheError, match="shard-00001.h5: unreadable shard file"):
+        open_store(tmp_path / "h").load_maps()
+    (tmp_path / "h" / "index.h5").write_bytes(b"")
+    with pytest.raises(CacheError, match="index.h5"):
+        open_store(tmp_path / "h")
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_verify_catches_tampering(tmp_path, backend):
+    st = _make(tmp_path / "s", backend)
+    assert st.verify() == []
+    bad = _shard(LAYOUT, 1)
+    bad.maps[0, 0, 0] = np.nan  # a done video with NaN maps
+    bad.done[1] = True
+    bad.sims[1] = np.nan  # ... and one whose sims were never written
+    st.write_shard(1, bad)
+    problems = open_store(tmp_path / "s").verify()
+    assert any("maps not finite" in p and "vid2" in p for p in problems)
+    assert any("sims not finite" in p and "vid3" in p for p in problems)
+
+
+def test_verify_catches_wrong_key(tmp_path):
+    import zarr
+
+    _make(tmp_path / "s", "zarr")
+    zarr.open_group(str(tmp_path / "s"), mode="r+").attrs["key"] = "0000000000000000"
+    problems = open_store(tmp_path / "s").verify()
+    assert len(problems) == 1 and "does not match the stored config" in problems[0]
+
+
+def test_failures_latest_record_and_resolution(tmp_path):
+    st = _make(tmp_path / "s", "zarr", fill=False)
+    st.record_failure({"id": "vid1", "path": "a.mp4", "reason": "first"})
+    st.record_failure({"id": "vid1", "path": "a.mp4", "reason": "second"})
+    st.record_failure({"id": "vid4", "path": "b.mp4", "reason": "bad"})
+    assert [(r["id"], r["reason"]) for r in st.failures()] == [("vid1", "second"), ("vid4", "bad")]
+    st.write_shard(2, _shard(LAYOUT, 2))  # vid4 now done (a retry succeeded)
+    assert [r["id"] for r in st.failures()] == ["vid1"]
+    assert len(st.failures(include_resolved=True)) == 2
+    assert st.info()["failed"] == 1
+
+
+def _writer(path: str, shards: list[int]) -> None:
+    st = open_store(path, "a", IDENTITY)
+    for s in shards:
+        st.write_shard(s, _shard(st.layout, s))
+        st.record_failure({"id": f"vid{s}", "path": "-", "reason": f"note from shard {s}"})
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_concurrent_writers_own_their_shards(tmp_path, backend):
+    layout = StoreLayout(n=5, frames=4, rows=2, cols=3, r=3, embed_dim=0, shard_size=1)
+    _make(tmp_path / "s", backend, layout=layout, fill=False)
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path / "s"), [s for s in range(5) if s % 2 == k]))
+             for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    st = open_store(tmp_path / "s")
+    assert st.done.all() and st.verify() == []
+    for s in range(5):
+        np.testing.assert_array_equal(st.read_sims(s), _shard(layout, s).sims[0])
+    assert len(st.failures(include_resolved=True)) == 5  # no line lost or interleaved
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_load_maps_is_fast(tmp_path, backend):
+    # 8,192 videos x [48, 32]: a fifth of LSVQ-size (40k measured at ~0.5 s on the 2-core machine).
+    layout = StoreLayout(n=8192, frames=32, rows=1, cols=1, r=24, embed_dim=0, shard_size=1024)
+    st = open_store(tmp_path / "s", "a", {"x": 1}, backend=backend, layout=layout,
+                    ids=[f"v{i}" for i in range(layout.n)])
+    for s in range(layout.num_shards):
+        d = ShardData.empty(layout, s)
+        d.maps[:] = 0.5
+        d.done[:] = True
+        st.write_shard(s, d)
+    t0 = time.perf_counter()
+    maps = open_store(tmp_path / "s").load_maps()
+    assert time.perf_counter() - t0 < 5.0
+    assert maps.shape == (8192, 48, 32) and (maps == 0.5).all()
