@@ -59,7 +59,7 @@ __all__ = [
 
 _WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
 _LOCAL_HINT = (
-    "This machine cannot download weights. Download them elsewhere and point to the file: "
+    "If this machine cannot download weights, download them elsewhere and point to the file: "
     "--clip-pretrained /path/to/open_clip_pytorch_model.bin (a state_dict of the same architecture), "
     "or use --clip-pretrained none for random weights (tests and smoke runs only)."
 )
@@ -241,6 +241,8 @@ def build_clip(model: str, pretrained: str | None = "none") -> ClipBundle:
                 f"(tags: {', '.join(tags) or 'none known'}). {_LOCAL_HINT}"
             )
         oc_pretrained = wid
+        log.info("CLIP %s: getting the %r weights from the local open_clip/HF cache or the internet "
+                 "(offline, HF retries take ~1 min before failing; HF_HUB_OFFLINE=1 fails at once)", model, wid)
 
     # Random init drawn from a fixed seed without touching the caller's RNG: "none" is reproducible
     # across processes and restarts (the cache key says "none", so it must mean one set of weights).
@@ -248,6 +250,8 @@ def build_clip(model: str, pretrained: str | None = "none") -> ClipBundle:
         torch.manual_seed(0)
         try:
             clip, _, _ = open_clip.create_model_and_transforms(name, pretrained=oc_pretrained, **force)
+        except TypeError as exc:  # the model constructor rejected a key of the config
+            raise ConfigError(f"CLIP model config {model!r} is not valid for open_clip: {exc}") from exc
         except (RuntimeError, OSError, ValueError, KeyError) as exc:
             if oc_pretrained is None:
                 raise ConfigError(f"cannot build CLIP model {model!r}: {exc}") from exc

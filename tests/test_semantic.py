@@ -264,3 +264,15 @@ def test_unknown_tag_and_model_errors():
         build_clip("ViT-B-33", "none")
     with pytest.raises(ConfigError, match="does not exist"):
         build_clip("missing_model.json", "none")
+
+
+def test_invalid_json_model_config(tmp_path):
+    cfg = json.loads(TINY.read_text())
+    cfg["vision_cfg"]["no_such_option"] = 1
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="not valid for open_clip"):
+        build_clip(str(path), "none")
+    path.write_text(json.dumps({"embed_dim": 32}))
+    with pytest.raises(ConfigError, match="missing key"):
+        build_clip(str(path), "none")
