@@ -1,0 +1,307 @@
+"""The CLiF-VQA model (paper sec. 4.1-4.3): semantic MLP over cached maps + FAST-VQA spatial branch +
+regression head, with the ablation switches of the paper's Tables 3-4.
+
+Shapes (B videos, K clips per video at test time, r' selected descriptions, T cached frames)::
+
+    maps       [B, 2r', T]                     cached semantic maps M_s (avg rows first, then max rows)
+    F_s        [B, 2r']     = fc2(GELU(fc1(M_s)))   the MLP acts along T, shared by all 2r' rows (eq. 8)
+    fragments  [B, 3, 32, 224, 224] or [B, K, 3, 32, 224, 224]   normalised fragments (C's sampler)
+    M_final    [B, 1, 16, 7, 7]  = FAST-VQA head convs on Swin3D features (eq. 10)
+    F_f        [B, 784]     = flatten(M_final)   (16 * 7 * 7 for a 32-frame clip, eq. 11)
+    score      [B]          = fc4(GELU(fc3(F_s ++ F_f)))   (eqs. 12-13)
+
+Ablations (``ModelConfig``): ``use_semantic`` / ``use_spatial`` drop a branch (its modules are not
+built, so they have no parameters); ``use_regressor=False`` replaces the regression head by "average each
+branch's vector to a score and add the branch scores" (for the spatial branch that average is exactly
+FAST-VQA's score); ``descriptions`` selects the description subset (all | objective | subjective | a
+list), whose maps the training data recomputes from the cached raw similarities.
+
+Test time: with K clips per video the clips go through the network as a batch of B*K, each clip gets a
+score from the regression head (the video's maps are shared by its clips) and the K scores are averaged.
+
+Parameter names (stable; checkpoints depend on them):
+``spatial.fragments_backbone.*`` (Swin3D, the "backbone" lr group), ``spatial.vqa_head.*`` (the two
+Conv3d of FAST-VQA's head: 768->64, 64->1), ``semantic_mlp.fc1.{weight,bias}`` (T -> semantic_hidden),
+``semantic_mlp.fc2.*`` (semantic_hidden -> 1), ``regressor.fc3.*`` (2r' + 784 -> regression_hidden),
+``regressor.fc4.*`` (regression_hidden -> 1).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .config import JsonConfig
+from .errors import CheckpointError, ConfigError
+from .fastvqa import FastVQA, SpatialConfig
+
+__all__ = ["ModelConfig", "CLiFVQA", "SemanticMLP", "Regressor", "CHECKPOINT_FORMAT", "BACKBONE_PREFIX",
+           "init_from_checkpoint", "read_clifvqa_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+#: ``format`` field of our own checkpoint files (written by train/, read here and by predict).
+CHECKPOINT_FORMAT = "clifvqa-checkpoint"
+#: Parameters under this prefix form the "backbone" learning-rate group.
+BACKBONE_PREFIX = "spatial.fragments_backbone."
+
+
+@dataclass(frozen=True)
+class ModelConfig(JsonConfig):
+    """Architecture of CLiF-VQA. Stored as JSON inside every checkpoint.
+
+    - ``spatial``: the FAST-VQA branch (``SpatialConfig.fastvqa_b()`` for the paper, ``tiny()`` on CPU).
+    - ``spatial_grid``: (t, h, w) of the quality map M_final for one clip: (16, 7, 7) for 32 x 224 x 224
+      clips (patch stride 2 in time, 32 in space); ``F_f`` has t*h*w values.
+    - ``frames`` (T) and ``num_descriptions`` (r', the number of *selected* descriptions): the maps are
+      [2r', T]. ``description_set``, ``descriptions`` (the selection) and ``description_hash`` (content hash
+      of the full set the cache was built with; "" = not pinned) let training refuse a cache made with
+      other descriptions.
+    - ``semantic_hidden``: width of FC1 (T -> hidden -> 1). The paper gives no value; 64 is ~2T, enough
+      for a smooth temporal weighting, and keeps the branch at ~2k parameters.
+    - ``regression_hidden``: width of FC3. Not given in the paper; 128 matches the order of FAST-VQA's
+      64-channel hidden head while mixing the 2r' + 784 inputs.
+    - ``logit_scale``: CLIP's temperature used when maps are recomputed from cached sims for a subset
+      (None = the value stored in the cache, i.e. the one of the CLIP model that made the sims).
+    """
+
+    spatial: SpatialConfig = field(default_factory=SpatialConfig.fastvqa_b)
+    spatial_grid: tuple[int, int, int] = (16, 7, 7)
+    frames: int = 32
+    num_descriptions: int = 32
+    description_set: str = "clif-v1"
+    descriptions: str = "all"
+    description_hash: str = ""
+    logit_scale: float | None = None
+    semantic_hidden: int = 64
+    regression_hidden: int = 128
+    use_semantic: bool = True
+    use_spatial: bool = True
+    use_regressor: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.use_semantic or self.use_spatial):
+            raise ConfigError("ModelConfig: at least one of use_semantic / use_spatial must be true")
+        if self.use_semantic and self.num_descriptions < 1:
+            raise ConfigError("ModelConfig: use_semantic needs num_descriptions >= 1 "
+                              f"(descriptions={self.descriptions!r} selects none; set use_semantic=false)")
+        for name in ("frames", "semantic_hidden", "regression_hidden"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if len(self.spatial_grid) != 3 or min(self.spatial_grid) < 1:
+            raise ConfigError(f"ModelConfig.spatial_grid must be 3 positive ints, got {self.spatial_grid!r}")
+
+    @property
+    def semantic_dim(self) -> int:
+        """Length of F_s (2r'), 0 when the semantic branch is off."""
+        return 2 * self.num_descriptions if self.use_semantic else 0
+
+    @property
+    def spatial_dim(self) -> int:
+        """Length of F_f (t*h*w, 784 for FAST-VQA-B), 0 when the spatial branch is off."""
+        return math.prod(self.spatial_grid) if self.use_spatial else 0
+
+
+class SemanticMLP(nn.Module):
+    """Eq. 8: F_s = fc2(GELU(fc1(M_s))) along T. maps [B, 2r', T] -> F_s [B, 2r']."""
+
+    def __init__(self, frames: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(frames, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, maps: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(maps))).squeeze(-1)
+
+
+class Regressor(nn.Module):
+    """Eq. 13: score = fc4(GELU(fc3(F_v))). F_v [N, D] -> [N]."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc3 = nn.Linear(in_dim, hidden)
+        self.act = nn.GELU()
+        self.fc4 = nn.Linear(hidden, 1)
+
+    def forward(self, feats: Tensor) -> Tensor:
+        return self.fc4(self.act(self.fc3(feats))).squeeze(-1)
+
+
+class CLiFVQA(nn.Module):
+    """CLiF-VQA. ``forward(fragments, maps) -> {"score", "semantic", "spatial"}``, each [B].
+
+    ``semantic`` = mean of F_s and ``spatial`` = mean of F_f (FAST-VQA's own score), NaN for a branch that
+    is off. Without the regression head ``score = semantic + spatial`` (the ablation rule); with it they
+    are diagnostics only (the head is not additive).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.spatial: FastVQA | None = FastVQA(cfg.spatial) if cfg.use_spatial else None
+        self.semantic_mlp: SemanticMLP | None = (SemanticMLP(cfg.frames, cfg.semantic_hidden)
+                                                 if cfg.use_semantic else None)
+        self.regressor: Regressor | None = (Regressor(cfg.semantic_dim + cfg.spatial_dim, cfg.regression_hidden)
+                                            if cfg.use_regressor else None)
+
+    # -- branches ------------------------------------------------------------------------------------
+    def semantic_features(self, maps: Tensor) -> Tensor:
+        """maps [B, 2r', T] -> F_s [B, 2r']."""
+        if self.semantic_mlp is None:
+            raise ConfigError("the semantic branch is off in this model (use_semantic=false)")
+        want = (2 * self.cfg.num_descriptions, self.cfg.frames)
+        if maps.dim() != 3 or tuple(maps.shape[1:]) != want:
+            raise ValueError(f"maps must be [B, {want[0]}, {want[1]}] (2r' x T), got {list(maps.shape)}")
+        return self.semantic_mlp(maps.float())
+
+    def spatial_features(self, fragments: Tensor) -> Tensor:
+        """fragments [N, 3, 32, 224, 224] -> F_f [N, t*7*7] (flattened M_final)."""
+        if self.spatial is None:
+            raise ConfigError("the spatial branch is off in this model (use_spatial=false)")
+        qmap = self.spatial.head_map(self.spatial.features(fragments))      # [N, 1, t, 7, 7]
+        if tuple(qmap.shape[2:]) != tuple(self.cfg.spatial_grid):
+            raise ValueError(f"quality map is {list(qmap.shape[2:])} but ModelConfig.spatial_grid is "
+                             f"{list(self.cfg.spatial_grid)} (clip length / input size mismatch)")
+        return qmap.flatten(1).float()
+
+    # -- forward -------------------------------------------------------------------------------------
+    def forward(self, fragments: Tensor | None = None, maps: Tensor | None = None) -> dict[str, Tensor]:
+        """fragments [B, 3, t, H, W] or [B, K, 3, t, H, W] (K test clips), maps [B, 2r', T] -> dict of [B]."""
+        cfg = self.cfg
+        if cfg.use_spatial and fragments is None:
+            raise ValueError("this model uses the spatial branch: pass fragments")
+        if cfg.use_semantic and maps is None:
+            raise ValueError("this model uses the semantic branch: pass maps")
+        k = 1
+        if cfg.use_spatial:
+            if fragments.dim() == 6:
+                b, k = fragments.shape[:2]
+                fragments = fragments.flatten(0, 1)                               # [B*K, 3, t, H, W]
+            elif fragments.dim() == 5:
+                b = fragments.shape[0]
+            else:
+                raise ValueError(f"fragments must be [B,3,t,H,W] or [B,K,3,t,H,W], got {list(fragments.shape)}")
+        else:
+            b = maps.shape[0]
+        if cfg.use_semantic and maps.shape[0] != b:
+            raise ValueError(f"maps hold {maps.shape[0]} videos but fragments hold {b}")
+
+        f_s = self.semantic_features(maps) if cfg.use_semantic else None                  # [B, 2r']
+        f_f = self.spatial_features(fragments) if cfg.use_spatial else None               # [B*K, 784]
+        nan = torch.full((b,), math.nan, device=(f_s if f_s is not None else f_f).device)
+        sem = f_s.mean(1) if f_s is not None else nan                                     # [B]
+        spa = f_f.mean(1).view(b, k).mean(1) if f_f is not None else nan                  # [B]
+        if self.regressor is None:
+            score = (sem if f_s is not None else 0) + (spa if f_f is not None else 0)
+        else:
+            parts = []
+            if f_s is not None:
+                parts.append(f_s.repeat_interleave(k, 0) if k > 1 else f_s)
+            if f_f is not None:
+                parts.append(f_f)
+            score = self.regressor(torch.cat(parts, 1)).view(b, k).mean(1)                # K clips -> mean
+        return {"score": score, "semantic": sem, "spatial": spa}
+
+    # -- groups and loading --------------------------------------------------------------------------
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone parameters, all other parameters) for the two AdamW groups."""
+        backbone, rest = [], []
+        for name, p in self.named_parameters():
+            (backbone if name.startswith(BACKBONE_PREFIX) else rest).append(p)
+        return backbone, rest
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> tuple["CLiFVQA", dict[str, Any]]:
+        """Rebuild a model from one of our checkpoints (config + weights). -> (model in eval mode, checkpoint)."""
+        ckpt = read_clifvqa_checkpoint(path, map_location)
+        cfg = ModelConfig.from_json(ckpt["model_config"])
+        model = cls(cfg)
+        state = ckpt["model"]  # the inference weights (the EMA average when training used EMA)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit the stored model config: {exc}") from None
+        return model.eval(), ckpt
+
+
+def read_clifvqa_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load one of our checkpoints with ``weights_only=True`` (they hold only tensors and plain types)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: checkpoint not found")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise CheckpointError(f"{p}: not a CLiF-VQA checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p}: not a CLiF-VQA checkpoint (no format={CHECKPOINT_FORMAT!r} field)")
+    return ckpt
+
+
+def _is_clifvqa_file(path: Path) -> bool:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - foreign checkpoints hold Python objects; they are not ours
+        return False
+    return isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT
+
+
+def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) -> dict[str, Any]:
+    """Initialise ``model`` from a checkpoint file; -> report {source, loaded, missing, unexpected, skipped}.
+
+    - one of ours (LSVQ pre-training -> fine-tuning): every tensor whose name and shape match is copied;
+      tensors of other shapes (e.g. another r' or T) are skipped and listed;
+    - official FAST-VQA / FasterVQA, DOVER, or Kinetics-400 Video Swin-T: remapped by the spatial branch's
+      loaders (``clifvqa_core.checkpoints``) into ``spatial.*``; the semantic MLP and the regressor keep
+      their fresh initialisation. ``trust`` is passed on (foreign files need ``weights_only=False``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: --init checkpoint not found")
+    if not _is_clifvqa_file(p):
+        if model.spatial is None:
+            raise CheckpointError(f"{p}: a FAST-VQA / Swin checkpoint can only initialise the spatial branch, "
+                                  "which is off in this model")
+        from .checkpoints import load_into
+
+        rep = load_into(model.spatial, p, trust=trust)   # strict except the keys a format lacks
+        return {"source": rep.source, "path": str(p), "loaded": None,
+                "missing": [f"spatial.{k}" for k in rep.missing], "unexpected": list(rep.unexpected),
+                "skipped": []}
+    state = read_clifvqa_checkpoint(p)["model"]
+    source = "clifvqa"
+    own = model.state_dict()
+    loaded, skipped = {}, []
+    for k, v in state.items():
+        if k in own and tuple(own[k].shape) == tuple(v.shape):
+            loaded[k] = v
+        elif k in own:
+            skipped.append(f"{k} {list(v.shape)} != {list(own[k].shape)}")
+    unexpected = sorted(k for k in state if k not in own)
+    missing = sorted(k for k in own if k not in state)
+    model.load_state_dict(loaded, strict=False)
+    report = {"source": source, "path": str(p), "loaded": len(loaded), "missing": missing,
+              "unexpected": unexpected, "skipped": skipped}
+    lvl = logging.WARNING if (missing or unexpected or skipped) else logging.INFO
+    log.log(lvl, "init from %s (%s): %d tensors loaded, %d missing, %d unexpected, %d skipped (shape)%s",
+            p, source, len(loaded), len(missing), len(unexpected), len(skipped),
+            f"; missing e.g. {missing[:3]}" if missing else "")
+    if not loaded:
+        raise CheckpointError(f"{p}: no tensor of this checkpoint fits the model")
+    return report
+
+
+def describe(model: CLiFVQA) -> str:
+    """One line: parameter counts per part (for logs)."""
+    counts: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        part = name.split(".")[0] if not name.startswith(BACKBONE_PREFIX) else "backbone"
+        counts[part] = counts.get(part, 0) + p.numel()
+    return json.dumps(counts)

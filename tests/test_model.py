@@ -1,0 +1,130 @@
+"""CLiF-VQA model: shapes, ablation switches (which parameters exist / get gradients), K-clip averaging,
+config round trip, checkpoint init. Uses a CPU-size spatial config (8-frame clips of 112 x 112 fragments)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clifvqa_core.errors import CheckpointError, ConfigError
+from clifvqa_core.fastvqa import SpatialConfig
+from clifvqa_core.fragments import FragmentConfig
+from clifvqa_core.model import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig, init_from_checkpoint
+
+
+def small_spatial(**changes) -> SpatialConfig:
+    """Tiny Swin on 8-frame clips of 7x7 fragments of 16 px (112 x 112) -> quality map [1, 4, 4, 4]."""
+    base = dict(fragments=FragmentConfig(clip_len=8, fragment=16), window_size=(4, 7, 7))
+    base.update(changes)
+    return SpatialConfig.tiny(**base)
+
+
+def small_cfg(**changes) -> ModelConfig:
+    base = dict(spatial=small_spatial(), spatial_grid=(4, 4, 4), frames=8, num_descriptions=3,
+                semantic_hidden=8, regression_hidden=16)
+    base.update(changes)
+    return ModelConfig(**base)
+
+
+def _inputs(b: int = 2, k: int | None = None, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (b, 3, 8, 112, 112) if k is None else (b, k, 3, 8, 112, 112)
+    return torch.randn(shape, generator=g), torch.rand(b, 6, 8, generator=g)
+
+
+def test_paper_dimensions():
+    cfg = ModelConfig()          # FAST-VQA-B, r = 32 descriptions, T = 32
+    assert cfg.semantic_dim == 64 and cfg.spatial_dim == 16 * 7 * 7 == 784
+    m = CLiFVQA(cfg.replace(use_spatial=False))
+    assert m.regressor.fc3.in_features == 64 and m.semantic_mlp.fc1.in_features == 32
+    assert m.semantic_features(torch.rand(5, 64, 32)).shape == (5, 64)
+
+
+def test_forward_shapes_and_parts():
+    torch.manual_seed(0)
+    m = CLiFVQA(small_cfg()).eval()
+    x, maps = _inputs()
+    out = m(x, maps)
+    assert set(out) == {"score", "semantic", "spatial"}
+    assert all(v.shape == (2,) and torch.isfinite(v).all() for v in out.values())
+    f_f = m.spatial_features(x)
+    assert f_f.shape == (2, 64)                                 # flatten of [1, 4, 4, 4]
+    assert torch.allclose(out["spatial"], m.spatial.score(x), atol=1e-6)   # branch part = FAST-VQA score
+
+
+def test_test_time_clips_are_averaged():
+    torch.manual_seed(0)
+    m = CLiFVQA(small_cfg()).eval()
+    x, maps = _inputs(b=2, k=3)
+    with torch.no_grad():
+        multi = m(x, maps)["score"]
+        per_clip = torch.stack([m(x[:, j], maps)["score"] for j in range(3)], 1)
+    assert torch.allclose(multi, per_clip.mean(1), atol=1e-5)
+
+
+@pytest.mark.parametrize("switches,expect", [
+    (dict(), {"spatial.fragments_backbone", "spatial.vqa_head", "semantic_mlp", "regressor"}),
+    (dict(use_spatial=False), {"semantic_mlp", "regressor"}),
+    (dict(use_semantic=False), {"spatial.fragments_backbone", "spatial.vqa_head", "regressor"}),
+    (dict(use_regressor=False), {"spatial.fragments_backbone", "spatial.vqa_head", "semantic_mlp"}),
+    (dict(use_spatial=False, use_regressor=False), {"semantic_mlp"}),
+])
+def test_ablation_switches_change_which_parameters_learn(switches, expect):
+    torch.manual_seed(0)
+    m = CLiFVQA(small_cfg(spatial=small_spatial(head_dropout=0.0), **switches))
+    x, maps = _inputs()
+    out = m(x if m.cfg.use_spatial else None, maps if m.cfg.use_semantic else None)
+    out["score"].sum().backward()
+    got = set()
+    for name, p in m.named_parameters():
+        part = ".".join(name.split(".")[:2]) if name.startswith("spatial.") else name.split(".")[0]
+        got.add(part)
+        # every parameter that exists is used (DDP needs no find_unused_parameters)
+        assert p.grad is not None, name
+    assert got == expect
+    if not m.cfg.use_regressor:      # no head: score = mean(F_s) + mean(F_f)
+        parts = [out[k] for k in ("semantic", "spatial") if torch.isfinite(out[k]).all()]
+        assert torch.allclose(out["score"], sum(parts), atol=1e-6)
+    if not m.cfg.use_spatial:
+        assert torch.isnan(out["spatial"]).all()
+
+
+def test_config_validation_and_round_trip(tmp_path):
+    with pytest.raises(ConfigError):
+        small_cfg(use_semantic=False, use_spatial=False)
+    with pytest.raises(ConfigError):
+        small_cfg(num_descriptions=0)
+    cfg = small_cfg(descriptions="objective", logit_scale=100.0)
+    back = ModelConfig.from_json(cfg.to_json())
+    assert back == cfg and isinstance(back.spatial.fragments, FragmentConfig)
+    with pytest.raises(ValueError, match="2r' x T"):
+        CLiFVQA(cfg)(*_inputs()[:1], torch.rand(2, 6, 9))
+
+
+def test_init_from_own_checkpoint_and_foreign(tmp_path):
+    torch.manual_seed(0)
+    src = CLiFVQA(small_cfg())
+    path = tmp_path / "model.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "model_config": src.cfg.to_json(), "model": src.state_dict(),
+                "mos_mean": 0.0, "mos_std": 1.0}, path)
+    torch.manual_seed(1)
+    dst = CLiFVQA(small_cfg(num_descriptions=2))     # other r': the regressor's fc3 does not fit
+    rep = init_from_checkpoint(dst, path)
+    assert rep["source"] == "clifvqa" and any("regressor.fc3.weight" in s for s in rep["skipped"])
+    assert torch.equal(dst.spatial.vqa_head.fc_last.weight, src.spatial.vqa_head.fc_last.weight)
+    back, ck = CLiFVQA.from_checkpoint(path)
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), src.state_dict().values()))
+    # a FAST-VQA-layout file (state_dict under "state_dict", our spatial names) initialises spatial.*
+    fq = tmp_path / "fastvqa.pth"
+    torch.save({"state_dict": src.spatial.state_dict()}, fq)
+    torch.manual_seed(2)
+    dst2 = CLiFVQA(small_cfg())
+    rep2 = init_from_checkpoint(dst2, fq, trust=True)
+    assert rep2["source"] == "fastvqa"
+    assert torch.equal(dst2.spatial.fragments_backbone.patch_embed.proj.weight,
+                       src.spatial.fragments_backbone.patch_embed.proj.weight)
+    bad = tmp_path / "bad.pt"
+    torch.save({"x": torch.zeros(1)}, bad)
+    with pytest.raises(CheckpointError):
+        init_from_checkpoint(dst2, bad, trust=True)
+    with pytest.raises(CheckpointError):
+        CLiFVQA.from_checkpoint(fq)
