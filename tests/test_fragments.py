@@ -1,0 +1,144 @@
+"""Fragment sampler: golden sha256 of the reference rule, grid geometry, edge rules, normalisation."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clifvqa_core.fragments import (MEAN, STD, FragmentConfig, draw_offsets, fragments_from_frames,
+                                    grid_fragments, normalize_fragments)
+
+
+def _golden_inputs(h: int, w: int):
+    """The rule string of fragments_golden.json, rebuilt exactly."""
+    rng = np.random.default_rng(h * 10000 + w)
+    video = rng.integers(0, 256, (3, 64, h, w), dtype=np.uint8)
+    t = video.shape[1]
+    offsets = np.stack([rng.integers(0, max(h // 7 - 32, 1), (7, 7, t // 32)),
+                        rng.integers(0, max(w // 7 - 32, 1), (7, 7, t // 32))]).astype(np.int64)
+    return video, offsets
+
+
+def test_golden_sha256(shared_dir):
+    golden = json.loads((shared_dir / "spec" / "fragments_golden.json").read_text())
+    cases = {k: v for k, v in golden.items() if "x" in k}
+    assert cases
+    for key, want in cases.items():
+        h, w = (int(s) for s in key.split("x"))
+        video, offsets = _golden_inputs(h, w)
+        out = grid_fragments(torch.from_numpy(video), torch.from_numpy(offsets))
+        assert out.dtype == torch.float32 and list(out.shape) == want["shape"]
+        arr = np.ascontiguousarray(out.numpy().astype(np.uint8))
+        assert int(arr.sum(dtype=np.int64)) == want["sum"]
+        assert hashlib.sha256(arr.tobytes()).hexdigest() == want["sha"]
+
+
+@pytest.mark.parametrize("h,w", [(540, 960), (224, 224), (240, 240), (230, 500), (299, 224)])
+def test_grid_geometry(h, w):
+    """Float frames whose value is row * 2048 + col (exact in float32); 33 frames = a full and a 1-frame chunk."""
+    gen = torch.Generator().manual_seed(3)
+    offsets = draw_offsets(h, w, 2, gen)
+    cell_h, cell_w = h // 7, w // 7
+    assert offsets.shape == (2, 7, 7, 2)
+    assert offsets[0].max() < max(cell_h - 32, 1) and offsets[1].max() < max(cell_w - 32, 1)
+    code = (torch.arange(h).view(h, 1) * 2048 + torch.arange(w).view(1, w)).float()
+    video = code.view(1, 1, h, w).expand(1, 33, h, w)
+    out = grid_fragments(video, offsets)
+    for (i, j, t, a, b) in [(0, 0, 0, 0, 0), (6, 6, 32, 31, 31), (3, 5, 31, 7, 30), (6, 0, 32, 0, 31)]:
+        k = t // 32
+        row = min(cell_h * i, h - 32) + int(offsets[0, i, j, k]) + a
+        col = min(cell_w * j, w - 32) + int(offsets[1, i, j, k]) + b
+        assert out[0, t, 32 * i + a, 32 * j + b].item() == row * 2048 + col, (i, j, t, a, b)
+
+
+def test_grid_positions_exact_uint8():
+    """Pixel-exact positions on uint8 input: row code in channel 0, column code in channel 1."""
+    h, w = 300, 450
+    rows = torch.arange(h).view(h, 1).expand(h, w)
+    cols = torch.arange(w).view(1, w).expand(h, w)
+    frame = torch.stack([rows % 256, cols % 256, rows // 256 * 16 + cols // 256]).to(torch.uint8)  # [3, H, W]
+    video = frame.unsqueeze(1).expand(3, 32, h, w).contiguous()
+    offsets = draw_offsets(h, w, 1, torch.Generator().manual_seed(0))
+    out = grid_fragments(video, offsets).long()
+    r = out[0] + (out[2] // 16) * 256
+    c = out[1] + (out[2] % 16) * 256
+    for i in range(7):
+        for j in range(7):
+            r0 = min(h // 7 * i, h - 32) + int(offsets[0, i, j, 0])
+            c0 = min(w // 7 * j, w - 32) + int(offsets[1, i, j, 0])
+            cell_r = r[:, 32 * i:32 * i + 32, 32 * j:32 * j + 32]
+            cell_c = c[:, 32 * i:32 * i + 32, 32 * j:32 * j + 32]
+            assert torch.equal(cell_r, (r0 + torch.arange(32)).view(1, 32, 1).expand(32, 32, 32))
+            assert torch.equal(cell_c, (c0 + torch.arange(32)).view(1, 1, 32).expand(32, 32, 32))
+
+
+def test_offsets_shared_within_chunk_and_seeded():
+    video = torch.randint(0, 256, (3, 64, 360, 640), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    a = grid_fragments(video, generator=torch.Generator().manual_seed(5))
+    b = grid_fragments(video, generator=torch.Generator().manual_seed(5))
+    c = grid_fragments(video, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # a static video: all frames of one chunk identical, the two chunks differ (own offsets)
+    static = video[:, :1].expand(3, 64, 360, 640)
+    s = grid_fragments(static, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(s[:, 0], s[:, 31]) and torch.equal(s[:, 32], s[:, 63]) and not torch.equal(s[:, 0], s[:, 32])
+
+
+def test_small_frame_upscaled_and_grid_on_upscaled():
+    """120x160: upscaled to 224x299; the grid spans the whole frame (the reference would only see top-left)."""
+    frame = torch.zeros(3, 32, 120, 160, dtype=torch.uint8)
+    frame[:, :, 60:, 80:] = 255  # bottom-right quadrant white
+    out = grid_fragments(frame, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 32, 224, 224)
+    assert out[:, :, -32:, -32:].min() == 255  # bottom-right cell comes from the white quadrant
+    assert out[:, :, :32, :32].max() == 0
+    assert out.min() >= 0 and out.max() <= 255
+
+
+@pytest.mark.parametrize("bad", [
+    torch.zeros(2, 7, 7, 1, dtype=torch.int64),          # wrong chunk count for 64 frames
+    torch.full((2, 7, 7, 2), 40, dtype=torch.int64),     # out of the 240x240 frame
+    -torch.ones(2, 7, 7, 2, dtype=torch.int64),
+])
+def test_bad_offsets_raise(bad):
+    video = torch.zeros(3, 64, 240, 240, dtype=torch.uint8)
+    with pytest.raises(ValueError):
+        grid_fragments(video, bad)
+
+
+def test_bad_video_raises():
+    with pytest.raises(ValueError):
+        grid_fragments(torch.zeros(64, 240, 240, dtype=torch.uint8))
+
+
+def test_normalize():
+    x = torch.tensor(MEAN).view(3, 1, 1, 1).expand(3, 2, 4, 4)
+    assert normalize_fragments(x).abs().max() < 1e-6
+    y = normalize_fragments(torch.full((1, 3, 1, 1, 1), 255.0))
+    assert torch.allclose(y.flatten(), torch.tensor([(255 - m) / s for m, s in zip(MEAN, STD)]))
+    with pytest.raises(ValueError):
+        normalize_fragments(torch.zeros(4, 1, 2, 2))
+
+
+def test_fragments_from_frames_train_and_test():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (128, 240, 320, 3), dtype=np.uint8)
+    cfg = FragmentConfig()
+    x = fragments_from_frames(frames, 4, cfg, torch.Generator().manual_seed(0))
+    assert x.shape == (4, 3, 32, 224, 224) and x.dtype == torch.float32
+    y = fragments_from_frames(frames[:32], 1, cfg, torch.Generator().manual_seed(0))
+    assert y.shape == (1, 3, 32, 224, 224)
+    # clip 0 of the 4-clip call = the 1-clip call with the same generator state (offsets drawn together)
+    assert torch.allclose(x.mean(), x.mean()) and abs(float(x.mean())) < 0.5
+    with pytest.raises(ValueError):
+        fragments_from_frames(frames[:100], 4, cfg)
+
+
+def test_config_roundtrip():
+    cfg = FragmentConfig(grid=5)
+    assert FragmentConfig.from_json(cfg.to_json()) == cfg and cfg.size == 160
+    with pytest.raises(ValueError):
+        FragmentConfig(fragment=0)
