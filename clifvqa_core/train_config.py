@@ -92,6 +92,7 @@ class TrainConfig(JsonConfig):
     seed: int = 0
     test_clips: int = 4
     val_every: int = 1
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:

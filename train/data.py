@@ -1,0 +1,266 @@
+"""Stage-two data: cached semantic maps held in RAM (by video id) joined with fragments decoded on the fly.
+
+- :func:`load_map_table` opens one or more feature stores, refuses one whose description set / T / r'
+  does not fit the model, recomputes maps from the cached raw similarities when the model selects a
+  description subset (or another temperature), and keeps ``maps [N, 2r', T]`` float32 in memory.
+- :class:`VideoQualityDataset` gives one sample per video: its maps, its z-scored MOS and, when the
+  model has the spatial branch, fragments decoded in the DataLoader worker: training = 1 random clip
+  ``[3, 32, 224, 224]``; evaluation = ``test_clips`` seeded clips ``[K, 3, 32, 224, 224]``.
+
+Randomness of a training sample depends only on (seed, epoch, sample index), never on which worker or
+rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterrupted process.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from clifvqa_core.errors import CacheError, ClifVQAError, VideoError
+from clifvqa_core.model import ModelConfig
+
+log = logging.getLogger(__name__)
+
+#: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
+EVAL_SEED = 20240229
+
+
+@dataclass
+class MapTable:
+    """Semantic maps of every cached video: ``maps [N, 2r', T]`` float32, row i belongs to ``ids[i]``."""
+
+    ids: list[str]
+    maps: torch.Tensor
+    mos: np.ndarray
+    sources: list[str]
+    description_set: str
+    description_hash: str
+    selected: tuple[int, ...]
+    logit_scale: float | None
+
+    def __post_init__(self) -> None:
+        self.index = {v: i for i, v in enumerate(self.ids)}
+
+    def rows(self, video_ids: Sequence[str]) -> torch.Tensor:
+        """maps [len(video_ids), 2r', T] for these ids (CacheError naming absent ones)."""
+        missing = [v for v in video_ids if v not in self.index]
+        if missing:
+            raise CacheError(f"{len(missing)} videos have no cached maps in {', '.join(self.sources)}: "
+                             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        return self.maps[[self.index[v] for v in video_ids]]
+
+
+def _store_descriptions(store: Any) -> tuple[Any, str]:
+    """(DescriptionSet of the cache, its content hash) from the stored extraction identity."""
+    from clifvqa_core.descriptions import DescriptionSet
+
+    desc = store.config.get("descriptions")
+    if not isinstance(desc, dict):
+        raise CacheError(f"{store.path}: the stored extraction config has no description set")
+    dset = DescriptionSet.from_dict(desc)
+    return dset, dset.content_hash()
+
+
+def _store_logit_scale(store: Any) -> float | None:
+    """CLIP's logit scale used for the stored maps, when the store records it."""
+    for where in (store.attrs, store.attrs.get("runtime", {}) or {}, store.attrs.get("extract", {}) or {},
+                  store.config):
+        if isinstance(where, dict) and where.get("logit_scale") is not None:
+            return float(where["logit_scale"])
+    return None
+
+
+def check_cache_fits(store: Any, cfg: ModelConfig) -> tuple[tuple[int, ...], str, str]:
+    """Refuse a cache that cannot feed this model. -> (selected description indices, set name, set hash).
+
+    Checked: T (frames of the cache) == cfg.frames; the selection cfg.descriptions resolves in the cache's
+    description set and gives r' == cfg.num_descriptions; cfg.description_set / description_hash when
+    pinned (a checkpoint trained on one set never silently reads maps of another).
+    """
+    dset, dhash = _store_descriptions(store)
+    t = store.layout.frames
+    problems = []
+    if t != cfg.frames:
+        problems.append(f"it holds T={t} frames per video but the model expects T={cfg.frames}")
+    if cfg.description_set and dset.name != cfg.description_set:
+        problems.append(f"its description set is {dset.name!r} but the model expects {cfg.description_set!r}")
+    if cfg.description_hash and dhash != cfg.description_hash:
+        problems.append(f"its description set hash is {dhash} but the model was built for {cfg.description_hash} "
+                        "(same name, other words/templates)")
+    selected: tuple[int, ...] = ()
+    if cfg.use_semantic:
+        selected = dset.indices(cfg.descriptions)
+        if len(selected) != cfg.num_descriptions:
+            problems.append(f"selection {cfg.descriptions!r} gives r'={len(selected)} descriptions of its "
+                            f"r={dset.r} but the model expects r'={cfg.num_descriptions}")
+    if problems:
+        raise CacheError(f"{store.path} does not fit this model: " + "; ".join(problems) +
+                         ". Extract a cache with matching settings, or build the model from this cache "
+                         "(train derives T and r' from the cache when --model-config is a preset).")
+    return selected, dset.name, dhash
+
+
+def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
+    """Open the stores, check they fit ``cfg``, hold their maps in RAM (float32 [N, 2r', T]).
+
+    Maps come straight from the store when all r descriptions are selected and no other temperature
+    is asked for; otherwise they are recomputed from the cached float16 sims with
+    ``semantic.sims_to_maps`` (CLIP is never needed). Rows not done in a store are left out (warning).
+    Several stores are joined by video id; an id present twice keeps the first store's row.
+    """
+    from cache import open_store
+    from clifvqa_core.semantic import sims_to_maps
+
+    if not paths:
+        raise CacheError("no feature store given (--cached STORE)")
+    ids: list[str] = []
+    chunks: list[torch.Tensor] = []
+    mos: list[np.ndarray] = []
+    seen: set[str] = set()
+    name = dhash = ""
+    selected: tuple[int, ...] = ()
+    scale_used: float | None = None
+    for path in paths:
+        store = open_store(path, "r")
+        try:
+            selected, sname, shash = check_cache_fits(store, cfg)
+            if dhash and shash != dhash:
+                raise CacheError(f"{path}: made with another description set ({sname}, {shash}) than "
+                                 f"{paths[0]} ({name}, {dhash}); stores cannot be mixed")
+            name, dhash = sname, shash
+            done = np.asarray(store.done, bool)
+            if not done.all():
+                log.warning("%s: %d of %d videos have no features (failed or not extracted); left out",
+                            path, int((~done).sum()), store.n)
+            if not cfg.use_semantic:
+                maps = np.zeros((store.n, 0, cfg.frames), np.float32)
+            else:
+                full = len(selected) == store.layout.r and list(selected) == list(range(store.layout.r))
+                stored_scale = _store_logit_scale(store)
+                scale = cfg.logit_scale if cfg.logit_scale is not None else stored_scale
+                if full and (cfg.logit_scale is None or cfg.logit_scale == stored_scale):
+                    maps = store.load_maps()
+                else:
+                    if scale is None:
+                        raise CacheError(f"{path}: recomputing maps for selection {cfg.descriptions!r} needs "
+                                         "CLIP's logit scale, which the store does not record; set "
+                                         "ModelConfig.logit_scale (100 for OpenAI CLIP weights)")
+                    maps = np.zeros((store.n, 2 * len(selected), store.layout.frames), np.float32)
+                    for i in np.flatnonzero(done):
+                        maps[i] = sims_to_maps(store.read_sims(int(i)), scale, selected)
+                    scale_used = scale
+            keep = [i for i in np.flatnonzero(done) if store.ids[i] not in seen]
+            ids += [store.ids[i] for i in keep]
+            seen.update(store.ids[i] for i in keep)
+            chunks.append(torch.from_numpy(np.ascontiguousarray(maps[keep], dtype=np.float32)))
+            mos.append(np.asarray(store.mos, np.float64)[keep])
+        finally:
+            store.close()
+    table = MapTable(ids=ids, maps=torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
+                     description_set=name, description_hash=dhash, selected=tuple(selected),
+                     logit_scale=scale_used)
+    if cfg.use_semantic and not torch.isfinite(table.maps).all():
+        raise CacheError(f"{', '.join(table.sources)}: non-finite values in maps marked done; run "
+                         "`python cli.py cache verify`")
+    log.info("maps in RAM: %d videos x %s from %s", len(ids), list(table.maps.shape[1:]), table.sources)
+    return table
+
+
+def join_items(items: Sequence[Any], table: MapTable, skip_missing: bool = False) -> list[Any]:
+    """Keep the dataset items that have cached maps; CacheError listing the others unless ``skip_missing``."""
+    missing = [it.video_id for it in items if it.video_id not in table.index]
+    if missing and not skip_missing:
+        raise CacheError(f"{len(missing)} of {len(items)} videos of the dataset are not in the cache "
+                         f"({', '.join(table.sources)}): {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''}. Extract them, or pass --skip-missing.")
+    if missing:
+        log.warning("%d of %d videos have no cached maps; left out", len(missing), len(items))
+    return [it for it in items if it.video_id in table.index]
+
+
+@dataclass(frozen=True)
+class MosScale:
+    """z-scoring of MOS with the training part's mean and population std: q = (mos - mean) / std."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, mos: Sequence[float]) -> "MosScale":
+        m = np.asarray(mos, np.float64)
+        if m.size == 0 or not np.isfinite(m).all():
+            raise ClifVQAError("training videos need finite MOS labels (found NaN: unlabelled videos?)")
+        sd = float(m.std())
+        return cls(float(m.mean()), sd if sd > 0 else 1.0)
+
+    def to_z(self, mos: np.ndarray | float) -> np.ndarray | float:
+        return (np.asarray(mos, np.float64) - self.mean) / self.std
+
+    def to_mos(self, z: np.ndarray | float) -> np.ndarray | float:
+        return np.asarray(z, np.float64) * self.std + self.mean
+
+
+class VideoQualityDataset(Dataset):
+    """One sample per video -> dict(index int, maps [2r', T], mos float32 z-scored, fragments ...).
+
+    ``mode="train"``: one clip, offsets from ``np.random.default_rng([seed, epoch, index])`` (call
+    :meth:`set_epoch`); fragments [3, 32, 224, 224]. ``mode="eval"``: ``num_clips`` clips from a fixed
+    seed; fragments [K, 3, 32, 224, 224]. No fragments key when the spatial branch is off.
+    A video that fails to decode raises its VideoError (training must not silently drop labelled data).
+    """
+
+    def __init__(self, items: Sequence[Any], table: MapTable, scale: MosScale, cfg: ModelConfig,
+                 mode: str = "train", seed: int = 0, num_clips: int = 4) -> None:
+        if mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        self.items = list(items)
+        self.maps = table.rows([it.video_id for it in self.items])
+        mos = np.array([it.mos for it in self.items], np.float64)
+        self.mos = torch.from_numpy(np.asarray(scale.to_z(mos), np.float32))
+        self.cfg = cfg
+        self.mode = mode
+        self.seed = int(seed)
+        self.num_clips = 1 if mode == "train" else int(num_clips)
+        self.epoch = 0
+        self._frag_cfg = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _fragments(self, index: int) -> torch.Tensor:
+        from clifvqa_core.fragments import FragmentConfig, fragments_from_frames
+        from clifvqa_core.video import fastvqa_clip_indices, probe, read_frames
+
+        if self._frag_cfg is None:
+            self._frag_cfg = getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()
+        fc = self._frag_cfg
+        path = self.items[index].path
+        if self.mode == "train":
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+        else:
+            rng = np.random.default_rng(EVAL_SEED)
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        info = probe(path)
+        idx = fastvqa_clip_indices(info.frame_count, self.num_clips, fc.clip_len, fc.stride, rng=rng)
+        frames = read_frames(path, idx.reshape(-1), info)
+        frag = fragments_from_frames(frames, self.num_clips, fc, generator=gen)        # [K, 3, t, 224, 224]
+        return frag[0] if self.mode == "train" else frag
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": index, "maps": self.maps[index], "mos": self.mos[index]}
+        if self.cfg.use_spatial:
+            try:
+                out["fragments"] = self._fragments(index)
+            except VideoError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - name the video, keep the cause
+                raise ClifVQAError(f"{self.items[index].path}: fragment sampling failed: {exc}") from exc
+        return out

@@ -1,0 +1,451 @@
+"""Training one model on one split: optimiser groups, warm-up + cosine, EMA, bf16 autocast, DDP, checkpoints,
+bit-for-bit resume, model selection on the validation part, evaluation.
+
+Checkpoint format (``last.pt`` every epoch, ``model.pt`` = the selected model), loadable with
+``torch.load(weights_only=True)`` (tensors and plain types only)::
+
+    format "clifvqa-checkpoint", version 1, model_config (JSON str), train_config (JSON str),
+    model (state dict used for inference: EMA weights when EMA is on), mos_mean, mos_std,
+    epoch (last finished, 0-based), step, history [ {epoch, loss, val_srocc, ...} ],
+    best {epoch, score}, description_set, description_hash, selected [indices], logit_scale
+    and, in last.pt only: train_model (raw weights), optimizer, scheduler_step, ema, best_model,
+    rng {torch, numpy, python}.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from clifvqa_core.errors import CheckpointError, ClifVQAError
+from clifvqa_core.losses import LOSSES
+from clifvqa_core.metrics import evaluate_scores
+from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
+from clifvqa_core.train_config import TrainConfig
+
+from .data import MapTable, MosScale, VideoQualityDataset
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+
+# ---- distributed -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DistEnv:
+    """Rank / world of this process (torchrun's RANK, WORLD_SIZE, LOCAL_RANK); world 1 without torchrun."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def current(cls) -> "DistEnv":
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+        return cls()
+
+
+def init_distributed(device: torch.device) -> DistEnv:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistEnv.current()
+
+
+def resolve_device(name: str, env: DistEnv | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ClifVQAError("--device cuda asked but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    return dev
+
+
+# ---- optimisation ----------------------------------------------------------------------------------
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with two groups: group 0 = Swin backbone (lr_backbone), group 1 = everything else (lr_head)."""
+    backbone, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if name.removeprefix("module.").startswith(BACKBONE_PREFIX) else rest).append(p)
+    return torch.optim.AdamW([{"params": backbone, "lr": cfg.lr_backbone, "name": "backbone"},
+                              {"params": rest, "lr": cfg.lr_head, "name": "head"}],
+                             lr=cfg.lr_head, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Per-iteration schedule (spec): linear warm-up, then 0.5 * (1 + cos(pi * (step - warmup) / total)).
+
+    ``step`` is the 0-based iteration about to run. Warm-up uses (step + 1) / warmup so the first
+    iteration already learns (the reference's step / warmup gives lr 0 at step 0). The cosine is taken
+    over the total iteration count as in the reference, so it ends above 0 when warmup > 0.
+    """
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(total, 1)))
+
+
+class Schedule:
+    """Sets the groups' lr from their base lr each iteration; ``freeze_steps`` keeps the backbone at 0.
+
+    State = the iteration counter only (an int), so checkpoints stay plain.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup: int, total: int, freeze_steps: int = 0) -> None:
+        self.opt = optimizer
+        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.warmup, self.total, self.freeze_steps = warmup, total, freeze_steps
+        self.step_count = 0
+
+    def apply(self) -> None:
+        f = lr_factor(self.step_count, self.warmup, self.total)
+        for g, base in zip(self.opt.param_groups, self.base):
+            frozen = g.get("name") == "backbone" and self.step_count < self.freeze_steps
+            g["lr"] = 0.0 if frozen else base * f
+
+    def step(self) -> None:
+        self.step_count += 1
+
+
+class EMA:
+    """Exponential moving average of parameters (and a copy of buffers): e = d * e + (1 - d) * p."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+
+def unwrap(model: nn.Module) -> CLiFVQA:
+    return model.module if hasattr(model, "module") else model
+
+
+def autocast_for(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; nothing on CPU (bf16 CPU autocast is slow and changes numbers)."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _gather_global(x: Tensor, env: DistEnv) -> tuple[Tensor, int]:
+    """Concatenate every rank's x [b] -> [world * b], own slot keeping its autograd graph. -> (x_all, world)."""
+    if not env.enabled:
+        return x, 1
+    parts = [torch.empty_like(x) for _ in range(env.world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[env.rank] = x
+    return torch.cat(parts), env.world
+
+
+def train_step(model: nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer,
+               loss_fn: Callable[[Tensor, Tensor], Tensor], device: torch.device, amp: bool = False,
+               env: DistEnv = DistEnv(), schedule: Schedule | None = None, ema: EMA | None = None,
+               max_grad_norm: float | None = None) -> float:
+    """One optimisation step on one (per-rank) batch -> the loss value (of the global batch).
+
+    The losses are correlations over the batch, so under DDP the predictions and labels of all ranks are
+    gathered and every rank computes the loss of the *global* batch; the own slot keeps its graph and
+    the loss is scaled by world so that DDP's gradient averaging yields exactly the gradient of the
+    global-batch loss (= one process with the whole batch, up to float summation order).
+    """
+    model.train()
+    frags = batch.get("fragments")
+    frags = frags.to(device, non_blocking=True) if frags is not None else None
+    maps = batch["maps"].to(device, non_blocking=True)
+    mos = batch["mos"].to(device, non_blocking=True).float()
+    if schedule is not None:
+        schedule.apply()
+    with autocast_for(device, amp):
+        out = model(frags, maps)
+    pred, world = _gather_global(out["score"].float(), env)
+    mos_all, _ = _gather_global(mos, env)
+    loss = loss_fn(pred, mos_all)
+    optimizer.zero_grad(set_to_none=True)
+    (loss * world).backward()
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if schedule is not None:
+        schedule.step()
+    if ema is not None:
+        ema.update(unwrap(model))
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def predict_dataset(model: nn.Module, dataset: VideoQualityDataset, device: torch.device, batch_size: int = 4,
+                    workers: int = 0, amp: bool = False, env: DistEnv = DistEnv()) -> np.ndarray:
+    """Scores (model scale, z units) of every video of ``dataset`` in its order -> float64 [n].
+
+    Under DDP each rank scores every world-th video and the scores are gathered on all ranks.
+    """
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    mine = list(range(env.rank, len(dataset), env.world))
+    sub = torch.utils.data.Subset(dataset, mine)
+    loader = DataLoader(sub, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        persistent_workers=False)
+    got: dict[int, float] = {}
+    for batch in loader:
+        frags = batch.get("fragments")
+        with autocast_for(device, amp):
+            out = net(frags.to(device) if frags is not None else None, batch["maps"].to(device))
+        for i, s in zip(batch["index"].tolist(), out["score"].float().cpu().tolist()):
+            got[int(i)] = float(s)
+    if env.enabled:
+        parts: list[Any] = [None] * env.world
+        dist.all_gather_object(parts, got)
+        for p in parts:
+            got.update(p)
+    net.train(was_training)
+    return np.array([got[i] for i in range(len(dataset))], np.float64)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------
+def _cpu_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    out = {"torch": torch.get_rng_state(),
+           "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                     "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+           "python": _py_state_plain(random.getstate())}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _py_state_plain(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically (tmp + rename): a crash never leaves a half-written last.pt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a CLiF-VQA checkpoint")
+    return ckpt
+
+
+# ---- one split ---------------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    model: CLiFVQA                 # the selected weights loaded, eval mode
+    scale: MosScale
+    history: list[dict[str, Any]]
+    best_epoch: int
+    checkpoint: Path | None
+
+
+def _val_score(metrics: dict[str, Any]) -> float:
+    s = metrics["srocc"] + metrics["plcc"]
+    return -math.inf if not math.isfinite(s) else float(s)
+
+
+def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
+        val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
+        env: DistEnv = DistEnv(), resume: bool = False) -> FitResult:
+    """Train one model on one split (see :func:`_fit`); deterministic kernels on CPU when asked."""
+    want = cfg.deterministic and device.type == "cpu"
+    before = torch.are_deterministic_algorithms_enabled()
+    if want:
+        torch.use_deterministic_algorithms(True)
+    try:
+        return _fit(cfg, model_cfg, table, train_items, val_items, out_dir, seed, device, env, resume)
+    finally:
+        if want:
+            torch.use_deterministic_algorithms(before)
+
+
+def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
+         val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
+         env: DistEnv = DistEnv(), resume: bool = False) -> FitResult:
+    """Train one model on ``train_items``, select the epoch on ``val_items`` (none: the last epoch).
+
+    Writes ``out_dir/last.pt`` after every epoch (rank 0) and ``out_dir/model.pt`` at the end. With
+    ``resume`` and an existing ``last.pt`` the run continues after its last finished epoch with the
+    saved model, optimiser, schedule, EMA, selection state and RNG states, so on CPU the final weights
+    equal those of an uninterrupted run bit for bit.
+    """
+    scale = MosScale.fit([it.mos for it in train_items])
+    torch.manual_seed(seed)
+    model = CLiFVQA(model_cfg).to(device)
+    if cfg.init:
+        from clifvqa_core.model import init_from_checkpoint
+        init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)
+    train_ds = VideoQualityDataset(train_items, table, scale, model_cfg, "train", seed=seed)
+    val_ds = (VideoQualityDataset(val_items, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
+              if val_items else None)
+    if cfg.batch_size % env.world:
+        raise ClifVQAError(f"batch size {cfg.batch_size} is not divisible by the {env.world} DDP processes")
+    per_rank = cfg.batch_size // env.world
+    if len(train_ds) < cfg.batch_size:
+        raise ClifVQAError(f"the training part has {len(train_ds)} videos, fewer than one batch "
+                           f"({cfg.batch_size}); lower --batch-size")
+    # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
+    sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * cfg.epochs
+    optimizer = build_optimizer(model, cfg)
+    schedule = Schedule(optimizer, int(round(cfg.warmup_epochs * steps_per_epoch)), total,
+                        cfg.freeze_backbone_epochs * steps_per_epoch)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema else None
+    net: nn.Module = model
+    if env.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_name = cfg.loss
+
+    def loss_fn(p: Tensor, q: Tensor) -> Tensor:
+        return LOSSES[loss_name](p, q, cfg.alpha, cfg.beta)
+
+    history: list[dict[str, Any]] = []
+    best = {"epoch": -1, "score": -math.inf}
+    best_state: dict[str, Tensor] | None = None
+    start_epoch = 0
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        ck = load_checkpoint(last)
+        if ck.get("train_config") != cfg.to_json():
+            log.warning("%s was written with another train config; resuming anyway with the current one", last)
+        model.load_state_dict(ck["train_model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        schedule.step_count = int(ck["scheduler_step"])
+        if ema is not None and ck.get("ema") is not None:
+            ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
+        history = list(ck["history"])
+        best = dict(ck["best"])
+        best_state = ck.get("best_model")
+        start_epoch = int(ck["epoch"]) + 1
+        set_rng_state(ck["rng"])
+        log.info("resumed %s at epoch %d", last, start_epoch)
+
+    def inference_state() -> dict[str, Tensor]:
+        return _cpu_state(ema.state if ema is not None else model.state_dict())
+
+    amp = cfg.amp and device.type == "cuda"
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        t0, losses = time.perf_counter(), []
+        for batch in loader:
+            losses.append(train_step(net, batch, optimizer, loss_fn, device, amp, env, schedule, ema))
+        row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
+                               "lr_head": optimizer.param_groups[1]["lr"]}
+        if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            eval_model = model
+            if ema is not None:
+                eval_model = CLiFVQA(model_cfg).to(device)
+                eval_model.load_state_dict(ema.state)
+            pred = predict_dataset(eval_model, val_ds, device, batch_size=max(1, per_rank // 2),
+                                   workers=cfg.workers, amp=amp, env=env)
+            m = evaluate_scores(pred, val_ds.mos.numpy())
+            row.update(val_srocc=m["srocc"], val_plcc=m["plcc"], val_krocc=m["krocc"])
+            score = _val_score(m)
+            if score > best["score"] or best_state is None:
+                best = {"epoch": epoch, "score": score}
+                best_state = inference_state()
+        history.append(row)
+        log.info("epoch %d/%d loss %.4f%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
+                 f" val SROCC {row['val_srocc']:.3f} PLCC {row['val_plcc']:.3f}" if "val_srocc" in row else "",
+                 row["seconds"])
+        if env.main:
+            save_checkpoint(last, _payload(cfg, model_cfg, table, scale, epoch, schedule.step_count, history,
+                                           best, inference_state(), extra={
+                                               "train_model": _cpu_state(model.state_dict()),
+                                               "optimizer": optimizer.state_dict(),
+                                               "scheduler_step": schedule.step_count,
+                                               "ema": None if ema is None else _cpu_state(ema.state),
+                                               "best_model": best_state, "rng": rng_state()}))
+        if env.enabled:
+            dist.barrier()
+
+    if val_ds is None or best_state is None:
+        final_state, best_epoch = inference_state(), cfg.epochs - 1
+    else:
+        final_state, best_epoch = best_state, int(best["epoch"])
+    final = CLiFVQA(model_cfg)
+    final.load_state_dict(final_state)
+    final.to(device).eval()
+    ckpt_path = out_dir / "model.pt"
+    if env.main:
+        save_checkpoint(ckpt_path, _payload(cfg, model_cfg, table, scale, cfg.epochs - 1, schedule.step_count,
+                                            history, {"epoch": best_epoch, "score": best["score"]},
+                                            _cpu_state(final_state)))
+    if env.enabled:
+        dist.barrier()
+    return FitResult(final, scale, history, best_epoch, ckpt_path)
+
+
+def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale, epoch: int, step: int,
+             history: list, best: dict, model_state: dict[str, Tensor], extra: dict | None = None) -> dict[str, Any]:
+    out = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+           "model_config": model_cfg.to_json(), "train_config": cfg.to_json(),
+           "model": model_state, "mos_mean": scale.mean, "mos_std": scale.std,
+           "epoch": int(epoch), "step": int(step), "history": history,
+           "best": {"epoch": int(best["epoch"]), "score": float(best["score"])},
+           "description_set": table.description_set, "description_hash": table.description_hash,
+           "selected": list(table.selected), "logit_scale": table.logit_scale, "loss": cfg.loss}
+    if extra:
+        out.update(extra)
+    return out

@@ -1,0 +1,270 @@
+"""The evaluation protocol: k random splits (or fixed splits), train + select + test each, report mean +- std.
+
+Split rule (documented, stable): for split k = 0, 1, ..., the list of video ids in dataset order is
+shuffled with ``random.Random(42 * (k + 1))`` (FAST-VQA's seed rule) and the first
+``round((1 - test_fraction) * n)`` videos form the training part, the rest the test part. Datasets with
+groups (``VideoItem.group``: the scene of synthetic clips, the content of distorted versions) are split
+by group instead: the sorted unique groups are shuffled the same way and the first
+``round((1 - test_fraction) * n_groups)`` groups go to training, so no content is in both parts.
+
+Validation (model selection) is carved from the training part, never from the test part: the training
+part (or its groups) is shuffled with ``random.Random(42 * (k + 1) + 1)`` and the last
+``max(3, round(val_fraction * n))`` videos (groups: ``max(1, round(val_fraction * n_groups))`` groups)
+form it; when that would leave fewer than 2 batches of training videos, validation is skipped and the
+last epoch is kept (logged). The split lists are written to ``RUN/split_<k>/split.json``.
+
+Outputs: ``RUN/train_config.json``, per split ``split.json``, ``last.pt``, ``model.pt``,
+``predictions.csv``, ``metrics.json``; ``RUN/results.json`` (per split + mean/std) and ``RUN/results.md``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from clifvqa_core.errors import ClifVQAError, ConfigError
+from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
+from clifvqa_core.model import CLiFVQA, ModelConfig
+from clifvqa_core.train_config import TrainConfig
+
+from .data import MapTable, MosScale, VideoQualityDataset, join_items, load_map_table
+from .loop import DistEnv, fit, init_distributed, predict_dataset, resolve_device, unwrap
+
+log = logging.getLogger(__name__)
+
+TABLE_KEYS = ("srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
+
+
+# ---- splits ------------------------------------------------------------------------------------------
+def _split_units(items: Sequence[Any]) -> tuple[list[str], dict[str, list[int]]]:
+    """Units to shuffle: groups when every item has one, else single videos. -> (unit names, unit -> item idx)."""
+    if items and all(getattr(it, "group", None) not in (None, "") for it in items):
+        units: dict[str, list[int]] = {}
+        for i, it in enumerate(items):
+            units.setdefault(str(it.group), []).append(i)
+        return sorted(units), units
+    names = [it.video_id for it in items]
+    return names, {n: [i] for i, n in enumerate(names)}
+
+
+def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fraction: float = 0.1,
+               min_train: int = 2) -> dict[str, list[str]]:
+    """Split ``k`` of the protocol (see module doc). -> {"train", "val", "test"} lists of video ids."""
+    names, units = _split_units(items)
+    if len(names) < 2:
+        raise ConfigError(f"cannot split {len(items)} videos in {len(names)} group(s) into train and test")
+    order = list(names)
+    random.Random(42 * (k + 1)).shuffle(order)
+    n_train = min(len(order) - 1, max(1, round((1 - test_fraction) * len(order))))
+    train_u, test_u = order[:n_train], order[n_train:]
+    val_u: list[str] = []
+    if val_fraction > 0:
+        shuffled = list(train_u)
+        random.Random(42 * (k + 1) + 1).shuffle(shuffled)
+        grouped = len(units) != len(items) or any(len(v) > 1 for v in units.values())
+        n_val = max(1, round(val_fraction * len(shuffled))) if grouped else max(3, round(val_fraction * len(shuffled)))
+        if len(shuffled) - n_val >= min_train and n_val < len(shuffled):
+            val_u = shuffled[len(shuffled) - n_val:]
+            train_u = [u for u in train_u if u not in set(val_u)]
+        else:
+            log.warning("split %d: training part too small to carve a validation part; keeping the last epoch", k)
+
+    def ids(us: Sequence[str]) -> list[str]:
+        return [items[i].video_id for u in us for i in units[u]]
+
+    out = {"train": ids(train_u), "val": ids(val_u), "test": ids(test_u)}
+    if len(out["val"]) and len(out["val"]) < 3:
+        out["train"] += out["val"]
+        out["val"] = []
+    return out
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
+    from clifvqa_core.datasets import load_dataset
+
+    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing)
+
+
+def model_config_for_cache(cfg: ModelConfig, table: MapTable) -> ModelConfig:
+    """Pin the model to the cache's description set (name + hash) so a checkpoint refuses other maps."""
+    return cfg.replace(description_set=table.description_set, description_hash=table.description_hash)
+
+
+def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
+    """Derive T and r' from the (first) store: used by the CLI when the model comes from a preset."""
+    from cache import open_store
+    from clifvqa_core.descriptions import DescriptionSet
+
+    store = open_store(cached[0], "r")
+    try:
+        dset = DescriptionSet.from_dict(store.config["descriptions"])
+        r_sel = len(dset.indices(cfg.descriptions)) if cfg.use_semantic else cfg.num_descriptions
+        return cfg.replace(frames=store.layout.frames, num_descriptions=max(r_sel, 1),
+                           description_set=dset.name)
+    finally:
+        store.close()
+
+
+def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, pred_z: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
+        for it, p, z in zip(items, pred_mos, pred_z):
+            w.writerow([it.video_id, str(it.path), f"{it.mos:.6g}", f"{p:.6g}", f"{z:.6g}"])
+
+
+def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
+                cfg: TrainConfig, env: DistEnv = DistEnv()) -> tuple[np.ndarray, np.ndarray]:
+    """Test-time scores of ``items`` (``cfg.test_clips`` seeded clips each). -> (MOS scale [n], z [n])."""
+    ds = VideoQualityDataset(items, table, scale, unwrap(model).cfg, "eval", seed=cfg.seed, num_clips=cfg.test_clips)
+    z = predict_dataset(model, ds, device, batch_size=max(1, cfg.batch_size // max(env.world, 1) // 2),
+                        workers=cfg.workers, amp=cfg.amp and device.type == "cuda", env=env)
+    return np.asarray(scale.to_mos(z)), z
+
+
+def _evaluate_part(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
+                   cfg: TrainConfig, env: DistEnv, pred_csv: Path | None) -> dict[str, Any]:
+    pred, z = score_items(model, items, table, scale, device, cfg, env)
+    if env.main and pred_csv is not None:
+        _write_predictions(pred_csv, items, pred, z)
+    return evaluate_scores(pred, [it.mos for it in items])
+
+
+# ---- reports -------------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    return "nan" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
+
+
+def write_report(out: Path, results: dict[str, Any]) -> None:
+    """results.json (everything) + results.md (per split rows, then mean +- std)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    lines = [f"# {results.get('title', 'CLiF-VQA results')}", ""]
+    for part, block in results["parts"].items():
+        lines += [f"## {part}", "", "| split | n | " + " | ".join(k.upper().replace("_LOGISTIC", " (logistic)")
+                                                             for k in TABLE_KEYS) + " |",
+                  "|---|---|" + "---|" * len(TABLE_KEYS)]
+        for row in block["per_split"]:
+            lines.append(f"| {row['split']} | {row['n']} | " + " | ".join(_fmt(row.get(k)) for k in TABLE_KEYS) + " |")
+        summ = block["summary"]
+        lines.append("| mean +- std | | " + " | ".join(
+            f"{_fmt(summ[k]['mean'])} +- {_fmt(summ[k]['std'])}" for k in TABLE_KEYS) + " |")
+        lines.append("")
+    (out / "results.md").write_text("\n".join(lines))
+
+
+# ---- entry points ----------------------------------------------------------------------------------------
+def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run the whole protocol of ``cfg``; -> the results dict (also written to RUN/results.json + .md).
+
+    Random-split mode (``train_split`` None): ``cfg.splits`` splits of the dataset, each trained from
+    scratch (or ``cfg.init``), selected on its validation part and tested on its test part. Fixed mode:
+    train on ``train_split`` (validation carved from it), test on every ``eval_splits`` part. With
+    ``resume``, finished splits are skipped and an interrupted one continues from its ``last.pt``.
+    Under torchrun every rank calls this; only rank 0 writes files.
+    """
+    device = resolve_device(cfg.device)
+    env = init_distributed(device)
+    out = Path(cfg.out)
+    if env.main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.to_json(out / "train_config.json")
+    model_cfg = cfg.model
+    if model_cfg.use_spatial and device.type == "cuda" and cfg.grad_checkpoint:
+        if "use_checkpoint" in getattr(model_cfg.spatial, "__dataclass_fields__", {}):
+            model_cfg = model_cfg.replace(spatial=model_cfg.spatial.replace(use_checkpoint=True))
+    table = load_map_table(cfg.cached, model_cfg)
+    model_cfg = model_config_for_cache(model_cfg, table)
+
+    results: dict[str, Any] = {"title": f"CLiF-VQA on {cfg.dataset}", "config": cfg.to_dict(), "parts": {}}
+    per_part: dict[str, list[dict[str, Any]]] = {}
+    if cfg.train_split is None:
+        items = join_items(_load_items(cfg, None), table, cfg.skip_missing)
+        plan = []
+        for k in range(cfg.splits):
+            sp = make_split(items, k, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
+            by_id = {it.video_id: it for it in items}
+            plan.append((k, [by_id[v] for v in sp["train"]], [by_id[v] for v in sp["val"]],
+                         {"test": [by_id[v] for v in sp["test"]]}, sp))
+    else:
+        train_all = join_items(_load_items(cfg, cfg.train_split), table, cfg.skip_missing)
+        sp = make_split(train_all, 0, test_fraction=min(cfg.val_fraction, 0.5) or 0.1, val_fraction=0.0)
+        # fixed mode: the "test" part of this internal split is the validation part
+        by_id = {it.video_id: it for it in train_all}
+        val = [by_id[v] for v in sp["test"]] if cfg.val_fraction > 0 else []
+        train = [by_id[v] for v in sp["train"]] if cfg.val_fraction > 0 else train_all
+        evals = {name: join_items(_load_items(cfg, name), table, cfg.skip_missing) for name in cfg.eval_splits}
+        plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
+                                         **{n: [it.video_id for it in v] for n, v in evals.items()}})]
+
+    for k, train, val, evals, split_ids in plan:
+        sdir = out / f"split_{k}"
+        done_file = sdir / "metrics.json"
+        if resume and done_file.is_file():
+            log.info("split %d already finished; skipping (resume)", k)
+            for part, m in json.loads(done_file.read_text()).items():
+                per_part.setdefault(part, []).append(m)
+            continue
+        if env.main:
+            sdir.mkdir(parents=True, exist_ok=True)
+            (sdir / "split.json").write_text(json.dumps({"seed_rule": "random.Random(42 * (k + 1))", "k": k,
+                                                         **split_ids}, indent=1) + "\n")
+        log.info("split %d: %d train, %d val, %s", k, len(train), len(val),
+                 ", ".join(f"{len(v)} {n}" for n, v in evals.items()))
+        res = fit(cfg, model_cfg, table, train, val, sdir, seed=cfg.seed + k, device=device, env=env, resume=resume)
+        metrics_k: dict[str, Any] = {}
+        for part, part_items in evals.items():
+            if not part_items:
+                continue
+            m = _evaluate_part(res.model, part_items, table, res.scale, device, cfg, env,
+                               sdir / f"predictions_{part}.csv")
+            m.update(split=k, best_epoch=res.best_epoch)
+            metrics_k[part] = m
+            per_part.setdefault(part, []).append(m)
+        if env.main:
+            (sdir / "metrics.json").write_text(json.dumps(metrics_k, indent=1, default=str) + "\n")
+    for part, rows in per_part.items():
+        results["parts"][part] = {"per_split": rows, "summary": summarize(rows, TABLE_KEYS)}
+    if env.main:
+        write_report(out, results)
+    return results
+
+
+def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Sequence[str],
+                        out: str | Path | None = None, device: str = "auto", workers: int = 2, batch_size: int = 4,
+                        test_clips: int = 4, skip_missing: bool = False, title: str = "") -> dict[str, Any]:
+    """Intra/cross-dataset test of a trained model on ``items`` (dataset items with MOS) using ``cached`` maps.
+
+    -> the metrics dict (``evaluate_scores``: raw and logistic SROCC/KROCC/PLCC/RMSE, on the MOS scale of
+    the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
+    ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
+    """
+    dev = resolve_device(device)
+    model, ck = CLiFVQA.from_checkpoint(checkpoint)
+    model.to(dev)
+    table = load_map_table(cached, model.cfg)
+    items = join_items(items, table, skip_missing)
+    labelled = [it for it in items if math.isfinite(it.mos)]
+    if len(labelled) < len(items):
+        log.warning("%d videos have no MOS; they are not scored", len(items) - len(labelled))
+    scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
+    cfg = TrainConfig(batch_size=max(2, 2 * batch_size), workers=workers, test_clips=test_clips, device=device)
+    pred, z = score_items(model, labelled, table, scale, dev, cfg)
+    metrics = evaluate_scores(pred, [it.mos for it in labelled])
+    metrics.update(checkpoint=str(checkpoint))
+    if out is not None:
+        o = Path(out)
+        _write_predictions(o / "predictions.csv", labelled, pred, z)
+        row = dict(metrics, split=0)
+        write_report(o, {"title": title or f"{Path(checkpoint).name}: evaluation",
+                         "parts": {"test": {"per_split": [row], "summary": summarize([row], TABLE_KEYS)}}})
+    return metrics
