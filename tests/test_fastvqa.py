@@ -1,0 +1,97 @@
+"""FastVQA: parity with the reference (golden npz), config presets, head, video scoring."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from clifvqa_core.fastvqa import FastVQA, SpatialConfig, demo_sigmoid, score_video, video_fragments
+
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def parity(shared_dir, tmp_path_factory):
+    """Reference-layout state dict (seed 7) saved as {"state_dict": ...}, loaded strictly, run once in eval fp32."""
+    spec_dir = shared_dir / "spec"
+    spec = importlib.util.spec_from_file_location("fastvqa_parity_weights", spec_dir / "fastvqa_parity_weights.py")
+    pw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pw)
+    path = tmp_path_factory.mktemp("parity") / "fastvqa_b_seed7.pth"
+    torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in pw.make_state_dict(7).items()}}, path)
+    model, report = FastVQA.from_checkpoint(path)
+    model.eval()
+    x = torch.from_numpy(pw.make_input(11))
+    with torch.no_grad():
+        feat = model.features(x)
+        qmap = model.head_map(feat)
+        again = model(x)  # second pass: cached biases
+        score = model.score(x)
+    golden = dict(np.load(spec_dir / "fastvqa_b_golden_seed7.npz"))
+    return dict(report=report, feat=feat, qmap=qmap, again=again, score=score, golden=golden)
+
+
+def test_parity_strict_load(parity):
+    r = parity["report"]
+    assert r.source == "fastvqa" and r.missing == () and r.unexpected == ()
+
+
+def test_parity_backbone_map_score(parity):
+    g = parity["golden"]
+    assert parity["feat"].shape == (1, 768, 16, 7, 7)
+    assert np.abs(parity["feat"].numpy() - g["feat"]).max() < ATOL
+    assert np.abs(parity["qmap"].numpy() - g["qmap"]).max() < ATOL
+    assert abs(parity["qmap"].mean().item() - float(g["score"])) < ATOL
+    assert torch.equal(parity["again"], parity["qmap"])
+
+
+def test_parity_score_api(parity):
+    s = parity["score"]
+    assert s.shape == (1,) and abs(s.item() - float(parity["golden"]["score"])) < ATOL
+
+
+def test_presets_and_json_roundtrip(tmp_path):
+    b = SpatialConfig.fastvqa_b()
+    assert b.depths == (2, 2, 6, 2) and b.num_features == 768 and b.fragments.clip_len == 32
+    t = SpatialConfig.tiny()
+    assert t.embed_dim == 24 and t.num_features == 192
+    t.to_json(tmp_path / "spatial.json")
+    assert SpatialConfig.from_json(tmp_path / "spatial.json") == t
+    assert SpatialConfig.tiny(use_checkpoint=True).use_checkpoint
+
+
+def test_tiny_model_shapes_and_head():
+    torch.manual_seed(0)
+    m = FastVQA(SpatialConfig.tiny()).eval()
+    assert m.backbone is m.fragments_backbone
+    assert m.vqa_head.fc_hid.weight.shape == (64, 192, 1, 1, 1) and m.vqa_head.fc_last.weight.shape == (1, 64, 1, 1, 1)
+    x = torch.randn(2, 3, 32, 224, 224)
+    with torch.no_grad():
+        q = m(x)
+        s = m.score(x)
+    assert q.shape == (2, 1, 16, 7, 7) and torch.allclose(s, q.mean((1, 2, 3, 4)))
+
+
+def test_demo_sigmoid():
+    assert demo_sigmoid(-0.110198185) == pytest.approx(0.5)
+    assert float(demo_sigmoid(torch.tensor(0.0))) == pytest.approx(1 / (1 + np.exp(-0.110198185 / 0.04178565)))
+
+
+def test_score_video_deterministic(tmp_path):
+    from conftest import moving_frames
+
+    from clifvqa_core.videowrite import write_video
+
+    path = tmp_path / "clip.mkv"
+    write_video(path, moving_frames(40, 48, 64, seed=1), fps=25, codec="ffv1")
+    frag = video_fragments(path, SpatialConfig.tiny().fragments, seed=0)
+    assert frag.shape == (4, 3, 32, 224, 224)
+    torch.manual_seed(0)
+    m = FastVQA(SpatialConfig.tiny()).train()
+    assert torch.equal(frag, video_fragments(path, SpatialConfig.tiny().fragments, seed=0))
+    a = score_video(m, path, seed=0)
+    assert np.isfinite(a) and m.training  # mode restored
+    p = score_video(m, path, seed=0, sigmoid=True)  # same seed -> same raw score -> its sigmoid
+    assert 0 < p < 1 and p == pytest.approx(demo_sigmoid(a), abs=1e-7)
