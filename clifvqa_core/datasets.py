@@ -1,0 +1,634 @@
+"""Dataset registry and label parsers: a dataset root + a label file -> a list of :class:`VideoItem`.
+
+    items = load_dataset("konvid1k", "/data/KoNViD_1k")                 # finds labels.txt / the CSVs itself
+    items = load_dataset("lsvq", "/data/LSVQ", split="train")            # official labels_train_test.csv
+    items = load_dataset("csv", "demo_data")                            # demo_data/labels.csv
+    DATASETS["konvid1k"].expected_files()                                # what it looks for
+
+Two label formats are read, whichever a file holds (sniffed from its first non-blank line):
+
+* **FAST-VQA / DOVER ``labels.txt``**: no header, fields separated by ``,`` (usually ``", "``):
+  ``relative/path.mp4, c2, c3, mos``; c2 and c3 are numbers (duration in s and fps for KoNViD-1k and
+  LIVE-VQC, ``-1`` otherwise) and are kept in ``VideoItem.extra`` as ``("c2", text), ("c3", text)``.
+* **CSV with a header** (``,`` ``;`` or tab separated; UTF-8, a BOM is fine): header names are matched
+  case-insensitively after turning spaces and hyphens into ``_`` (``"MOS full"`` -> ``mos_full``):
+
+  - path-like column, first present of :data:`PATH_ALIASES` (a dataset may prefer others, e.g. KoNViD-1k's
+    ``flickr_id``); a value without a video extension gets the dataset's suffixes appended (``.mp4``);
+  - MOS column, first present of :data:`MOS_ALIASES` (DMOS is *not* accepted silently: it runs the other way);
+  - optional group/scene column, first present of :data:`GROUP_ALIASES` -> ``VideoItem.group``;
+  - every other column is kept in ``VideoItem.extra`` as ``(normalised_name, text)`` pairs.
+
+Video files are looked up under ``root`` (and the dataset's usual sub-folders); a name not found there is
+looked up once by file name in a recursive listing of ``root`` (unique matches only), so a flat folder of
+videos works too. ``video_id`` is the file name without its video extension, or the relative path without
+extension for the rows whose stems collide (LSVQ has a few). Ids come from the label file, never from where
+the file was found, so they do not change with ``skip_missing``.
+
+Errors: a bad label file raises :class:`LabelFormatError` naming the file, the line and what was expected;
+missing videos are reported all at once with :class:`MissingVideosError` (unless ``skip_missing``, then a
+warning with the count); a missing root or label file raises :class:`ConfigError`.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import os
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from .errors import ConfigError, LabelFormatError, MissingVideosError
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+#: file extensions taken as videos (lower case), by the ``folder`` dataset and for extension stripping
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
+    ".flv", ".wmv", ".3gp", ".ogv", ".y4m",
+)
+#: path-like CSV columns, in order of preference (normalised names)
+PATH_ALIASES: tuple[str, ...] = (
+    "path", "video_path", "file_path", "filepath", "relpath", "rel_path", "file_name", "filename", "file",
+    "video_name", "videoname", "video", "name", "vid", "video_id", "flickr_id",
+)
+#: MOS columns, in order of preference (normalised names)
+MOS_ALIASES: tuple[str, ...] = ("mos", "mos_full", "mean_opinion_score", "mos_score", "score", "quality")
+#: optional content/scene columns, in order of preference (normalised names)
+GROUP_ALIASES: tuple[str, ...] = (
+    "group", "scene", "scene_id", "group_id", "content", "content_id", "source", "src", "reference", "ref",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoItem:
+    """One video of a dataset: ``mos`` is NaN when unlabelled; ``group`` is the content/scene id used by
+    group-aware splits (None when the labels have none); ``extra`` holds the label file's other fields as
+    ``(name, text)`` pairs."""
+
+    video_id: str
+    path: Path
+    mos: float
+    group: str | None = None
+    extra: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelRow:
+    """One parsed row of a label file, before video files are looked up.
+
+    ``name`` is the path-like value as written (relative path, file name or id without extension);
+    ``alt_names`` are other path-like columns a dataset asked for, tried when ``name`` is not found;
+    ``line`` is the 1-based line number in the label file.
+    """
+
+    name: str
+    mos: float
+    line: int
+    group: str | None = None
+    alt_names: tuple[str, ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+# ---- label parsing -------------------------------------------------------------------------------
+
+
+def _norm_header(name: str) -> str:
+    key = name.strip().strip('"').strip().lower().replace("-", "_").replace(" ", "_")
+    while "__" in key:
+        key = key.replace("__", "_")
+    return key
+
+
+def _norm_name(name: str) -> str:
+    """Label-file path as a clean POSIX relative path (backslashes and a leading ./ removed)."""
+    name = name.strip().replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def _strip_video_ext(name: str) -> str:
+    p = PurePosixPath(name)
+    return str(p.with_suffix("")) if p.suffix.lower() in VIDEO_EXTENSIONS else name
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise ConfigError(f"label file {path} does not exist or is not a file")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelFormatError(path, f"not UTF-8 text (byte {exc.start}); expected a labels.txt or CSV file") from None
+    except OSError as exc:
+        raise LabelFormatError(path, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(text: str) -> tuple[int, str] | None:
+    for i, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            return i, line
+    return None
+
+
+def _looks_fastvqa(line: str) -> bool:
+    fields = [f.strip() for f in line.split(",")]
+    return len(fields) == 4 and bool(fields[0]) and all(_is_number(f) for f in fields[1:])
+
+
+def sniff_label_format(path: str | Path) -> str:
+    """``"fastvqa"`` (headerless ``path, c2, c3, mos``) or ``"csv"`` (a header row), from the first
+    non-blank line. Raises LabelFormatError for an empty file."""
+    path = Path(path)
+    first = _first_line(_read_text(path))
+    if first is None:
+        raise LabelFormatError(path, "empty file; expected 'path, c2, c3, mos' lines or a CSV with a header")
+    return "fastvqa" if _looks_fastvqa(first[1]) else "csv"
+
+
+def _parse_mos(path: Path, line: int, text: str, column: str = "MOS") -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise LabelFormatError(path, f"line {line}: {column} {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise LabelFormatError(path, f"line {line}: {column} {text.strip()!r} is not a finite number")
+    return value
+
+
+def _parse_fastvqa(path: Path, text: str) -> list[LabelRow]:
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 4:
+            raise LabelFormatError(
+                path, f"line {i}: expected 4 comma-separated fields (path, c2, c3, mos), got {len(fields)}: {line.strip()[:80]!r}")
+        name, c2, c3, mos = fields
+        if not name:
+            raise LabelFormatError(path, f"line {i}: empty video path")
+        for col, val in (("column 2", c2), ("column 3", c3)):
+            if not _is_number(val):
+                raise LabelFormatError(path, f"line {i}: {col} {val!r} is not a number (FAST-VQA format: path, c2, c3, mos)")
+        rows.append(LabelRow(_norm_name(name), _parse_mos(path, i, mos), i, extra=(("c2", c2), ("c3", c3))))
+    return rows
+
+
+def _sniff_delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _parse_csv(path: Path, text: str, path_columns: Sequence[str]) -> list[LabelRow]:
+    first = _first_line(text)
+    if first is None:
+        raise LabelFormatError(path, "empty file; expected a CSV header line")
+    reader = csv.reader(io.StringIO(text), delimiter=_sniff_delimiter(first[1]))
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[LabelRow] = []
+    for fields in reader:
+        if not any(f.strip() for f in fields):
+            continue
+        if header is None:
+            header, header_line = [_norm_header(f) for f in fields], reader.line_num
+            pref = [c for c in path_columns if c in header] or [c for c in PATH_ALIASES if c in header]
+            mos_cols = [c for c in MOS_ALIASES if c in header]
+            if not pref or not mos_cols:
+                want = []
+                if not pref:
+                    want.append(f"a path column (one of {', '.join(path_columns or PATH_ALIASES)})")
+                if not mos_cols:
+                    want.append(f"a MOS column (one of {', '.join(MOS_ALIASES)})")
+                raise LabelFormatError(
+                    path,
+                    f"line {header_line}: expected a FAST-VQA labels.txt line 'path, c2, c3, mos' or a CSV header "
+                    f"with {' and '.join(want)}; got {first[1].strip()[:100]!r}")
+            ipath = header.index(pref[0])
+            ialt = [header.index(c) for c in pref[1:]]
+            imos = header.index(mos_cols[0])
+            groups = [c for c in GROUP_ALIASES if c in header]
+            igroup = header.index(groups[0]) if groups else None
+            used = {ipath, imos, *ialt} | ({igroup} if igroup is not None else set())
+            iextra = [j for j in range(len(header)) if j not in used]
+            continue
+        line = reader.line_num
+        if len(fields) != len(header):
+            raise LabelFormatError(path, f"line {line}: expected {len(header)} fields as in the header (line {header_line}), "
+                                         f"got {len(fields)}")
+        name = _norm_name(fields[ipath])
+        if not name:
+            raise LabelFormatError(path, f"line {line}: empty {header[ipath]!r} (the video path column)")
+        group = fields[igroup].strip() if igroup is not None else None
+        rows.append(LabelRow(
+            name=name,
+            mos=_parse_mos(path, line, fields[imos], f"{header[imos]!r}"),
+            line=line,
+            group=group or None,
+            alt_names=tuple(_norm_name(fields[j]) for j in ialt if fields[j].strip()),
+            extra=tuple((header[j], fields[j].strip()) for j in iextra),
+        ))
+    if not rows:
+        raise LabelFormatError(path, f"no data rows after the header on line {header_line}")
+    return rows
+
+
+def read_labels(path: str | Path, fmt: str = "auto", path_columns: Sequence[str] = ()) -> list[LabelRow]:
+    """Parse a label file (no video lookup): ``fmt`` is ``"auto"`` (sniffed), ``"fastvqa"`` or ``"csv"``.
+
+    ``path_columns`` (normalised names) are the preferred path-like CSV columns; the first present one gives
+    ``name`` and the others ``alt_names``. Raises LabelFormatError for an empty file, a wrong field count,
+    a non-numeric or non-finite MOS, a CSV without path/MOS columns, and a video listed twice (compared
+    without the video extension), naming the line.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    if _first_line(text) is None:
+        raise LabelFormatError(path, "empty file; expected 'path, c2, c3, mos' lines or a CSV with a header")
+    if fmt == "auto":
+        fmt = "fastvqa" if _looks_fastvqa(_first_line(text)[1]) else "csv"  # type: ignore[index]
+    if fmt == "fastvqa":
+        rows = _parse_fastvqa(path, text)
+    elif fmt == "csv":
+        rows = _parse_csv(path, text, tuple(_norm_header(c) for c in path_columns))
+    else:
+        raise ConfigError(f"unknown label format {fmt!r}; known: auto, fastvqa, csv")
+    seen: dict[str, int] = {}
+    for row in rows:
+        key = _strip_video_ext(row.name)
+        if key in seen:
+            raise LabelFormatError(path, f"line {row.line}: video {row.name!r} is listed twice (first on line {seen[key]})")
+        seen[key] = row.line
+    return rows
+
+
+# ---- video lookup ------------------------------------------------------------------------------
+
+
+def video_ids(names: Sequence[str], strip: Sequence[str] = ()) -> list[str]:
+    """Ids for label names: the file name without video extension (and without any suffix in ``strip``),
+    or the relative path without extension for names whose ids would collide.
+
+    >>> video_ids(["a/x.mp4", "b/x.mp4", "c/y.mp4"])
+    ['a/x', 'b/x', 'y']
+    """
+    def cut(s: str) -> str:
+        for suf in strip:
+            if s.endswith(suf):
+                return s[: -len(suf)]
+        return s
+
+    full = [cut(_strip_video_ext(n)) for n in names]
+    short = [PurePosixPath(f).name for f in full]
+    counts: dict[str, int] = {}
+    for s in short:
+        counts[s] = counts.get(s, 0) + 1
+    return [s if counts[s] == 1 else f for s, f in zip(short, full)]
+
+
+class _Finder:
+    """Finds the file of a label name under root: direct candidates first, then one recursive listing."""
+
+    #: the fallback listing stops after this many files (a root of "/" must not take forever)
+    MAX_INDEX = 1_000_000
+
+    def __init__(self, root: Path, subdirs: Sequence[str], suffixes: Sequence[str]) -> None:
+        self.root, self.subdirs, self.suffixes = root, tuple(subdirs) or ("",), tuple(suffixes)
+        self._index: dict[str, list[Path]] | None = None
+
+    def _variants(self, name: str) -> list[str]:
+        if PurePosixPath(name).suffix.lower() in VIDEO_EXTENSIONS:
+            return [name]
+        return [name + s for s in self.suffixes] or [name]
+
+    def candidates(self, name: str) -> list[Path]:
+        if os.path.isabs(name):
+            return [Path(v) for v in self._variants(name)]
+        return [self.root / sub / v for sub in self.subdirs for v in self._variants(name)]
+
+    def _lookup(self, basename: str) -> Path | None:
+        if self._index is None:
+            self._index, count = {}, 0
+            for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for f in filenames:
+                    self._index.setdefault(f, []).append(Path(dirpath) / f)
+                count += len(filenames)
+                if count > self.MAX_INDEX:
+                    log.warning("stopped listing %s after %d files; videos deeper down are not found by name",
+                                self.root, count)
+                    break
+            log.debug("indexed %d file names under %s", len(self._index), self.root)
+        hits = self._index.get(basename, [])
+        return hits[0] if len(hits) == 1 else None
+
+    def find(self, names: Sequence[str]) -> Path | None:
+        for name in names:
+            for cand in self.candidates(name):
+                if cand.is_file():
+                    return cand
+        for name in names:
+            for v in self._variants(name):
+                hit = self._lookup(PurePosixPath(v).name)
+                if hit is not None:
+                    return hit
+        return None
+
+
+def _check_root(root: str | Path | None, name: str) -> Path:
+    if root is None:
+        raise ConfigError(f"dataset {name!r} needs a root folder")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"dataset root {root} does not exist or is not a folder")
+    return root
+
+
+# ---- datasets ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A labelled dataset: where its label files and videos usually are, and how names map to files.
+
+    ``label_files`` are searched under root, in order, when no label file is given; ``video_dirs`` are the
+    sub-folders of root tried for each name (``""`` = root itself); ``suffixes`` are appended to names that
+    have no video extension; ``path_columns`` are preferred CSV path columns; ``id_strip`` are name suffixes
+    dropped from ids (so both label formats of one dataset give the same ids).
+    """
+
+    name: str
+    description: str
+    label_files: tuple[str, ...] = ()
+    video_dirs: tuple[str, ...] = ("",)
+    suffixes: tuple[str, ...] = (".mp4",)
+    path_columns: tuple[str, ...] = ()
+    id_strip: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    notes: str = ""
+
+    def expected_files(self) -> list[str]:
+        """Human-readable lines: the label files looked for and where the videos go."""
+        out = [f"labels (first found under ROOT, or --labels): {', '.join(self.label_files)}"]
+        dirs = " or ".join(f"ROOT/{d}/" if d else "ROOT/" for d in self.video_dirs)
+        out.append(f"videos: {dirs} as named in the labels (names without extension get {', '.join(self.suffixes)})")
+        if self.notes:
+            out.append(self.notes)
+        return out
+
+    def _check_split(self, split: str | None) -> None:
+        if split is not None:
+            raise ConfigError(f"dataset {self.name!r} has no predefined splits (got split={split!r}); "
+                              "train/test splits are made at training time")
+
+    def find_labels(self, root: Path, split: str | None = None) -> Path:
+        for fname in self.label_files:
+            if (root / fname).is_file():
+                return root / fname
+        raise ConfigError(f"no label file for {self.name!r} under {root}: looked for {', '.join(self.label_files)}; "
+                          "pass the label file explicitly (--labels)")
+
+    def _select(self, rows: list[LabelRow], split: str | None, labels: Path) -> list[LabelRow]:
+        return rows
+
+    def load(self, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
+             skip_missing: bool = False) -> list[VideoItem]:
+        """Parse the labels and find every video; see :func:`load_dataset`."""
+        self._check_split(split)
+        root = _check_root(root, self.name)
+        label_path = Path(labels).expanduser() if labels is not None else self.find_labels(root, split)
+        rows = self._select(read_labels(label_path, path_columns=self.path_columns), split, label_path)
+        return _items_from_rows(rows, root, label_path, self.video_dirs, self.suffixes, self.id_strip, skip_missing)
+
+
+def _items_from_rows(rows: Sequence[LabelRow], root: Path, label_path: Path, video_dirs: Sequence[str],
+                     suffixes: Sequence[str], id_strip: Sequence[str], skip_missing: bool) -> list[VideoItem]:
+    finder = _Finder(root, video_dirs, suffixes)
+    ids = video_ids([r.name for r in rows], id_strip)
+    items, missing = [], []
+    for row, vid in zip(rows, ids):
+        found = finder.find((row.name, *row.alt_names))
+        if found is None:
+            missing.append(row.name)
+            continue
+        items.append(VideoItem(vid, found, row.mos, row.group, row.extra))
+    if missing:
+        if not skip_missing or not items:  # nothing found at all: almost surely the wrong root
+            if skip_missing:
+                log.error("none of the %d videos listed in %s is under %s", len(rows), label_path, root)
+            raise MissingVideosError(missing, root, len(rows))
+        log.warning("%d of %d videos listed in %s are missing under %s and were skipped (first: %s)",
+                    len(missing), len(rows), label_path, root, ", ".join(missing[:3]))
+    return items
+
+
+_TRUE, _FALSE = {"1", "true", "t", "yes", "y", "1.0"}, {"0", "false", "f", "no", "n", "0.0"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LsvqDataset(Dataset):
+    """LSVQ: splits ``train`` / ``test`` / ``test_1080p``.
+
+    Label files per split (first found under root): test -> labels_test.txt, else the official
+    labels_train_test.csv rows with is_test true; test_1080p -> labels_1080p.txt, else labels_test_1080p.csv;
+    train -> labels_train_test.csv rows with is_test false (the train list exists only there: FAST-VQA's
+    labels*.txt files hold the test sets). An explicit CSV with an ``is_test`` column is filtered the same
+    way; an explicit labels.txt is taken as it is, except that the known test lists are refused for train.
+    """
+
+    split_files: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def expected_files(self) -> list[str]:
+        out = [f"labels for --split {split} (first found under ROOT, or --labels): {', '.join(names)}"
+               for split, names in self.split_files]
+        return out + super().expected_files()[1:]
+
+    def _check_split(self, split: str | None) -> None:
+        if split not in self.splits:
+            raise ConfigError(f"dataset {self.name!r} needs a split: one of {', '.join(self.splits)} (got {split!r})")
+
+    def find_labels(self, root: Path, split: str | None = None) -> Path:
+        names = dict(self.split_files)[split]
+        for fname in names:
+            if (root / fname).is_file():
+                return root / fname
+        extra = (" The LSVQ training list is only in the official release's labels_train_test.csv (its is_test "
+                 "column marks the test videos); FAST-VQA's labels*.txt hold the test sets only."
+                 if split == "train" else "")
+        raise ConfigError(f"no label file for lsvq split {split!r} under {root}: looked for {', '.join(names)}; "
+                          f"pass it with --labels.{extra}")
+
+    def _select(self, rows: list[LabelRow], split: str | None, labels: Path) -> list[LabelRow]:
+        keys = {k for k, _ in rows[0].extra}
+        if "is_test" not in keys:
+            if split == "train" and (labels.suffix.lower() == ".csv" or labels.name in
+                                     ("labels.txt", "labels_test.txt", "labels_1080p.txt")):
+                raise LabelFormatError(
+                    labels, "cannot tell the LSVQ train split: expected the official labels_train_test.csv with "
+                            "its 'is_test' column (FAST-VQA's labels.txt, labels_test.txt and labels_1080p.txt "
+                            "are test lists)")
+            return rows
+        if split == "test_1080p":
+            return rows
+        out = []
+        for row in rows:
+            value = dict(row.extra)["is_test"].strip().lower()
+            if value not in _TRUE and value not in _FALSE:
+                raise LabelFormatError(labels, f"line {row.line}: is_test {value!r} is not a boolean (True/False/1/0)")
+            if (value in _TRUE) == (split == "test"):
+                out.append(row)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvDataset(Dataset):
+    """Any CSV with a path-like column and a MOS column (see the module docstring for the aliases);
+    an optional group/scene column becomes ``VideoItem.group``. Paths are relative to root (absolute
+    paths are kept); root defaults to the CSV's folder."""
+
+    def load(self, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
+             skip_missing: bool = False) -> list[VideoItem]:
+        if root is None and labels is not None:
+            root = Path(labels).expanduser().parent
+        return super().load(root, labels, split, skip_missing)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderDataset(Dataset):
+    """Every video file under root, recursively (hidden files and folders skipped), unlabelled (mos NaN)."""
+
+    def expected_files(self) -> list[str]:
+        return [f"videos: any file under ROOT (recursively) ending in {', '.join(VIDEO_EXTENSIONS)}; no labels"]
+
+    def load(self, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
+             skip_missing: bool = False) -> list[VideoItem]:
+        self._check_split(split)
+        if labels is not None:
+            raise ConfigError("the 'folder' dataset is unlabelled; for a label file use the 'csv' dataset")
+        root = _check_root(root, self.name)
+        rels = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for f in filenames:
+                if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS:
+                    rels.append((Path(dirpath) / f).relative_to(root).as_posix())
+        rels.sort()
+        if not rels:
+            raise ConfigError(f"no video files under {root} (extensions: {', '.join(VIDEO_EXTENSIONS)})")
+        return [VideoItem(vid, root / rel, math.nan) for vid, rel in zip(video_ids(rels), rels)]
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+_DATASET_LIST: tuple[Dataset, ...] = (
+    Dataset(
+        name="konvid1k",
+        description="KoNViD-1k: 1,200 in-the-wild Flickr videos, MOS 1-5",
+        label_files=("labels.txt", "KoNViD_1k_attributes.csv", "KoNViD_1k_mos.csv"),
+        video_dirs=("", "KoNViD_1k_videos"),
+        path_columns=("flickr_id", "file_name"),
+        notes="CSV: the official KoNViD_1k_attributes.csv (flickr_id + MOS columns; videos <flickr_id>.mp4)",
+    ),
+    Dataset(
+        name="livevqc",
+        description="LIVE-VQC: 585 mobile-camera videos, MOS 0-100",
+        label_files=("labels.txt", "LIVE_VQC.csv", "LIVE-VQC.csv", "livevqc.csv", "data.csv"),
+        video_dirs=("", "Video"),
+        notes="CSV: the release's data.mat exported to CSV with a file-name column (e.g. File or name) and mos",
+    ),
+    Dataset(
+        name="youtubeugc",
+        description="YouTube-UGC: 1,147 user-generated videos (H.264 versions used by FAST-VQA), MOS 1-5",
+        label_files=("labels.txt", "original_videos_MOS_for_YouTube_UGC_dataset.csv", "youtube_ugc_mos.csv"),
+        video_dirs=("", "videos", "original_videos"),
+        suffixes=("_crf_10_ss_00_t_20.0.mp4", ".mp4", ".mkv", ".webm"),
+        path_columns=("vid", "filename", "file_name", "video", "name", "path"),
+        id_strip=("_crf_10_ss_00_t_20.0",),
+        notes="CSV: the 'MOS' sheet of original_videos_MOS_for_YouTube_UGC_dataset.xlsx saved as CSV "
+              "(vid + 'MOS full' columns); ids drop the '_crf_10_ss_00_t_20.0' suffix in both formats",
+    ),
+    LsvqDataset(
+        name="lsvq",
+        description="LSVQ: 39k in-the-wild videos, MOS 0-100",
+        splits=("train", "test", "test_1080p"),
+        split_files=(
+            ("train", ("labels_train_test.csv",)),
+            ("test", ("labels_test.txt", "labels_train_test.csv")),
+            ("test_1080p", ("labels_1080p.txt", "labels_test_1080p.csv")),
+        ),
+        notes="train = rows of the official labels_train_test.csv with is_test false (its 'name' column gives "
+              "ROOT/<name>.mp4); test = labels_test.txt or is_test true; test_1080p = labels_1080p.txt or "
+              "labels_test_1080p.csv",
+    ),
+    CsvDataset(
+        name="csv",
+        description="any CSV with a path-like column and a MOS column (optional group/scene column)",
+        label_files=("labels.csv",),
+        notes=f"columns (case-insensitive): path one of {', '.join(PATH_ALIASES)}; MOS one of "
+              f"{', '.join(MOS_ALIASES)}; group one of {', '.join(GROUP_ALIASES)}; paths relative to ROOT "
+              "(default: the CSV's folder). make-demo-data writes such a file",
+    ),
+    FolderDataset(name="folder", description="every video file under a folder, recursively, unlabelled (MOS NaN)"),
+)
+for _ds in _DATASET_LIST:
+    DATASETS.add(_ds.name, _ds)
+
+
+class UnknownDatasetError(ConfigError, KeyError):
+    """An unknown dataset name (a KeyError, as registry misses are, and a ClifVQAError for the CLI)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def dataset_names() -> list[str]:
+    """The registered dataset names, sorted."""
+    return DATASETS.names()
+
+
+def load_dataset(name: str, root: str | Path | None, labels: str | Path | None = None,
+                 split: str | None = None, skip_missing: bool = False) -> list[VideoItem]:
+    """Items of dataset ``name`` (see :data:`DATASETS`) under ``root``, in label-file order.
+
+    ``labels`` overrides the label-file search; ``split`` is only for ``lsvq``. Raises
+    UnknownDatasetError (a KeyError) for an unknown name, ConfigError for a missing root/label file,
+    LabelFormatError for a bad label file, MissingVideosError listing the missing videos unless
+    ``skip_missing`` (then they are left out with a warning).
+    """
+    try:
+        ds = DATASETS[name]
+    except KeyError as exc:
+        raise UnknownDatasetError(exc.args[0]) from None
+    return ds.load(root, labels=labels, split=split, skip_missing=skip_missing)
+
+
+def describe_datasets() -> str:
+    """Markdown list of every dataset with its description and expected files (docs/datasets.md)."""
+    lines = ["# Datasets", "",
+             "Generated by `clifvqa_core.datasets.describe_datasets()`; `python cli.py datasets` prints the same.",
+             "Label files are either FAST-VQA/DOVER `labels.txt` (no header: `path, c2, c3, mos`) or a CSV with a",
+             "header; the format is sniffed from the first line. Column names are matched case-insensitively",
+             "(spaces and hyphens read as `_`). Missing videos are reported all at once; `--skip-missing` leaves",
+             "them out with a warning. `video_id` is the file name without extension (the relative path where",
+             "names collide).", ""]
+    for name, ds in DATASETS.items():
+        lines.append(f"## `{name}`")
+        lines.append("")
+        lines.append(ds.description + ("." if not ds.description.endswith(".") else ""))
+        lines.append("")
+        lines.extend(f"- {e}" for e in ds.expected_files())
+        lines.append("")
+    return "\n".join(lines)
