@@ -1,0 +1,73 @@
+"""`cli.py extract` and `cache info|verify` end to end on a synthetic folder (tiny random CLIP)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from cache import open_store
+from cli import main
+from clifvqa_core.videowrite import write_video
+from conftest import moving_frames
+
+TINY = str(Path(__file__).resolve().parent / "data" / "tiny_clip.json")
+BASE = ["--clip-model", TINY, "--clip-pretrained", "none", "--frames", "4", "--grid", "2x2", "--workers", "0",
+        "--batch-size", "16", "--device", "cpu"]
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_extract_info_verify_end_to_end(tmp_path):
+    root = tmp_path / "videos"
+    for k in range(3):
+        write_video(root / f"clip{k}.mp4", moving_frames(12, 240, 320, seed=k), fps=12)
+    (root / "broken.mp4").write_text("not a video")
+    out = tmp_path / "feats.zarr"
+
+    res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), "--shard-size", "2", *BASE)
+    assert res.exit_code == 0, res.output
+    assert "3 done, 1 failed" in res.output
+
+    st = open_store(out)
+    assert st.done.sum() == 3 and np.isnan(st.mos).all()  # the folder dataset is unlabelled
+    assert [f["id"] for f in st.failures()] == [st.ids[int(np.flatnonzero(~st.done)[0])]]
+
+    res = _run("cache", "info", str(out))
+    assert res.exit_code == 0 and "4: 3 done, 1 failed, 0 missing" in res.output and "T=4 grid=2x2" in res.output
+    res = _run("cache", "verify", str(out))
+    assert res.exit_code == 0 and "OK" in res.output
+
+    # a second run with other flags is refused with the field named, as a one-line error
+    res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), *BASE[:-8], "--grid", "1x2",
+               "--frames", "4", "--workers", "0")
+    assert res.exit_code == 1 and "grid.cols (stored 2, asked 2)" not in res.output
+    assert "grid.rows (stored 2, asked 1)" in res.output and "Traceback" not in res.output
+
+    # tampering: a done video's maps overwritten with NaN
+    import zarr
+
+    g = zarr.open_group(str(out), mode="r+")
+    i = int(np.flatnonzero(st.done)[0])
+    maps = g["maps"][:]
+    maps[i, 0, 0] = np.nan
+    g["maps"][:] = maps
+    res = _run("cache", "verify", str(out))
+    assert res.exit_code == 1 and "maps not finite" in res.output
+
+
+def test_cache_commands_on_missing_store(tmp_path):
+    res = _run("cache", "verify", str(tmp_path / "nope"))
+    assert res.exit_code == 1 and "no such feature store" in res.output
+
+
+def test_extract_on_shared_videos(shared_videos, tmp_path):
+    root = shared_videos[0].parent
+    out = tmp_path / "shared.h5"
+    res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), "--backend", "hdf5",
+               "--limit", "2", *BASE[:4], "--frames", "2", "--grid", "1x2", "--workers", "1", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert _run("cache", "verify", str(out)).exit_code == 0
+    assert open_store(out).done.all()
