@@ -197,7 +197,7 @@ def _ddp_worker(rank: int, world: int, port: int, store: str, items: list, out: 
         torch.manual_seed(0)
         model = CLiFVQA(cfg)
         ddp = torch.nn.parallel.DistributedDataParallel(model)
-        opt = build_optimizer(model, TrainConfig(model=cfg))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
         env = DistEnv(rank, world)
         for _ in range(2):
             train_step(ddp, mine, opt, lambda p, q: clif_loss(p, q), torch.device("cpu"), env=env)
@@ -215,8 +215,11 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_ddp_two_processes_equal_one_process_doubled_batch(data, tmp_path):
-    """Tolerance: 1e-5 absolute on every parameter after 2 AdamW steps (the gathered batch is summed in
-    another order than the single process's, so float32 rounding differs slightly)."""
+    """Tolerance: 1e-5 absolute on every parameter after 2 SGD steps (lr 0.05; measured ~2e-6, while the
+    steps themselves move weights by > 1e-3): the gathered batch is summed in another order than the
+    single process's and the gradients are averaged over ranks, so float32 rounding differs. SGD, not
+    AdamW, because Adam turns a parameter's near-zero gradient (e.g. 1e-12 rounding noise on the
+    zero-initialised fragment bias tables) into a full +-lr step, which would test the noise, not DDP."""
     _, items, store = data
     four = items[:4]
     out = tmp_path / "ddp.pt"
@@ -227,15 +230,17 @@ def test_ddp_two_processes_equal_one_process_doubled_batch(data, tmp_path):
     batch = _batch(four, table, cfg)
     torch.manual_seed(0)
     model = CLiFVQA(cfg)
-    opt = build_optimizer(model, TrainConfig(model=cfg))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for _ in range(2):
         train_step(model, batch, opt, lambda p, q: clif_loss(p, q), torch.device("cpu"))
     ddp_state = torch.load(out, weights_only=True)
     worst = max((a - ddp_state[k]).abs().max().item() for k, a in model.state_dict().items()
                 if a.dtype.is_floating_point)
     assert worst < 1e-5, worst
-    moved = (model.state_dict()["regressor.fc4.weight"] - CLiFVQA(cfg).state_dict()["regressor.fc4.weight"])
-    assert moved.abs().max() > 0   # the comparison is not vacuous: the weights did move
+    torch.manual_seed(0)
+    init = CLiFVQA(cfg).state_dict()
+    moved = max((a - init[k]).abs().max().item() for k, a in model.state_dict().items() if a.dtype.is_floating_point)
+    assert moved > 1e-3, moved    # the comparison is not vacuous: the weights did move
 
 
 @pytest.mark.slow
@@ -246,7 +251,7 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     monkeypatch.setattr(protocol, "_load_items", lambda cfg, split: list(items))
     cfg = TrainConfig(cached=(str(store),), out=str(tmp_path / "run"), dataset="csv", root=str(root),
                       model=small_model_cfg(use_spatial=False), splits=2, epochs=2, batch_size=2,
-                      test_fraction=0.25, val_fraction=0.0, workers=0, device="cpu", test_clips=2)
+                      test_fraction=0.5, val_fraction=0.0, workers=0, device="cpu", test_clips=2)
     res = protocol.run_training(cfg)
     run = tmp_path / "run"
     assert (run / "results.json").is_file() and (run / "results.md").is_file()

@@ -192,6 +192,9 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         plan = []
         for k in range(cfg.splits):
             sp = make_split(items, k, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
+            if len(sp["test"]) < 3:
+                raise ConfigError(f"split {k}: the test part holds {len(sp['test'])} videos; at least 3 are "
+                                  "needed for correlations (more videos or a larger test_fraction)")
             by_id = {it.video_id: it for it in items}
             plan.append((k, [by_id[v] for v in sp["train"]], [by_id[v] for v in sp["val"]],
                          {"test": [by_id[v] for v in sp["test"]]}, sp))
