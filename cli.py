@@ -194,6 +194,108 @@ def cache_verify_cmd(store: Path) -> None:
 
 # ---- stage two: train, evaluate, predict, demo --------------------------------------------------
 
+def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: bool, no_regressor: bool,
+                  cached: tuple[str, ...]):
+    """--model-config: a preset (tiny | fastvqa-b; T and r' then come from the cache) or a ModelConfig JSON."""
+    from clifvqa_core.model import ModelConfig
+    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+    from train.protocol import fit_model_to_cache
+
+    switches = dict(use_semantic=not no_semantic and descriptions != "none", use_spatial=not no_spatial,
+                    use_regressor=not no_regressor, descriptions=descriptions)
+    if spec in MODEL_PRESETS:
+        return fit_model_to_cache(model_preset(spec, **switches), cached)
+    return ModelConfig.from_json(Path(spec)).replace(**switches)
+
+
+@main.command("train")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A train_config.json (e.g. of an earlier run); other options are then ignored except --resume.")
+@click.option("--cached", multiple=True, help="Feature store(s) made by `extract` (repeat to join several).")
+@click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="Folder holding the videos.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (results, checkpoints).")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Random 80/20 splits.")
+@click.option("--train-split", default=None, help="Fixed-split mode: train on this dataset split (e.g. train).")
+@click.option("--eval-splits", default="", help="Fixed-split mode: comma-separated test splits (test,test_1080p).")
+@click.option("--model-config", default="fastvqa-b", show_default=True, help="tiny | fastvqa-b | a ModelConfig JSON.")
+@click.option("--descriptions", default="all", show_default=True, help="all | objective | subjective | none.")
+@click.option("--no-semantic", is_flag=True, help="Ablation: spatial branch only.")
+@click.option("--no-spatial", is_flag=True, help="Ablation: semantic branch only.")
+@click.option("--no-regressor", is_flag=True, help="Ablation: add the branches' mean scores instead of FC3-FC4.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--ema", is_flag=True, help="Keep an EMA of the weights (decay 0.999) and evaluate it.")
+@click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start from.")
+@click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file (weights_only=False).")
+@click.option("--resume", is_flag=True, help="Skip finished splits, continue an interrupted one from last.pt.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
+def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_split, eval_splits, model_config,
+              descriptions, no_semantic, no_spatial, no_regressor, epochs, batch_size, loss, ema, init, trust_init,
+              resume, workers, device, seed, skip_missing) -> None:
+    """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std."""
+    from clifvqa_core.train_config import TrainConfig
+    from train.protocol import run_training
+
+    try:
+        if config_path is not None:
+            cfg = TrainConfig.from_json(config_path)
+        else:
+            if not cached or root is None or out is None:
+                raise click.UsageError("--cached, --root and --out are required (or --config)")
+            cfg = TrainConfig(
+                cached=tuple(str(c) for c in cached), dataset=dataset, root=str(root),
+                labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
+                splits=splits, train_split=train_split,
+                eval_splits=tuple(s for s in eval_splits.split(",") if s) if train_split else (),
+                model=_model_config(model_config, descriptions, no_semantic, no_spatial, no_regressor,
+                                    tuple(str(c) for c in cached)),
+                init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
+                workers=workers, device=device, seed=seed)
+        results = run_training(cfg, resume=resume)
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    for part, block in results["parts"].items():
+        s = block["summary"]
+        click.echo(f"{part}: SROCC {s['srocc']['mean']:.4f} +- {s['srocc']['std']:.4f}, "
+                   f"PLCC {s['plcc']['mean']:.4f} +- {s['plcc']['std']:.4f} over {s['srocc']['n']} split(s)")
+    click.echo(f"results: {Path(cfg.out) / 'results.md'}")
+
+
+@main.command("evaluate")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A model.pt written by `train`.")
+@click.option("--dataset", required=True, help="Dataset name (see `datasets`).")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
+@click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@click.option("--split", default=None, help="Dataset split (e.g. test_1080p).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing) -> None:
+    """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON."""
+    from clifvqa_core.datasets import load_dataset
+    from train.protocol import evaluate_checkpoint
+
+    try:
+        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing)
+        metrics = evaluate_checkpoint(checkpoint, items, [str(c) for c in cached], out=out, device=device,
+                                      workers=workers, skip_missing=skip_missing,
+                                      title=f"{checkpoint.name} on {dataset}{'/' + split if split else ''}")
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps({k: metrics[k] for k in ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic",
+                                                   "rmse_logistic")}, indent=1))
+
+
 # ---- experiments: ablate, probe, explain --------------------------------------------------------
 
 # ---- benchmarks ---------------------------------------------------------------------------------
