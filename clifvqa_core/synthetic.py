@@ -217,37 +217,38 @@ def _render(scene: _Scene, cfg: DemoDataConfig, layer: np.ndarray | None = None)
     return out
 
 
-# ---- distortions (frames float32 [T, 3, H, W] tensors, 0-255; uint8 [T, H, W, 3] arrays) ----------------
+# ---- distortions (frames float32 or uint8 [T, H, W, 3] arrays, 0-255) -----------------------------------
 
 
-def _blur(x: torch.Tensor, s: float) -> torch.Tensor:
-    """Separable Gaussian blur (sigma 3.5 * s px, mirror boundaries, 3 sigma taps) of [T, 3, H, W]."""
-    out = ndimage.gaussian_filter(x.numpy(), sigma=(0, 0, 3.5 * s, 3.5 * s), mode="mirror", truncate=3.0)
-    return torch.from_numpy(out)
+def _blur(x: np.ndarray, s: float) -> np.ndarray:
+    """Separable Gaussian blur (sigma 3.5 * s px, mirror boundaries, 3 sigma taps) of [T, H, W, 3]."""
+    return ndimage.gaussian_filter(x, sigma=(0, 3.5 * s, 3.5 * s, 0), mode="mirror", truncate=3.0)
 
 
-def _noise(x: torch.Tensor, s: float, scene: _Scene, cfg: DemoDataConfig, rng: np.random.Generator) -> torch.Tensor:
+def _noise(x: np.ndarray, s: float, scene: _Scene, cfg: DemoDataConfig, rng: np.random.Generator) -> np.ndarray:
     """Film grain attached to the scene (pans with it), redrawn every ``noise_refresh`` frames."""
     hc, wc = scene.canvas.shape[:2]
-    out = x.clone()
+    out = x.copy()
     for start in range(0, cfg.frames, cfg.noise_refresh):
         grain = ndimage.gaussian_filter(rng.standard_normal((hc, wc, 3)).astype(np.float32), (0.6, 0.6, 0))
         # mostly luma grain with some chroma, like a camera sensor
         grain = 0.8 * grain.mean(axis=2, keepdims=True) + 0.45 * grain
         grain *= (30.0 * s) / max(float(grain.std()), 1e-6)
-        g = torch.from_numpy(np.ascontiguousarray(grain.transpose(2, 0, 1)))
         for t in range(start, min(start + cfg.noise_refresh, cfg.frames)):
             y, xo = (int(v) for v in scene.offsets[t])
-            out[t] += g[:, y : y + cfg.height, xo : xo + cfg.width]
+            out[t] += grain[y : y + cfg.height, xo : xo + cfg.width]
     return out
 
 
-def _scaling(x: torch.Tensor, s: float) -> torch.Tensor:
-    """Area downscale by 1 + 5 * s, bilinear upscale back to [T, 3, H, W]."""
+def _scaling(x: np.ndarray, s: float) -> np.ndarray:
+    """Area downscale by 1 + 5 * s, bilinear upscale back to [T, H, W, 3] (channels-last all the way)."""
     factor = 1.0 + 5.0 * s
-    h, w = x.shape[-2:]
-    small = F.interpolate(x, size=(max(1, round(h / factor)), max(1, round(w / factor))), mode="area")
-    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    h, w = x.shape[1:3]
+    t = torch.from_numpy(x).permute(0, 3, 1, 2)  # a channels_last view, no copy
+    small = F.interpolate(t, size=(max(1, round(h / factor)), max(1, round(w / factor))), mode="area")
+    back = F.interpolate(small.contiguous(memory_format=torch.channels_last), size=(h, w), mode="bilinear",
+                         align_corners=False)
+    return back.permute(0, 2, 3, 1).numpy()
 
 
 def _exposure(frames: np.ndarray, s: float) -> np.ndarray:
@@ -264,9 +265,9 @@ def _framedrop(frames: np.ndarray, s: float, rng: np.random.Generator) -> np.nda
     return frames[src]
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float [T, 3, H, W] 0-255 -> uint8 [T, H, W, 3] (rounded, clipped)."""
-    return x.round().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """float [T, H, W, 3] 0-255 -> uint8 (rounded half to even, clipped); torch ops for the speed."""
+    return torch.from_numpy(np.ascontiguousarray(x)).round().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 # x264 settings: one encoder thread each (clips are encoded two at a time instead), and no macroblock-tree
@@ -281,7 +282,7 @@ def _encode(path: Path, frames: np.ndarray, crf: int, cfg: DemoDataConfig) -> in
     return path.stat().st_size
 
 
-def _clip_job(kind: str, level: int, base_f: torch.Tensor, base_u8: np.ndarray, scene: _Scene,
+def _clip_job(kind: str, level: int, base_f: np.ndarray, base_u8: np.ndarray, scene: _Scene,
               cfg: DemoDataConfig, rng: np.random.Generator, path: Path) -> int:
     s = level / cfg.levels if level else 0.0
     crf = cfg.base_crf
@@ -341,7 +342,7 @@ def make_demo_data(
         for si in range(cfg.scenes):
             # a stream per scene: scene k's content does not depend on how many scenes are made
             scene = _make_scene(np.random.default_rng([cfg.seed, si]), cfg)
-            base_f = torch.from_numpy(_render(scene, cfg)).permute(0, 3, 1, 2).contiguous()
+            base_f = _render(scene, cfg)
             base_u8 = _to_uint8(base_f)
             name = f"s{si:02d}"
             jobs = [("none", 0)] + [(k, lv) for k in cfg.distortions for lv in range(1, cfg.levels + 1)]
