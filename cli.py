@@ -88,7 +88,7 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
         _fail(exc)
     size = sum(i.path.stat().st_size for i in items)
     click.echo(f"{labels}")
-    click.echo(f"{len(items)} clips from {scenes} scenes, {size / 1e6:.1f} MB, seed {seed}, "
+    click.echo(f"{len(items)} clips from {scenes} scene{'s' if scenes != 1 else ''}, {size / 1e6:.1f} MB, seed {seed}, "
                f"{time.perf_counter() - t0:.1f} s (read it with --dataset csv --root {out})")
 
 

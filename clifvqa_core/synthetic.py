@@ -334,7 +334,10 @@ def make_demo_data(
         cfg = DemoDataConfig(seed=seed, scenes=scenes, frames=frames, height=height, width=width,
                              levels=levels, distortions=tuple(distortions))
     out = Path(out_dir)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "videos").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the demo data folder {out}: {exc.strerror or exc}") from None
     t0 = time.perf_counter()
     rows: list[dict[str, object]] = []
     total = 0

@@ -140,5 +140,10 @@ def test_cli_make_demo_data(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0] == str(tmp_path / "demo" / "labels.csv")
-    assert lines[1].startswith("13 clips from 1 scenes") and "seed 3" in lines[1]
+    assert lines[1].startswith("13 clips from 1 scene,") and "seed 3" in lines[1]
     assert DemoDataConfig.from_json(tmp_path / "demo" / "demo_config.json").seed == 3
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bad = CliRunner().invoke(main, ["make-demo-data", str(blocker / "demo")])
+    assert bad.exit_code == 1 and "cannot create the demo data folder" in bad.output
+    assert "Traceback" not in bad.output
