@@ -280,10 +280,11 @@ def read_labels(path: str | Path, fmt: str = "auto", path_columns: Sequence[str]
 
 def video_ids(names: Sequence[str], strip: Sequence[str] = ()) -> list[str]:
     """Ids for label names: the file name without video extension (and without any suffix in ``strip``),
-    or the relative path without extension for names whose ids would collide.
+    or the relative path without extension for names whose ids would collide, or, where even those
+    collide (``v.mp4`` beside ``v.mkv``), the name as written.
 
-    >>> video_ids(["a/x.mp4", "b/x.mp4", "c/y.mp4"])
-    ['a/x', 'b/x', 'y']
+    >>> video_ids(["a/x.mp4", "b/x.mp4", "c/y.mp4", "z.mp4", "z.mkv"])
+    ['a/x', 'b/x', 'y', 'z.mp4', 'z.mkv']
     """
     def cut(s: str) -> str:
         for suf in strip:
@@ -291,12 +292,18 @@ def video_ids(names: Sequence[str], strip: Sequence[str] = ()) -> list[str]:
                 return s[: -len(suf)]
         return s
 
+    def counts(keys: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for k in keys:
+            out[k] = out.get(k, 0) + 1
+        return out
+
     full = [cut(_strip_video_ext(n)) for n in names]
     short = [PurePosixPath(f).name for f in full]
-    counts: dict[str, int] = {}
-    for s in short:
-        counts[s] = counts.get(s, 0) + 1
-    return [s if counts[s] == 1 else f for s, f in zip(short, full)]
+    n_short = counts(short)
+    ids = [s if n_short[s] == 1 else f for s, f in zip(short, full)]
+    n_ids = counts(ids)
+    return [i if n_ids[i] == 1 else n for i, n in zip(ids, names)]
 
 
 class _Finder:

@@ -301,6 +301,9 @@ def test_folder_dataset_recursive(tmp_path: Path) -> None:
     assert all(math.isnan(i.mos) and i.group is None for i in items)
     with pytest.raises(ConfigError, match="unlabelled"):
         load_dataset("folder", tmp_path, labels=tmp_path / "notes.txt")
+    touch(tmp_path, "sub/a.mp4")  # same stem and folder, another container: ids keep the extension
+    assert [i.video_id for i in load_dataset("folder", tmp_path)] == [
+        "b", "sub/a.MKV", "sub/a.mp4", "sub/deeper/b", "c"]
     empty = tmp_path / "sub2"
     empty.mkdir()
     with pytest.raises(ConfigError, match="no video files under"):
