@@ -210,7 +210,8 @@ def _parse_csv(path: Path, text: str, path_columns: Sequence[str]) -> list[Label
             if not pref or not mos_cols:
                 want = []
                 if not pref:
-                    want.append(f"a path column (one of {', '.join(path_columns or PATH_ALIASES)})")
+                    accepted = list(dict.fromkeys((*path_columns, *PATH_ALIASES)))
+                    want.append(f"a path column (one of {', '.join(accepted)})")
                 if not mos_cols:
                     want.append(f"a MOS column (one of {', '.join(MOS_ALIASES)})")
                 raise LabelFormatError(
