@@ -2,6 +2,10 @@
 
 Lossless choices for exact-pixel tests: ``codec="ffv1"`` in ``.mkv`` (bit exact RGB via ``bgr0``), or
 ``codec="libx264rgb"`` with ``options={"qp": "0"}``. ``libx264`` with ``yuv420p`` is the realistic lossy case.
+
+Repeatability: libx264's macroblock-tree rate control gave different bytes (and decoded pixels) for the
+same input on repeated runs here, even single-threaded; pass ``options={"x264-params": "mbtree=0"}`` when a
+lossy file must be reproducible bit for bit (the synthetic demo data does).
 """
 from __future__ import annotations
 
