@@ -296,7 +296,234 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers,
                                                    "rmse_logistic")}, indent=1))
 
 
+
+@main.command("predict")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="A model.pt written by `train` (with --baseline fastvqa: a FAST-VQA checkpoint).")
+@click.option("--cached", type=click.Path(path_type=Path), default=None,
+              help="Read the semantic maps from this store instead of running CLIP (must match the training key).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="FILE.csv or FILE.json (default: the table on stdout).")
+@click.option("--baseline", type=click.Choice(["fastvqa"]), default=None,
+              help="Score with the spatial branch alone (FAST-VQA) for comparison.")
+@click.option("--clip-pretrained", default=None,
+              help="Local CLIP weights file to use instead of the recorded tag (e.g. when offline).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow Python objects in a foreign (FAST-VQA) checkpoint.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.pass_context
+def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, clip_pretrained, workers, device,
+                trust_checkpoint, progress) -> None:
+    """Score video files or folders (recursive): score on the training MOS scale + per-branch parts.
+
+    Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
+    least one file was scored, 1 when none was.
+    """
+    from train.predict import format_table, predict_paths, summary_line, write_predictions
+
+    try:
+        rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
+                             trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
+                             progress=progress)
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    if out is not None:
+        write_predictions(rows, out, meta={"checkpoint": str(checkpoint), "baseline": baseline,
+                                           "cached": None if cached is None else str(cached)})
+    else:
+        click.echo(format_table(rows))
+    click.echo(summary_line(rows) + (f" -> {out}" if out is not None else ""), err=True)
+    if not any(r.ok for r in rows):
+        ctx.exit(1)
+
 # ---- experiments: ablate, probe, explain --------------------------------------------------------
+
+def _auto_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _csv_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+@main.command("ablate")
+@click.option("--what", required=True, type=click.Choice(["modules", "descriptions", "windows"]),
+              help="modules: Table 3; descriptions: Table 4; windows: Table 5 (window sweep).")
+@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`).")
+@click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (one run per table row).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Base train_config.json; then only --what/--cached/--dataset/--root/--labels/--out/--windows apply.")
+@click.option("--model-config", default="fastvqa-b", show_default=True, help="tiny | fastvqa-b | a ModelConfig JSON.")
+@click.option("--descriptions", default="all", show_default=True, help="Base selection (modules/windows rows).")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--test-fraction", default=0.2, show_default=True, type=float)
+@click.option("--val-fraction", default=0.1, show_default=True, type=float)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start every row from.")
+@click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file.")
+@click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
+@click.option("--windows", default="1,5,9,25,45,85", show_default=True, help="Window counts of the sweep (--what windows).")
+@click.option("--no-resolution-groups", is_flag=True, help="Window sweep: no per-resolution columns.")
+@click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
+              help="Window sweep: windows per CLIP call when a grid's store is extracted.")
+@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0))
+def ablate_cmd(what, cached, dataset, root, labels, out, config_path, model_config, descriptions, splits,
+               test_fraction, val_fraction, epochs, batch_size, loss, init, trust_init, test_clips, workers, device,
+               seed, skip_missing, windows, no_resolution_groups, extract_batch_size, extract_workers) -> None:
+    """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT."""
+    from clifvqa_core.train_config import TrainConfig
+    from train.experiments.ablate import AblationConfig, run_ablation
+
+    try:
+        data = dict(cached=(str(cached),), dataset=dataset, root=str(root),
+                    labels=None if labels is None else str(labels), out=str(out))
+        if config_path is not None:
+            base = TrainConfig.from_json(config_path).replace(**data)
+        else:
+            base = TrainConfig(**data, skip_missing=skip_missing, splits=splits, test_fraction=test_fraction,
+                               val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
+                               init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
+                               device=device, seed=seed,
+                               model=_model_config(model_config, descriptions, False, False, False, (str(cached),)))
+        cfg = AblationConfig(what=what, train=base, windows=tuple(int(n) for n in _csv_list(windows)),
+                             resolution_groups=not no_resolution_groups, extract_batch_size=extract_batch_size,
+                             extract_workers=extract_workers, extract_device=device)
+        result = run_ablation(cfg)
+    except (ClifVQAError, KeyError, ValueError) as exc:
+        _fail(exc)
+        return
+    click.echo((Path(out) / f"ablation_{what}.md").read_text())
+    click.echo(f"results: {Path(out) / f'ablation_{what}.json'} ({len(result['rows'])} rows)")
+
+
+@main.group("probe")
+def probe_group() -> None:
+    """CLIP perception probes (paper sec 3): quality factors, feelings, CLIP features alone (VSFA)."""
+
+
+@probe_group.command("responses")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (probe.json + 2 PNGs).")
+@click.option("--clip-model", default="ViT-B-32", show_default=True, help="open_clip model name or JSON model config.")
+@click.option("--clip-pretrained", default="openai", show_default=True,
+              help="open_clip weights tag, a local weights file, or 'none' (random init, tests only).")
+@click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
+@click.option("--frames", default=8, show_default=True, type=click.IntRange(min=1), help="Frames per video.")
+@click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count.")
+@click.option("--changes", default="brightness,contrast,noise,colourfulness,blur,compression", show_default=True,
+              help="Graded changes to apply (comma-separated).")
+@click.option("--steps", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Levels per side: -steps..steps (brightness, contrast, colourfulness) or 0..steps.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the added noise.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
+def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, frames, grid, changes, steps, seed,
+                        device, batch_size) -> None:
+    """Figs. 3-4: responses of objective descriptions to graded changes, and of subjective ones across VIDEOS."""
+    from clifvqa_core.windows import WindowConfig
+    from train.experiments.probe import ProbeConfig, run_probe
+
+    try:
+        cfg = ProbeConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
+                          frames=frames, grid=WindowConfig.parse(grid), changes=tuple(_csv_list(changes)),
+                          steps=steps, seed=seed, device=_auto_device(device), batch_size=batch_size)
+        result = run_probe(cfg, list(videos), out)
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    for kind, rec in result["objective"].items():
+        slopes = ", ".join(f"{d} {100 * s:+.2f}%/level" for d, s in rec["slope"].items())
+        click.echo(f"{kind:<14} {slopes}")
+    if result["clip"]["weights"] == "none":
+        click.echo("WARNING: CLIP has random weights ('none'): these responses carry no meaning", err=True)
+    for f in result.get("figures", []):
+        click.echo(f)
+
+
+@probe_group.command("vsfa")
+@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`).")
+@click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
+@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--descriptions", default="objective,subjective,all", show_default=True,
+              help="Selections to compare (comma-separated: objective, subjective, all).")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--test-fraction", default=0.2, show_default=True, type=float)
+@click.option("--val-fraction", default=0.1, show_default=True, type=float)
+@click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--loss", type=click.Choice(["l1", "clif"]), default="l1", show_default=True)
+@click.option("--pooling", type=click.Choice(["vsfa", "mean"]), default="vsfa", show_default=True,
+              help="VSFA's subjectively-inspired temporal pooling, or the plain mean.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
+def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, test_fraction, val_fraction, epochs,
+                   batch_size, lr, loss, pooling, seed, device, skip_missing) -> None:
+    """Fig. 5: VSFA-style GRU on cached per-frame CLIP features only, with the training split protocol."""
+    from clifvqa_core.vsfa import VSFAConfig
+    from train.experiments.vsfa import VSFATrainConfig, vsfa_selections
+
+    try:
+        cfg = VSFATrainConfig(cached=(str(cached),), dataset=dataset, root=str(root),
+                              labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
+                              splits=splits, test_fraction=test_fraction, val_fraction=val_fraction,
+                              model=VSFAConfig(pooling=pooling), epochs=epochs, batch_size=batch_size, lr=lr,
+                              loss=loss, seed=seed, device=_auto_device(device))
+        result = vsfa_selections(cfg, _csv_list(descriptions))
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    click.echo((Path(out) / "fig5_vsfa.md").read_text())
+    click.echo(result.get("figure", ""))
+
+
+@main.command("explain")
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A model.pt written by `train`.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (explain.png/.json/.txt).")
+@click.option("--cached", default=None, help="Feature store whose extraction config (CLIP, grid) to use "
+              "(default: the store the model was trained on).")
+@click.option("--clip-model", default=None, help="Override the CLIP model (name or JSON config).")
+@click.option("--clip-pretrained", default=None, help="Override the CLIP weights (tag, file or 'none').")
+@click.option("--grid", default=None, help="Override the window grid (must match training to be meaningful).")
+@click.option("--panels", default=3, show_default=True, type=click.IntRange(min=1), help="Frames shown.")
+@click.option("--top", default=4, show_default=True, type=click.IntRange(min=1), help="Descriptions shown per frame.")
+@click.option("--test-clips", default=None, type=click.IntRange(min=1), help="Clips for the score (default: training's).")
+@click.option("--device", default="auto", show_default=True)
+def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, grid, panels, top, test_clips,
+                device) -> None:
+    """What the model looks at in VIDEO: window maps of the top descriptions, FAST-VQA local quality, summary."""
+    from train.experiments.explain import explain_video
+
+    try:
+        result = explain_video(video, checkpoint, out, cached=cached, clip_model=clip_model,
+                               clip_pretrained=clip_pretrained, grid=grid, panels=panels, top=top,
+                               test_clips=test_clips, device=_auto_device(device))
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    click.echo(result["summary"])
+    click.echo(result.get("figure", ""))
+
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
