@@ -1,0 +1,193 @@
+"""train/predict.py: CLI end to end on tiny synthetic videos (+ bad files), determinism, on-the-fly maps equal
+cached maps, scores equal the evaluation protocol's, mismatched caches refused, FAST-VQA baseline."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from clifvqa_core.datasets import VideoItem
+from clifvqa_core.extract_config import ExtractConfig
+from clifvqa_core.fastvqa import SpatialConfig
+from clifvqa_core.fragments import FragmentConfig
+from clifvqa_core.model import ModelConfig
+from clifvqa_core.train_config import TrainConfig
+from clifvqa_core.videowrite import write_video
+from clifvqa_core.windows import WindowConfig
+from conftest import REPO, moving_frames
+
+from train.predict import PredictionRow, collect_videos, predict_paths, write_predictions
+
+TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
+T = 4
+
+
+def _extract_cfg(**changes) -> ExtractConfig:
+    base = dict(clip_model=TINY_CLIP, clip_pretrained="none", frames=T, grid=WindowConfig.parse("1x2"),
+                workers=0, batch_size=64, device="cpu")
+    base.update(changes)
+    return ExtractConfig(**base)
+
+
+def _model_cfg(r: int) -> ModelConfig:
+    spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=4, fragment=16, grid=4), window_size=(2, 4, 4),
+                                 head_dropout=0.0)
+    return ModelConfig(spatial=spatial, spatial_grid=(2, 2, 2), frames=T, num_descriptions=r,
+                       semantic_hidden=8, regression_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """6 tiny videos (72 x 96, 12 frames), their tiny-CLIP store and a model trained 1 epoch on them."""
+    from extract import run_extraction
+    from train.data import load_map_table
+    from train.loop import fit
+    from train.protocol import model_config_for_cache
+
+    root = tmp_path_factory.mktemp("predict")
+    vids = root / "videos"
+    items = []
+    for i in range(6):
+        frames = moving_frames(12, 72, 96, seed=i).astype(np.float32) * (0.4 + 0.1 * i)
+        path = vids / f"v{i}.mp4"
+        path.parent.mkdir(exist_ok=True)
+        write_video(path, frames.clip(0, 255).astype(np.uint8), fps=12)
+        items.append(VideoItem(f"v{i}", path, 1.0 + 0.5 * i, group=f"g{i}"))
+    store = root / "cache.zarr"
+    ecfg = _extract_cfg()
+    run_extraction(ecfg, items, store, progress=False)
+    mcfg = _model_cfg(ecfg.description_set.r)
+    table = load_map_table([str(store)], mcfg)
+    mcfg = model_config_for_cache(mcfg, table)
+    tcfg = TrainConfig(cached=(str(store),), model=mcfg, epochs=1, batch_size=3, lr_backbone=1e-3, lr_head=1e-3,
+                       warmup_epochs=0, val_fraction=0.0, workers=0, device="cpu", amp=False, grad_checkpoint=False,
+                       test_clips=2)
+    res = fit(tcfg, mcfg, table, items, [], root / "run", seed=0, device=torch.device("cpu"))
+    return {"root": root, "items": items, "store": store, "ckpt": res.checkpoint, "table": table, "fit": res,
+            "tcfg": tcfg}
+
+
+def _bad_file(root: Path) -> Path:
+    bad = root / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 50)
+    return bad
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cli_predict_twice_identical_with_bad_file(trained, tmp_path):
+    vids = [trained["items"][i].path for i in (0, 3, 5)]
+    bad = _bad_file(tmp_path)
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"pred{k}.csv"
+        res = CliRunner().invoke(main, ["predict", *map(str, vids), str(bad), "--checkpoint", str(trained["ckpt"]),
+                                        "--out", str(out), "--workers", "0", "--device", "cpu", "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert "scored 3 of 4 input(s); 1 failed" in res.output
+        runs.append(_read_csv(out))
+    a, b = runs
+    assert [r["path"] for r in a] == [str(p) for p in vids] + [str(bad)]
+    assert [r["status"] for r in a] == ["ok", "ok", "ok", "error"]
+    assert a[3]["reason"] and a[3]["score"] == ""
+    for ra, rb in zip(a, b):
+        assert ra == rb                                     # same file -> same score, bit for bit in text
+    scores = [float(r["score"]) for r in a[:3]]
+    assert all(math.isfinite(s) for s in scores) and len(set(scores)) == 3
+    for r in a[:3]:                                          # every part is there
+        assert all(math.isfinite(float(r[c])) for c in ("semantic", "spatial", "raw"))
+    fit = trained["fit"]
+    for r in a[:3]:   # score is raw mapped to the training MOS scale
+        assert float(r["score"]) == pytest.approx(float(r["raw"]) * fit.scale.std + fit.scale.mean, abs=1e-5)
+
+
+def test_predict_matches_evaluation_protocol_and_cache(trained):
+    """On-the-fly CLIP maps give the score that the cached maps and train.protocol.score_items give."""
+    from train.protocol import score_items
+
+    items = trained["items"]
+    fly = predict_paths([it.path for it in items], trained["ckpt"])
+    cached = predict_paths([it.path for it in items], trained["ckpt"], cached=trained["store"])
+    ref, _ = score_items(trained["fit"].model, items, trained["table"], trained["fit"].scale, torch.device("cpu"),
+                         trained["tcfg"])
+    assert [r.status for r in fly] == ["ok"] * 6 and [r.video_id for r in cached] == [it.video_id for it in items]
+    np.testing.assert_allclose([r.score for r in cached], ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose([r.score for r in fly], ref, rtol=0, atol=1e-4)
+
+
+def test_folder_input_recursive_and_json_output(trained, tmp_path):
+    rows = predict_paths([trained["root"] / "videos", tmp_path / "absent.mp4"], trained["ckpt"])
+    assert [Path(r.path).name for r in rows] == [f"v{i}.mp4" for i in range(6)] + ["absent.mp4"]
+    assert rows[-1].status == "error" and "no such file" in rows[-1].reason
+    out = write_predictions(rows, tmp_path / "p.json", meta={"checkpoint": "x"})
+    data = json.loads(out.read_text())
+    assert data["summary"] == {"inputs": 7, "scored": 6, "failed": 1}
+    assert data["rows"][-1]["score"] is None and data["rows"][0]["score"] == pytest.approx(rows[0].score)
+
+
+def test_all_failed_exits_1_and_empty_folder(tmp_path, trained):
+    bad = _bad_file(tmp_path)
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(main, ["predict", str(bad), str(tmp_path / "empty"), "--checkpoint", str(trained["ckpt"]),
+                                    "--workers", "0", "--no-progress"])
+    assert res.exit_code == 1
+    assert "scored 0 of 2" in res.output and "no video files" in res.output
+
+
+def test_mismatched_cache_refused(trained, tmp_path):
+    from extract import run_extraction
+
+    other = tmp_path / "other.zarr"
+    run_extraction(_extract_cfg(grid=WindowConfig.parse("1x1")), trained["items"], other, progress=False)
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(trained["ckpt"]),
+                                    "--cached", str(other), "--workers", "0", "--no-progress"])
+    assert res.exit_code == 1
+    assert "another extraction" in res.output and "grid" in res.output and "Traceback" not in res.output
+
+
+def test_missing_clip_weights_error_says_how_to_point_to_them(trained, tmp_path, monkeypatch):
+    """A checkpoint whose training CLIP weights cannot be had: one clear error naming --clip-pretrained."""
+    ck = torch.load(trained["ckpt"], weights_only=True)
+    cfg = json.loads(json.dumps(ck.get("extract_config") or {}))
+    from train.predict import recorded_extraction
+
+    rec = recorded_extraction(ck, trained["ckpt"])
+    assert rec is not None and rec.config["clip_pretrained"] == "none"
+    # pretend training used a weights file that is gone
+    rec_cfg = dict(rec.config, clip_pretrained=str(tmp_path / "gone.bin"))
+    monkeypatch.setattr("train.predict.recorded_extraction",
+                        lambda c, p: type(rec)(rec_cfg, rec.identity, rec.key, rec.source))
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(trained["ckpt"]),
+                                    "--workers", "0", "--no-progress"])
+    assert res.exit_code == 1 and "--clip-pretrained" in res.output, res.output
+    del cfg
+
+
+def test_fastvqa_baseline_from_our_checkpoint(trained, tmp_path):
+    bad = _bad_file(tmp_path)
+    rows = predict_paths([trained["items"][1].path, bad], trained["ckpt"], baseline="fastvqa")
+    again = predict_paths([trained["items"][1].path], trained["ckpt"], baseline="fastvqa")
+    assert rows[0].ok and not rows[1].ok
+    assert rows[0].score == rows[0].spatial == again[0].score and math.isnan(rows[0].semantic)
+
+
+def test_collect_videos_skips_hidden_and_dedups(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.mp4", "a/.hidden.mp4", "a/notes.txt", "y.MKV"):
+        (tmp_path / name).write_bytes(b"")
+    files, errors = collect_videos([tmp_path, tmp_path / "y.MKV"])
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a/x.mp4", "y.MKV"] and not errors
+
+
+def test_row_to_dict_nan_is_none():
+    assert PredictionRow("p", "error", reason="r").to_dict()["score"] is None
