@@ -80,43 +80,72 @@ _GEOM_CACHE: dict[tuple, Tensor | None] = {}
 
 
 def shift_mask(grid: Triple, window: Triple, shift: Triple, device: torch.device) -> Tensor | None:
-    """Shifted-window attention mask [nW, N, N] (0 or -100) for a padded grid, None when shift is 0. Cached."""
+    """Shifted-window mask [nW, N, N] uint8 (1 = pair from different regions, gets -100) for a padded grid;
+    None when shift is 0. Cached."""
     if not any(shift):
         return None
     key = ("mask", grid, window, shift, str(device))
     if key not in _GEOM_CACHE:
-        label = torch.zeros((1, *grid, 1), device=device)
-        cnt = 0
-        slices = [(slice(-window[i]), slice(-window[i], -shift[i]), slice(-shift[i], None)) if shift[i]
-                  else (slice(None),) for i in range(3)]
-        for sd, sh, sw in itertools.product(*slices):
-            label[:, sd, sh, sw, :] = cnt
-            cnt += 1
-        lw = window_partition(label, window).squeeze(-1)  # [nW, N]
-        diff = lw[:, None, :] - lw[:, :, None]
-        _GEOM_CACHE[key] = torch.zeros_like(diff).masked_fill_(diff != 0, MASK_VALUE)
+        _GEOM_CACHE[key] = _build_mask(grid, window, shift, device)
     return _GEOM_CACHE[key]
 
 
+@torch.inference_mode(False)  # cached tensors must stay usable by autograd (built once, maybe in inference mode)
+@torch.no_grad()
+def _build_mask(grid: Triple, window: Triple, shift: Triple, device: torch.device) -> Tensor:
+    label = torch.zeros((1, *grid, 1), device=device)
+    cnt = 0
+    slices = [(slice(-window[i]), slice(-window[i], -shift[i]), slice(-shift[i], None)) if shift[i]
+              else (slice(None),) for i in range(3)]
+    for sd, sh, sw in itertools.product(*slices):
+        label[:, sd, sh, sw, :] = cnt
+        cnt += 1
+    lw = window_partition(label, window).squeeze(-1)  # [nW, N]
+    return (lw[:, None, :] != lw[:, :, None]).to(torch.uint8)  # 1 byte per pair; scaled by -100 when used
+
+
+def window_permutation(grid: Triple, window: Triple, shift: Triple, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(perm, inverse) int64 [D*H*W]: token order of the rolled-by-(-shift), window-partitioned grid. Cached.
+
+    ``x.view(B, L, C).index_select(1, perm)`` equals roll + :func:`window_partition` in one copy (torch.roll
+    on CPU costs several); ``index_select(1, inverse)`` undoes it (window_reverse + roll back).
+    """
+    key = ("perm", grid, window, shift, str(device))
+    if key not in _GEOM_CACHE:
+        with torch.inference_mode(False):
+            idx = torch.arange(grid[0] * grid[1] * grid[2], device=device).view(1, *grid, 1)
+            if any(shift):
+                idx = torch.roll(idx, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+            perm = window_partition(idx, window).reshape(-1)
+            _GEOM_CACHE[key] = (perm, torch.argsort(perm))  # type: ignore[assignment]
+    return _GEOM_CACHE[key]  # type: ignore[return-value]
+
+
 def fragment_gate(grid: Triple, window: Triple, shift: Triple, frag_grid: int, device: torch.device) -> Tensor:
-    """GRPB gate [nW, N, N] float: g = |d frag_row| + |d frag_col| for every token pair of every window. Cached.
+    """GRPB gate [nW, N, N] (uint8): g = |d frag_row| + |d frag_col| for every token pair of every window. Cached.
 
     Token (h, w) of an (H, W) grid lies in fragment (h * F // H, w * F // W) (F = 7: nearest-neighbour spread
     of a 7x7 id grid, 8 tokens per fragment on a 56-token side); the id map is rolled by -shift like the tokens.
     """
     key = ("gate", grid, window, shift, frag_grid, str(device))
     if key not in _GEOM_CACHE:
-        d, h, w = grid
-        fr = (torch.arange(h, device=device) * frag_grid // h).view(1, h, 1).expand(d, h, w)
-        fc = (torch.arange(w, device=device) * frag_grid // w).view(1, 1, w).expand(d, h, w)
-        ids = torch.stack([fr, fc], -1).unsqueeze(0)  # [1, D, H, W, 2]
-        if any(shift):
-            ids = torch.roll(ids, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-        iw = window_partition(ids.contiguous(), window).float()  # [nW, N, 2]
-        r, c = iw[..., 0], iw[..., 1]
-        gate = (r[:, None, :] - r[:, :, None]).abs_()
-        _GEOM_CACHE[key] = gate.add_((c[:, None, :] - c[:, :, None]).abs_())
+        _GEOM_CACHE[key] = _build_gate(grid, window, shift, frag_grid, device)
     return _GEOM_CACHE[key]  # type: ignore[return-value]
+
+
+@torch.inference_mode(False)
+@torch.no_grad()
+def _build_gate(grid: Triple, window: Triple, shift: Triple, frag_grid: int, device: torch.device) -> Tensor:
+    d, h, w = grid
+    fr = (torch.arange(h, device=device) * frag_grid // h).view(1, h, 1).expand(d, h, w)
+    fc = (torch.arange(w, device=device) * frag_grid // w).view(1, 1, w).expand(d, h, w)
+    ids = torch.stack([fr, fc], -1).unsqueeze(0)  # [1, D, H, W, 2]
+    if any(shift):
+        ids = torch.roll(ids, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+    iw = window_partition(ids.contiguous(), window).float()  # [nW, N, 2]
+    r, c = iw[..., 0], iw[..., 1]
+    gate = (r[:, None, :] - r[:, :, None]).abs_().add_((c[:, None, :] - c[:, :, None]).abs_())
+    return gate.to(torch.uint8) if frag_grid <= 64 else gate  # g <= 2 * (F - 1): 1 byte per pair
 
 
 class WindowAttention3D(nn.Module):
@@ -166,10 +195,10 @@ class WindowAttention3D(nn.Module):
             frag = self._table(self.fragment_position_bias_table, window).unsqueeze(0)
             g = gate.unsqueeze(1).to(rel.dtype)  # [nW, 1, N, N]
             bias = torch.addcmul(frag, g, rel - frag)  # = g * rel + (1 - g) * frag, one pass
-            if mask is not None:
-                bias.add_(mask.unsqueeze(1).to(bias.dtype))  # in place: addcmul's backward does not need it
+            if mask is not None:  # in place: addcmul's backward does not need its output
+                bias.add_(mask.unsqueeze(1).to(bias.dtype), alpha=MASK_VALUE)
             return bias
-        return rel if mask is None else rel + mask.unsqueeze(1).to(rel.dtype)
+        return rel if mask is None else rel + MASK_VALUE * mask.unsqueeze(1).to(rel.dtype)
 
     def cached_bias(self, grid: Triple, window: Triple, gate: Tensor | None, mask: Tensor | None,
                     dtype: torch.dtype) -> Tensor:
@@ -184,10 +213,8 @@ class WindowAttention3D(nn.Module):
         key = (grid, window, None if gate is None else id(gate), None if mask is None else id(mask), dtype,
                tuple((t.data_ptr(), t._version, t.device) for t in tables))
         if self._bias_cache is not None and self._bias_cache[0] == key:
-            cached = self._bias_cache[1]
-            if not (cached.is_inference() and not torch.is_inference_mode_enabled()):
-                return cached
-        with torch.no_grad():
+            return self._bias_cache[1]
+        with torch.inference_mode(False), torch.no_grad():  # a normal tensor: reusable outside inference mode
             bias = self.attention_bias(window, gate, mask).to(dtype).contiguous()
         self._bias_cache = (key, bias)
         return bias
@@ -235,15 +262,14 @@ class SwinBlock3D(nn.Module):
         if any(pads):
             x = F.pad(x, (0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
         grid = (d + pads[0], h + pads[1], w + pads[2])
-        if any(shift):
-            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
         mask = shift_mask(grid, window, shift, x.device)
         gate = fragment_gate(grid, window, shift, frag_grid, x.device) if self.attn.frag_bias else None
         bias = self.attn.cached_bias(grid, window, gate, mask, x.dtype)
-        out = self.attn(window_partition(x, window), bias, b)
-        x = window_reverse(out, window, b, *grid)
-        if any(shift):
-            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        perm, inverse = window_permutation(grid, window, shift, x.device)
+        n = window[0] * window[1] * window[2]
+        windows = x.reshape(b, -1, c).index_select(1, perm).view(-1, n, c)  # roll + partition, one copy
+        out = self.attn(windows, bias, b)
+        x = out.view(b, -1, c).index_select(1, inverse).view(b, *grid, c)  # reverse + roll back
         if any(pads):
             x = x[:, :d, :h, :w].contiguous()
         return x

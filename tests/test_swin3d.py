@@ -72,7 +72,7 @@ def test_shift_mask_and_combined_bias():
     grid, window, shift = (16, 56, 56), (8, 7, 7), (4, 3, 3)
     mask = shift_mask(grid, window, shift, CPU)
     assert mask.shape == (128, 392, 392) and mask[0].abs().max() == 0  # the first window is one region
-    assert mask[63, 0, 48].item() == MASK_VALUE                         # the wrapped pair above is masked
+    assert mask[63, 0, 48].item() == 1                         # the wrapped pair above is masked
     assert shift_mask(grid, window, (0, 0, 0), CPU) is None
     attn = WindowAttention3D(24, window, 2, frag_bias=True)
     with torch.no_grad():
@@ -86,6 +86,11 @@ def test_shift_mask_and_combined_bias():
     assert bias[0, 1, 0, 7].item() == pytest.approx(-5.0)
     idx = relative_position_index(window)[0, 8].item()
     assert bias[9, 0, 0, 8].item() == pytest.approx(2 * idx * 2 / 1000 - (1 - 2) * 5.0)
+    shifted = attn.attention_bias(window, fragment_gate(grid, window, shift, 7, CPU), mask)
+    g63 = fragment_gate(grid, window, shift, 7, CPU)[63, 0, 48].item()
+    assert g63 == 12
+    i63 = relative_position_index(window)[0, 48].item()
+    assert shifted[63, 0, 0, 48].item() == pytest.approx(12 * i63 * 2 / 1000 - 11 * -5.0 + MASK_VALUE)
 
 
 def test_forward_shapes_small_and_clamped():
@@ -120,8 +125,12 @@ def test_eval_bias_cache_follows_table_changes():
 
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
-    m = small().train()
-    y = m(torch.randn(2, 3, 8, 112, 112))
+    m = small().eval()
+    x = torch.randn(2, 3, 8, 112, 112)
+    with torch.inference_mode():  # caches built in inference mode must not break a later training pass
+        m(x)
+    m.train()
+    y = m(x)
     (y.square().mean()).backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
