@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rss-seconds", type=float, default=60.0)
     ap.add_argument("--rss-fps", type=int, default=25)
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
     ap.add_argument("--rss-out", help=argparse.SUPPRESS)
@@ -150,15 +151,19 @@ def main(argv: list[str] | None = None) -> dict:
         _rss_child(args)
         return {}
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
-        results = {"throughput": _throughput(args, Path(tmp)), "cpu_count": os.cpu_count()}
+        results: dict = {"cpu_count": os.cpu_count()}
+        if not args.skip_throughput:
+            results["throughput"] = _throughput(args, Path(tmp))
         if not args.skip_rss:
             results["memory"] = _rss(args, Path(tmp))
-    t = results["throughput"]
     print(f"{'measure':<40} {'value':>12}")
-    print(f"{'CLIP encoding alone (windows/s)':<40} {t['encode_only_windows_per_s']:>12.2f}")
-    print(f"{'end to end (windows/s)':<40} {t['end_to_end_windows_per_s']:>12.2f}")
-    print(f"{'ratio end-to-end / encode (>= 0.85)':<40} {t['ratio']:>12.3f}")
-    print(f"{'device / workers / batch':<40} {t['device'] + ' / ' + str(t['workers']) + ' / ' + str(t['batch_size']):>12}")
+    if "throughput" in results:
+        t = results["throughput"]
+        print(f"{'CLIP encoding alone (windows/s)':<40} {t['encode_only_windows_per_s']:>12.2f}")
+        print(f"{'end to end (windows/s)':<40} {t['end_to_end_windows_per_s']:>12.2f}")
+        print(f"{'ratio end-to-end / encode (>= 0.85)':<40} {t['ratio']:>12.3f}")
+        print(f"{'device / workers / batch':<40} "
+              f"{t['device'] + ' / ' + str(t['workers']) + ' / ' + str(t['batch_size']):>12}")
     if "memory" in results:
         m = results["memory"]
         print(f"{'peak RSS, ' + m['video'] + ' (GB, < 3)':<40} {m['peak_rss_gb']:>12.3f}")
