@@ -274,7 +274,7 @@ def summary_text(res: dict[str, Any]) -> str:
     def fmt(items: list[dict[str, Any]]) -> str:
         if not items:
             return "-"
-        return ", ".join(f"{d['description']} ({'w %+.4f, ' % d['weight'] if d['weight'] is not None else ''}"
+        return ", ".join(f"{d['description']} ({'w %+.3g, ' % d['weight'] if d['weight'] is not None else ''}"
                          f"p {100 * d['response']:.1f}%)" for d in items)
 
     lines.append(f"objective  {fmt(res['strongest_objective'])}")
@@ -335,7 +335,7 @@ def _plot(res: dict[str, Any], frames: np.ndarray, rows: list[dict[str, Any]], t
             ax.imshow(q["canvas"])
             im_q = ax.imshow(q["qmap"], cmap="RdYlGn", vmin=-qlim, vmax=qlim, alpha=0.45,
                              extent=(0, q["canvas"].shape[1], q["canvas"].shape[0], 0), interpolation="nearest")
-            ax.set_title(f"FAST-VQA fragments, local quality (t-slot {q['slot']})", fontsize=9)
+            ax.set_title(f"FAST-VQA local quality\n(fragments, time slot {q['slot']})", fontsize=9)
             ax.axis("off")
     if im_sem is not None and top_idx:
         cb = fig.colorbar(im_sem, ax=axes[:, 1:1 + len(top_idx)].ravel().tolist(), shrink=0.8, pad=0.01)
