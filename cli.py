@@ -192,6 +192,35 @@ def cache_verify_cmd(store: Path) -> None:
 
 # ---- spatial branch: fastvqa --------------------------------------------------------------------
 
+@main.command("score-fastvqa")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="FAST-VQA-B / FasterVQA, DOVER or Kinetics-400 Video Swin-T file (default: random init).")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the checkpoint (runs its code).")
+@click.option("--preset", type=click.Choice(["fastvqa_b", "tiny"]), default="fastvqa_b", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int, help="Test-clip sampling seed.")
+@click.option("--sigmoid", is_flag=True, help="Map raw scores to (0, 1) as FAST-VQA's demo does.")
+@click.option("--device", default="cpu", show_default=True)
+def score_fastvqa_cmd(videos: tuple[Path, ...], checkpoint: Path | None, trust_checkpoint: bool, preset: str,
+                      seed: int, sigmoid: bool, device: str) -> None:
+    """Score VIDEOS with the FAST-VQA baseline (4 seeded test clips averaged); one JSON line per video."""
+    from clifvqa_core.fastvqa import FastVQA, SpatialConfig, score_video
+
+    cfg = getattr(SpatialConfig, preset)()
+    try:
+        if checkpoint is not None:
+            model, report = FastVQA.from_checkpoint(checkpoint, trust=trust_checkpoint, cfg=cfg)
+            click.echo(report.summary(), err=True)
+        else:
+            click.echo("no --checkpoint: scoring with random weights (a smoke test, not a quality score)", err=True)
+            model = FastVQA(cfg)
+        model.to(device).eval()
+        for v in videos:
+            click.echo(json.dumps({"path": str(v), "score": score_video(model, v, seed=seed, sigmoid=sigmoid)}))
+    except ClifVQAError as exc:
+        _fail(exc)
+
+
 # ---- stage two: train, evaluate, predict, demo --------------------------------------------------
 
 def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: bool, no_regressor: bool,

@@ -87,6 +87,11 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
         raise CheckpointError(f"{p}: checkpoint file not found (check the path)")
     if p.stat().st_size == 0:
         raise CheckpointError(f"{p}: checkpoint file is empty (an interrupted download? fetch it again)")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if not (zipfile.is_zipfile(p) or head[:1] == b"\x80"):  # torch.save writes a zip; legacy files a pickle
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); "
+                              "pass the .pth/.pt file saved by torch.save, or download it again if it is truncated")
     try:
         if trust:
             logger.warning("%s: loading with full unpickling (trust=True); this can run code stored in the file", p)
@@ -96,7 +101,7 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
                 obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
-        if "weights only" in msg.lower() or "weights_only" in msg.lower():
+        if "global" in msg.lower():  # the weights-only unpickler met a class outside the allow-list
             detail = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln or "Unsupported" in ln), msg[:200])
             raise CheckpointError(
                 f"{p}: refused by the safe loader, the file holds Python objects outside the allow-list ({detail}). "

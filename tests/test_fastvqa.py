@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -95,3 +96,22 @@ def test_score_video_deterministic(tmp_path):
     assert np.isfinite(a) and m.training  # mode restored
     p = score_video(m, path, seed=0, sigmoid=True)  # same seed -> same raw score -> its sigmoid
     assert 0 < p < 1 and p == pytest.approx(demo_sigmoid(a), abs=1e-7)
+
+
+def test_cli_score_fastvqa(tmp_path):
+    from click.testing import CliRunner
+    from conftest import moving_frames
+
+    from cli import main
+    from clifvqa_core.videowrite import write_video
+
+    path = tmp_path / "clip.mkv"
+    write_video(path, moving_frames(36, 40, 56, seed=2), fps=25, codec="ffv1")
+    res = CliRunner().invoke(main, ["score-fastvqa", str(path), "--preset", "tiny", "--sigmoid"])
+    assert res.exit_code == 0, res.output
+    line = [ln for ln in res.output.splitlines() if ln.startswith("{")][0]
+    assert 0 < json.loads(line)["score"] < 1
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"garbage")
+    res = CliRunner().invoke(main, ["score-fastvqa", str(path), "--preset", "tiny", "--checkpoint", str(bad)])
+    assert res.exit_code == 1 and "bad.pth" in res.output and "Traceback" not in res.output
