@@ -117,7 +117,9 @@ def window_permutation(grid: Triple, window: Triple, shift: Triple, device: torc
             if any(shift):
                 idx = torch.roll(idx, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
             perm = window_partition(idx, window).reshape(-1)
-            _GEOM_CACHE[key] = (perm, torch.argsort(perm))  # type: ignore[assignment]
+            inverse = torch.empty_like(perm)
+            inverse[perm] = torch.arange(perm.numel(), device=device)  # a permutation's inverse, no sort
+            _GEOM_CACHE[key] = (perm, inverse)  # type: ignore[assignment]
     return _GEOM_CACHE[key]  # type: ignore[return-value]
 
 
@@ -186,7 +188,7 @@ class WindowAttention3D(nn.Module):
 
     def _table(self, table: Tensor, window: Triple) -> Tensor:
         n = window[0] * window[1] * window[2]
-        return table[self._index(window).reshape(-1)].view(n, n, -1).permute(2, 0, 1)  # [heads, n, n]
+        return table[self._index(window).reshape(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()  # [heads, n, n]
 
     def attention_bias(self, window: Triple, gate: Tensor | None, mask: Tensor | None) -> Tensor:
         """Combined additive bias [nW or 1, heads, N, N] = gated relative bias + shift mask."""
