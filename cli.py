@@ -368,6 +368,29 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
     if not any(r.ok for r in rows):
         ctx.exit(1)
 
+
+@main.command("demo")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
+              help="Folder for data, features, checkpoint, predictions and results.json (re-runs reuse it).")
+@click.option("--minutes", type=click.FloatRange(min=0.1), default=None,
+              help="Training time budget (epochs derived from a measured step); default: the fixed demo epochs.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the data, the split and training.")
+@click.option("--clip-pretrained", default="openai", show_default=True,
+              help="CLIP weights to try (tag or file); random weights are used when they cannot be had.")
+def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) -> None:
+    """Synthetic data -> CLIP maps (ViT-B-32) -> small CLiF-VQA -> held-out scenes -> predict (CPU, < 15 min)."""
+    from train.demo import DemoConfig, format_summary, run_demo
+
+    for name in ("train.demo", "train.loop"):   # stage messages and per-epoch lines are the demo's progress
+        if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
+            logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained), out)
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    click.echo(format_summary(result))
+
 # ---- experiments: ablate, probe, explain --------------------------------------------------------
 
 def _auto_device(name: str) -> str:
@@ -555,6 +578,26 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 
 # ---- benchmarks ---------------------------------------------------------------------------------
+
+_BENCHES = ("video", "spatial", "extract")
+
+
+@main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("name", type=click.Choice(_BENCHES + ("all",)))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_cmd(name: str, args: tuple[str, ...]) -> None:
+    """Run a benchmark (bench/bench_NAME.py); ARGS go to it (`cli.py bench spatial -- --help`).
+
+    `all` runs each with its defaults, writing bench_NAME.json into the current folder.
+    """
+    import importlib
+
+    names = _BENCHES if name == "all" else (name,)
+    for n in names:
+        mod = importlib.import_module(f"bench.bench_{n}")
+        argv = list(args) if name != "all" else ["--out", f"bench_{n}.json"]
+        click.echo(f"== bench {n} {' '.join(argv)}", err=True)
+        mod.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,384 @@
+"""The demo: synthetic data -> stage one (CLIP maps) -> stage two (a small CLiF-VQA) -> held-out test -> predict.
+
+    result = run_demo(DemoConfig(), "demo_out")       # what `python cli.py demo --out demo_out` does
+
+Steps (each logged with its time; ``demo_out`` layout)::
+
+    data/            make_demo_data: 8 scenes x (pristine + 6 distortions x 2 levels) = 104 clips, labels.csv
+    features/KEY.zarr  stage one with ViT-B-32 (OpenAI weights when they can be had, else random init)
+    run/             stage two: split_0/{split.json, last.pt, model.pt}
+    model.pt         the trained checkpoint (copy of run/model.pt)
+    predictions.csv  `predict` on a few held-out files (+ one bad file, to show the error row)
+    held_out.csv     scores of every held-out video (video_id, path, mos, pred)
+    results.json     held-out SROCC/PLCC/KROCC/RMSE (+ logistic), configuration, CLIP weights, timings
+
+Split: by scene (group-aware, ``train.protocol.make_split`` split 0), so the held-out scenes are unseen in
+training; validation (model selection) is carved from the training scenes.
+
+CLIP weights: ``clip_pretrained="openai"`` is tried first with a fast network check (no network ->
+``HF_HUB_OFFLINE=1``, so only a locally cached copy is used and nothing retries for a minute); when the
+weights cannot be had the demo continues with random weights (``"none"``), says so loudly and records
+``clip_weights="none"`` and the reason in results.json. With random CLIP weights the semantic maps carry
+no meaning; the numbers then show the pipeline, not the method.
+
+Re-runs are idempotent: data whose demo_config.json equals the requested one is reused, the feature store
+is named by the extraction key (a finished store is reused, another config gets another store), and
+training starts afresh (it is the part being demonstrated).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import ClifVQAError, ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DemoConfig", "DemoResult", "run_demo", "resolve_clip_weights"]
+
+
+@dataclass(frozen=True)
+class DemoConfig(JsonConfig):
+    """Everything the demo does, stored in results.json.
+
+    Data (``synthetic.make_demo_data``): ``scenes`` x 13 clips of ``data_frames`` frames, ``width`` x
+    ``height``. Stage one: ``clip_model`` / ``clip_pretrained`` (tried, with the random-init fallback),
+    ``frames`` (T) at uniform timestamps, ``grid`` windows per frame. Stage two: the ``tiny`` spatial
+    preset with ``fragment_grid`` x ``fragment_grid`` fragments of ``fragment`` pixels and
+    ``clip_len``-frame clips (a CPU-size FAST-VQA branch; ``window`` is its Swin window), trained
+    ``epochs`` epochs (or as many as fit in ``minutes`` when set) with batch ``batch_size``;
+    ``test_fraction`` of the scenes held out. Learning rates are higher than the paper's because the
+    tiny backbone starts from random weights.
+    """
+
+    seed: int = 0
+    # data
+    scenes: int = 8
+    data_frames: int = 32
+    width: int = 320
+    height: int = 240
+    # stage one
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "openai"
+    frames: int = 8
+    grid: str = "2x2"
+    extract_batch: int = 64
+    # stage two
+    fragment_grid: int = 4
+    fragment: int = 16
+    clip_len: int = 4
+    window: tuple[int, int, int] = (2, 4, 4)
+    embed_dim: int = 24
+    semantic_hidden: int = 16
+    regression_hidden: int = 32
+    epochs: int = 12
+    minutes: float | None = None
+    batch_size: int = 8
+    lr_backbone: float = 1e-3
+    lr_head: float = 2e-3
+    warmup_epochs: float = 1.0
+    loss: str = "plcc_rank"
+    test_fraction: float = 0.25
+    val_fraction: float = 0.0
+    test_clips: int = 4
+    workers: int = 2
+    device: str = "cpu"
+    predict_files: int = 4
+
+    def __post_init__(self) -> None:
+        if self.scenes < 2:
+            raise ConfigError("DemoConfig.scenes must be >= 2 (held-out scenes must differ from training ones)")
+        if self.epochs < 1 or self.batch_size < 2 or self.frames < 1:
+            raise ConfigError("DemoConfig: epochs >= 1, batch_size >= 2 and frames >= 1 are required")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ConfigError("DemoConfig.minutes must be > 0")
+
+    def data_config(self) -> Any:
+        from clifvqa_core.synthetic import DemoDataConfig
+
+        return DemoDataConfig(seed=self.seed, scenes=self.scenes, frames=self.data_frames, height=self.height,
+                              width=self.width)
+
+    def extract_config(self, clip_pretrained: str) -> Any:
+        from clifvqa_core.extract_config import ExtractConfig
+        from clifvqa_core.windows import WindowConfig
+
+        return ExtractConfig(clip_model=self.clip_model, clip_pretrained=clip_pretrained, frames=self.frames,
+                             grid=WindowConfig.parse(self.grid), batch_size=self.extract_batch,
+                             workers=self.workers, device=self.device)
+
+    def model_config(self) -> Any:
+        from clifvqa_core.fastvqa import SpatialConfig
+        from clifvqa_core.fragments import FragmentConfig
+        from clifvqa_core.model import ModelConfig
+
+        frag = FragmentConfig(grid=self.fragment_grid, fragment=self.fragment, clip_len=self.clip_len,
+                              test_clips=self.test_clips)
+        side = -(-frag.size // 32)     # Swin downsamples the canvas 32x (padding a partial window)
+        spatial = SpatialConfig.tiny(fragments=frag, window_size=tuple(self.window), embed_dim=self.embed_dim,
+                                     head_dropout=0.0)
+        return ModelConfig(spatial=spatial, spatial_grid=(max(1, self.clip_len // 2), side, side),
+                           frames=self.frames, semantic_hidden=self.semantic_hidden,
+                           regression_hidden=self.regression_hidden)
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    metrics: dict[str, Any]
+    clip_weights: str
+    clip_note: str
+    predictions: list[Any]
+    files: dict[str, str]
+    seconds: dict[str, float]
+    cpu_seconds: float
+    config: DemoConfig
+    n_train: int
+    n_test: int
+    epochs: int
+    test_scenes: list[str] = field(default_factory=list)
+
+
+def resolve_clip_weights(model: str, pretrained: str) -> tuple[str, str]:
+    """-> (weights to use, note). Tries ``pretrained`` quickly; on failure returns ("none", why)."""
+    from clifvqa_core.semantic import ClipWeightsError, build_clip, weights_id
+
+    from .predict import _go_offline_if_unreachable
+
+    if weights_id(pretrained) == "none":
+        return "none", "random CLIP weights asked for"
+    _go_offline_if_unreachable()
+    t0 = time.perf_counter()
+    try:
+        build_clip(model, pretrained)
+    except ClipWeightsError as exc:
+        note = (f"CLIP {model} weights {pretrained!r} unavailable ({str(exc).split('. ')[0]}); using RANDOM "
+                "weights: the semantic maps carry no meaning and the held-out numbers show the pipeline, not "
+                "the method")
+        log.warning("%s [checked in %.1f s]", note, time.perf_counter() - t0)
+        return "none", note
+    return pretrained, f"CLIP {model} with the {pretrained!r} weights"
+
+
+def _data(cfg: DemoConfig, root: Path) -> Path:
+    """labels.csv of the demo data under ``root``, reused when its demo_config.json matches."""
+    from clifvqa_core.synthetic import DemoDataConfig, make_demo_data
+
+    want = cfg.data_config()
+    labels, stored = root / "labels.csv", root / "demo_config.json"
+    if labels.is_file() and stored.is_file():
+        try:
+            if DemoDataConfig.from_json(stored) == want:
+                log.info("demo data: reusing %s", labels)
+                return labels
+        except ClifVQAError:
+            pass
+        log.info("demo data in %s was made with another config; remaking it", root)
+    return make_demo_data(root, cfg=want, workers=max(1, cfg.workers))
+
+
+def _epochs_for_budget(cfg: DemoConfig, tcfg: Any, mcfg: Any, table: Any, items: list[Any]) -> int:
+    """Epochs that fit ``cfg.minutes`` of training, from the measured time of two training steps."""
+    from torch.utils.data import DataLoader
+
+    from clifvqa_core.losses import LOSSES
+    from clifvqa_core.model import CLiFVQA
+
+    from .data import MosScale, VideoQualityDataset
+    from .loop import build_optimizer, train_step
+
+    ds = VideoQualityDataset(items, table, MosScale.fit([it.mos for it in items]), mcfg, "train", seed=cfg.seed)
+    model = CLiFVQA(mcfg)
+    opt = build_optimizer(model, tcfg)
+    loader = iter(DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=0))
+    batch = next(loader)
+    train_step(model, batch, opt, lambda p, q: LOSSES[cfg.loss](p, q), torch.device("cpu"))   # warm-up
+    t0 = time.perf_counter()
+    batch = next(loader)
+    train_step(model, batch, opt, lambda p, q: LOSSES[cfg.loss](p, q), torch.device("cpu"))
+    per_step = time.perf_counter() - t0
+    steps = max(1, len(items) // cfg.batch_size)
+    epochs = int(cfg.minutes * 60 / max(per_step * steps * 1.15, 1e-3))   # 15 %: evaluation, loader start
+    log.info("about %.2f s per step, %d steps per epoch -> %d epochs in %.1f min", per_step, steps, epochs,
+             cfg.minutes)
+    return max(1, epochs)
+
+
+def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
+    """Run the whole demo into ``out`` (see the module doc). -> DemoResult (also written as results.json)."""
+    from cache import open_store
+    from clifvqa_core.datasets import load_dataset
+    from clifvqa_core.metrics import evaluate_scores
+    from clifvqa_core.train_config import TrainConfig
+    from extract import run_extraction
+
+    from .data import load_map_table
+    from .loop import fit
+    from .predict import predict_paths, write_predictions
+    from .protocol import _write_predictions, make_split, model_config_for_cache, score_items
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    cpu0, t_all = time.process_time(), time.perf_counter()
+    torch.manual_seed(cfg.seed)
+
+    t0 = time.perf_counter()
+    labels = _data(cfg, out / "data")
+    items = load_dataset("csv", out / "data", labels=labels)
+    seconds["data"] = time.perf_counter() - t0
+    log.info("[1/5] data: %d clips of %d scenes (%.1f s)", len(items), cfg.scenes, seconds["data"])
+
+    t0 = time.perf_counter()
+    weights, note = resolve_clip_weights(cfg.clip_model, cfg.clip_pretrained)
+    ecfg = cfg.extract_config(weights)
+    store = out / "features" / f"{ecfg.key()}.zarr"
+    summary = run_extraction(ecfg, items, store, progress=True)
+    if summary.store_done < len(items):
+        raise ClifVQAError(f"stage one: only {summary.store_done} of {len(items)} demo clips have features "
+                           f"(see {store}/failures.jsonl)")
+    seconds["extract"] = time.perf_counter() - t0
+    log.info("[2/5] stage one: %s, T=%d, grid %s -> %s (%.1f s)", note, cfg.frames, cfg.grid, store,
+             seconds["extract"])
+
+    t0 = time.perf_counter()
+    mcfg = cfg.model_config()
+    with open_store(store, "r") as st:
+        from clifvqa_core.descriptions import DescriptionSet
+
+        r = DescriptionSet.from_dict(st.config["descriptions"]).r
+    mcfg = mcfg.replace(num_descriptions=r)
+    table = load_map_table([str(store)], mcfg)
+    mcfg = model_config_for_cache(mcfg, table)
+    split = make_split(items, 0, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
+    by_id = {it.video_id: it for it in items}
+    train_items = [by_id[v] for v in split["train"]]
+    val_items = [by_id[v] for v in split["val"]]
+    test_items = [by_id[v] for v in split["test"]]
+    run_dir = out / "run"
+    tcfg = TrainConfig(cached=(str(store.resolve()),), dataset="csv", root=str((out / "data").resolve()),
+                       labels=str(labels.resolve()), out=str(run_dir.resolve()), splits=1,
+                       test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, model=mcfg,
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, lr_backbone=cfg.lr_backbone,
+                       lr_head=cfg.lr_head, warmup_epochs=cfg.warmup_epochs, loss=cfg.loss, amp=False,
+                       grad_checkpoint=False, device=cfg.device, workers=cfg.workers, seed=cfg.seed,
+                       test_clips=cfg.test_clips)
+    if cfg.minutes is not None:
+        tcfg = tcfg.replace(epochs=_epochs_for_budget(cfg, tcfg, mcfg, table, train_items))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tcfg.to_json(run_dir / "train_config.json")
+    sdir = run_dir / "split_0"
+    sdir.mkdir(parents=True, exist_ok=True)
+    (sdir / "split.json").write_text(json.dumps({"k": 0, **split}, indent=1) + "\n")
+    test_scenes = sorted({str(it.group) for it in test_items})
+    log.info("[3/5] stage two: %d train / %d val / %d held-out clips (held-out scenes %s), %d epochs",
+             len(train_items), len(val_items), len(test_items), ", ".join(test_scenes), tcfg.epochs)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    res = fit(tcfg, mcfg, table, train_items, val_items, sdir, seed=cfg.seed, device=device)
+    shutil.copyfile(res.checkpoint, out / "model.pt")
+    seconds["train"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pred, z = score_items(res.model, test_items, table, res.scale, device, tcfg)
+    metrics = evaluate_scores(pred, [it.mos for it in test_items])
+    _write_predictions(out / "held_out.csv", test_items, pred, z)
+    seconds["evaluate"] = time.perf_counter() - t0
+    log.info("[4/5] held-out scenes: SROCC %.4f PLCC %.4f (%.1f s)", metrics["srocc"], metrics["plcc"],
+             seconds["evaluate"])
+
+    t0 = time.perf_counter()
+    picks = _pick_files(test_items, cfg.predict_files)
+    bad = out / "not_a_video.mp4"
+    bad.write_bytes(b"this file is not a video; predict lists it with its reason\n")
+    rows = predict_paths([*(it.path for it in picks), bad], out / "model.pt", device=str(device))
+    write_predictions(rows, out / "predictions.csv")
+    seconds["predict"] = time.perf_counter() - t0
+    seconds["total"] = time.perf_counter() - t_all
+    cpu = time.process_time() - cpu0
+    log.info("[5/5] predict: %d files -> %s (%.1f s)", len(rows), out / "predictions.csv", seconds["predict"])
+
+    files = {"results": str(out / "results.json"), "checkpoint": str(out / "model.pt"),
+             "predictions": str(out / "predictions.csv"), "held_out": str(out / "held_out.csv"),
+             "data": str(labels), "features": str(store), "run": str(run_dir)}
+    result = DemoResult(out=out, metrics=metrics, clip_weights=weights, clip_note=note, predictions=rows,
+                        files=files, seconds=seconds, cpu_seconds=cpu, config=cfg, n_train=len(train_items),
+                        n_test=len(test_items), epochs=tcfg.epochs, test_scenes=test_scenes)
+    _write_results(result, res, out / "results.json")
+    return result
+
+
+def _pick_files(items: list[Any], n: int) -> list[Any]:
+    """A few held-out clips spread over the MOS range (highest, lowest, and between)."""
+    ranked = sorted(items, key=lambda it: (-it.mos, it.video_id))
+    if n >= len(ranked):
+        return ranked
+    idx = sorted({round(k * (len(ranked) - 1) / max(n - 1, 1)) for k in range(n)})
+    return [ranked[i] for i in idx]
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (np.floating, np.integer)):
+        return _clean(v.item())
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
+    keys = ("n", "srocc", "plcc", "krocc", "rmse", "plcc_logistic", "rmse_logistic")
+    data = {
+        "held_out": {k: r.metrics.get(k) for k in keys},
+        "held_out_scenes": r.test_scenes, "n_train": r.n_train, "n_test": r.n_test,
+        "clip": {"model": r.config.clip_model, "weights": r.clip_weights, "asked": r.config.clip_pretrained,
+                 "note": r.clip_note},
+        "epochs": r.epochs, "best_epoch": fit_res.best_epoch,
+        "history": fit_res.history,
+        "seconds": {k: round(v, 1) for k, v in r.seconds.items()}, "cpu_seconds_main_process": round(r.cpu_seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+        "predictions": [row.to_dict() for row in r.predictions],
+        "files": r.files,
+        "config": r.config.to_dict(),
+    }
+    path.write_text(json.dumps(_clean(data), indent=1) + "\n")
+
+
+def format_summary(r: DemoResult) -> str:
+    """The text the CLI prints at the end."""
+    from .predict import format_table
+
+    m = r.metrics
+    lines = [
+        "",
+        f"CLiF-VQA demo - {r.clip_note}",
+        f"held-out scenes {', '.join(r.test_scenes)}: {r.n_test} clips (trained on {r.n_train}, {r.epochs} epochs)",
+        "",
+        "| SROCC | PLCC | KROCC | RMSE |",
+        "|---|---|---|---|",
+        "| " + " | ".join(f"{m[k]:.4f}" if m.get(k) is not None and math.isfinite(m[k]) else "nan"
+                         for k in ("srocc", "plcc", "krocc", "rmse")) + " |",
+        "",
+        "predict on a few held-out files:",
+        format_table(r.predictions),
+        "",
+        f"time {r.seconds['total'] / 60:.1f} min (data {r.seconds['data']:.0f} s, stage one {r.seconds['extract']:.0f} s, "
+        f"stage two {r.seconds['train']:.0f} s, evaluate {r.seconds['evaluate']:.0f} s, predict {r.seconds['predict']:.0f} s)",
+        "written:",
+    ]
+    lines += [f"  {k:<12} {v}" for k, v in r.files.items()]
+    return "\n".join(lines)
