@@ -20,7 +20,8 @@ g = |drow| + |dcol| (an L1 distance, so 0, 1, 2, ...) and bias = g * relative + 
 Speed: attention uses ``F.scaled_dot_product_attention`` with the bias (+ shift mask, -100) as an additive
 float mask, called per sample on 4D tensors (the fused CPU/GPU kernels want 4D). Masks and gates are cached
 per (grid, window, shift, device); without autograd on the bias tables each block also caches its combined
-bias+mask for the last grid it saw (one entry, invalidated when a table changes).
+bias+mask for the last grid it saw (one entry, invalidated when a table changes; ~1.1 GB in all for FAST-VQA-B
+at 32x224x224, freed by ``clear_caches()`` or by the next training-mode pass).
 """
 from __future__ import annotations
 
@@ -77,6 +78,19 @@ def window_reverse(windows: Tensor, window: Triple, b: int, d: int, h: int, w: i
 
 
 _GEOM_CACHE: dict[tuple, Tensor | None] = {}
+_GEOM_CACHE_MAX = 64  # entries (a few per stage and grid shape); oldest dropped first
+
+
+def _remember(key: tuple, value):
+    while len(_GEOM_CACHE) >= _GEOM_CACHE_MAX:
+        _GEOM_CACHE.pop(next(iter(_GEOM_CACHE)))
+    _GEOM_CACHE[key] = value
+    return value
+
+
+def clear_geometry_cache() -> None:
+    """Drop the cached masks, gates and window permutations (all grids, all devices)."""
+    _GEOM_CACHE.clear()
 
 
 def shift_mask(grid: Triple, window: Triple, shift: Triple, device: torch.device) -> Tensor | None:
@@ -86,7 +100,7 @@ def shift_mask(grid: Triple, window: Triple, shift: Triple, device: torch.device
         return None
     key = ("mask", grid, window, shift, str(device))
     if key not in _GEOM_CACHE:
-        _GEOM_CACHE[key] = _build_mask(grid, window, shift, device)
+        _remember(key, _build_mask(grid, window, shift, device))
     return _GEOM_CACHE[key]
 
 
@@ -119,7 +133,7 @@ def window_permutation(grid: Triple, window: Triple, shift: Triple, device: torc
             perm = window_partition(idx, window).reshape(-1)
             inverse = torch.empty_like(perm)
             inverse[perm] = torch.arange(perm.numel(), device=device)  # a permutation's inverse, no sort
-            _GEOM_CACHE[key] = (perm, inverse)  # type: ignore[assignment]
+            _remember(key, (perm, inverse))
     return _GEOM_CACHE[key]  # type: ignore[return-value]
 
 
@@ -131,7 +145,7 @@ def fragment_gate(grid: Triple, window: Triple, shift: Triple, frag_grid: int, d
     """
     key = ("gate", grid, window, shift, frag_grid, str(device))
     if key not in _GEOM_CACHE:
-        _GEOM_CACHE[key] = _build_gate(grid, window, shift, frag_grid, device)
+        _remember(key, _build_gate(grid, window, shift, frag_grid, device))
     return _GEOM_CACHE[key]  # type: ignore[return-value]
 
 
@@ -176,6 +190,7 @@ class WindowAttention3D(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         trunc_normal_(self.relative_position_bias_table, std=0.02)
         self._bias_cache: tuple[tuple, Tensor] | None = None
+        self.cache_bias = True  # keep the last combined bias (no autograd); FAST-VQA-B: ~1.1 GB over 12 blocks
 
     def _index(self, window: Triple) -> Tensor:
         """Relative index [n, n] of a (possibly clamped) window: sub-block of the full 6D index."""
@@ -209,7 +224,7 @@ class WindowAttention3D(nn.Module):
         if self.frag_bias:
             tables.append(self.fragment_position_bias_table)
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tables)
-        if needs_grad:
+        if needs_grad or not self.cache_bias:
             self._bias_cache = None
             return self.attention_bias(window, gate, mask).to(dtype)
         key = (grid, window, None if gate is None else id(gate), None if mask is None else id(mask), dtype,
@@ -392,6 +407,14 @@ class SwinTransformer3D(nn.Module):
     def use_checkpoint(self, value: bool) -> None:
         for layer in self.layers:
             layer.use_checkpoint = bool(value)
+
+    def clear_caches(self, disable: bool = False) -> None:
+        """Free the per-block cached attention biases (and stop caching them when ``disable``)."""
+        for m in self.modules():
+            if isinstance(m, WindowAttention3D):
+                m._bias_cache = None
+                if disable:
+                    m.cache_bias = False
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 5 or x.shape[1] != self.patch_embed.proj.in_channels:

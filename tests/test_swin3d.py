@@ -116,6 +116,10 @@ def test_eval_bias_cache_follows_table_changes():
         y2 = m(x)
     y2_fresh = m(x)  # autograd on: no cache
     assert torch.equal(y1, y1b)
+    m.clear_caches(disable=True)
+    with torch.no_grad():
+        assert torch.equal(m(x), y2) and m.layers[0].blocks[0].attn._bias_cache is None
+    m.clear_caches()
     assert not torch.allclose(y1, y2)
     assert torch.allclose(y2, y2_fresh, atol=1e-5)
     # batch of 2 == two batches of 1 (the per-sample attention path)
