@@ -70,8 +70,9 @@ class LoadReport:
     dropped: tuple[str, ...] = field(default=(), repr=False)
 
     def summary(self) -> str:
+        eg = f" (missing e.g. {list(self.missing[:3])})" if self.missing else ""
         return (f"{self.path}: {self.source} checkpoint, {len(self.missing)} missing, {len(self.unexpected)} "
-                f"unexpected, {len(self.dropped)} dropped" + (f" (missing e.g. {self.missing[:3]})" if self.missing else ""))
+                f"unexpected, {len(self.dropped)} dropped{eg}")
 
 
 def load_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
@@ -161,7 +162,7 @@ def _prefix_map(sd: dict[str, Tensor], mapping: dict[str, str]) -> tuple[dict[st
 
 
 def remap_fastvqa_state_dict(raw: dict) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Official FAST-VQA-B / FasterVQA file (or its state dict) -> (FastVQA state dict, info). Names are ours already."""
+    """Official FAST-VQA-B / FasterVQA file (or its state dict) -> (FastVQA state dict, info); names are ours."""
     sd, dropped = _prefix_map(_state_dict(raw), {BACKBONE: BACKBONE, HEAD: HEAD})
     return sd, {"source": "fastvqa", "dropped": dropped, "allowed_missing": []}
 

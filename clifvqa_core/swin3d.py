@@ -55,7 +55,8 @@ def effective_window(grid: Sequence[int], window: Sequence[int], shift: Sequence
 
 
 def relative_position_index(window: Sequence[int]) -> Tensor:
-    """Standard Video Swin index [N, N], N = prod(window): (dd + D-1) * (2H-1)(2W-1) + (dh + H-1) * (2W-1) + dw + W-1."""
+    """Standard Video Swin index [N, N], N = prod(window):
+    (dd + D-1) * (2H-1)(2W-1) + (dh + H-1) * (2W-1) + dw + W-1 with dd = d_a - d_b etc."""
     d, h, w = window
     coords = torch.tensor(list(itertools.product(range(d), range(h), range(w))), dtype=torch.long)  # [N, 3]
     rel = coords[:, None, :] - coords[None, :, :] + torch.tensor([d - 1, h - 1, w - 1])
