@@ -90,6 +90,9 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
         raise CheckpointError(f"{p}: checkpoint file is empty (an interrupted download? fetch it again)")
     with open(p, "rb") as fh:
         head = fh.read(4)
+    if head[:2] == b"PK" and not zipfile.is_zipfile(p):  # a zip whose end (central directory) is missing
+        raise CheckpointError(f"{p}: the checkpoint is truncated (an incomplete zip archive, "
+                              f"{p.stat().st_size} bytes); download it again")
     if not (zipfile.is_zipfile(p) or head[:1] == b"\x80"):  # torch.save writes a zip; legacy files a pickle
         raise CheckpointError(f"{p}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); "
                               "pass the .pth/.pt file saved by torch.save, or download it again if it is truncated")

@@ -140,6 +140,10 @@ def test_truncated_foreign_and_missing_files(tmp_path, official):
         with pytest.raises(CheckpointError) as err:
             load_checkpoint_file(tmp_path / name)
         assert name in str(err.value) and "trust" not in str(err.value)  # not mistaken for an unsafe pickle
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint_file(tmp_path / "truncated.pth")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        load_checkpoint_file(tmp_path / "text.pth")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint_file(tmp_path / "nope.pth")
     foreign = tmp_path / "resnet.pth"
