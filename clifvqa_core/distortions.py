@@ -39,7 +39,7 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHANGES", "SIGNED_CHANGES", "change_levels", "apply_change", "PROBE_DESCRIPTIONS"]
+__all__ = ["CHANGES", "SIGNED_CHANGES", "CHANGE_STEPS", "change_levels", "apply_change", "PROBE_DESCRIPTIONS"]
 
 CHANGES: tuple[str, ...] = ("brightness", "contrast", "noise", "colourfulness", "blur", "compression")
 #: Changes with a meaningful attenuation side (negative levels).
@@ -54,6 +54,16 @@ PROBE_DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "colourfulness": ("colorful", "colorless"),
     "blur": ("blurry", "sharp"),
     "compression": ("blocky", "smooth"),
+}
+
+#: What one level step does (for plot titles; the table above is the definition).
+CHANGE_STEPS: dict[str, str] = {
+    "brightness": "+-32/255 per level",
+    "contrast": "x2^(+-1/2) per level",
+    "noise": "Gaussian std 10/255 per level",
+    "colourfulness": "saturation x(1 + l/2)",
+    "blur": "Gaussian sigma 1.5 px per level",
+    "compression": "x264 crf 30 + 9 l",
 }
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # BT.601

@@ -72,13 +72,15 @@ def plot_objective_responses(probe: dict[str, Any], path: str | Path) -> Path:
             for row in per_video:
                 ax.plot(levels, row, style, color=col, alpha=0.25, linewidth=1)
             ax.plot(levels, per_video.mean(0), style, color=col, marker="o", linewidth=2.5,
-                    label=f'"{desc}" (mean of {per_video.shape[0]} videos)')
+                    label=f'"{desc}" (mean of {per_video.shape[0]} videos; thin: each video)')
         ax.set_xticks(levels, [_signed(lv) for lv in levels])
         signed = min(levels) < 0
         ax.set_xlabel("level  (- attenuated, 0 original, + enhanced)" if signed else
                       "level  (0 original, + more added)")
         ax.set_ylabel("response: mean probability (%)")
-        ax.set_title(f"{kind}", fontsize=12)
+        from clifvqa_core.distortions import CHANGE_STEPS
+
+        ax.set_title(f"{kind} ({CHANGE_STEPS.get(kind, '')})", fontsize=12)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9, loc="best")
     for ax in list(axes.flat)[len(changes):]:
@@ -134,20 +136,23 @@ def plot_vsfa_bars(table: dict[str, Any], path: str | Path) -> Path:
         bars = ax.bar(x + (k - (len(metrics) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
                       label=met.upper())
         for b, v in zip(bars, means):
+            neg = np.isfinite(v) and v < 0   # label below a negative bar, above a positive one
             ax.annotate("nan" if not np.isfinite(v) else f"{v:.3f}", (b.get_x() + b.get_width() / 2,
-                        0 if not np.isfinite(v) else v), ha="center", va="bottom", fontsize=8,
-                        xytext=(0, 2), textcoords="offset points")
+                        0 if not np.isfinite(v) else v), ha="center", va="top" if neg else "bottom", fontsize=8,
+                        xytext=(0, -3 if neg else 2), textcoords="offset points")
     ax.set_xticks(x, [f"{s} descriptions" for s in sels])
     ax.axhline(0, color="black", linewidth=0.8)
     lo = min([0.0] + [rows[s][m]["mean"] - rows[s][m]["std"] for s in sels for m in metrics
                       if np.isfinite(rows[s][m]["mean"])])
-    ax.set_ylim(min(lo - 0.05, 0), 1.0)
+    ax.set_ylim(min(lo - 0.1, 0), 1.05)
     ax.set_ylabel("correlation with MOS (test part; mean +- std over splits)")
     ax.legend(loc="upper left", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     clip = table.get("clip", {})
+    n_test = table.get("test_videos")
     _suptitle(fig, f"Fig. 5: VSFA (GRU) on CLIP semantic features only - {table.get('dataset', '')}, "
-                   f"{table.get('splits', '?')} split(s)" + (f"\n{clip_label(clip)}" if clip else ""), clip)
+                   f"{table.get('splits', '?')} split(s)" + (f", {n_test} test videos per split" if n_test else "")
+              + (f"\n{clip_label(clip)}" if clip else ""), clip)
     return _save(fig, plt, path)
 
 
