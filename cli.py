@@ -487,7 +487,7 @@ def probe_group() -> None:
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
 def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, frames, grid, changes, steps, seed,
                         device, batch_size) -> None:
-    """Figs. 3-4: responses of objective descriptions to graded changes, and of subjective ones across VIDEOS."""
+    """Paper figures 3-4: objective descriptions vs graded changes; subjective ones across VIDEOS."""
     from clifvqa_core.windows import WindowConfig
     from train.experiments.probe import ProbeConfig, run_probe
 
@@ -530,7 +530,7 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
 @click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
 def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, test_fraction, val_fraction, epochs,
                    batch_size, lr, loss, pooling, seed, device, skip_missing) -> None:
-    """Fig. 5: VSFA-style GRU on cached per-frame CLIP features only, with the training split protocol."""
+    """Paper figure 5: VSFA-style GRU on cached per-frame CLIP features only (training split protocol)."""
     from clifvqa_core.vsfa import VSFAConfig
     from train.experiments.vsfa import VSFATrainConfig, vsfa_selections
 
