@@ -72,7 +72,7 @@ class DemoConfig(JsonConfig):
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "openai"
     frames: int = 8
-    grid: str = "2x2"
+    grid: str = "1x1"
     extract_batch: int = 64
     # stage two
     fragment_grid: int = 4
@@ -82,7 +82,7 @@ class DemoConfig(JsonConfig):
     embed_dim: int = 24
     semantic_hidden: int = 16
     regression_hidden: int = 32
-    epochs: int = 12
+    epochs: int = 20
     minutes: float | None = None
     batch_size: int = 8
     lr_backbone: float = 1e-3
