@@ -157,9 +157,9 @@ def test_mismatched_cache_refused(trained, tmp_path):
 
 def test_missing_clip_weights_error_says_how_to_point_to_them(trained, tmp_path, monkeypatch):
     """A checkpoint whose training CLIP weights cannot be had: one clear error naming --clip-pretrained."""
-    ck = torch.load(trained["ckpt"], weights_only=True)
-    cfg = json.loads(json.dumps(ck.get("extract_config") or {}))
     from train.predict import recorded_extraction
+
+    ck = torch.load(trained["ckpt"], weights_only=True)
 
     rec = recorded_extraction(ck, trained["ckpt"])
     assert rec is not None and rec.config["clip_pretrained"] == "none"
@@ -170,7 +170,6 @@ def test_missing_clip_weights_error_says_how_to_point_to_them(trained, tmp_path,
     res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(trained["ckpt"]),
                                     "--workers", "0", "--no-progress"])
     assert res.exit_code == 1 and "--clip-pretrained" in res.output, res.output
-    del cfg
 
 
 def test_fastvqa_baseline_from_our_checkpoint(trained, tmp_path):

@@ -251,7 +251,11 @@ class _SemanticOnTheFly:
                  device: torch.device) -> None:
         from clifvqa_core.extract_config import build_extractor
 
-        _go_offline_if_unreachable()
+        from clifvqa_core.semantic import weights_id
+
+        wid = weights_id(cfg.clip_pretrained)
+        if wid != "none" and not wid.startswith("sha256:"):   # a tag: may need the hub
+            _go_offline_if_unreachable()
         self.cfg = cfg
         self.extractor = build_extractor(cfg).to(device).eval()
         self.device = device
