@@ -49,7 +49,7 @@ import os
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from clifvqa_core.errors import (CacheError, CacheKeyMismatchError, CheckpointError, ClifVQAError, ConfigError,
+from clifvqa_core.errors import (CacheKeyMismatchError, CheckpointError, ClifVQAError, ConfigError,
                                  VideoError)
 
 log = logging.getLogger(__name__)
