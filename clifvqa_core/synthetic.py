@@ -9,9 +9,13 @@ What :func:`make_demo_data` writes under ``out_dir``::
     labels.csv        path,mos,scene,distortion,level  (path relative to out_dir; read by the ``csv`` dataset)
     demo_config.json  the DemoDataConfig that made it (seed included), so the data can be remade exactly
 
-Scene content (per scene, all drawn from the seed): a smooth four-corner colour gradient, rectangles,
-ellipses, sinusoidal gratings (period 3-12 px) and checkerboards, a faint baked-in fine texture, seen through
-a camera that pans 1.5-3 px per frame in a random direction, plus one striped disc moving on its own path.
+Scene content (per scene, all drawn from the seed): a smooth four-corner colour gradient, the same mix of
+4 rectangles, 4 ellipses, 4 sinusoidal gratings (period 5-9 px) and 4 checkerboards (cells 3-5 px) at random
+places, sizes and colours, a fine baked-in texture (std 14), seen through a camera that pans 1.5-3 px per
+frame in a random direction, plus one striped disc moving on its own path. Scenes share their statistics on
+purpose: with a held-out-scene split, a model must learn the distortions, not the content (a hand-made
+sharpness/exposure/motion probe reaches held-out SROCC 0.81 on 16 scenes, against 0.64 when the shape mix
+and texture periods varied per scene).
 
 Distortions, with severity ``s = level / levels`` in (0, 1] (level 1 and 2 of 2 give s = 0.5 and 1.0):
 
@@ -73,7 +77,7 @@ DISTORTIONS: tuple[str, ...] = tuple(MOS_WEIGHTS)
 PRISTINE_MOS = 4.5
 MOS_JITTER = 0.05
 MAX_CRF = 48
-FINE_AMP = 6.0  # std (0-255 scale) of the fine texture baked into every scene
+FINE_AMP = 14.0  # std (0-255 scale) of the fine texture baked into every scene
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,11 +153,12 @@ def _make_scene(rng: np.random.Generator, cfg: DemoDataConfig) -> _Scene:
     canvas = ((1 - u) * (1 - v) * corners[0] + u * (1 - v) * corners[1]
               + (1 - u) * v * corners[2] + u * v * corners[3]).astype(np.float32)
 
-    n_shapes = int(rng.integers(14, 22))
-    for _ in range(n_shapes):
+    # The same mix of shapes in every scene (only positions, sizes and colours vary), so that pristine
+    # clips of different scenes have similar sharpness and the distortions, not the content, set the label.
+    kinds = ["rect", "ellipse", "grating", "checker"] * 4
+    for kind in kinds:
         cy, cx = rng.uniform(0, hc), rng.uniform(0, wc)
-        ry, rx = rng.uniform(12, 70, 2)
-        kind = rng.choice(["rect", "ellipse", "grating", "checker"])
+        ry, rx = rng.uniform(16, 60, 2)
         col_a, col_b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
         y0, y1 = int(max(cy - ry, 0)), int(min(cy + ry + 1, hc))
         x0, x1 = int(max(cx - rx, 0)), int(min(cx + rx + 1, wc))
@@ -168,11 +173,11 @@ def _make_scene(rng: np.random.Generator, cfg: DemoDataConfig) -> _Scene:
             if kind == "ellipse":
                 fill = np.broadcast_to(col_a, sy.shape + (3,))
             elif kind == "grating":
-                theta, period = rng.uniform(0, math.pi), rng.uniform(3, 12)
+                theta, period = rng.uniform(0, math.pi), rng.uniform(5, 9)
                 wave = 0.5 + 0.5 * np.sin(2 * math.pi * (sx * math.cos(theta) + sy * math.sin(theta)) / period)
                 fill = wave[..., None] * col_a + (1 - wave[..., None]) * col_b
             else:
-                cell = int(rng.integers(2, 9))
+                cell = int(rng.integers(3, 6))
                 chk = ((sy // cell + sx // cell) % 2)[..., None]
                 fill = chk * col_a + (1 - chk) * col_b
         canvas[y0:y1, x0:x1][mask] = fill[mask]
