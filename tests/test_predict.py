@@ -190,3 +190,28 @@ def test_collect_videos_skips_hidden_and_dedups(tmp_path):
 
 def test_row_to_dict_nan_is_none():
     assert PredictionRow("p", "error", reason="r").to_dict()["score"] is None
+
+
+def test_checkpoint_records_extraction_so_predict_needs_no_store(trained, tmp_path):
+    """The checkpoint carries the store's extraction config, identity and key (plain types, weights_only);
+    predicting after the store has moved away gives the same scores."""
+    import shutil
+
+    ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
+    store = trained["store"]
+    from cache import open_store
+
+    with open_store(store, "r") as s:
+        key, identity = s.key, s.config
+    assert ckpt["extract_key"] == key and ckpt["extract_identity"] == identity
+    assert ckpt["extract_config"]["frames"] == identity["frames"]
+    paths = [it.path for it in trained["items"][:2]]
+    before = [r.score for r in predict_paths(paths, trained["ckpt"])]
+    moved = tmp_path / "moved.zarr"
+    shutil.move(str(store), str(moved))
+    try:
+        after = predict_paths(paths, trained["ckpt"])
+    finally:
+        shutil.move(str(moved), str(store))
+    assert [r.status for r in after] == ["ok", "ok"]
+    assert [r.score for r in after] == before

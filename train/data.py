@@ -42,6 +42,9 @@ class MapTable:
     description_hash: str
     selected: tuple[int, ...]
     logit_scale: float | None
+    #: how the maps were made (first store): {"extract_config": dict, "extract_identity": dict,
+    #: "extract_key": str}; recorded in checkpoints so `predict` can rebuild stage one without the store.
+    extraction: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.index = {v: i for i, v in enumerate(self.ids)}
@@ -125,9 +128,13 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     name = dhash = ""
     selected: tuple[int, ...] = ()
     scale_used: float | None = None
+    extraction: dict[str, Any] | None = None
     for path in paths:
         store = open_store(path, "r")
         try:
+            if extraction is None and isinstance(store.attrs.get("extract_config"), dict):
+                extraction = {"extract_config": dict(store.attrs["extract_config"]),
+                              "extract_identity": dict(store.config), "extract_key": str(store.key)}
             selected, sname, shash = check_cache_fits(store, cfg)
             if dhash and shash != dhash:
                 raise CacheError(f"{path}: made with another description set ({sname}, {shash}) than "
@@ -163,7 +170,7 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
             store.close()
     table = MapTable(ids=ids, maps=torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
                      description_set=name, description_hash=dhash, selected=tuple(selected),
-                     logit_scale=scale_used)
+                     logit_scale=scale_used, extraction=extraction)
     if cfg.use_semantic and not torch.isfinite(table.maps).all():
         raise CacheError(f"{', '.join(table.sources)}: non-finite values in maps marked done; run "
                          "`python cli.py cache verify`")

@@ -13,6 +13,7 @@ Checkpoint format (``last.pt`` every epoch, ``model.pt`` = the selected model), 
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -446,6 +447,8 @@ def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: M
            "best": {"epoch": int(best["epoch"]), "score": float(best["score"])},
            "description_set": table.description_set, "description_hash": table.description_hash,
            "selected": list(table.selected), "logit_scale": table.logit_scale, "loss": cfg.loss}
+    if table.extraction:  # plain JSON types only: the file still loads with weights_only=True
+        out.update(json.loads(json.dumps(table.extraction)))
     if extra:
         out.update(extra)
     return out
