@@ -6,6 +6,7 @@ store either exists whole or not at all.
 """
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +19,7 @@ from .schema import ShardData, StoreLayout
 BACKENDS: Registry[type["Backend"]] = Registry("cache backend")
 
 
-class Backend:
+class Backend(abc.ABC):
     """Files of one store. Subclasses implement every method; indices are video rows in dataset order."""
 
     name: ClassVar[str]
@@ -29,35 +30,43 @@ class Backend:
         self.writable = writable
 
     @classmethod
+    @abc.abstractmethod
     def create(cls, path: Path, layout: StoreLayout, ids: list[str], mos: np.ndarray,
                attrs: dict[str, Any]) -> None:
         """Write an empty store (ids, mos, attributes; every done flag False) into the new directory ``path``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def read_attrs(self) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def read_ids(self) -> list[str]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def read_mos(self) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """done flags of rows [start, stop) (default all n), bool."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of data array ``name`` ("maps", "sims", "embeds"); never-written rows are NaN."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
         """Problems (one line each) where the files' arrays differ from ``expected`` name -> (shape, dtype)."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
         """Write rows [start, stop) (all of ``shard``); the done flags last, after the data is on disk."""
-        raise NotImplementedError
+        ...
 
     def close(self) -> None:
         pass
