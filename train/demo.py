@@ -4,7 +4,7 @@
 
 Steps (each logged with its time; ``demo_out`` layout)::
 
-    data/            make_demo_data: 8 scenes x (pristine + 6 distortions x 2 levels) = 104 clips, labels.csv
+    data/            make_demo_data: 16 scenes x (pristine + 5 distortions x 2 levels) = 176 clips, labels.csv
     features/KEY.zarr  stage one with ViT-B-32 (OpenAI weights when they can be had, else random init)
     run/             stage two: split_0/{split.json, last.pt, model.pt}
     model.pt         the trained checkpoint (copy of run/model.pt)
@@ -57,13 +57,16 @@ class DemoConfig(JsonConfig):
     preset with ``fragment_grid`` x ``fragment_grid`` fragments of ``fragment`` pixels and
     ``clip_len``-frame clips (a CPU-size FAST-VQA branch; ``window`` is its Swin window), trained
     ``epochs`` epochs (or as many as fit in ``minutes`` when set) with batch ``batch_size``;
-    ``test_fraction`` of the scenes held out. Learning rates are higher than the paper's because the
-    tiny backbone starts from random weights.
+    ``test_fraction`` of the scenes held out. Learning rate 3e-4 for every group: the tiny backbone starts
+    from random weights (higher than the paper's 7.5e-5), but at 1e-3 it collapses to a constant output.
     """
 
     seed: int = 0
     # data
-    scenes: int = 8
+    scenes: int = 16
+    # noise is left out (make-demo-data makes it): it raises sharpness where the other kinds lower it, and a
+    # from-scratch tiny Swin then stays on a constant-output plateau for the whole CPU budget (measured)
+    distortions: tuple[str, ...] = ("blur", "compression", "scaling", "exposure", "framedrop")
     data_frames: int = 32
     width: int = 320
     height: int = 240
@@ -81,13 +84,13 @@ class DemoConfig(JsonConfig):
     embed_dim: int = 24
     semantic_hidden: int = 16
     regression_hidden: int = 32
-    epochs: int = 20
+    epochs: int = 60
     minutes: float | None = None
-    batch_size: int = 8
-    lr_backbone: float = 1e-3
-    lr_head: float = 2e-3
-    warmup_epochs: float = 1.0
-    loss: str = "plcc_rank"
+    batch_size: int = 16
+    lr_backbone: float = 3e-4
+    lr_head: float = 3e-4
+    warmup_epochs: float = 2.0
+    loss: str = "clif"
     test_fraction: float = 0.25
     val_fraction: float = 0.0
     test_clips: int = 4
@@ -107,7 +110,7 @@ class DemoConfig(JsonConfig):
         from clifvqa_core.synthetic import DemoDataConfig
 
         return DemoDataConfig(seed=self.seed, scenes=self.scenes, frames=self.data_frames, height=self.height,
-                              width=self.width)
+                              width=self.width, distortions=tuple(self.distortions))
 
     def extract_config(self, clip_pretrained: str) -> Any:
         from clifvqa_core.extract_config import ExtractConfig
