@@ -94,30 +94,11 @@ class Hdf5Backend(Backend):
     def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         lay = self.layout
         stop = lay.n if stop is None else min(stop, lay.n)
-        done = np.zeros(max(0, stop - start), bool)
-        if stop <= start:
-            return done
-        for shard in range(lay.shard_of(start), lay.shard_of(stop - 1) + 1):
-            f = self._open_shard(shard)
-            if f is None:
-                continue
-            s0, s1 = lay.shard_range(shard)
-            lo, hi = max(start, s0), min(stop, s1)
-            with f:
-                done[lo - start : hi - start] = self._dataset(f, "done", shard)[lo - s0 : hi - s0]
-        return done
+        return self._fill(np.zeros(max(0, stop - start), bool), "done", start, stop)
 
-    def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
-        try:
-            return f[name]
-        except KeyError:
-            raise CacheError(f"{self._shard_file(shard)}: dataset {name!r} is missing. Delete that file "
-                             "and run `extract` again with the same flags to rewrite it.") from None
-
-    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+    def _fill(self, out: np.ndarray, name: str, start: int, stop: int) -> np.ndarray:
+        """Copy rows [start, stop) of ``name`` from the shard files into ``out``; absent shards keep its fill."""
         lay = self.layout
-        shape = lay.shapes()[name]
-        out = np.full((max(0, stop - start), *shape), np.nan, DTYPES[name])
         if stop <= start:
             return out
         for shard in range(lay.shard_of(start), lay.shard_of(stop - 1) + 1):
@@ -129,6 +110,18 @@ class Hdf5Backend(Backend):
             with f:
                 out[lo - start : hi - start] = self._dataset(f, name, shard)[lo - s0 : hi - s0]
         return out
+
+    def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
+        try:
+            return f[name]
+        except KeyError:
+            raise CacheError(f"{self._shard_file(shard)}: dataset {name!r} is missing. Delete that file "
+                             "and run `extract` again with the same flags to rewrite it.") from None
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        lay = self.layout
+        shape = lay.shapes()[name]
+        return self._fill(np.full((max(0, stop - start), *shape), np.nan, DTYPES[name]), name, start, stop)
 
     def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
         lay = self.layout
