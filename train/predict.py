@@ -46,7 +46,6 @@ import json
 import logging
 import math
 import os
-import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -63,12 +62,10 @@ from clifvqa_core.errors import (CacheKeyMismatchError, CheckpointError, ClifVQA
 log = logging.getLogger(__name__)
 
 __all__ = ["PredictionRow", "predict_paths", "collect_videos", "write_predictions", "format_table",
-           "summary_line", "recorded_extraction", "network_reachable", "OUTPUT_COLUMNS"]
+           "summary_line", "recorded_extraction", "OUTPUT_COLUMNS"]
 
 #: Columns of predictions.csv, in order.
 OUTPUT_COLUMNS = ("path", "status", "score", "semantic", "spatial", "raw", "reason")
-#: Host probed by :func:`network_reachable` (where open_clip's weights live).
-WEIGHTS_HOST = ("huggingface.co", 443)
 
 
 @dataclass
@@ -130,30 +127,6 @@ def collect_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[Predic
         else:
             errors.append(PredictionRow(str(p), "error", reason="no such file or folder"))
     return files, errors
-
-
-# ---- network / weights --------------------------------------------------------------------------------
-def network_reachable(host: tuple[str, int] = WEIGHTS_HOST, timeout: float = 2.0) -> bool:
-    """True when a TCP connection to ``host`` opens within ``timeout`` seconds (DNS included)."""
-    try:
-        with socket.create_connection(host, timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _go_offline_if_unreachable() -> None:
-    """Without network, make huggingface_hub fail at once instead of retrying for about a minute; weights
-    already in the local HF cache still load."""
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or network_reachable():
-        return
-    log.info("no network: HF_HUB_OFFLINE=1 (only locally cached CLIP weights can be used)")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:  # the constant is read when huggingface_hub is imported; set it too if that already happened
-        import huggingface_hub.constants as hf_constants
-        hf_constants.HF_HUB_OFFLINE = True
-    except Exception:  # noqa: BLE001 - no huggingface_hub: nothing to configure
-        pass
 
 
 # ---- the extraction a checkpoint was trained with -------------------------------------------------------
@@ -223,6 +196,8 @@ def _rebuild_extract_config(rec: RecordedExtraction, clip_pretrained: str | None
     override = clip_pretrained is not None and clip_pretrained != data.get("clip_pretrained")
     if override:
         data["clip_pretrained"] = clip_pretrained
+        if (rec.identity or {}).get("clip_activation"):  # a weights file is built as the training weights were
+            data["clip_activation"] = rec.identity["clip_activation"]
     cfg = ExtractConfig.from_dict(data)
     ident = cfg.identity()
     want = rec.identity or {}
@@ -251,12 +226,7 @@ class _SemanticOnTheFly:
                  device: torch.device) -> None:
         from clifvqa_core.extract_config import build_extractor
 
-        from clifvqa_core.semantic import weights_id
-
-        wid = weights_id(cfg.clip_pretrained)
-        if wid != "none" and not wid.startswith("sha256:"):   # a tag: may need the hub
-            _go_offline_if_unreachable()
-        self.cfg = cfg
+        self.cfg = cfg  # a tag not in the HF cache fails at once without network (semantic.build_clip)
         self.extractor = build_extractor(cfg).to(device).eval()
         self.device = device
         self.selected = list(selected)
