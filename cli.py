@@ -104,6 +104,9 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
               help="open_clip model name, or the path of a JSON model config in open_clip's format.")
 @click.option("--clip-pretrained", default="openai", show_default=True,
               help="open_clip weights tag, a local weights file, or 'none' (random init, tests only).")
+@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto",
+              show_default=True, help="auto: as the tag / model config declares (GELU for a plain name with a "
+              "local file); quick_gelu for OpenAI's weights given as a file.")
 @click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
 @click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
 @click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count (1,5,9,...).")
@@ -120,7 +123,8 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Videos per shard (unit of writing and resuming; used when the store is created).")
 def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split: str | None, clip_model: str,
-                clip_pretrained: str, descriptions: str, frames: int, grid: str, backend: str, batch_size: int,
+                clip_pretrained: str, clip_activation: str, descriptions: str, frames: int, grid: str, backend: str,
+                batch_size: int,
                 workers: int, device: str, precision: str, store_embeddings: bool, limit: int | None,
                 skip_missing: bool, retry_failed: bool, shard_size: int) -> None:
     """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware)."""
@@ -130,7 +134,8 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
     from extract import run_extraction
 
     try:
-        cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
+        cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                            descriptions=descriptions,
                             frames=frames, grid=WindowConfig.parse(grid), store_embeddings=store_embeddings,
                             batch_size=batch_size, workers=workers, device=device, precision=precision)
         items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing)
@@ -168,6 +173,7 @@ def cache_info_cmd(store: Path, as_json: bool) -> None:
     click.echo(f"layout    T={lay['frames']} grid={lay['rows']}x{lay['cols']} r={lay['r']} embed_dim={lay['embed_dim']} "
                f"shard_size={lay['shard_size']}")
     click.echo(f"clip      {cfg.get('clip_model')} weights={cfg.get('clip_weights')} "
+               f"activation={cfg.get('clip_activation', '<not recorded: made before it was>')} "
                f"descriptions={cfg.get('descriptions', {}).get('name')}")
     click.echo(f"size      {human_bytes(info['size_bytes'])}")
     click.echo("config    " + json.dumps(cfg, sort_keys=True))

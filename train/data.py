@@ -116,6 +116,7 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     Several stores are joined by video id; an id present twice keeps the first store's row.
     """
     from cache import open_store
+    from clifvqa_core.extract_config import check_identity_current
     from clifvqa_core.semantic import sims_to_maps
 
     if not paths:
@@ -131,6 +132,7 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     for path in paths:
         store = open_store(path, "r")
         try:
+            check_identity_current(store.config, str(path))  # refuses features of an older extraction code
             if extraction is None and isinstance(store.attrs.get("extract_config"), dict):
                 extraction = {"extract_config": dict(store.attrs["extract_config"]),
                               "extract_identity": dict(store.config), "extract_key": str(store.key)}
