@@ -62,11 +62,35 @@ class Hdf5Backend(Backend):
                attrs: dict[str, Any]) -> None:
         path.mkdir(parents=True)
         (path / SHARD_DIR).mkdir()
-        with h5py.File(path / cls.marker, "w") as f:
+        cls._write_index(path / cls.marker, ids, mos, attrs)
+
+    @staticmethod
+    def _write_index(index: Path, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        with h5py.File(index, "w") as f:
             for key, value in attrs.items():
                 f.attrs[key] = json.dumps(value, sort_keys=True)
             f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
             f.create_dataset("mos", data=np.asarray(mos, np.float64))
+
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        if layout.n < self.layout.n:
+            raise CacheError(f"{self.path}: a store never shrinks ({self.layout.n} -> {layout.n} rows)")
+        # The index is the only file that changes: a new one is written beside it and renamed over it,
+        # so a reader opens either the old index or the new one. Shard files stay; a shard that gains
+        # rows reads them as not done until its owner rewrites the file.
+        final = self.path / self.marker
+        tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.partial")
+        try:
+            self._write_index(tmp, ids, mos, attrs)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self._attrs = json.loads(json.dumps(attrs))
+        self._ids, self._mos = list(ids), np.asarray(mos, np.float64)
+        self.layout = layout
 
     def read_attrs(self) -> dict[str, Any]:
         return dict(self._attrs)
@@ -108,7 +132,10 @@ class Hdf5Backend(Backend):
             s0, s1 = lay.shard_range(shard)
             lo, hi = max(start, s0), min(stop, s1)
             with f:
-                out[lo - start : hi - start] = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                # A shard file written before the store grew may be shorter than the shard is now: its
+                # missing rows keep the fill (not done) until the owner rewrites the file.
+                rows = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                out[lo - start : lo - start + len(rows)] = rows
         return out
 
     def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
@@ -146,7 +173,9 @@ class Hdf5Backend(Backend):
                         continue
                     shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
                     ds = f[name]
-                    if tuple(ds.shape) != shape or str(ds.dtype) != dtype:
+                    # fewer rows is sound: the shard was written before the store grew (see grow)
+                    if (ds.shape[1:] != shape[1:] or not 0 < ds.shape[0] <= shape[0]
+                            or str(ds.dtype) != dtype):
                         problems.append(f"{_shard_name(shard)}: {name} is {tuple(ds.shape)} {ds.dtype}, "
                                         f"expected {shape} {dtype}")
         return problems

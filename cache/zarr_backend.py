@@ -108,3 +108,20 @@ class ZarrBackend(Backend):
         # Each assignment above returns after its chunk files are renamed into place; only then
         # may the done flags say so.
         self._array("done")[start:stop] = data.done
+
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        n_old, n = int(self._array("ids").shape[0]), layout.n
+        if n < n_old:
+            raise CacheError(f"{self.path}: a store never shrinks ({n_old} -> {n} rows)")
+        if n > n_old:
+            # Resizing only rewrites array metadata: written chunks stay as they are; new rows read as
+            # the fill value (NaN, done False) until their shard is written.
+            for name in ("done", *layout.shapes()):
+                arr = self._array(name)
+                arr.resize((n, *arr.shape[1:]))
+            for name, values in (("mos", np.asarray(mos[n_old:], np.float64)),
+                                 ("ids", np.asarray(ids[n_old:], dtype=object).astype(str))):
+                arr = self._array(name)
+                arr.resize((n,))
+                arr[n_old:n] = values
+        self.group.attrs.put(attrs)
