@@ -652,7 +652,7 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
-_BENCHES = ("video", "spatial", "extract")
+_BENCHES = ("video", "spatial", "extract", "store")
 
 
 @main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
