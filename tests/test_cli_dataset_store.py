@@ -59,7 +59,8 @@ def lsvq(tmp_path_factory):
     """LSVQ layout: labels_train_test.csv (train rows + is_test rows), labels_test.txt (FAST-VQA format,
     takes precedence for test), labels_test_1080p.csv; one video listed in test and test_1080p; two
     videos of different splits with one file name (yfcc-batch1/5, yfcc-batch9/5); one listed video of
-    train and of test missing under root. -> (root, store extracted with --skip-missing)."""
+    train and of test missing under root; one broken train video. -> (root, store extracted with
+    --skip-missing)."""
     root = tmp_path_factory.mktemp("lsvq")
     train = [(f"yfcc-batch1/{k}", 20.0 + 7 * k) for k in range(8)]
     test = [(f"ia-batch1/{k}", 25.0 + 9 * k) for k in range(10, 14)]
@@ -73,6 +74,7 @@ def lsvq(tmp_path_factory):
         if name not in missing:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             _video(root / f"{name}.mp4", seed=k)
+    (root / "yfcc-batch1/6.mp4").write_text("not a video")         # fails at extraction
     store = root.parent / "lsvq.zarr"
     res = _run("extract", "--dataset", "lsvq", "--root", str(root), "--out", str(store), "--skip-missing", *EXTRACT)
     assert res.exit_code == 0, res.output
@@ -82,7 +84,8 @@ def lsvq(tmp_path_factory):
 def test_extract_lsvq_every_split_into_one_store(lsvq):
     root, store = lsvq
     st = open_store(store)
-    assert st.n == 7 + 3 + 2 and st.done.all()          # the overlapping video once; missing ones left out
+    assert st.n == 7 + 3 + 2 and st.done.sum() == 11    # the overlapping video once; missing ones left out
+    assert [f["id"] for f in st.failures()] == ["6"]
     src = st.source
     assert src.dataset == "lsvq" and src.root == str(root.resolve())
     assert {s: len(src.rows(s)) for s in src.split_names} == {"train": 7, "test": 3, "test_1080p": 3}
@@ -110,7 +113,7 @@ def test_train_and_evaluate_with_only_the_store(lsvq, tmp_path):
     cfg = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert cfg["dataset"] == "lsvq" and cfg["train_split"] == "train" and cfg["root"] == str(root.resolve())
     split = json.loads((tmp_path / "run" / "split_0" / "split.json").read_text())
-    assert len(split["train"]) + len(split["val"]) == 7
+    assert len(split["train"]) + len(split["val"]) == 6     # the failed video is left out
 
     res = _run("evaluate", "--cached", str(store), "--checkpoint", str(tmp_path / "run" / "split_0" / "model.pt"),
                "--device", "cpu", "--workers", "0")

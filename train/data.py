@@ -211,15 +211,15 @@ def source_items(path: str | Path, root: str | Path | None = None, split: str | 
 
     The label file of each split is the one recorded at extraction, under ``root`` (default: the recorded
     root) and refused when its sha256 changed (``cache.source.LabelsChangedError`` naming the file). Only
-    videos the store lists for the split are kept, so videos listed but never extracted (absent at
-    extraction) do not matter; a listed store video whose file is absent under ``root`` is an error unless
-    ``skip_missing``.
+    videos the store holds for the split with features (done) are kept, so videos listed but never
+    extracted (absent at extraction) or failed at extraction do not matter (a warning counts the failed);
+    a store video whose file is absent under ``root`` is an error unless ``skip_missing``.
     """
     from cache import open_store
     from clifvqa_core.datasets import list_dataset
 
     with open_store(path, "r") as store:
-        src, ids = store.source, store.ids
+        src, ids, done = store.source, store.ids, store.done
     if src is None:
         raise CacheError(f"{path}: the store does not record its dataset (made by an older version); pass "
                          "--dataset, --root and --labels")
@@ -230,7 +230,12 @@ def source_items(path: str | Path, root: str | Path | None = None, split: str | 
     by_split = {lst.split: lst.items for lst in listings}
     out: dict[str, Any] = {}
     for sp in [split] if split is not None else src.split_names:
-        wanted = {ids[r] for r in src.rows(sp)}
+        rows = src.rows(sp)
+        failed = int((~done[rows]).sum())
+        if failed:   # the store knows these: extraction failed (or has not reached them yet)
+            log.warning("%d of %d videos of split %r in %s have no features (`cache info` counts them); left out",
+                        failed, len(rows), sp, path)
+        wanted = {ids[r] for r in rows if done[r]}
         found = [it for it in by_split[sp] if it.video_id in wanted]
         lost = sorted(wanted - {it.video_id for it in found})
         if lost and not skip_missing:
