@@ -190,6 +190,23 @@ def cache_verify_cmd(store: Path) -> None:
     click.echo(f"{store}: OK")
 
 
+@cache_group.command("clean")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--min-age", type=float, default=60.0, show_default=True,
+              help="Only remove leftovers untouched for this many seconds (younger ones may be a running extract's).")
+def cache_clean_cmd(store: Path, min_age: float) -> None:
+    """Remove what killed runs left: *.partial files inside STORE and .STORE.*.creating folders beside it."""
+    from cache import remove_leftovers
+
+    try:
+        removed = remove_leftovers(store, min_age)
+    except ClifVQAError as exc:
+        _fail(exc)
+    for p in removed:
+        click.echo(f"removed {p}")
+    click.echo(f"{store}: {len(removed)} leftover(s) removed")
+
+
 # ---- spatial branch: fastvqa --------------------------------------------------------------------
 
 @main.command("score-fastvqa")

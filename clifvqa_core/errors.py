@@ -78,6 +78,10 @@ class CacheError(ClifVQAError):
     """A feature cache is missing, corrupt, or incompatible."""
 
 
+class DamagedStoreError(CacheError):
+    """A feature store holds rows or chunks that fail the value checks or cannot be decoded."""
+
+
 class StorageError(ClifVQAError):
     """A file cannot be written or read back (disk full, permission, I/O error). Names the path."""
 
