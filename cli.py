@@ -116,13 +116,14 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--store-embeddings", is_flag=True, help="Also store window image embeddings [T, rows, cols, D].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (quick runs).")
 @click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root.")
+@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 @click.option("--retry-failed", is_flag=True, help="Retry videos recorded in failures.jsonl by an earlier run.")
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Videos per shard (unit of writing and resuming; used when the store is created).")
 def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split: str | None, clip_model: str,
                 clip_pretrained: str, descriptions: str, frames: int, grid: str, backend: str, batch_size: int,
                 workers: int, device: str, precision: str, store_embeddings: bool, limit: int | None,
-                skip_missing: bool, retry_failed: bool, shard_size: int) -> None:
+                skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int) -> None:
     """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware)."""
     from clifvqa_core.datasets import load_dataset
     from clifvqa_core.extract_config import ExtractConfig
@@ -133,7 +134,8 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
         cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
                             frames=frames, grid=WindowConfig.parse(grid), store_embeddings=store_embeddings,
                             batch_size=batch_size, workers=workers, device=device, precision=precision)
-        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing)
+        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
+                             allow_outside_root=allow_outside_root)
         summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
                                  retry_failed=retry_failed)
     except (ClifVQAError, KeyError) as exc:
@@ -281,9 +283,10 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
+@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_split, eval_splits, model_config,
               descriptions, no_semantic, no_spatial, no_regressor, epochs, batch_size, loss, ema, init, trust_init,
-              resume, workers, device, seed, skip_missing) -> None:
+              resume, workers, device, seed, skip_missing, allow_outside_root) -> None:
     """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std."""
     from clifvqa_core.train_config import TrainConfig
     from train.protocol import run_training
@@ -297,7 +300,7 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_spl
             cfg = TrainConfig(
                 cached=tuple(str(c) for c in cached), dataset=dataset, root=str(root),
                 labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
-                splits=splits, train_split=train_split,
+                allow_outside_root=allow_outside_root, splits=splits, train_split=train_split,
                 eval_splits=tuple(s for s in eval_splits.split(",") if s) if train_split else (),
                 model=_model_config(model_config, descriptions, no_semantic, no_spatial, no_regressor,
                                     tuple(str(c) for c in cached)),
@@ -325,13 +328,16 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_spl
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
-def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing) -> None:
+@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing,
+                 allow_outside_root) -> None:
     """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON."""
     from clifvqa_core.datasets import load_dataset
     from train.protocol import evaluate_checkpoint
 
     try:
-        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing)
+        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
+                             allow_outside_root=allow_outside_root)
         metrics = evaluate_checkpoint(checkpoint, items, [str(c) for c in cached], out=out, device=device,
                                       workers=workers, skip_missing=skip_missing,
                                       title=f"{checkpoint.name} on {dataset}{'/' + split if split else ''}")

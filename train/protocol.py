@@ -91,7 +91,8 @@ def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fra
 def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
     from clifvqa_core.datasets import load_dataset
 
-    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing)
+    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
+                        allow_outside_root=cfg.allow_outside_root)
 
 
 def model_config_for_cache(cfg: ModelConfig, table: MapTable) -> ModelConfig:
