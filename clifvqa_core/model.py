@@ -239,7 +239,10 @@ def read_clifvqa_checkpoint(path: str | Path, map_location: str = "cpu") -> dict
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise CheckpointError(f"{p}: not a CLiF-VQA checkpoint ({type(exc).__name__}: {exc})") from None
+        from .checkpoints import load_error
+
+        raise load_error(p, exc, "CLiF-VQA checkpoints hold only tensors and plain values, so this file was "
+                                 "not written by `train`; do not load it") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p}: not a CLiF-VQA checkpoint (no format={CHECKPOINT_FORMAT!r} field)")
     return ckpt
