@@ -265,6 +265,14 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (results, checkpoints).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Random 80/20 splits.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Random splits: held-out test part (training part = int((1 - f) * n), as the reference).")
+@click.option("--val-fraction", default=None, type=click.FloatRange(0, 1, max_open=True),
+              help="Validation part carved from the training part for model selection (default 0.1; "
+                   "0 = keep the last epoch; --protocol paper: 0).")
+@click.option("--protocol", type=click.Choice(["default", "paper"]), default="default", show_default=True,
+              help="paper: the reference's reporting (no validation part, best test epoch per metric), every "
+                   "table labelled so; the last epoch's numbers are reported next to it.")
 @click.option("--train-split", default=None, help="Fixed-split mode: train on this dataset split (e.g. train).")
 @click.option("--eval-splits", default="", help="Fixed-split mode: comma-separated test splits (test,test_1080p).")
 @click.option("--model-config", default="fastvqa-b", show_default=True, help="tiny | fastvqa-b | a ModelConfig JSON.")
@@ -272,10 +280,20 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--no-semantic", is_flag=True, help="Ablation: spatial branch only.")
 @click.option("--no-spatial", is_flag=True, help="Ablation: semantic branch only.")
 @click.option("--no-regressor", is_flag=True, help="Ablation: add the branches' mean scores instead of FC3-FC4.")
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Epochs, frozen ones included [default: the dataset's recipe, 30].")
 @click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate of the head/semantic MLP; the backbone gets 0.1x (the reference's backbone_lr_mult) "
+                   "[default: the paper's 7.5e-4 / 7.5e-5].")
 @click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
-@click.option("--ema", is_flag=True, help="Keep an EMA of the weights (decay 0.999) and evaluate it.")
+@click.option("--ema/--no-ema", default=None,
+              help="EMA of the weights (decay 0.999); raw vs EMA selected on validation [default: the recipe].")
+@click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0),
+              help="First N epochs with the Swin backbone frozen (requires_grad=False) [default: 10 when --init is a "
+                   "FAST-VQA/DOVER/CLiF-VQA checkpoint, else 0].")
+@click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Seeded clips per video at test (and validation) time.")
 @click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start from.")
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file (weights_only=False).")
 @click.option("--resume", is_flag=True, help="Skip finished splits, continue an interrupted one from last.pt.")
@@ -284,10 +302,15 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
 @click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
-def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_split, eval_splits, model_config,
-              descriptions, no_semantic, no_spatial, no_regressor, epochs, batch_size, loss, ema, init, trust_init,
-              resume, workers, device, seed, skip_missing, allow_outside_root) -> None:
-    """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std."""
+def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
+              train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
+              batch_size, lr, loss, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume, workers,
+              device, seed, skip_missing) -> None:
+    """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std.
+
+    Epochs, EMA and frozen-backbone epochs not given come from the per-dataset recipe table (README,
+    clifvqa_core/train_config.py); train_config.json records the values used and where they came from.
+    """
     from clifvqa_core.train_config import TrainConfig
     from train.protocol import run_training
 
@@ -305,11 +328,16 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_spl
                 model=_model_config(model_config, descriptions, no_semantic, no_spatial, no_regressor,
                                     tuple(str(c) for c in cached)),
                 init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
-                workers=workers, device=device, seed=seed)
+                freeze_backbone_epochs=freeze_backbone_epochs, test_fraction=test_fraction, protocol=protocol,
+                test_clips=test_clips, workers=workers, device=device, seed=seed,
+                **({} if val_fraction is None and protocol == "default" else {"val_fraction": val_fraction or 0.0}),
+                **({} if lr is None else {"lr_head": lr, "lr_backbone": lr / 10}))
         results = run_training(cfg, resume=resume)
     except ClifVQAError as exc:
         _fail(exc)
         return
+    if results.get("protocol") == "paper":
+        click.echo(f"[{results['protocol_label']}]")
     for part, block in results["parts"].items():
         s = block["summary"]
         click.echo(f"{part}: SROCC {s['srocc']['mean']:.4f} +- {s['srocc']['std']:.4f}, "
