@@ -253,7 +253,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+        from clifvqa_core.checkpoints import load_error
+
+        raise load_error(path, exc, "last.pt files hold only tensors and plain values; this one was not written "
+                                    "by `train`: delete it to start the split again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a CLiF-VQA checkpoint")
     return ckpt
