@@ -7,16 +7,15 @@ therefore gets its own file, written whole by its one owner::
     STORE/shards/shard-00000.h5     done [m] bool, maps [m, 2r, T], sims [m, T, rows, cols, r], embeds ...
     STORE/failures.jsonl
 
-A shard file is written under a temporary name, flushed, fsync'ed and renamed into place, so its
-presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
+A shard file is built in memory, written under a temporary name, fsync'ed and renamed into place
+(``clifvqa_core.fileio.atomic_write``), so its presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
 written once at creation and afterwards only read, so readers and writers never hold a writable
 handle on the same file. An absent shard file reads as NaN rows with done False.
 """
 from __future__ import annotations
 
+import io
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import h5py
 import numpy as np
 
 from clifvqa_core.errors import CacheError
+from clifvqa_core.fileio import atomic_write
 
 from .backend import BACKENDS, Backend
 from .schema import DTYPES, ShardData, StoreLayout
@@ -62,11 +62,14 @@ class Hdf5Backend(Backend):
                attrs: dict[str, Any]) -> None:
         path.mkdir(parents=True)
         (path / SHARD_DIR).mkdir()
-        with h5py.File(path / cls.marker, "w") as f:
+
+        def fill(f: h5py.File) -> None:
             for key, value in attrs.items():
                 f.attrs[key] = json.dumps(value, sort_keys=True)
             f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
             f.create_dataset("mos", data=np.asarray(mos, np.float64))
+
+        atomic_write(path / cls.marker, _h5_image(fill))
 
     def read_attrs(self) -> dict[str, Any]:
         return dict(self._attrs)
@@ -152,27 +155,32 @@ class Hdf5Backend(Backend):
         return problems
 
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
-        final = self._shard_file(shard)
-        tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.partial")
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["shard"] = shard
-                f.attrs["start"] = start
-                f.attrs["stop"] = stop
-                f.attrs["key"] = json.dumps(self._attrs.get("key"))
-                f.create_dataset("maps", data=np.asarray(data.maps, np.float32))
-                f.create_dataset("sims", data=np.asarray(data.sims, np.float16),
-                                 chunks=(1, *data.sims.shape[1:]))
-                if data.embeds is not None:
-                    f.create_dataset("embeds", data=np.asarray(data.embeds, np.float16),
-                                     chunks=(1, *data.embeds.shape[1:]))
-                # Within the file the flags come last too, although the rename below is what
-                # makes the shard visible at all.
-                f.create_dataset("done", data=np.asarray(data.done, bool))
-                f.flush()
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        def fill(f: h5py.File) -> None:
+            f.attrs["shard"] = shard
+            f.attrs["start"] = start
+            f.attrs["stop"] = stop
+            f.attrs["key"] = json.dumps(self._attrs.get("key"))
+            f.create_dataset("maps", data=np.asarray(data.maps, np.float32))
+            f.create_dataset("sims", data=np.asarray(data.sims, np.float16), chunks=(1, *data.sims.shape[1:]))
+            if data.embeds is not None:
+                f.create_dataset("embeds", data=np.asarray(data.embeds, np.float16),
+                                 chunks=(1, *data.embeds.shape[1:]))
+            # Within the file the flags come last too, although the rename is what makes the shard
+            # visible at all.
+            f.create_dataset("done", data=np.asarray(data.done, bool))
+
+        atomic_write(self._shard_file(shard), _h5_image(fill))
+
+
+def _h5_image(fill: Any) -> bytes:
+    """The bytes of an HDF5 file built in memory by ``fill(file)``.
+
+    Why in memory: when the HDF5 library itself meets a full disk it leaves the file half-closed and the
+    interpreter segfaults at exit ("Slist already enabled?"). Building the image in memory (one shard:
+    a few MB) and writing it with plain Python I/O (``atomic_write``) turns a full disk into one
+    ``StorageError`` line instead.
+    """
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        fill(f)
+    return buf.getvalue()

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from clifvqa_core.errors import CacheError, CacheKeyMismatchError
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError, StorageError
+from clifvqa_core.fileio import storage_error
 
 from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
 from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
@@ -146,7 +147,12 @@ def _create(path: Path, backend: str, identity: dict[str, Any], layout: StoreLay
     # process dies half way through creation.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.creating"
     try:
-        BACKENDS[backend].create(tmp, layout, ids, mos_arr, attrs)
+        try:
+            BACKENDS[backend].create(tmp, layout, ids, mos_arr, attrs)
+        except StorageError:
+            raise
+        except (OSError, RuntimeError) as exc:
+            raise storage_error(path, exc, "cannot create the store") from exc
         try:
             os.rename(tmp, path)
         except OSError:
@@ -308,11 +314,14 @@ class FeatureStore:
         rec = {**record}
         rec.setdefault("time", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         line = (json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n").encode()
-        fd = os.open(self.failures_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            fd = os.open(self.failures_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage_error(self.failures_path, exc, "cannot record a failed video") from exc
 
     def failures(self, include_resolved: bool = False) -> list[dict[str, Any]]:
         """The latest failure record of each video, in dataset order.

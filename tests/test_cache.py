@@ -205,3 +205,34 @@ def test_load_maps_is_fast(tmp_path, backend):
     maps = open_store(tmp_path / "s").load_maps()
     assert time.perf_counter() - t0 < 5.0
     assert maps.shape == (8192, 48, 32) and (maps == 0.5).all()
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_disk_full_while_writing_a_shard_is_one_storage_error(tmp_path, backend, monkeypatch):
+    import errno
+    import os
+
+    from clifvqa_core.errors import StorageError
+
+    st = _make(tmp_path / "s", backend, fill=False)
+    st.write_shard(0, _shard(LAYOUT, 0))
+    real_open = open
+
+    def full_open(file, mode="r", *a, **kw):  # every new data file (written as *.partial) meets a full disk
+        if "w" in mode and str(file).endswith(".partial"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        return real_open(file, mode, *a, **kw)
+
+    import builtins
+    import pathlib
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(pathlib.Path, "open", lambda self, mode="r", *a, **kw: full_open(self, mode, *a, **kw))
+    with pytest.raises(StorageError, match="no space left on device") as info:
+        st.write_shard(1, _shard(LAYOUT, 1))
+    monkeypatch.undo()
+    assert str(tmp_path / "s") in str(info.value) and "\n" not in str(info.value)
+    again = open_store(tmp_path / "s")
+    assert again.done.tolist() == [True, True, False, False, False]  # shard 0 intact, shard 1 not marked
+    assert again.verify() == []
+    assert not [p for p in (tmp_path / "s").rglob("*") if p.name.endswith(".partial")]

@@ -271,6 +271,45 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     assert a["n"] == 8 and a["srocc"] == b["srocc"] and (tmp_path / "eval" / "predictions.csv").is_file()
 
 
+def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from clifvqa_core.errors import StorageError
+    from train.loop import save_checkpoint
+
+    save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+
+    def full(obj, f, *a, **kw):  # torch's zip writer sees a short write on a full disk
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(StorageError, match=r"last.pt: cannot write: no space left on device"):
+        save_checkpoint(tmp_path / "last.pt", {"epoch": 2})
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "last.pt")["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.slow
+def test_resume_treats_an_unreadable_split_marker_as_not_done(data, tmp_path, monkeypatch):
+    root, items, store = data
+    import train.protocol as protocol
+
+    monkeypatch.setattr(protocol, "_load_items", lambda cfg, split: list(items))
+    cfg = TrainConfig(cached=(str(store),), out=str(tmp_path / "run"), dataset="csv", root=str(root),
+                      model=small_model_cfg(use_spatial=False), splits=2, epochs=1, batch_size=2,
+                      test_fraction=0.5, val_fraction=0.0, workers=0, device="cpu", test_clips=1)
+    first = protocol.run_training(cfg)
+    marker = tmp_path / "run" / "split_1" / "metrics.json"
+    marker.write_text("")  # a run killed while writing the marker (before atomic writes) left this
+    again = protocol.run_training(cfg, resume=True)  # was: JSONDecodeError traceback
+    assert json.loads(marker.read_text())["test"]["split"] == 1
+    assert [r["srocc"] for r in again["parts"]["test"]["per_split"]] == \
+        [r["srocc"] for r in first["parts"]["test"]["per_split"]]
+
+
 def test_split_sizes_use_int_like_the_reference():
     """YouTube-UGC's 1,147 videos: the reference's int(0.8 * n) keeps 917 for training (round() gave 918)."""
     many = [Item(f"v{i}", Path(f"v{i}"), float(i)) for i in range(1147)]

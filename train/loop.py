@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError
+from clifvqa_core.fileio import atomic_write
 from clifvqa_core.losses import LOSSES
 from clifvqa_core.metrics import evaluate_scores
 from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
@@ -288,11 +289,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (tmp + rename): a crash never leaves a half-written last.pt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    """Write atomically (tmp + fsync + rename + fsync dir): a crash never leaves a half-written last.pt;
+    a full disk ends as one ``StorageError`` line naming ``path``."""
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

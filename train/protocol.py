@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from clifvqa_core.errors import ClifVQAError, ConfigError
+from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
 from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
 from clifvqa_core.model import CLiFVQA, ModelConfig
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
@@ -132,12 +133,14 @@ def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
 
 
 def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, pred_z: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
-        for it, p, z in zip(items, pred_mos, pred_z):
-            w.writerow([it.video_id, str(it.path), f"{it.mos:.6g}", f"{p:.6g}", f"{z:.6g}"])
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
+            for it, p, z in zip(items, pred_mos, pred_z):
+                w.writerow([it.video_id, str(it.path), f"{it.mos:.6g}", f"{p:.6g}", f"{z:.6g}"])
+
+    atomic_write(path, write)
 
 
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
@@ -169,7 +172,7 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
     ``parts_last_epoch`` tables follow under their own label.
     """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_json(out / "results.json", results, indent=2, sort_keys=True, default=str)
     lines = [f"# {results.get('title', 'CLiF-VQA results')}", ""]
     paper = results.get("protocol") == "paper"
     if paper:
@@ -187,7 +190,7 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
         lines.append("| mean +- std | | " + " | ".join(
             f"{_fmt(summ[k]['mean'])} +- {_fmt(summ[k]['std'])}" for k in TABLE_KEYS) + " |")
         lines.append("")
-    (out / "results.md").write_text("\n".join(lines))
+    atomic_write(out / "results.md", "\n".join(lines))
 
 
 def reference_bests(history: Sequence[dict[str, Any]], part: str, weights: str) -> dict[str, Any]:
@@ -261,10 +264,11 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     for k, train, val, evals, split_ids in plan:
         sdir = out / f"split_{k}"
         done_file = sdir / "metrics.json"
-        if resume and done_file.is_file():
+        # an unreadable or truncated marker means "not done": the split is trained again
+        done_metrics = read_json_or_none(done_file) if resume else None
+        if isinstance(done_metrics, dict):
             log.info("split %d already finished; skipping (resume)", k)
-            done = json.loads(done_file.read_text())
-            for part, m in done.items():
+            for part, m in done_metrics.items():
                 if part == "_selection":
                     results["selection"].append(m)
                 elif part.startswith("_last_epoch/"):
@@ -274,8 +278,8 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             continue
         if env.main:
             sdir.mkdir(parents=True, exist_ok=True)
-            (sdir / "split.json").write_text(json.dumps({"seed_rule": "random.Random(42 * (k + 1))", "k": k,
-                                                         **split_ids}, indent=1) + "\n")
+            atomic_write_json(sdir / "split.json", {"seed_rule": "random.Random(42 * (k + 1))", "k": k,
+                                                    **split_ids}, indent=1)
         log.info("split %d: %d train, %d val, %s", k, len(train), len(val),
                  ", ".join(f"{len(v)} {n}" for n, v in evals.items()))
         res = fit(cfg, model_cfg, table, train, val, sdir, seed=cfg.seed + k, device=device, env=env, resume=resume,
@@ -301,7 +305,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 metrics_k[part] = m
                 per_part.setdefault(part, []).append(m)
         if env.main:
-            (sdir / "metrics.json").write_text(json.dumps(metrics_k, indent=1, default=str) + "\n")
+            atomic_write_json(sdir / "metrics.json", metrics_k, indent=1, default=str)
     for part, rows in per_part.items():
         results["parts"][part] = {"per_split": rows, "summary": summarize(rows, TABLE_KEYS)}
     if per_part_last:
