@@ -300,3 +300,15 @@ def test_table5_one_checkpoint_over_grids_with_resolution_groups(demo, trained_m
     r = CliRunner().invoke(main, ["ablate", "--what", "modules", "--checkpoint", str(trained_model), "--cached",
                                   str(store), "--root", str(root), "--out", str(tmp_path / "x")])
     assert r.exit_code == 1 and "window sweep only" in r.output
+
+
+def test_ablation_tables_of_the_paper_protocol_carry_its_label():
+    from train.experiments.ablate import markdown_table
+    from train.protocol import PROTOCOL_LABELS
+
+    block = {"srocc": {"mean": 0.8, "std": 0.01, "n": 2}, "plcc": {"mean": 0.81, "std": 0.02, "n": 2}}
+    result = {"what": "descriptions", "dataset": "konvid1k", "splits": 2, "seed": 0,
+              "rows": [{"row": "Obj+Sub", "parts": {"test": block}}]}
+    assert PROTOCOL_LABELS["paper"] not in markdown_table(result)
+    md = markdown_table(dict(result, protocol="paper"))
+    assert PROTOCOL_LABELS["paper"] in md and "| Obj+Sub | 0.800/0.810 (+-0.010/0.020) |" in md
