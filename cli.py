@@ -510,7 +510,11 @@ def _csv_list(text: str) -> list[str]:
 @main.command("ablate")
 @click.option("--what", required=True, type=click.Choice(["modules", "descriptions", "windows"]),
               help="modules: Table 3; descriptions: Table 4; windows: Table 5 (window sweep).")
-@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`).")
+@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`; with --checkpoint it "
+              "may not exist yet: it is then extracted as the model's training maps were).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="--what windows: score this trained model.pt on every grid of --dataset (Table 5 as the paper "
+                   "ran it: e.g. an LSVQ model on livevqc) instead of training per row.")
 @click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
@@ -537,10 +541,14 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
               help="Window sweep: windows per CLIP call when a grid's store is extracted.")
 @click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0))
-def ablate_cmd(what, cached, dataset, root, labels, out, config_path, model_config, descriptions, splits,
+def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path, model_config, descriptions, splits,
                test_fraction, val_fraction, epochs, batch_size, loss, init, trust_init, test_clips, workers, device,
                seed, skip_missing, windows, no_resolution_groups, extract_batch_size, extract_workers) -> None:
-    """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT."""
+    """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT.
+
+    Table 5 as the paper ran it: `--what windows --checkpoint MODEL --dataset livevqc ...` scores one trained
+    model at every window count (one store per grid, extracted on demand, reused), per resolution group.
+    """
     from clifvqa_core.train_config import TrainConfig
     from train.experiments.ablate import AblationConfig, run_ablation
 
@@ -553,11 +561,13 @@ def ablate_cmd(what, cached, dataset, root, labels, out, config_path, model_conf
             base = TrainConfig(**data, skip_missing=skip_missing, splits=splits, test_fraction=test_fraction,
                                val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
                                init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
-                               device=device, seed=seed,
-                               model=_model_config(model_config, descriptions, False, False, False, (str(cached),)))
+                               device=device, seed=seed, **({} if checkpoint is not None else {
+                                   "model": _model_config(model_config, descriptions, False, False, False,
+                                                          (str(cached),))}))
         cfg = AblationConfig(what=what, train=base, windows=tuple(int(n) for n in _csv_list(windows)),
                              resolution_groups=not no_resolution_groups, extract_batch_size=extract_batch_size,
-                             extract_workers=extract_workers, extract_device=device)
+                             extract_workers=extract_workers, extract_device=device,
+                             checkpoint=None if checkpoint is None else str(checkpoint))
         result = run_ablation(cfg)
     except (ClifVQAError, KeyError, ValueError) as exc:
         _fail(exc)
