@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .config import JsonConfig
 from .descriptions import DescriptionSet, get_description_set
-from .errors import ConfigError
+from .errors import CacheKeyMismatchError, ConfigError
 from .semantic import (
     SemanticExtractor,
     _is_json_model,
@@ -41,6 +43,8 @@ from .semantic import (
     weights_id,
 )
 from .windows import WINDOW_RULE, WindowConfig
+
+log = logging.getLogger(__name__)
 
 #: Version of the cache format / map definition. Bump it when the meaning of stored arrays changes.
 FORMAT_VERSION = 1
@@ -119,10 +123,135 @@ class ExtractConfig(JsonConfig):
         return identity_key(self.identity())
 
 
-def identity_key(identity: dict[str, Any]) -> str:
-    """The key of an identity dict (as stored in a cache): sha256 of its canonical JSON, 16 hex."""
-    canon = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+def canonical_json(obj: Any) -> str:
+    """The JSON form keys are hashed from: sorted keys, no spaces."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def identity_key(identity: dict[str, Any], length: int = 16) -> str:
+    """The key of an identity dict (as stored in a cache): sha256 of its canonical JSON, first ``length`` hex.
+
+    The one rule for ``ExtractConfig.key()`` and ``cache`` (``identity_key(store.config) == store.key``
+    holds for every sound store).
+    """
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:length]
+
+
+_MISSING = object()
+
+
+def diff_identity(stored: Any, asked: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Dotted paths where two identity dicts differ, with both values (``<absent>`` when a key is missing).
+
+    >>> diff_identity({"grid": {"rows": 3}, "frames": 32}, {"grid": {"rows": 5}, "frames": 32})
+    [('grid.rows', 3, 5)]
+
+    Lists of equal length are compared item by item (``descriptions.texts[3]``); lists of different
+    length are reported as one difference at the list's own path.
+    """
+    if isinstance(stored, dict) and isinstance(asked, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for k in sorted(set(stored) | set(asked), key=str):
+            path = f"{prefix}.{k}" if prefix else str(k)
+            a, b = stored.get(k, _MISSING), asked.get(k, _MISSING)
+            if a is _MISSING or b is _MISSING:
+                out.append((path, "<absent>" if a is _MISSING else a, "<absent>" if b is _MISSING else b))
+            else:
+                out.extend(diff_identity(a, b, path))
+        return out
+    if isinstance(stored, (list, tuple)) and isinstance(asked, (list, tuple)) and len(stored) == len(asked):
+        out = []
+        for i, (a, b) in enumerate(zip(stored, asked)):
+            out.extend(diff_identity(a, b, f"{prefix}[{i}]"))
+        return out
+    if _norm(stored) != _norm(asked):
+        return [(prefix or "<root>", stored, asked)]
+    return []
+
+
+def _norm(value: Any) -> Any:
+    # JSON round trips turn tuples into lists; compare on the JSON form.
+    return json.loads(canonical_json(value))
+
+
+def describe_diff(diffs: list[tuple[str, Any, Any]], a: str = "stored", b: str = "asked", limit: int = 5) -> str:
+    """``"grid.rows: stored 3, asked 5; ..."`` for the first ``limit`` differences (values shortened)."""
+    def short(v: Any) -> str:
+        text = json.dumps(v, ensure_ascii=False, default=str)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    more = f"; ... {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(f"{p}: {a} {short(x)}, {b} {short(y)}" for p, x, y in diffs[:limit]) + more
+
+
+@dataclass(frozen=True)
+class RecordedExtraction:
+    """Provenance of semantic maps, as a store or a checkpoint records it: ``config`` (ExtractConfig.to_dict()),
+    ``identity`` (ExtractConfig.identity() at the time) and ``key``; ``source`` says where it was read."""
+
+    config: dict[str, Any]
+    identity: dict[str, Any]
+    key: str
+    source: str = ""
+
+    @classmethod
+    def read(cls, record: dict[str, Any], source: str = "") -> "RecordedExtraction | None":
+        """The one reader of recorded provenance. ``record``: a checkpoint dict or a store's attrs, holding
+        ``extract_config`` (dict or JSON text), ``extract_key`` (or ``key``) and ``extract_identity`` (or
+        ``config``, the store's identity). None when no extraction config is recorded."""
+        cfg = record.get("extract_config")
+        key = record.get("extract_key", record.get("key"))
+        ident = record.get("extract_identity", record.get("config")) or {}
+        if not isinstance(cfg, (dict, str)) or not key:
+            return None
+        return cls(json.loads(cfg) if isinstance(cfg, str) else dict(cfg),
+                   json.loads(ident) if isinstance(ident, str) else dict(ident), str(key), source)
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain JSON types for a checkpoint (loads with ``weights_only=True``)."""
+        return json.loads(json.dumps({"extract_config": self.config, "extract_identity": self.identity,
+                                      "extract_key": self.key}))
+
+    def rebuild(self, scratch: str | Path, clip_pretrained: str | None = None) -> ExtractConfig:
+        """The ExtractConfig that made these maps, checked against the recorded key.
+
+        A JSON CLIP config whose path is gone is rebuilt from the content in the identity under ``scratch``
+        (a folder the caller owns and removes). ``clip_pretrained`` replaces the recorded weights (a local
+        file for a tag that cannot be downloaded): it cannot be checked to be the same weights, so it is
+        logged as a warning and the recorded weights id is kept for the key check. Raises
+        CacheKeyMismatchError naming the differing fields when this code would extract differently.
+        """
+        data = dict(self.config)
+        model = str(data.get("clip_model", ""))
+        stored_model = self.identity.get("clip_model_config")
+        if model.lower().endswith(".json") and not Path(model).is_file():
+            if not isinstance(stored_model, dict):
+                raise ConfigError(f"the CLIP model config {model} of the recorded extraction is gone and the "
+                                  "record does not hold its content; put it back at that path")
+            tmp = Path(scratch) / "clip_model.json"
+            tmp.write_text(json.dumps({"model_cfg": stored_model["model_cfg"],
+                                       "preprocess_cfg": stored_model.get("preprocess_cfg") or {}}))
+            log.info("CLIP model config %s not found; rebuilt from the recorded content", model)
+            data["clip_model"] = str(tmp)
+        override = clip_pretrained is not None and clip_pretrained != data.get("clip_pretrained")
+        if override:
+            data["clip_pretrained"] = clip_pretrained
+        cfg = ExtractConfig.from_dict(data)
+        ident = cfg.identity()
+        if override:
+            given = weights_id(clip_pretrained)
+            recorded = self.identity.get("clip_weights", self.config.get("clip_pretrained"))
+            if given != recorded:
+                log.warning("CLIP weights %s (%s) replace the recorded %r; they cannot be checked to be the "
+                            "training weights - scores are only valid if they are", clip_pretrained, given, recorded)
+            ident = dict(ident, clip_weights=self.identity.get("clip_weights", ident["clip_weights"]))
+        if identity_key(ident) != self.key:
+            what = describe_diff(diff_identity(self.identity, ident), "recorded", "now") if self.identity else ""
+            raise CacheKeyMismatchError(
+                f"the extraction this code would run differs from the recorded one ({self.source or 'record'}; "
+                f"key {identity_key(ident)} != {self.key}; {what or 'see the identity'}). Use the store the "
+                "model was trained on (--cached), or retrain with features of this version.")
+        return cfg
 
 
 def build_extractor(cfg: ExtractConfig) -> SemanticExtractor:

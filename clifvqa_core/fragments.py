@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -149,3 +150,29 @@ def fragments_from_frames(frames: np.ndarray | Tensor, num_clips: int, cfg: Frag
     frag = grid_fragments(x.permute(3, 0, 1, 2), generator=generator, cfg=cfg)  # [3, N, 224, 224]
     frag = frag.view(3, num_clips, cfg.clip_len, cfg.size, cfg.size).transpose(0, 1)
     return normalize_fragments(frag).contiguous()
+
+
+def sample_clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
+                          rng: np.random.Generator) -> Tensor:
+    """FAST-VQA clips of a video file or of decoded frames -> normalised float32 [num_clips, 3, clip_len, S, S].
+
+    The one sampling rule of stage two: a torch seed is drawn from ``rng`` first (the fragment offsets),
+    then the clip indices (``video.fastvqa_clip_indices`` with the same ``rng``). Training passes
+    ``default_rng([seed, epoch, index])`` and 1 clip; scoring passes ``default_rng(EVAL_SEED)`` and the
+    test clips, so the same video always gets the same fragments. ``video``: a path, or uint8 frames
+    [N, H, W, 3] (all frames of the video, in order).
+    """
+    from .video import fastvqa_clip_indices, probe, read_frames   # lazy: decoding is optional here
+
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    if isinstance(video, (str, Path)):
+        info = probe(video)
+        idx = fastvqa_clip_indices(info.frame_count, num_clips, cfg.clip_len, cfg.stride, rng=rng)
+        frames = read_frames(video, idx.reshape(-1), info)
+    else:
+        all_frames = torch.as_tensor(video)
+        if all_frames.dim() != 4 or all_frames.shape[-1] != 3 or all_frames.shape[0] < 1:
+            raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(all_frames.shape)}")
+        idx = fastvqa_clip_indices(int(all_frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
+        frames = all_frames[torch.from_numpy(idx.reshape(-1))]
+    return fragments_from_frames(frames, num_clips, cfg, generator=gen)

@@ -31,6 +31,7 @@ from clifvqa_core import __version__
 from clifvqa_core.datasets import SplitListing
 from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
 from clifvqa_core.extract_config import ExtractConfig
+from clifvqa_core.runtime import DistEnv, init_distributed, progress_bar, resolve_device
 from clifvqa_core.semantic import SemanticExtractor, build_clip
 
 from .mapper import WindowMapper, resolve_precision
@@ -144,60 +145,6 @@ def _open_growing(out: Path, cfg: ExtractConfig, items: list[Any], layout: Store
     return store
 
 
-# ---- distributed helpers ------------------------------------------------------------------------
-class _Dist:
-    """RANK/WORLD_SIZE from the environment; a gloo group only when there is more than one process."""
-
-    def __init__(self) -> None:
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        if not 0 <= self.rank < self.world:
-            raise ConfigError(f"RANK={self.rank} is outside WORLD_SIZE={self.world}")
-        self.group = None
-        self.owned = False
-        if self.world > 1:
-            import torch.distributed as dist
-
-            if not dist.is_initialized():
-                dist.init_process_group("gloo")
-                self.owned = True
-            # barriers/broadcasts of small Python objects over gloo, whatever backend the caller chose
-            self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
-
-    def broadcast(self, obj: Any) -> Any:
-        if self.world == 1:
-            return obj
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0, group=self.group)
-        return box[0]
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier(group=self.group)
-
-    def close(self) -> None:
-        if self.owned:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
-        if dev.index is None and "LOCAL_RANK" in os.environ:
-            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
-    return dev
-
-
 def _runtime_info(device: torch.device, precision: str, extractor: SemanticExtractor, world: int) -> dict[str, Any]:
     import h5py
     import open_clip
@@ -255,8 +202,8 @@ def run_extraction(
     workers = cfg.workers if workers is None else int(workers)
     if batch_size < 1 or workers < 0:
         raise ConfigError("batch size must be >= 1 and workers >= 0")
-    dev = _device(device or cfg.device)
-    dist = _Dist()
+    dev = resolve_device(device or cfg.device)
+    dist = init_distributed(dev)
     try:
         return _run(cfg, items, Path(out), backend, batch_size, workers, dev, shard_size, retry_failed,
                     progress, dist, t_start, origin)
@@ -265,7 +212,7 @@ def run_extraction(
 
 
 def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_size: int, workers: int,
-         dev: torch.device, shard_size: int, retry_failed: bool, progress: bool | None, dist: _Dist,
+         dev: torch.device, shard_size: int, retry_failed: bool, progress: bool | None, dist: DistEnv,
          t_start: float, origin: DatasetOrigin | None = None) -> ExtractSummary:
     rank, world = dist.rank, dist.world
     bundle = build_clip(cfg.clip_model, cfg.clip_pretrained)
@@ -322,7 +269,7 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     writer = ShardWriter(store, paths, rank)
     loader = reader_loader(WindowReader([(i, paths[i]) for i in pending], cfg.frames, cfg.grid), workers,
                            pin_memory=dev.type == "cuda")
-    bar = _progress_bar(len(pending), progress if progress is not None else rank == 0)
+    bar = progress_bar(len(pending), progress if progress is not None else rank == 0, desc="extract")
     decode_s = wait_s = 0.0
     current: int | None = None
     failures: dict[int, dict[str, str]] = {}
@@ -377,9 +324,3 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     summary.videos_per_s = (summary.done + summary.failed) / loop
     log.info("%s", summary.format())
     return summary
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="video", disable=not enabled, dynamic_ncols=True, desc="extract")

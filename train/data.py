@@ -23,11 +23,10 @@ from torch.utils.data import Dataset
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, VideoError
 from clifvqa_core.model import ModelConfig
+from clifvqa_core.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
 
-#: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
-EVAL_SEED = 20240229
 
 
 @dataclass
@@ -183,11 +182,13 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
             keep = [i for i in np.flatnonzero(done) if store.ids[i] not in seen]
             ids += [store.ids[i] for i in keep]
             seen.update(store.ids[i] for i in keep)
-            chunks.append(torch.from_numpy(np.ascontiguousarray(maps[keep], dtype=np.float32)))
+            # every row kept (the usual case): no copy; at LSVQ size a copy is 300 MB
+            sel = maps if len(keep) == store.n else maps[keep]
+            chunks.append(torch.from_numpy(np.ascontiguousarray(sel, dtype=np.float32)))
             mos.append(np.asarray(store.mos, np.float64)[keep])
         finally:
             store.close()
-    table = MapTable(ids=ids, maps=torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
+    table = MapTable(ids=ids, maps=chunks[0] if len(chunks) == 1 else torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
                      description_set=name, description_hash=dhash, selected=tuple(selected),
                      logit_scale=scale_used, extraction=extraction)
     if cfg.use_semantic and not torch.isfinite(table.maps).all():
@@ -261,28 +262,6 @@ def join_items(items: Sequence[Any], table: MapTable, skip_missing: bool = False
     return [it for it in items if it.video_id in table.index]
 
 
-@dataclass(frozen=True)
-class MosScale:
-    """z-scoring of MOS with the training part's mean and population std: q = (mos - mean) / std."""
-
-    mean: float
-    std: float
-
-    @classmethod
-    def fit(cls, mos: Sequence[float]) -> "MosScale":
-        m = np.asarray(mos, np.float64)
-        if m.size == 0 or not np.isfinite(m).all():
-            raise ClifVQAError("training videos need finite MOS labels (found NaN: unlabelled videos?)")
-        sd = float(m.std())
-        return cls(float(m.mean()), sd if sd > 0 else 1.0)
-
-    def to_z(self, mos: np.ndarray | float) -> np.ndarray | float:
-        return (np.asarray(mos, np.float64) - self.mean) / self.std
-
-    def to_mos(self, z: np.ndarray | float) -> np.ndarray | float:
-        return np.asarray(z, np.float64) * self.std + self.mean
-
-
 class VideoQualityDataset(Dataset):
     """One sample per video -> dict(index int, maps [2r', T], mos float32 z-scored, fragments ...).
 
@@ -314,23 +293,16 @@ class VideoQualityDataset(Dataset):
         return len(self.items)
 
     def _fragments(self, index: int) -> torch.Tensor:
-        from clifvqa_core.fragments import FragmentConfig, fragments_from_frames
-        from clifvqa_core.video import fastvqa_clip_indices, probe, read_frames
+        from clifvqa_core.fragments import FragmentConfig, sample_clip_fragments
 
         if self._frag_cfg is None:
             self._frag_cfg = getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()
-        fc = self._frag_cfg
-        path = self.items[index].path
         if self.mode == "train":
             rng = np.random.default_rng([self.seed, self.epoch, index])
         else:
             rng = np.random.default_rng(EVAL_SEED)
-        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        info = probe(path)
-        idx = fastvqa_clip_indices(info.frame_count, self.num_clips, fc.clip_len, fc.stride, rng=rng)
-        frames = read_frames(path, idx.reshape(-1), info)
-        frag = fragments_from_frames(frames, self.num_clips, fc, generator=gen)        # [K, 3, t, 224, 224]
-        return frag[0] if self.mode == "train" else frag
+        frag = sample_clip_fragments(self.items[index].path, self.num_clips, self._frag_cfg, rng)
+        return frag[0] if self.mode == "train" else frag        # [3, t, 224, 224] / [K, 3, t, 224, 224]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         out: dict[str, Any] = {"index": index, "maps": self.maps[index], "mos": self.mos[index]}

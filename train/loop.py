@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -36,6 +35,7 @@ from clifvqa_core.fileio import atomic_write
 from clifvqa_core.losses import LOSSES
 from clifvqa_core.metrics import evaluate_scores
 from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
+from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
 from .data import MapTable, MosScale, VideoQualityDataset
@@ -43,51 +43,6 @@ from .data import MapTable, MosScale, VideoQualityDataset
 log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
-
-
-# ---- distributed -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DistEnv:
-    """Rank / world of this process (torchrun's RANK, WORLD_SIZE, LOCAL_RANK); world 1 without torchrun."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def current(cls) -> "DistEnv":
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
-        return cls()
-
-
-def init_distributed(device: torch.device) -> DistEnv:
-    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistEnv.current()
-
-
-def resolve_device(name: str, env: DistEnv | None = None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ClifVQAError("--device cuda asked but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    return dev
 
 
 # ---- optimisation ----------------------------------------------------------------------------------
