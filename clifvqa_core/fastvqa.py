@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .checkpoints import LoadReport, load_into
 from .config import JsonConfig
-from .fragments import FragmentConfig, fragments_from_frames
+from .fragments import FragmentConfig, read_fragments
 from .swin3d import SwinTransformer3D
 
 logger = logging.getLogger(__name__)
@@ -130,13 +130,13 @@ def demo_sigmoid(score: float | Tensor) -> float | Tensor:
 def video_fragments(path: str | Path, cfg: FragmentConfig = FragmentConfig(), seed: int = 0,
                     num_clips: int | None = None) -> Tensor:
     """Test-time fragments of a video file: [num_clips (4), 3, 32, 224, 224], normalised, deterministic per seed."""
-    from .video import fastvqa_clip_indices, probe, read_frames  # lazy: video decoding is optional here
+    from .video import fastvqa_clip_indices, index_video  # lazy: video decoding is optional here
 
     k = cfg.test_clips if num_clips is None else num_clips
-    info = probe(path)
-    idx = fastvqa_clip_indices(max(info.frame_count, 1), k, cfg.clip_len, cfg.stride, rng=np.random.default_rng(seed))
-    frames = read_frames(path, idx.reshape(-1).tolist(), info)
-    return fragments_from_frames(frames, k, cfg, generator=torch.Generator().manual_seed(seed))
+    vi = index_video(path)
+    idx = fastvqa_clip_indices(max(vi.info.frame_count, 1), k, cfg.clip_len, cfg.stride,
+                               rng=np.random.default_rng(seed))
+    return read_fragments(path, idx, cfg, generator=torch.Generator().manual_seed(seed), index=vi)
 
 
 def score_video(model: FastVQA, path: str | Path, seed: int = 0, sigmoid: bool = False,

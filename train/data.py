@@ -13,6 +13,7 @@ rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterr
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -212,6 +213,16 @@ class MosScale:
         return np.asarray(z, np.float64) * self.std + self.mean
 
 
+def decoder_threads() -> int:
+    """Decoder threads for one video in this process: 0 (FFmpeg's choice, all cores) in the main process;
+    inside a DataLoader worker its share of the cores, so N workers do not each start a thread per core."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, info.num_workers))
+
+
 class VideoQualityDataset(Dataset):
     """One sample per video -> dict(index int, maps [2r', T], mos float32 z-scored, fragments ...).
 
@@ -233,18 +244,27 @@ class VideoQualityDataset(Dataset):
         self.mode = mode
         self.seed = int(seed)
         self.num_clips = 1 if mode == "train" else int(num_clips)
-        self.epoch = 0
+        # The epoch lives in shared memory so that persistent DataLoader workers (which keep their copy of
+        # this object, and with it the per-video indexes below) see set_epoch() of the main process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._frag_cfg = None
+        # path -> video.VideoIndex (probe + packet table), filled lazily in each process: one container open
+        # per video per worker instead of three per sample. About 8 bytes per frame of the video.
+        self._videos: dict[str, Any] = {}
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _fragments(self, index: int) -> torch.Tensor:
-        from clifvqa_core.fragments import FragmentConfig, fragments_from_frames
-        from clifvqa_core.video import fastvqa_clip_indices, probe, read_frames
+        from clifvqa_core.fragments import FragmentConfig, read_fragments
+        from clifvqa_core.video import fastvqa_clip_indices, index_video
 
         if self._frag_cfg is None:
             self._frag_cfg = getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()
@@ -255,11 +275,12 @@ class VideoQualityDataset(Dataset):
         else:
             rng = np.random.default_rng(EVAL_SEED)
         gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        info = probe(path)
-        idx = fastvqa_clip_indices(info.frame_count, self.num_clips, fc.clip_len, fc.stride, rng=rng)
-        frames = read_frames(path, idx.reshape(-1), info)
-        frag = fragments_from_frames(frames, self.num_clips, fc, generator=gen)        # [K, 3, t, 224, 224]
-        return frag[0] if self.mode == "train" else frag
+        video = self._videos.get(path)
+        if video is None:
+            video = self._videos[path] = index_video(path)
+        idx = fastvqa_clip_indices(video.info.frame_count, self.num_clips, fc.clip_len, fc.stride, rng=rng)
+        frag = read_fragments(path, idx, fc, generator=gen, index=video, threads=decoder_threads())
+        return frag[0] if self.mode == "train" else frag                                # [(K,) 3, t, 224, 224]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         out: dict[str, Any] = {"index": index, "maps": self.maps[index], "mos": self.mos[index]}
