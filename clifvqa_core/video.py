@@ -56,6 +56,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: A transform applied to each decoded frame (uint8 [H, W, 3]) before it is stored (see ``sample_uniform``).
+PerFrame = Callable[[np.ndarray], Any]
+
 # (open, read) timeouts in seconds: only network/pipe-like inputs can stall, but they must never hang.
 _TIMEOUT = (15.0, 15.0)
 # Packets in a row that may fail to decode before the stream is declared undecodable.
@@ -565,11 +568,16 @@ def _decode(p: Path, indices: np.ndarray, table: _Table | None, sink: FrameSink,
         raise VideoDecodeError(p, f"decoding failed: {exc}") from exc
 
 
-def _read_indices(p: Path, indices: np.ndarray, table: _Table | None, threads: int = 0) -> np.ndarray:
-    """-> uint8 [len(indices), H, W, 3]: the frames, gathered into one array."""
+def _read_indices(p: Path, indices: np.ndarray, table: _Table | None, threads: int = 0,
+                  per_frame: PerFrame | None = None) -> np.ndarray:
+    """-> uint8 [len(indices), H, W, 3]: the frames, gathered into one array. With ``per_frame``, each
+    decoded frame is replaced by ``per_frame(frame)`` as soon as it is decoded, so N full frames are never
+    held at once: -> [len(indices), *per_frame output] (uint8)."""
     out: list[np.ndarray] = []
 
     def keep(arr: np.ndarray, where: np.ndarray) -> None:
+        if per_frame is not None:
+            arr = np.asarray(per_frame(arr))
         if not out:
             out.append(np.empty((len(indices),) + arr.shape, dtype=np.uint8))
         out[0][where] = arr
@@ -669,7 +677,8 @@ def uniform_timestamps(duration: float, num: int) -> np.ndarray:
     return (np.arange(num, dtype=np.float64) + 0.5) * (float(duration) / num)
 
 
-def sample_uniform(path: str | Path, num_frames: int) -> tuple[np.ndarray, VideoInfo]:
+def sample_uniform(path: str | Path, num_frames: int,
+                   per_frame: PerFrame | None = None) -> tuple[np.ndarray, VideoInfo]:
     """Exactly ``num_frames`` frames uniformly spread by time -> (uint8 [T, H, W, 3], VideoInfo).
 
     The video span (first pts to the end of the last frame) is cut into T equal segments and the frame
@@ -677,7 +686,9 @@ def sample_uniform(path: str | Path, num_frames: int) -> tuple[np.ndarray, Video
     repeat - a 3-frame video at T = 8 gives indices [0, 0, 0, 1, 1, 2, 2, 2] (centres at 0.1875, 0.5625,
     ... 2.8125 frame periods); with exactly T constant-rate frames every frame appears once. Variable
     frame rate videos are sampled by time, not by index. The returned info has the exact frame count
-    when the packets could be counted.
+    when the packets could be counted. ``per_frame`` (uint8 [H, W, 3] -> array) is applied to each frame
+    as it is decoded and the result is stacked instead ([T, *per_frame output]), so only one decoded
+    frame is held at a time (the window reader cuts windows this way).
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -691,7 +702,7 @@ def sample_uniform(path: str | Path, num_frames: int) -> tuple[np.ndarray, Video
     else:
         duration = info.duration
     times = uniform_timestamps(duration, num_frames)
-    return _read_indices(p, _indices_for_times(table, times, info.fps), table), info
+    return _read_indices(p, _indices_for_times(table, times, info.fps), table, per_frame=per_frame), info
 
 
 def _replace(info: VideoInfo, **changes: Any) -> VideoInfo:
