@@ -691,7 +691,8 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
-_BENCHES = ("video", "spatial", "extract", "store")
+_BENCHES = ("video", "spatial", "extract", "store", "loader", "gpu")
+_CPU_BENCHES = ("video", "spatial", "extract", "store", "loader")  # `bench all`; gpu needs CUDA (or --dry-run)
 
 
 @main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -700,11 +701,12 @@ _BENCHES = ("video", "spatial", "extract", "store")
 def bench_cmd(name: str, args: tuple[str, ...]) -> None:
     """Run a benchmark (bench/bench_NAME.py); ARGS go to it (`cli.py bench spatial -- --help`).
 
-    `all` runs each with its defaults, writing bench_NAME.json into the current folder.
+    `all` runs each CPU benchmark with its defaults, writing bench_NAME.json into the current folder;
+    `gpu` is the one-shot CUDA check (`bench gpu --budget-s 420`; `--dry-run` on the CPU).
     """
     import importlib
 
-    names = _BENCHES if name == "all" else (name,)
+    names = _CPU_BENCHES if name == "all" else (name,)
     for n in names:
         mod = importlib.import_module(f"bench.bench_{n}")
         argv = list(args) if name != "all" else ["--out", f"bench_{n}.json"]
