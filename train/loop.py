@@ -296,6 +296,13 @@ class FitResult:
     checkpoint: Path | None
 
 
+def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
+    """The training bar: tqdm over optimisation steps on stderr (a no-op object when not ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", disable=not enabled, dynamic_ncols=True, desc=name)
+
+
 def _val_score(metrics: dict[str, Any]) -> float:
     s = metrics["srocc"] + metrics["plcc"]
     return -math.inf if not math.isfinite(s) else float(s)
@@ -303,14 +310,18 @@ def _val_score(metrics: dict[str, Any]) -> float:
 
 def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
         val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
-        env: DistEnv = DistEnv(), resume: bool = False) -> FitResult:
-    """Train one model on one split (see :func:`_fit`); deterministic kernels on CPU when asked."""
+        env: DistEnv = DistEnv(), resume: bool = False, progress: bool = True) -> FitResult:
+    """Train one model on one split (see :func:`_fit`); deterministic kernels on CPU when asked.
+
+    ``progress``: a tqdm bar on stderr (rank 0) counting training steps, with the epoch, its mean loss and
+    the validation SROCC; shown without ``-v`` (the per-epoch log lines are INFO).
+    """
     want = cfg.deterministic and device.type == "cpu"
     before = torch.are_deterministic_algorithms_enabled()
     if want:
         torch.use_deterministic_algorithms(True)
     try:
-        return _fit(cfg, model_cfg, table, train_items, val_items, out_dir, seed, device, env, resume)
+        return _fit(cfg, model_cfg, table, train_items, val_items, out_dir, seed, device, env, resume, progress)
     finally:
         if want:
             torch.use_deterministic_algorithms(before)
@@ -318,7 +329,7 @@ def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: 
 
 def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
          val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
-         env: DistEnv = DistEnv(), resume: bool = False) -> FitResult:
+         env: DistEnv = DistEnv(), resume: bool = False, progress: bool = True) -> FitResult:
     """Train one model on ``train_items``, select the epoch on ``val_items`` (none: the last epoch).
 
     Writes ``out_dir/last.pt`` after every epoch (rank 0) and ``out_dir/model.pt`` at the end. With
@@ -385,12 +396,15 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         return _cpu_state(ema.state if ema is not None else model.state_dict())
 
     amp = cfg.amp and device.type == "cuda"
+    bar = _progress(cfg.epochs * steps_per_epoch, start_epoch * steps_per_epoch, out_dir.name, progress and env.main)
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         t0, losses = time.perf_counter(), []
+        bar.set_description(f"{out_dir.name} epoch {epoch + 1}/{cfg.epochs}")
         for batch in loader:
             losses.append(train_step(net, batch, optimizer, loss_fn, device, amp, env, schedule, ema))
+            bar.update(1)
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
                                "lr_head": optimizer.param_groups[1]["lr"]}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
@@ -407,6 +421,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                 best = {"epoch": epoch, "score": score}
                 best_state = inference_state()
         history.append(row)
+        bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
+                                                          if "val_srocc" in row else ""))
         log.info("epoch %d/%d loss %.4f%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
                  f" val SROCC {row['val_srocc']:.3f} PLCC {row['val_plcc']:.3f}" if "val_srocc" in row else "",
                  row["seconds"])
@@ -421,6 +437,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         if env.enabled:
             dist.barrier()
 
+    bar.close()
     if val_ds is None or best_state is None:
         final_state, best_epoch = inference_state(), cfg.epochs - 1
     else:
