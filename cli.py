@@ -190,37 +190,6 @@ def cache_verify_cmd(store: Path) -> None:
     click.echo(f"{store}: OK")
 
 
-# ---- spatial branch: fastvqa --------------------------------------------------------------------
-
-@main.command("score-fastvqa")
-@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="FAST-VQA-B / FasterVQA, DOVER or Kinetics-400 Video Swin-T file (default: random init).")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the checkpoint (runs its code).")
-@click.option("--preset", type=click.Choice(["fastvqa_b", "tiny"]), default="fastvqa_b", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int, help="Test-clip sampling seed.")
-@click.option("--sigmoid", is_flag=True, help="Map raw scores to (0, 1) as FAST-VQA's demo does.")
-@click.option("--device", default="cpu", show_default=True)
-def score_fastvqa_cmd(videos: tuple[Path, ...], checkpoint: Path | None, trust_checkpoint: bool, preset: str,
-                      seed: int, sigmoid: bool, device: str) -> None:
-    """Score VIDEOS with the FAST-VQA baseline (4 seeded test clips averaged); one JSON line per video."""
-    from clifvqa_core.fastvqa import FastVQA, SpatialConfig, score_video
-
-    cfg = getattr(SpatialConfig, preset)()
-    try:
-        if checkpoint is not None:
-            model, report = FastVQA.from_checkpoint(checkpoint, trust=trust_checkpoint, cfg=cfg)
-            click.echo(report.summary(), err=True)
-        else:
-            click.echo("no --checkpoint: scoring with random weights (a smoke test, not a quality score)", err=True)
-            model = FastVQA(cfg)
-        model.to(device).eval()
-        for v in videos:
-            click.echo(json.dumps({"path": str(v), "score": score_video(model, v, seed=seed, sigmoid=sigmoid)}))
-    except ClifVQAError as exc:
-        _fail(exc)
-
-
 # ---- stage two: train, evaluate, predict, demo --------------------------------------------------
 
 def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: bool, no_regressor: bool,
@@ -350,19 +319,23 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
     least one file was scored, 1 when none was.
     """
-    from train.predict import format_table, predict_paths, summary_line, write_predictions
+    from train.predict import PredictionWriter, format_table, predict_paths, summary_line
 
+    writer = None
     try:
+        writer = None if out is None else PredictionWriter(out, meta={
+            "checkpoint": str(checkpoint), "baseline": baseline, "cached": None if cached is None else str(cached)})
         rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
                              trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
-                             progress=progress)
+                             progress=progress, writer=writer)
+        if writer is not None:
+            writer.close(rows)
     except ClifVQAError as exc:
+        if writer is not None and not writer.written:
+            writer.discard()          # nothing scored: leave no empty .partial behind
         _fail(exc)
         return
-    if out is not None:
-        write_predictions(rows, out, meta={"checkpoint": str(checkpoint), "baseline": baseline,
-                                           "cached": None if cached is None else str(cached)})
-    else:
+    if out is None:
         click.echo(format_table(rows))
     click.echo(summary_line(rows) + (f" -> {out}" if out is not None else ""), err=True)
     if not any(r.ok for r in rows):
@@ -393,12 +366,10 @@ def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) 
 
 # ---- experiments: ablate, probe, explain --------------------------------------------------------
 
-def _auto_device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
+def _device_name(name: str) -> str:
+    from clifvqa_core.runtime import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(name))
 
 
 def _csv_list(text: str) -> list[str]:
@@ -494,7 +465,7 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
     try:
         cfg = ProbeConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
                           frames=frames, grid=WindowConfig.parse(grid), changes=tuple(_csv_list(changes)),
-                          steps=steps, seed=seed, device=_auto_device(device), batch_size=batch_size)
+                          steps=steps, seed=seed, device=_device_name(device), batch_size=batch_size)
         result = run_probe(cfg, list(videos), out)
     except ClifVQAError as exc:
         _fail(exc)
@@ -539,7 +510,7 @@ def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, tes
                               labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
                               splits=splits, test_fraction=test_fraction, val_fraction=val_fraction,
                               model=VSFAConfig(pooling=pooling), epochs=epochs, batch_size=batch_size, lr=lr,
-                              loss=loss, seed=seed, device=_auto_device(device))
+                              loss=loss, seed=seed, device=_device_name(device))
         result = vsfa_selections(cfg, _csv_list(descriptions))
     except ClifVQAError as exc:
         _fail(exc)
@@ -569,7 +540,7 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
     try:
         result = explain_video(video, checkpoint, out, cached=cached, clip_model=clip_model,
                                clip_pretrained=clip_pretrained, grid=grid, panels=panels, top=top,
-                               test_clips=test_clips, device=_auto_device(device))
+                               test_clips=test_clips, device=_device_name(device))
     except ClifVQAError as exc:
         _fail(exc)
         return

@@ -7,7 +7,9 @@ EMA decay 0.999, 4 test clips, random 80/20 splits).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .config import JsonConfig
 from .errors import ConfigError
@@ -93,6 +95,9 @@ class TrainConfig(JsonConfig):
     test_clips: int = 4
     val_every: int = 1
     deterministic: bool = True
+    #: extraction key of each ``cached`` store, recorded in RUN/train_config.json; ``train --config``
+    #: refuses a store that no longer carries it (empty: not checked)
+    cached_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
@@ -110,3 +115,28 @@ class TrainConfig(JsonConfig):
             raise ConfigError("TrainConfig: workers >= 0, test_clips >= 1 and val_every >= 1 are required")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError("TrainConfig.ema_decay must be in [0, 1)")
+        if self.cached_keys and len(self.cached_keys) != len(self.cached):
+            raise ConfigError(f"TrainConfig.cached_keys holds {len(self.cached_keys)} keys for "
+                              f"{len(self.cached)} stores")
+
+    def absolute(self, base: str | Path | None = None) -> "TrainConfig":
+        """The same config with every path field (cached, root, labels, out, init) absolute (relative ones taken against ``base``, default the
+        current folder), so the recorded train_config.json means the same files from any folder."""
+        def fix(p: str | None) -> str | None:
+            if not p:
+                return p
+            q = Path(p).expanduser()
+            return str(q if q.is_absolute() else Path(os.path.abspath(Path(base or ".") / q)))
+
+        return self.replace(cached=tuple(fix(c) for c in self.cached), root=fix(self.root), labels=fix(self.labels),
+                            out=fix(self.out), init=fix(self.init))
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "TrainConfig":
+        """Read a config (a file or JSON text); paths in a file are relative to that file's folder."""
+        cfg = super().from_json(path_or_text)
+        try:
+            is_file = Path(path_or_text).is_file()
+        except OSError:
+            is_file = False
+        return cfg.absolute(Path(path_or_text).resolve().parent) if is_file else cfg

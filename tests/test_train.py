@@ -53,7 +53,8 @@ def small_model_cfg(**changes) -> ModelConfig:
     return ModelConfig(**base)
 
 
-def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, seed: int = 0) -> Path:
+def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, seed: int = 0,
+               identity_extra: dict | None = None) -> Path:
     from cache import open_store
     from cache.schema import ShardData, StoreLayout
     from clifvqa_core.semantic import sims_to_maps
@@ -61,7 +62,8 @@ def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, se
     rng = np.random.default_rng(seed)
     n = len(ids)
     layout = StoreLayout(n=n, frames=frames, rows=2, cols=2, r=R, shard_size=n)
-    identity = {"descriptions": DSET.to_dict(), "frames": frames, "grid": {"rows": 2, "cols": 2}}
+    identity = {"descriptions": DSET.to_dict(), "frames": frames, "grid": {"rows": 2, "cols": 2},
+                **(identity_extra or {})}
     sims = rng.uniform(0.1, 0.3, (n, frames, 2, 2, R)).astype(np.float16)
     store = open_store(path, "w", identity, layout=layout, ids=ids, mos=mos,
                        attrs={"runtime": {"logit_scale": 100.0}})
@@ -256,7 +258,7 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     run = tmp_path / "run"
     assert (run / "results.json").is_file() and (run / "results.md").is_file()
     assert (run / "train_config.json").is_file()
-    assert TrainConfig.from_json(run / "train_config.json") == cfg
+    assert TrainConfig.from_json(run / "train_config.json").replace(cached_keys=()) == cfg
     rows = res["parts"]["test"]["per_split"]
     assert len(rows) == 2 and res["parts"]["test"]["summary"]["srocc"]["n"] <= 2
     split0 = json.loads((run / "split_0" / "split.json").read_text())
@@ -268,3 +270,38 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
                                      workers=0, out=tmp_path / "eval")
     b = protocol.evaluate_checkpoint(run / "split_0" / "model.pt", items, [str(store)], device="cpu", workers=0)
     assert a["n"] == 8 and a["srocc"] == b["srocc"] and (tmp_path / "eval" / "predictions.csv").is_file()
+
+
+def test_train_config_from_another_folder_uses_the_recorded_files(data, tmp_path, monkeypatch):
+    """Relative paths of a config file are read against its folder, the run records them absolute with the
+    stores' keys, and repeating the run after its store was replaced by another extraction is refused."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    import train.protocol as protocol
+    from cli import main
+
+    root, items, store = data
+    monkeypatch.setattr(protocol, "_load_items", lambda cfg, split: list(items))
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copytree(store, a / "feat.zarr")
+    (b / "feat.zarr").mkdir()                                  # a decoy where a cwd-relative reading would look
+    cfg = TrainConfig(cached=("feat.zarr",), out="run", dataset="csv", root=str(root),
+                      model=small_model_cfg(use_spatial=False), splits=1, epochs=1, batch_size=2,
+                      test_fraction=0.5, val_fraction=0.0, workers=0, device="cpu", test_clips=1)
+    cfg.to_json(a / "cfg.json")
+    monkeypatch.chdir(b)
+    res = CliRunner().invoke(main, ["train", "--config", str(a / "cfg.json")])
+    assert res.exit_code == 0, res.output
+    recorded = TrainConfig.from_json(a / "run" / "train_config.json")
+    assert recorded.cached == (str(a / "feat.zarr"),) and recorded.out == str(a / "run")
+    assert len(recorded.cached_keys) == 1
+    # the store is replaced by one of another extraction: the recorded config refuses it
+    shutil.rmtree(a / "feat.zarr")
+    make_store(a / "feat.zarr", [it.video_id for it in items], [it.mos for it in items],
+               identity_extra={"clip_weights": "other"})
+    res = CliRunner().invoke(main, ["train", "--config", str(a / "run" / "train_config.json")])
+    assert res.exit_code == 1 and "extraction key" in res.output and "Traceback" not in res.output

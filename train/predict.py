@@ -118,6 +118,7 @@ def recorded_extraction(ckpt: dict[str, Any], checkpoint: str | Path) -> Recorde
     if rec is not None:
         return rec
     from cache import open_store
+    from train.data import store_extraction
 
     try:
         cached = json.loads(ckpt.get("train_config") or "{}").get("cached") or []
@@ -139,12 +140,6 @@ def recorded_extraction(ckpt: dict[str, Any], checkpoint: str | Path) -> Recorde
             finally:
                 store.close()
     return None
-
-
-def store_extraction(store: Any) -> RecordedExtraction | None:
-    """The provenance a feature store records (its extraction config, identity and key)."""
-    return RecordedExtraction.read({"extract_config": store.attrs.get("extract_config"), "key": store.key,
-                                    "config": dict(store.config)}, source=str(store.path))
 
 
 def check_store_key(store_path: str | Path, rec: RecordedExtraction | None) -> None:
@@ -357,6 +352,11 @@ class PredictionWriter:
             self._abort()
             raise _write_error(self.path, exc) from None
         return self.path
+
+    def discard(self) -> None:
+        """Close and remove the partial file (nothing worth keeping)."""
+        self._abort()
+        self.partial.unlink(missing_ok=True)
 
     def _abort(self) -> None:
         if self._fh is not None:

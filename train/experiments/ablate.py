@@ -123,17 +123,17 @@ def ensure_grid_store(base: str | Path, rows: int, cols: int, items: Sequence[An
     """The store of grid rows x cols for the videos of ``base`` (module doc); extracted when absent or
     incomplete. ``items`` (VideoItem) must cover the video ids of ``base``."""
     from cache import open_store
-    from clifvqa_core.extract_config import ExtractConfig
     from clifvqa_core.windows import WindowConfig
     from extract import run_extraction
+    from train.data import store_extraction
 
     store = open_store(base, "r")
     try:
-        ec = store.attrs.get("extract_config")
-        if not isinstance(ec, dict):
+        rec = store_extraction(store)
+        if rec is None:
             raise CacheError(f"{base}: the store does not record its extraction config, so stores of other "
                              "grids cannot be made from it; extract them with `cli.py extract --grid`")
-        base_cfg = ExtractConfig.from_dict(ec)
+        base_cfg = rec.rebuild()           # refused when this code would extract differently (key check)
         ids, backend, shard = list(store.ids), store.backend, store.layout.shard_size
     finally:
         store.close()
