@@ -7,16 +7,15 @@ therefore gets its own file, written whole by its one owner::
     STORE/shards/shard-00000.h5     done [m] bool, maps [m, 2r, T], sims [m, T, rows, cols, r], embeds ...
     STORE/failures.jsonl
 
-A shard file is written under a temporary name, flushed, fsync'ed and renamed into place, so its
-presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
-written once at creation and afterwards only read, so readers and writers never hold a writable
+A shard file is built in memory, written under a temporary name, fsync'ed and renamed into place
+(``clifvqa_core.fileio.atomic_write``), so its presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
+written at creation and replaced whole (atomically) only when the store grows; otherwise only read, so readers and writers never hold a writable
 handle on the same file. An absent shard file reads as NaN rows with done False.
 """
 from __future__ import annotations
 
+import io
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import h5py
 import numpy as np
 
 from clifvqa_core.errors import CacheError
+from clifvqa_core.fileio import atomic_write
 
 from .backend import BACKENDS, Backend
 from .schema import DTYPES, ShardData, StoreLayout
@@ -62,11 +62,18 @@ class Hdf5Backend(Backend):
                attrs: dict[str, Any]) -> None:
         path.mkdir(parents=True)
         (path / SHARD_DIR).mkdir()
-        with h5py.File(path / cls.marker, "w") as f:
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value, sort_keys=True)
-            f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
-            f.create_dataset("mos", data=np.asarray(mos, np.float64))
+        atomic_write(path / cls.marker, _index_image(ids, mos, attrs))
+
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        if layout.n < self.layout.n:
+            raise CacheError(f"{self.path}: a store never shrinks ({self.layout.n} -> {layout.n} rows)")
+        # The index is the only file that changes, replaced atomically: a reader opens either the old
+        # index or the new one. Shard files stay; a shard that gains rows reads them as not done until
+        # its owner rewrites the file.
+        atomic_write(self.path / self.marker, _index_image(ids, mos, attrs))
+        self._attrs = json.loads(json.dumps(attrs))
+        self._ids, self._mos = list(ids), np.asarray(mos, np.float64)
+        self.layout = layout
 
     def read_attrs(self) -> dict[str, Any]:
         return dict(self._attrs)
@@ -108,7 +115,10 @@ class Hdf5Backend(Backend):
             s0, s1 = lay.shard_range(shard)
             lo, hi = max(start, s0), min(stop, s1)
             with f:
-                out[lo - start : hi - start] = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                # A shard file written before the store grew may be shorter than the shard is now: its
+                # missing rows keep the fill (not done) until the owner rewrites the file.
+                rows = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                out[lo - start : lo - start + len(rows)] = rows
         return out
 
     def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
@@ -146,33 +156,51 @@ class Hdf5Backend(Backend):
                         continue
                     shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
                     ds = f[name]
-                    if tuple(ds.shape) != shape or str(ds.dtype) != dtype:
+                    # fewer rows is sound: the shard was written before the store grew (see grow)
+                    if (ds.shape[1:] != shape[1:] or not 0 < ds.shape[0] <= shape[0]
+                            or str(ds.dtype) != dtype):
                         problems.append(f"{_shard_name(shard)}: {name} is {tuple(ds.shape)} {ds.dtype}, "
                                         f"expected {shape} {dtype}")
         return problems
 
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
-        final = self._shard_file(shard)
-        tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.partial")
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["shard"] = shard
-                f.attrs["start"] = start
-                f.attrs["stop"] = stop
-                f.attrs["key"] = json.dumps(self._attrs.get("key"))
-                f.create_dataset("maps", data=np.asarray(data.maps, np.float32))
-                f.create_dataset("sims", data=np.asarray(data.sims, np.float16),
-                                 chunks=(1, *data.sims.shape[1:]))
-                if data.embeds is not None:
-                    f.create_dataset("embeds", data=np.asarray(data.embeds, np.float16),
-                                     chunks=(1, *data.embeds.shape[1:]))
-                # Within the file the flags come last too, although the rename below is what
-                # makes the shard visible at all.
-                f.create_dataset("done", data=np.asarray(data.done, bool))
-                f.flush()
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        def fill(f: h5py.File) -> None:
+            f.attrs["shard"] = shard
+            f.attrs["start"] = start
+            f.attrs["stop"] = stop
+            f.attrs["key"] = json.dumps(self._attrs.get("key"))
+            f.create_dataset("maps", data=np.asarray(data.maps, np.float32))
+            f.create_dataset("sims", data=np.asarray(data.sims, np.float16), chunks=(1, *data.sims.shape[1:]))
+            if data.embeds is not None:
+                f.create_dataset("embeds", data=np.asarray(data.embeds, np.float16),
+                                 chunks=(1, *data.embeds.shape[1:]))
+            # Within the file the flags come last too, although the rename is what makes the shard
+            # visible at all.
+            f.create_dataset("done", data=np.asarray(data.done, bool))
+
+        atomic_write(self._shard_file(shard), _h5_image(fill))
+
+
+def _index_image(ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> bytes:
+    """index.h5: attributes (JSON strings), ids [n] utf-8, mos [n] float64."""
+    def fill(f: h5py.File) -> None:
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value, sort_keys=True)
+        f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("mos", data=np.asarray(mos, np.float64))
+
+    return _h5_image(fill)
+
+
+def _h5_image(fill: Any) -> bytes:
+    """The bytes of an HDF5 file built in memory by ``fill(file)``.
+
+    Why in memory: when the HDF5 library itself meets a full disk it leaves the file half-closed and the
+    interpreter segfaults at exit ("Slist already enabled?"). Building the image in memory (one shard:
+    a few MB) and writing it with plain Python I/O (``atomic_write``) turns a full disk into one
+    ``StorageError`` line instead.
+    """
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        fill(f)
+    return buf.getvalue()

@@ -22,13 +22,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from clifvqa_core.errors import CacheError, CacheKeyMismatchError
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError, StorageError
+from clifvqa_core.fileio import storage_error
 
 from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
 from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
 from .backend import BACKENDS, Backend
 from .schema import (DTYPES, FAILURES_FILE, FORMAT_NAME, FORMAT_VERSION, ShardData, StoreLayout,
                      diff_identity, identity_key, short)
+from .source import StoreSource
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,12 @@ def _create(path: Path, backend: str, identity: dict[str, Any], layout: StoreLay
     # process dies half way through creation.
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.creating"
     try:
-        BACKENDS[backend].create(tmp, layout, ids, mos_arr, attrs)
+        try:
+            BACKENDS[backend].create(tmp, layout, ids, mos_arr, attrs)
+        except StorageError:
+            raise
+        except (OSError, RuntimeError) as exc:
+            raise storage_error(path, exc, "cannot create the store") from exc
         try:
             os.rename(tmp, path)
         except OSError:
@@ -180,8 +187,11 @@ class FeatureStore:
         except Exception as exc:
             raise CacheError(f"{self.path}: store attributes are incomplete ({exc}); the store is corrupt. "
                              "Delete it and run `extract` again.") from exc
-        self.ids: list[str] = backend.read_ids()
-        self.mos: np.ndarray = backend.read_mos()
+        # A store grown by a concurrent `extract` may already hold longer ids/mos than the layout read
+        # above; rows past the layout's n are not this reader's to see.
+        self.ids: list[str] = backend.read_ids()[: self.layout.n]
+        self.mos: np.ndarray = backend.read_mos()[: self.layout.n]
+        self.source: StoreSource | None = StoreSource.from_attrs(self.attrs, str(self.path))
         self._index: dict[str, int] | None = None
 
     # ---- identity ---------------------------------------------------------------------------
@@ -274,6 +284,44 @@ class FeatureStore:
         )
 
     # ---- writing -------------------------------------------------------------------------------
+    def grow(self, new_ids: list[str], new_mos: np.ndarray | list[float] | None = None,
+             source: StoreSource | None = None) -> None:
+        """Append videos ``new_ids`` (with ``new_mos``, NaN when omitted) and/or record ``source``.
+
+        The store keeps its identity, shard size and every written row; its layout grows to
+        ``n + len(new_ids)`` rows, not done. The shard that was the last one may gain rows: its owner
+        rewrites it whole later, keeping its done rows as they are (the writer's rule for partly done
+        shards). Arrays are extended first and the layout attribute is written last, so a concurrent
+        reader sees either the old store or the grown one. Only one process may grow a store at a time
+        (``extract`` grows it on rank 0 before the other ranks open it).
+        """
+        if self.mode == "r":
+            raise CacheError(f"{self.path}: opened read-only")
+        new_ids = [str(v) for v in new_ids]
+        seen: set[str] = set()
+        repeated = {v for v in new_ids if v in seen or seen.add(v)}
+        clash = sorted(set(new_ids) & set(self.ids)) or sorted(repeated)
+        if clash:
+            raise CacheError(f"{self.path}: cannot add videos already present or repeated: {', '.join(clash[:5])}")
+        mos = np.full(len(new_ids), np.nan) if new_mos is None else np.asarray(new_mos, np.float64)
+        if mos.shape != (len(new_ids),):
+            raise CacheError(f"{self.path}: {len(new_ids)} new ids but mos of shape {mos.shape}")
+        layout = self.layout.replace(n=self.n + len(new_ids))
+        attrs = {**self.attrs, "layout": layout.to_dict()}
+        if source is not None:
+            attrs["source"] = source.to_dict()
+        if new_ids:
+            attrs["grown"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self._b.grow(layout, self.ids + new_ids, np.concatenate([self.mos, mos]), attrs)
+        self.attrs = self._b.read_attrs()
+        self.layout = StoreLayout.from_dict(self.attrs["layout"])
+        self.ids = self._b.read_ids()[: self.layout.n]
+        self.mos = self._b.read_mos()[: self.layout.n]
+        self.source = StoreSource.from_attrs(self.attrs, str(self.path))
+        self._index = None
+        if new_ids:
+            log.info("%s: grown by %d videos to %d", self.path, len(new_ids), self.n)
+
     def write_shard(self, shard: int, data: ShardData) -> None:
         """Write the whole of ``shard`` (data first, done flags last). Only the shard's owner calls this."""
         if self.mode == "r":
@@ -308,11 +356,14 @@ class FeatureStore:
         rec = {**record}
         rec.setdefault("time", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         line = (json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n").encode()
-        fd = os.open(self.failures_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            fd = os.open(self.failures_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage_error(self.failures_path, exc, "cannot record a failed video") from exc
 
     def failures(self, include_resolved: bool = False) -> list[dict[str, Any]]:
         """The latest failure record of each video, in dataset order.
@@ -376,6 +427,7 @@ class FeatureStore:
             "size_bytes": self.size_on_disk(),
             "config": self.config,
             "runtime": self.attrs.get("runtime"),
+            "source": None if self.source is None else self.source.to_dict(),
         }
 
     def verify(self, key_fn: Any = None) -> list[str]:

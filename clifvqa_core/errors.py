@@ -36,6 +36,10 @@ class VideoDecodeError(VideoError):
     """The video stream yields no usable frame where one was required."""
 
 
+class FrameSizeError(ClifVQAError):
+    """A frame is too large to cut windows from within the memory bound (``windows.MAX_FRAME_PIXELS``)."""
+
+
 class LabelFormatError(ClifVQAError):
     """A label file cannot be parsed: names the file, the line and what was expected."""
 
@@ -72,6 +76,18 @@ class ConfigError(ClifVQAError):
 
 class CacheError(ClifVQAError):
     """A feature cache is missing, corrupt, or incompatible."""
+
+
+class StorageError(ClifVQAError):
+    """A file cannot be written or read back (disk full, permission, I/O error). Names the path."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
 
 
 class CacheKeyMismatchError(CacheError):

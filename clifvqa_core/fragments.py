@@ -152,27 +152,32 @@ def fragments_from_frames(frames: np.ndarray | Tensor, num_clips: int, cfg: Frag
     return normalize_fragments(frag).contiguous()
 
 
+def clip_frames(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
+                rng: np.random.Generator) -> np.ndarray | Tensor:
+    """The frames of ``num_clips`` FAST-VQA clips (``video.fastvqa_clip_indices`` with ``rng``) of a video file
+    or of its decoded uint8 frames [N, H, W, 3] (all of them, in order) -> [num_clips * clip_len, H, W, 3]."""
+    from .video import fastvqa_clip_indices, probe, read_frames   # lazy: decoding is optional here
+
+    if isinstance(video, (str, Path)):
+        info = probe(video)
+        idx = fastvqa_clip_indices(max(info.frame_count, 1), num_clips, cfg.clip_len, cfg.stride, rng=rng)
+        return read_frames(video, idx.reshape(-1), info)
+    frames = torch.as_tensor(video)
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(frames.shape)}")
+    idx = fastvqa_clip_indices(int(frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
+    return frames[torch.from_numpy(idx.reshape(-1))]
+
+
 def sample_clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
                           rng: np.random.Generator) -> Tensor:
     """FAST-VQA clips of a video file or of decoded frames -> normalised float32 [num_clips, 3, clip_len, S, S].
 
     The one sampling rule of stage two: a torch seed is drawn from ``rng`` first (the fragment offsets),
-    then the clip indices (``video.fastvqa_clip_indices`` with the same ``rng``). Training passes
+    then the clip indices (:func:`clip_frames` with the same ``rng``). Training passes
     ``default_rng([seed, epoch, index])`` and 1 clip; scoring passes ``default_rng(EVAL_SEED)`` and the
     test clips, so the same video always gets the same fragments. ``video``: a path, or uint8 frames
     [N, H, W, 3] (all frames of the video, in order).
     """
-    from .video import fastvqa_clip_indices, probe, read_frames   # lazy: decoding is optional here
-
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    if isinstance(video, (str, Path)):
-        info = probe(video)
-        idx = fastvqa_clip_indices(info.frame_count, num_clips, cfg.clip_len, cfg.stride, rng=rng)
-        frames = read_frames(video, idx.reshape(-1), info)
-    else:
-        all_frames = torch.as_tensor(video)
-        if all_frames.dim() != 4 or all_frames.shape[-1] != 3 or all_frames.shape[0] < 1:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(all_frames.shape)}")
-        idx = fastvqa_clip_indices(int(all_frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
-        frames = all_frames[torch.from_numpy(idx.reshape(-1))]
-    return fragments_from_frames(frames, num_clips, cfg, generator=gen)
+    return fragments_from_frames(clip_frames(video, num_clips, cfg, rng), num_clips, cfg, generator=gen)

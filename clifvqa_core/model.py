@@ -41,7 +41,7 @@ from .errors import CheckpointError, ConfigError
 from .fastvqa import FastVQA, SpatialConfig
 
 __all__ = ["ModelConfig", "CLiFVQA", "SemanticMLP", "Regressor", "CHECKPOINT_FORMAT", "BACKBONE_PREFIX",
-           "init_from_checkpoint", "read_clifvqa_checkpoint"]
+           "checkpoint_kind", "init_from_checkpoint", "read_clifvqa_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,23 @@ def is_clifvqa_checkpoint(path: str | Path) -> bool:
     except Exception:  # noqa: BLE001 - foreign checkpoints hold Python objects; they are not ours
         return False
     return isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT
+
+
+def checkpoint_kind(path: str | Path, trust: bool = False) -> str:
+    """What an ``init`` file holds: "clifvqa" (ours), else "fastvqa" | "dover" | "kinetics-swin"
+    (:func:`clifvqa_core.checkpoints.detect_format`); CheckpointError for a missing or foreign file.
+    The recipe freezes the backbone first only when it is already VQA-trained (not Kinetics-400)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: --init checkpoint not found")
+    if is_clifvqa_checkpoint(p):
+        return "clifvqa"
+    from .checkpoints import detect_format, load_checkpoint_file
+
+    try:
+        return detect_format(load_checkpoint_file(p, trust=trust))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{p}: {exc}" if str(p) not in str(exc) else str(exc)) from None
 
 
 def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: A transform applied to each decoded frame (uint8 [H, W, 3]) before it is stored (see ``sample_uniform``).
+PerFrame = Callable[[np.ndarray], Any]
 
 # (open, read) timeouts in seconds: only network/pipe-like inputs can stall, but they must never hang.
 _TIMEOUT = (15.0, 15.0)
@@ -437,8 +440,12 @@ def _to_rgb(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) -> np.nd
     return arr
 
 
-def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: dict[int, np.ndarray]) -> np.ndarray:
+def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: dict[int, np.ndarray],
+            per_frame: PerFrame | None = None) -> np.ndarray:
     """Decode the sorted unique frame ``targets`` -> uint8 [N, H, W, 3] with frame t at out[slots[t]].
+
+    With ``per_frame``, each decoded frame [H, W, 3] is replaced by ``per_frame(frame)`` as soon as it is
+    decoded (out[slots[t]] = per_frame(frame t)), so N full frames are never held at once.
 
     A target past the last decodable frame gets the last decoded frame; a target whose frame was lost to
     corruption gets the next good frame.
@@ -456,6 +463,8 @@ def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: d
     def put(frame: av.VideoFrame, upto: int) -> None:
         nonlocal ti, out
         arr = _to_rgb(frame, rotation or 0, size)
+        if per_frame is not None:
+            arr = np.asarray(per_frame(arr))
         if out is None:
             out = np.empty((sum(len(s) for s in slots.values()),) + arr.shape, dtype=np.uint8)
         while ti < n_targets and targets[ti] <= upto:
@@ -531,20 +540,21 @@ def _empty(info: VideoInfo) -> np.ndarray:
     return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
 
 
-def _read_indices(p: Path, indices: np.ndarray, table: _Table | None) -> np.ndarray:
+def _read_indices(p: Path, indices: np.ndarray, table: _Table | None,
+                  per_frame: PerFrame | None = None) -> np.ndarray:
     if table is not None:
         indices = np.minimum(indices, table.n - 1)
     targets, slots = _slots(indices)
     try:
         try:
             with _Frames(p) as frames:
-                return _gather(frames, table, targets, slots)
+                return _gather(frames, table, targets, slots, per_frame)
         except VideoDecodeError:
             # PyAV drops the frames already received in a decode call that then fails; with frame
             # threading, a broken packet can so hide every good frame of a short damaged file.
             # One retry without frame threading recovers them.
             with _Frames(p, threads=False) as frames:
-                return _gather(frames, table, targets, slots)
+                return _gather(frames, table, targets, slots, per_frame)
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # anything PyAV throws at odd data
@@ -609,7 +619,8 @@ def uniform_timestamps(duration: float, num: int) -> np.ndarray:
     return (np.arange(num, dtype=np.float64) + 0.5) * (float(duration) / num)
 
 
-def sample_uniform(path: str | Path, num_frames: int) -> tuple[np.ndarray, VideoInfo]:
+def sample_uniform(path: str | Path, num_frames: int,
+                   per_frame: PerFrame | None = None) -> tuple[np.ndarray, VideoInfo]:
     """Exactly ``num_frames`` frames uniformly spread by time -> (uint8 [T, H, W, 3], VideoInfo).
 
     The video span (first pts to the end of the last frame) is cut into T equal segments and the frame
@@ -617,7 +628,9 @@ def sample_uniform(path: str | Path, num_frames: int) -> tuple[np.ndarray, Video
     repeat - a 3-frame video at T = 8 gives indices [0, 0, 0, 1, 1, 2, 2, 2] (centres at 0.1875, 0.5625,
     ... 2.8125 frame periods); with exactly T constant-rate frames every frame appears once. Variable
     frame rate videos are sampled by time, not by index. The returned info has the exact frame count
-    when the packets could be counted.
+    when the packets could be counted. ``per_frame`` (uint8 [H, W, 3] -> array) is applied to each frame
+    as it is decoded and the result is stacked instead ([T, *per_frame output]), so only one decoded
+    frame is held at a time (the window reader cuts windows this way).
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -631,7 +644,7 @@ def sample_uniform(path: str | Path, num_frames: int) -> tuple[np.ndarray, Video
     else:
         duration = info.duration
     times = uniform_timestamps(duration, num_frames)
-    return _read_indices(p, _indices_for_times(table, times, info.fps), table), info
+    return _read_indices(p, _indices_for_times(table, times, info.fps), table, per_frame), info
 
 
 def _replace(info: VideoInfo, **changes: Any) -> VideoInfo:

@@ -205,3 +205,70 @@ def test_load_maps_is_fast(tmp_path, backend):
     maps = open_store(tmp_path / "s").load_maps()
     assert time.perf_counter() - t0 < 5.0
     assert maps.shape == (8192, 48, 32) and (maps == 0.5).all()
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_disk_full_while_writing_a_shard_is_one_storage_error(tmp_path, backend, monkeypatch):
+    import errno
+    import os
+
+    from clifvqa_core.errors import StorageError
+
+    st = _make(tmp_path / "s", backend, fill=False)
+    st.write_shard(0, _shard(LAYOUT, 0))
+    real_open = open
+
+    def full_open(file, mode="r", *a, **kw):  # every new data file (written as *.partial) meets a full disk
+        if "w" in mode and str(file).endswith(".partial"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        return real_open(file, mode, *a, **kw)
+
+    import builtins
+    import pathlib
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    monkeypatch.setattr(pathlib.Path, "open", lambda self, mode="r", *a, **kw: full_open(self, mode, *a, **kw))
+    with pytest.raises(StorageError, match="no space left on device") as info:
+        st.write_shard(1, _shard(LAYOUT, 1))
+    monkeypatch.undo()
+    assert str(tmp_path / "s") in str(info.value) and "\n" not in str(info.value)
+    again = open_store(tmp_path / "s")
+    assert again.done.tolist() == [True, True, False, False, False]  # shard 0 intact, shard 1 not marked
+    assert again.verify() == []
+    assert not [p for p in (tmp_path / "s").rglob("*") if p.name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_grow_keeps_written_rows_and_adds_new_ones(tmp_path, backend):
+    from cache.source import StoreSource
+
+    path = tmp_path / f"g.{backend}"
+    _make(path, backend).close()
+    before = open_store(path)                  # a reader opened before the store grows
+    old_maps, old_sims = before.load_maps(), before.load_sims()
+    st = open_store(path, "a", IDENTITY)
+    src = StoreSource(dataset="csv", root=str(tmp_path), splits={"all": [[0, 8]]})
+    st.grow(["new5", "new6", "new7"], [6.0, 7.0, 8.0], src)
+    assert st.n == 8 and st.layout.shard_size == 2 and st.source == src
+    grown = open_store(path)
+    assert grown.ids == IDS + ["new5", "new6", "new7"] and grown.mos[5:].tolist() == [6.0, 7.0, 8.0]
+    assert grown.done.tolist() == [True] * 5 + [False] * 3
+    np.testing.assert_array_equal(grown.load_maps()[:5], old_maps)
+    np.testing.assert_array_equal(grown.load_sims()[:5].view(np.uint16), old_sims.view(np.uint16))
+    assert np.isnan(grown.load_maps()[5:]).all() and grown.verify() == []
+    assert before.n == 5 and before.ids == IDS and before.load_maps().shape[0] == 5
+    # the old last shard [4, 5) is now [4, 6): its owner rewrites it whole, keeping row 4
+    layout = grown.layout
+    data = grown.read_shard(2)
+    data.maps[1], data.sims[1], data.embeds[1], data.done[1] = (_shard(LAYOUT, 0).maps[0], _shard(LAYOUT, 0).sims[0],
+                                                                _shard(LAYOUT, 0).embeds[0], True)
+    st.write_shard(2, data)
+    for s in (3,):
+        st.write_shard(s, _shard(layout, s))
+    final = open_store(path)
+    assert final.done.all() and final.verify() == []
+    np.testing.assert_array_equal(final.load_maps()[:5], old_maps)
+    with pytest.raises(CacheError, match="already present"):
+        st.grow(["vid0"])
+    with pytest.raises(CacheError, match="read-only"):
+        final.grow(["x"])

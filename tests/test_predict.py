@@ -245,12 +245,12 @@ def test_predictions_csv_escapes_formulas_and_table_escapes_control_chars(tmp_pa
 
 def test_predict_out_checked_before_scoring_and_rows_kept_on_crash(trained, tmp_path, monkeypatch):
     """An unwritable --out fails before any scoring; a crash midway keeps the rows already scored."""
-    from clifvqa_core.errors import CacheError
+    from clifvqa_core.errors import StorageError
     from train.predict import PredictionWriter
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(CacheError, match="cannot write predictions"):
+    with pytest.raises(StorageError, match="cannot write predictions"):
         PredictionWriter(blocker / "p.csv")
     res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", "/nonexistent.pt",
                                     "--out", str(blocker / "p.csv"), "--no-progress"])
@@ -275,3 +275,19 @@ def test_predict_out_checked_before_scoring_and_rows_kept_on_crash(trained, tmp_
             w.close()
     kept = _read_csv(out.with_name("p.csv.partial"))
     assert [r["status"] for r in kept] == ["ok", "ok"] and not out.exists()
+
+
+def test_device_gpu_is_one_line_listing_the_choices(trained):
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(trained["ckpt"]),
+                                    "--device", "gpu", "--no-progress"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "--device gpu: not a device; choices: auto, cpu, cuda, cuda:N" in res.output
+
+
+def test_checkpoint_errors_say_what_the_file_is(trained, tmp_path):
+    for given, said in ((trained["items"][0].path, "a video file"), (trained["root"], "is a folder"),
+                        (tmp_path / "absent.pt", "checkpoint not found")):
+        res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(given),
+                                        "--no-progress"])
+        assert res.exit_code == 1 and said in res.output and "model.pt" in res.output, res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

@@ -57,6 +57,7 @@ import torch
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError
 from clifvqa_core.extract_config import RecordedExtraction, describe_diff, diff_identity
+from clifvqa_core.fileio import fsync_dir
 from clifvqa_core.scorer import FastVQAScorer, Scorer, ScoreResult
 
 log = logging.getLogger(__name__)
@@ -293,8 +294,8 @@ class PredictionWriter:
     """``out``: ``.json`` -> {"meta", "summary", "rows": [...]} written at :meth:`close`; anything else -> CSV
     with :data:`OUTPUT_COLUMNS` (NaN empty), each row written and flushed by :meth:`write`.
 
-    Opening checks that the file can be written (CacheError, one line, naming the path and "no space left"
-    when that is the cause) before any video is scored. The CSV is written under ``out`` + ``.partial`` and
+    Opening checks that the file can be written (StorageError, one line, naming the path and "no space left
+    on device" when that is the cause) before any video is scored. The CSV is written under ``out`` + ``.partial`` and
     renamed at close; after a crash the ``.partial`` file holds every row scored so far.
     """
 
@@ -348,6 +349,7 @@ class PredictionWriter:
             self._fh.close()
             self._fh = None
             self.partial.replace(self.path)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             self._abort()
             raise _write_error(self.path, exc) from None
@@ -373,11 +375,10 @@ class PredictionWriter:
         self._abort()      # on an exception the .partial file stays with the rows scored so far
 
 
-def _write_error(path: Path, exc: OSError) -> CacheError:
-    import errno
+def _write_error(path: Path, exc: OSError) -> ClifVQAError:
+    from clifvqa_core.fileio import storage_error
 
-    why = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-    return CacheError(f"{path}: cannot write predictions: {why}")
+    return storage_error(path, exc, "cannot write predictions")
 
 
 def write_predictions(rows: Sequence[PredictionRow], out: str | Path, meta: dict[str, Any] | None = None) -> Path:
