@@ -1,6 +1,7 @@
 """`cli.py extract` and `cache info|verify` end to end on a synthetic folder (tiny random CLIP)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,9 @@ def test_extract_info_verify_end_to_end(tmp_path):
 
     res = _run("cache", "info", str(out))
     assert res.exit_code == 0 and "4: 3 done, 1 failed, 0 missing" in res.output and "T=4 grid=2x2" in res.output
+    assert " descriptions (" in res.output and '"templates"' not in res.output   # readable, not a JSON dump
+    full = json.loads(_run("cache", "info", "--json", str(out)).output)
+    assert full["config"]["descriptions"]["name"] in res.output
     res = _run("cache", "verify", str(out))
     assert res.exit_code == 0 and "OK" in res.output
 
