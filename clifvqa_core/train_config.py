@@ -84,7 +84,7 @@ class TrainConfig(JsonConfig):
     """Everything a training run needs.
 
     Data: ``cached`` (one or more feature stores, joined by video id), ``dataset`` / ``root`` /
-    ``labels`` (clifvqa_core.datasets), ``skip_missing``.
+    ``labels`` (clifvqa_core.datasets), ``skip_missing``, ``allow_outside_root`` (label paths outside root).
 
     Protocol: ``splits`` random splits (``test_fraction`` held out; see train/protocol.py for the seed
     rule), or the fixed mode ``train_split`` + ``eval_splits`` (LSVQ-style). ``val_fraction`` of the
@@ -116,6 +116,7 @@ class TrainConfig(JsonConfig):
     labels: str | None = None
     out: str = "run"
     skip_missing: bool = False
+    allow_outside_root: bool = False
     # protocol
     splits: int = 10
     test_fraction: float = 0.2

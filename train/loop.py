@@ -253,7 +253,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+        from clifvqa_core.checkpoints import load_error
+
+        raise load_error(path, exc, "last.pt files hold only tensors and plain values; this one was not written "
+                                    "by `train`: delete it to start the split again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a CLiF-VQA checkpoint")
     return ckpt
@@ -331,8 +334,10 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
     sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
                                  drop_last=True)
+    # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
+    # reaches them through shared memory (set_epoch).
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)
