@@ -13,7 +13,20 @@ from clifvqa_core import __version__
 from clifvqa_core.errors import ClifVQAError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """The command group; ``-v``/``-vv``/``--verbose`` are also accepted after the subcommand
+    (``cli.py train -v ...``): they are moved in front of it before parsing (none of the commands has a
+    ``-v`` of its own; nothing after ``--`` is touched)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+        end = args.index("--") if "--" in args else len(args)
+        verbose = [a for a in args[cmd:end] if a == "--verbose" or (len(a) > 1 and a.strip("v") == "-")]
+        rest = [a for a in args[cmd:end] if a not in verbose]
+        return super().parse_args(ctx, args[:cmd] + verbose + rest + args[end:])
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="clifvqa")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
@@ -274,15 +287,15 @@ def score_fastvqa_cmd(videos: tuple[Path, ...], checkpoint: Path | None, trust_c
 
 def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: bool, no_regressor: bool,
                   cached: tuple[str, ...]):
-    """--model-config: a preset (tiny | fastvqa-b; T and r' then come from the cache) or a ModelConfig JSON."""
+    """--model-config: a preset (fastvqa-b | cpu | tiny; T and r' then come from the cache) or a ModelConfig JSON."""
     from clifvqa_core.model import ModelConfig
     from clifvqa_core.train_config import MODEL_PRESETS, model_preset
     from train.protocol import fit_model_to_cache
 
     switches = dict(use_semantic=not no_semantic and descriptions != "none", use_spatial=not no_spatial,
                     use_regressor=not no_regressor, descriptions=descriptions)
-    if spec in MODEL_PRESETS:
-        return fit_model_to_cache(model_preset(spec, **switches), cached)
+    if spec in MODEL_PRESETS or not (Path(spec).is_file() or spec.lstrip().startswith("{")):
+        return fit_model_to_cache(model_preset(spec, **switches), cached)   # an unknown name lists the presets
     return ModelConfig.from_json(Path(spec)).replace(**switches)
 
 
@@ -308,7 +321,9 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
                    "table labelled so; the last epoch's numbers are reported next to it.")
 @click.option("--train-split", default=None, help="Fixed-split mode: train on this dataset split (e.g. train).")
 @click.option("--eval-splits", default="", help="Fixed-split mode: comma-separated test splits (test,test_1080p).")
-@click.option("--model-config", default="fastvqa-b", show_default=True, help="tiny | fastvqa-b | a ModelConfig JSON.")
+@click.option("--model-config", default="fastvqa-b", show_default=True,
+              help="A preset: fastvqa-b (the paper's model) | cpu (the demo's model, trains in minutes on 2 CPU "
+                   "cores) | tiny (FAST-VQA-B shapes, few parameters); or a ModelConfig JSON file.")
 @click.option("--descriptions", default="all", show_default=True, help="all | objective | subjective | none.")
 @click.option("--no-semantic", is_flag=True, help="Ablation: spatial branch only.")
 @click.option("--no-spatial", is_flag=True, help="Ablation: semantic branch only.")
