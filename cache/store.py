@@ -188,8 +188,15 @@ class FeatureStore:
         except Exception as exc:
             raise CacheError(f"{self.path}: store attributes are incomplete ({exc}); the store is corrupt. "
                              "Delete it and run `extract` again.") from exc
-        self.ids: list[str] = backend.read_ids()
-        self.mos: np.ndarray = backend.read_mos()
+        try:
+            self.ids: list[str] = backend.read_ids()
+            self.mos: np.ndarray = backend.read_mos()
+        except ClifVQAError:
+            raise
+        except Exception as exc:  # a damaged ids/mos chunk: zstd, checksum, metadata JSON
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise DamagedStoreError(f"{self.path}: array 'ids' or 'mos' cannot be decoded ({type(exc).__name__}: "
+                                    f"{first}). The store is damaged; extract again to a new --out.") from None
         self._index: dict[str, int] | None = None
 
     # ---- identity ---------------------------------------------------------------------------

@@ -353,3 +353,13 @@ def test_creation_race_lost_to_the_other_backend_names_the_winner(tmp_path, monk
     msg = str(info.value)
     assert "is a hdf5 store, not zarr" in msg and "Delete" not in msg
     assert open_store(path).backend == "hdf5" and not list(tmp_path.glob(".s.*.creating"))
+
+
+def test_undecodable_ids_chunk_is_one_line(tmp_path):
+    from clifvqa_core.errors import DamagedStoreError
+
+    _make(tmp_path / "s", "zarr")
+    chunk = tmp_path / "s" / "ids" / "c" / "0"
+    chunk.write_bytes(b"\0" * 8 + chunk.read_bytes()[8:])
+    with pytest.raises(DamagedStoreError, match="array 'ids' or 'mos' cannot be decoded"):
+        open_store(tmp_path / "s")
