@@ -99,11 +99,15 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Feature store directory to create or resume.")
-@click.option("--split", default=None, help="Dataset split, where the dataset has several.")
+@click.option("--split", default=None,
+              help="Only this split (default: every split whose label file is under --root, into one store).")
 @click.option("--clip-model", default="ViT-B-32", show_default=True,
               help="open_clip model name, or the path of a JSON model config in open_clip's format.")
 @click.option("--clip-pretrained", default="openai", show_default=True,
               help="open_clip weights tag, a local weights file, or 'none' (random init, tests only).")
+@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto",
+              show_default=True, help="auto: as the tag / model config declares (GELU for a plain name with a "
+              "local file); quick_gelu for OpenAI's weights given as a file.")
 @click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
 @click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
 @click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count (1,5,9,...).")
@@ -121,23 +125,35 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Videos per shard (unit of writing and resuming; used when the store is created).")
 def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split: str | None, clip_model: str,
-                clip_pretrained: str, descriptions: str, frames: int, grid: str, backend: str, batch_size: int,
+                clip_pretrained: str, clip_activation: str, descriptions: str, frames: int, grid: str, backend: str,
+                batch_size: int,
                 workers: int, device: str, precision: str, store_embeddings: bool, limit: int | None,
                 skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int) -> None:
-    """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware)."""
-    from clifvqa_core.datasets import load_dataset
+    """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware).
+
+    One store per dataset: without --split, every split whose label file is found (LSVQ: train, test,
+    test_1080p) goes into OUT, each video once, with its split membership; the store records the
+    dataset, root and label files, so `train --cached OUT` needs nothing else. Re-running on an
+    existing OUT adds only the videos it lacks (a new split, a grown label file).
+    """
+    from clifvqa_core.datasets import list_dataset
     from clifvqa_core.extract_config import ExtractConfig
     from clifvqa_core.windows import WindowConfig
     from extract import run_extraction
+    from extract.runner import DatasetOrigin
 
     try:
-        cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
+        cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                            descriptions=descriptions,
                             frames=frames, grid=WindowConfig.parse(grid), store_embeddings=store_embeddings,
                             batch_size=batch_size, workers=workers, device=device, precision=precision)
-        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
-                             allow_outside_root=allow_outside_root)
+        listings, absent = list_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
+                                        allow_outside_root=allow_outside_root)
+        for line in absent:
+            click.echo(line, err=True)
+        origin, items = DatasetOrigin.from_listings(dataset, root, listings)
         summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
-                                 retry_failed=retry_failed)
+                                 retry_failed=retry_failed, origin=origin)
     except (ClifVQAError, KeyError) as exc:
         _fail(exc)
     if summary.rank == 0:
@@ -170,8 +186,22 @@ def cache_info_cmd(store: Path, as_json: bool) -> None:
     click.echo(f"layout    T={lay['frames']} grid={lay['rows']}x{lay['cols']} r={lay['r']} embed_dim={lay['embed_dim']} "
                f"shard_size={lay['shard_size']}")
     click.echo(f"clip      {cfg.get('clip_model')} weights={cfg.get('clip_weights')} "
+               f"activation={cfg.get('clip_activation', '<not recorded: made before it was>')} "
                f"descriptions={cfg.get('descriptions', {}).get('name')}")
     click.echo(f"size      {human_bytes(info['size_bytes'])}")
+    src = info.get("source")
+    if src is None:
+        click.echo("dataset   not recorded (a store made before stores recorded their dataset: train needs "
+                   "--dataset/--root/--labels)")
+    else:
+        from cache.source import StoreSource
+
+        parsed = StoreSource.from_attrs({"source": src})
+        click.echo(f"dataset   {src['dataset']} at {src['root']}")
+        click.echo("splits    " + (", ".join(f"{name} {len(parsed.rows(name))}" for name in parsed.split_names)
+                                   or "none"))
+        for name, rec in src["labels"].items():
+            click.echo(f"labels    {name}: {rec['path']} (sha256 {rec['sha256'][:12]})")
     click.echo("config    " + json.dumps(cfg, sort_keys=True))
 
 
@@ -260,9 +290,12 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A train_config.json (e.g. of an earlier run); other options are then ignored except --resume.")
 @click.option("--cached", multiple=True, help="Feature store(s) made by `extract` (repeat to join several).")
-@click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
-@click.option("--root", type=click.Path(path_type=Path), default=None, help="Folder holding the videos.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@click.option("--dataset", default=None,
+              help="Dataset name (see `datasets`; default: the one the store records, else csv).")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Folder holding the videos (default: the one the store records; give it for a moved dataset).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Label file (default: the store's, refused if it changed since extraction).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (results, checkpoints).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Random 80/20 splits.")
 @click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -305,26 +338,34 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
               train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
               batch_size, lr, loss, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume, workers,
-              device, seed, skip_missing) -> None:
+              device, seed, skip_missing, allow_outside_root) -> None:
     """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std.
 
     Epochs, EMA and frozen-backbone epochs not given come from the per-dataset recipe table (README,
     clifvqa_core/train_config.py); train_config.json records the values used and where they came from.
+
+    `train --cached STORE --out RUN` needs nothing else: dataset, root and label files come from the
+    store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
     """
     from clifvqa_core.train_config import TrainConfig
-    from train.protocol import run_training
+    from train.protocol import data_defaults, run_training
 
     try:
         if config_path is not None:
             cfg = TrainConfig.from_json(config_path)
         else:
-            if not cached or root is None or out is None:
-                raise click.UsageError("--cached, --root and --out are required (or --config)")
+            ctx = click.get_current_context()
+            data = data_defaults([str(c) for c in cached], dataset, None if root is None else str(root), train_split,
+                                 [s for s in eval_splits.split(",") if s],
+                                 ctx.get_parameter_source("splits") == click.core.ParameterSource.COMMANDLINE)
+            if not cached or data["root"] is None or out is None:
+                raise click.UsageError("--cached, --root and --out are required (or --config); --root may be "
+                                       "left out for a store that records its dataset")
             cfg = TrainConfig(
-                cached=tuple(str(c) for c in cached), dataset=dataset, root=str(root),
+                cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
                 labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
-                allow_outside_root=allow_outside_root, splits=splits, train_split=train_split,
-                eval_splits=tuple(s for s in eval_splits.split(",") if s) if train_split else (),
+                allow_outside_root=allow_outside_root,
+                splits=splits, train_split=data["train_split"], eval_splits=data["eval_splits"],
                 model=_model_config(model_config, descriptions, no_semantic, no_spatial, no_regressor,
                                     tuple(str(c) for c in cached)),
                 init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
@@ -347,11 +388,14 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 
 @main.command("evaluate")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A model.pt written by `train`.")
-@click.option("--dataset", required=True, help="Dataset name (see `datasets`).")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
+@click.option("--dataset", default=None, help="Dataset name (default: the one the store records).")
+@click.option("--root", default=None, type=click.Path(path_type=Path),
+              help="Folder holding the videos (default: the one the store records).")
 @click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
-@click.option("--split", default=None, help="Dataset split (e.g. test_1080p).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Label file (default: the store's, refused if it changed since extraction).")
+@click.option("--split", default=None,
+              help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
@@ -359,21 +403,29 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing,
                  allow_outside_root) -> None:
-    """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON."""
-    from clifvqa_core.datasets import load_dataset
-    from train.protocol import evaluate_checkpoint
+    """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.
 
+    `evaluate --cached STORE --checkpoint MODEL` needs nothing else: the store says what it holds. With
+    several parts (LSVQ: test and test_1080p) the JSON has one object per part and --out one folder each.
+    """
+    from clifvqa_core.train_config import TrainConfig
+    from train.protocol import data_defaults, evaluate_parts
+
+    keys = ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
     try:
-        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
-                             allow_outside_root=allow_outside_root)
-        metrics = evaluate_checkpoint(checkpoint, items, [str(c) for c in cached], out=out, device=device,
-                                      workers=workers, skip_missing=skip_missing,
-                                      title=f"{checkpoint.name} on {dataset}{'/' + split if split else ''}")
+        stores = [str(c) for c in cached]
+        data = data_defaults(stores, dataset, None if root is None else str(root), None, [], random_splits_asked=True)
+        if data["root"] is None:
+            raise click.UsageError("--root is required for a store that does not record its dataset")
+        cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
+                          labels=None if labels is None else str(labels), skip_missing=skip_missing,
+                          allow_outside_root=allow_outside_root)
+        results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers)
     except ClifVQAError as exc:
         _fail(exc)
         return
-    click.echo(json.dumps({k: metrics[k] for k in ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic",
-                                                   "rmse_logistic")}, indent=1))
+    rows = {part: {k: m[k] for k in keys} for part, m in results.items()}
+    click.echo(json.dumps(next(iter(rows.values())) if len(rows) == 1 else rows, indent=1))
 
 
 
@@ -630,7 +682,7 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
-_BENCHES = ("video", "spatial", "extract")
+_BENCHES = ("video", "spatial", "extract", "store")
 
 
 @main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -9,7 +9,7 @@ therefore gets its own file, written whole by its one owner::
 
 A shard file is built in memory, written under a temporary name, fsync'ed and renamed into place
 (``clifvqa_core.fileio.atomic_write``), so its presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
-written once at creation and afterwards only read, so readers and writers never hold a writable
+written at creation and replaced whole (atomically) only when the store grows; otherwise only read, so readers and writers never hold a writable
 handle on the same file. An absent shard file reads as NaN rows with done False.
 """
 from __future__ import annotations
@@ -62,14 +62,18 @@ class Hdf5Backend(Backend):
                attrs: dict[str, Any]) -> None:
         path.mkdir(parents=True)
         (path / SHARD_DIR).mkdir()
+        atomic_write(path / cls.marker, _index_image(ids, mos, attrs))
 
-        def fill(f: h5py.File) -> None:
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value, sort_keys=True)
-            f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
-            f.create_dataset("mos", data=np.asarray(mos, np.float64))
-
-        atomic_write(path / cls.marker, _h5_image(fill))
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        if layout.n < self.layout.n:
+            raise CacheError(f"{self.path}: a store never shrinks ({self.layout.n} -> {layout.n} rows)")
+        # The index is the only file that changes, replaced atomically: a reader opens either the old
+        # index or the new one. Shard files stay; a shard that gains rows reads them as not done until
+        # its owner rewrites the file.
+        atomic_write(self.path / self.marker, _index_image(ids, mos, attrs))
+        self._attrs = json.loads(json.dumps(attrs))
+        self._ids, self._mos = list(ids), np.asarray(mos, np.float64)
+        self.layout = layout
 
     def read_attrs(self) -> dict[str, Any]:
         return dict(self._attrs)
@@ -110,7 +114,10 @@ class Hdf5Backend(Backend):
             got["key"] = got["key"].decode()
         for k in ("shard", "start", "stop"):
             got[k] = None if got[k] is None else int(got[k])
-        wrong = [f"{k} {got[k]!r} (index says {want[k]!r})" for k in want if got[k] != want[k]]
+        # a shard written before the store grew may stop earlier than the shard does now (see grow)
+        short_ok = got["stop"] is not None and s0 < got["stop"] < s1
+        wrong = [f"{k} {got[k]!r} (index says {want[k]!r})" for k in want
+                 if got[k] != want[k] and not (k == "stop" and short_ok)]
         return ("shard attributes do not match the store index: " + ", ".join(wrong)) if wrong else None
 
     def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -130,7 +137,10 @@ class Hdf5Backend(Backend):
             s0, s1 = lay.shard_range(shard)
             lo, hi = max(start, s0), min(stop, s1)
             with f:
-                out[lo - start : hi - start] = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                # A shard file written before the store grew may be shorter than the shard is now: its
+                # missing rows keep the fill (not done) until the owner rewrites the file.
+                rows = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                out[lo - start : lo - start + len(rows)] = rows
         return out
 
     def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
@@ -175,7 +185,9 @@ class Hdf5Backend(Backend):
                         continue
                     shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
                     ds = f[name]
-                    if tuple(ds.shape) != shape or str(ds.dtype) != dtype:
+                    # fewer rows is sound: the shard was written before the store grew (see grow)
+                    if (ds.shape[1:] != shape[1:] or not 0 < ds.shape[0] <= shape[0]
+                            or str(ds.dtype) != dtype):
                         problems.append(f"{_shard_name(shard)}: {name} is {tuple(ds.shape)} {ds.dtype}, "
                                         f"expected {shape} {dtype}")
         return problems
@@ -196,6 +208,17 @@ class Hdf5Backend(Backend):
             f.create_dataset("done", data=np.asarray(data.done, bool))
 
         atomic_write(self._shard_file(shard), _h5_image(fill))
+
+
+def _index_image(ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> bytes:
+    """index.h5: attributes (JSON strings), ids [n] utf-8, mos [n] float64."""
+    def fill(f: h5py.File) -> None:
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value, sort_keys=True)
+        f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("mos", data=np.asarray(mos, np.float64))
+
+    return _h5_image(fill)
 
 
 def _h5_image(fill: Any) -> bytes:

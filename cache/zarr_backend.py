@@ -116,3 +116,24 @@ class ZarrBackend(Backend):
             except (OSError, RuntimeError) as exc:
                 raise storage_error(self.path / name, exc, f"cannot write shard {shard} (rows {start}..{stop - 1})"
                                     ) from exc
+
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        n_old, n = int(self._array("ids").shape[0]), layout.n
+        if n < n_old:
+            raise CacheError(f"{self.path}: a store never shrinks ({n_old} -> {n} rows)")
+        try:
+            if n > n_old:
+                # Resizing only rewrites array metadata: written chunks stay as they are; new rows read
+                # as the fill value (NaN, done False) until their shard is written.
+                for name in ("done", *layout.shapes()):
+                    arr = self._array(name)
+                    arr.resize((n, *arr.shape[1:]))
+                for name, values in (("mos", np.asarray(mos[n_old:], np.float64)),
+                                     ("ids", np.asarray(ids[n_old:], dtype=object).astype(str))):
+                    arr = self._array(name)
+                    arr.resize((n,))
+                    arr[n_old:n] = values
+            # last: readers take n from the layout attribute, so they never see rows not ready
+            self.group.attrs.put(attrs)
+        except (OSError, RuntimeError) as exc:
+            raise storage_error(self.path, exc, f"cannot grow the store to {n} rows") from exc

@@ -666,6 +666,113 @@ def load_dataset(name: str, root: str | Path | None, labels: str | Path | None =
                    allow_outside_root=allow_outside_root)
 
 
+#: the split name of a dataset without predefined splits (all of its videos)
+ALL_SPLIT = "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitListing:
+    """The videos of one split: ``split`` (:data:`ALL_SPLIT` for a dataset without predefined splits), the
+    label file read (None for the unlabelled ``folder`` dataset) and the items found, in label-file order."""
+
+    split: str
+    labels: Path | None
+    items: tuple[VideoItem, ...]
+
+
+def list_dataset(name: str, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
+                 skip_missing: bool = False, label_files: dict[str, Path] | None = None,
+                 allow_outside_root: bool = False) -> tuple[list[SplitListing], list[str]]:
+    """Every split of dataset ``name`` whose label file is there -> (listings, one line per split left out).
+
+    ``split`` restricts to that one split (its label file must exist). Without it, a dataset with
+    predefined splits (LSVQ) lists each split whose label file is found under ``root`` and names the
+    others in the second list (a store can grow by them later); a dataset without splits gives one
+    listing named :data:`ALL_SPLIT`. ``labels`` names the label file of a dataset without splits, or of
+    the one ``split`` asked for (LSVQ's files differ per split, so ``labels`` without ``split`` is refused).
+    ``label_files`` (split -> file) lists exactly those splits from those files instead (a store's record).
+
+    Ids are unique over the whole dataset: where two splits name different videos with one id (LSVQ's
+    ``yfcc-batch1/0`` in train and ``ia-batch1/0`` in test are both ``0`` in their own files), both take
+    their relative path without extension as id; one video listed by two splits keeps one id. Ids are
+    computed from the label names, never from which files are present.
+    Errors as :func:`load_dataset` (``allow_outside_root`` as there); ConfigError when no split's label
+    file is found.
+    """
+    try:
+        ds = DATASETS[name]
+    except KeyError as exc:
+        raise UnknownDatasetError(exc.args[0]) from None
+    if label_files is not None:
+        root_path = _check_root(root, name)
+        listings = [SplitListing(sp, lp, tuple(ds.load(root_path, labels=lp, split=None if sp == ALL_SPLIT else sp,
+                                                       skip_missing=skip_missing,
+                                                       allow_outside_root=allow_outside_root)))
+                    for sp, lp in label_files.items()]
+        return _dataset_wide_ids(ds, root_path, listings), []
+    if not ds.splits or split is not None:
+        items = ds.load(root, labels=labels, split=split, skip_missing=skip_missing,
+                        allow_outside_root=allow_outside_root)
+        if labels is None and not isinstance(ds, FolderDataset):
+            labels = ds.find_labels(_check_root(root, name), split)
+        listing = [SplitListing(split or ALL_SPLIT, None if labels is None else Path(labels).expanduser(),
+                                tuple(items))]
+        return (_dataset_wide_ids(ds, _check_root(root, name), listing) if ds.splits else listing), []
+    if labels is not None:
+        raise ConfigError(f"dataset {name!r} has one label file per split ({', '.join(ds.splits)}): pass --split "
+                          "with --labels, or leave --labels out to find every split's file under --root")
+    root_path = _check_root(root, name)
+    listings, absent = [], []
+    for sp in ds.splits:
+        try:
+            label_path = ds.find_labels(root_path, sp)
+        except ConfigError:
+            looked = ", ".join(dict(getattr(ds, "split_files", ())).get(sp, ds.label_files))
+            absent.append(f"split {sp} left out: no label file under {root_path} (looked for {looked})")
+            continue
+        items = ds.load(root_path, labels=label_path, split=sp, skip_missing=skip_missing,
+                        allow_outside_root=allow_outside_root)
+        listings.append(SplitListing(sp, label_path, tuple(items)))
+    if not listings:
+        raise ConfigError(f"no label file of any {name} split under {root_path}: " + "; ".join(absent))
+    return _dataset_wide_ids(ds, root_path, listings), absent
+
+
+def _dataset_wide_ids(ds: Dataset, root: Path, listings: list[SplitListing]) -> list[SplitListing]:
+    """Rename ids that stand for different videos in different splits (see :func:`list_dataset`).
+
+    The names of every split count, also of splits not listed whose label file is under ``root``, so a
+    video has the same id whether its split is extracted alone (``--split``) or with the others."""
+    if not ds.splits:
+        return listings
+    files = {lst.split: lst.labels for lst in listings if lst.labels is not None}
+    for sp in ds.splits:
+        if sp not in files:
+            try:
+                files[sp] = ds.find_labels(root, sp)
+            except ConfigError:
+                pass
+    own_of: dict[str, dict[str, str]] = {}       # split -> id in its own file -> name without extension
+    names_of: dict[str, set[str]] = {}
+    for sp, path in files.items():
+        rows = ds._select(read_labels(path, path_columns=ds.path_columns), sp, path)
+        names = [r.name for r in rows]
+        full = [_strip_video_ext(n) for n in names]
+        for suf in ds.id_strip:
+            full = [f[: -len(suf)] if f.endswith(suf) else f for f in full]
+        own_of[sp] = dict(zip(video_ids(names, ds.id_strip), full))
+        for vid, f in own_of[sp].items():
+            names_of.setdefault(vid, set()).add(f)
+    clash = {vid for vid, fulls in names_of.items() if len(fulls) > 1}
+    if not clash:
+        return listings
+    log.info("%d ids name different videos in different splits; those use their relative path as id", len(clash))
+    return [dataclasses.replace(lst, items=tuple(
+                dataclasses.replace(it, video_id=own_of[lst.split][it.video_id]) if it.video_id in clash else it
+                for it in lst.items))
+            for lst in listings]
+
+
 def describe_datasets() -> str:
     """Markdown list of every dataset with its description and expected files (docs/datasets.md)."""
     lines = ["# Datasets", "",

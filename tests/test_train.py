@@ -16,7 +16,7 @@ import torch
 import torch.multiprocessing as mp
 
 from clifvqa_core.descriptions import Description, DescriptionSet
-from clifvqa_core.errors import CacheError
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError
 from clifvqa_core.fastvqa import SpatialConfig
 from clifvqa_core.fragments import FragmentConfig
 from clifvqa_core.losses import clif_loss
@@ -53,7 +53,8 @@ def small_model_cfg(**changes) -> ModelConfig:
     return ModelConfig(**base)
 
 
-def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, seed: int = 0) -> Path:
+def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, seed: int = 0,
+               clip_weights: str = "none") -> Path:
     from cache import open_store
     from cache.schema import ShardData, StoreLayout
     from clifvqa_core.semantic import sims_to_maps
@@ -61,7 +62,8 @@ def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, se
     rng = np.random.default_rng(seed)
     n = len(ids)
     layout = StoreLayout(n=n, frames=frames, rows=2, cols=2, r=R, shard_size=n)
-    identity = {"descriptions": DSET.to_dict(), "frames": frames, "grid": {"rows": 2, "cols": 2}}
+    identity = {"descriptions": DSET.to_dict(), "frames": frames, "grid": {"rows": 2, "cols": 2},
+                "clip_weights": clip_weights}
     sims = rng.uniform(0.1, 0.3, (n, frames, 2, 2, R)).astype(np.float16)
     store = open_store(path, "w", identity, layout=layout, ids=ids, mos=mos,
                        attrs={"runtime": {"logit_scale": 100.0}})
@@ -131,6 +133,12 @@ def test_mismatched_cache_is_refused(data, tmp_path):
     other = make_store(tmp_path / "other.zarr", ["x"], [1.0], frames=16)
     with pytest.raises(CacheError):
         load_map_table([store, other], small_model_cfg())
+    # nor one made with other CLIP weights, although its maps have the same shape: the field is named
+    weights = make_store(tmp_path / "weights.zarr", ["y"], [1.0], clip_weights="sha256:0123")
+    with pytest.raises(CacheKeyMismatchError, match=r"weights.zarr was made with another extraction config.*"
+                                                    r'clip_weights \("none" vs "sha256:0123"\)'):
+        load_map_table([store, weights], small_model_cfg())
+    assert len(load_map_table([store, make_store(tmp_path / "same.zarr", ["z"], [1.0])], small_model_cfg()).ids) == 9
 
 
 def test_splits_disjoint_grouped_and_reproducible(data):

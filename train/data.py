@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clifvqa_core.errors import CacheError, ClifVQAError, VideoError
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, VideoError
 from clifvqa_core.model import ModelConfig
 from clifvqa_core.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
 
@@ -107,6 +107,20 @@ def check_cache_fits(store: Any, cfg: ModelConfig) -> tuple[tuple[int, ...], str
     return selected, dset.name, dhash
 
 
+def _refuse_join(first: Any, other: Any) -> None:
+    """Stores made by different extractions (CLIP weights, grid, T, descriptions ...) never share a table."""
+    from cache import diff_identity
+    from cache.schema import short
+
+    diffs = diff_identity(first.config, other.config)
+    listed = "; ".join(f"{p} ({short(a)} vs {short(b)})" for p, a, b in diffs[:8]) or "the key rule"
+    more = f"; and {len(diffs) - 8} more" if len(diffs) > 8 else ""
+    raise CacheKeyMismatchError(
+        f"{other.path} was made with another extraction config than {first.path} (key {other.key} vs "
+        f"{first.key}); differing fields: {listed}{more}. Stores joined by --cached must come from one "
+        "extraction config: extract the missing videos into one store instead.")
+
+
 def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     """Open the stores, check they fit ``cfg``, hold their maps in RAM (float32 [N, 2r', T]).
 
@@ -116,6 +130,7 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     Several stores are joined by video id; an id present twice keeps the first store's row.
     """
     from cache import open_store
+    from clifvqa_core.extract_config import check_identity_current
     from clifvqa_core.semantic import sims_to_maps
 
     if not paths:
@@ -128,12 +143,18 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     selected: tuple[int, ...] = ()
     scale_used: float | None = None
     extraction: dict[str, Any] | None = None
+    first: Any = None
     for path in paths:
         store = open_store(path, "r")
         try:
+            check_identity_current(store.config, str(path))  # refuses features of an older extraction code
             if extraction is None and isinstance(store.attrs.get("extract_config"), dict):
                 extraction = {"extract_config": dict(store.attrs["extract_config"]),
                               "extract_identity": dict(store.config), "extract_key": str(store.key)}
+            if first is None:
+                first = store
+            elif store.key != first.key:
+                _refuse_join(first, store)
             selected, sname, shash = check_cache_fits(store, cfg)
             if dhash and shash != dhash:
                 raise CacheError(f"{path}: made with another description set ({sname}, {shash}) than "
@@ -175,6 +196,58 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
                          "`python cli.py cache verify`")
     log.info("maps in RAM: %d videos x %s from %s", len(ids), list(table.maps.shape[1:]), table.sources)
     return table
+
+
+def store_source(path: str | Path) -> Any:
+    """The ``cache.source.StoreSource`` recorded in the store at ``path`` (None for an older store)."""
+    from cache import open_store
+
+    with open_store(path, "r") as store:
+        return store.source
+
+
+def source_items(path: str | Path, root: str | Path | None = None, split: str | None = None,
+                 skip_missing: bool = False, allow_outside_root: bool = False) -> list[Any]:
+    """Dataset items of the store's videos of ``split`` (None: every split), from the store's own record.
+
+    The label file of each split is the one recorded at extraction, under ``root`` (default: the recorded
+    root) and refused when its sha256 changed (``cache.source.LabelsChangedError`` naming the file). Only
+    videos the store holds for the split with features (done) are kept, so videos listed but never
+    extracted (absent at extraction) or failed at extraction do not matter (a warning counts the failed);
+    a store video whose file is absent under ``root`` is an error unless ``skip_missing``.
+    """
+    from cache import open_store
+    from clifvqa_core.datasets import list_dataset
+
+    with open_store(path, "r") as store:
+        src, ids, done = store.source, store.ids, store.done
+    if src is None:
+        raise CacheError(f"{path}: the store does not record its dataset (made by an older version); pass "
+                         "--dataset, --root and --labels")
+    root = Path(root if root is not None else src.root)
+    # every recorded split is listed (not only ``split``): ids are made unique over the whole dataset
+    listings, _ = list_dataset(src.dataset, root, skip_missing=True, allow_outside_root=allow_outside_root,
+                               label_files={sp: src.checked_label_path(sp, root) for sp in src.split_names})
+    by_split = {lst.split: lst.items for lst in listings}
+    out: dict[str, Any] = {}
+    for sp in [split] if split is not None else src.split_names:
+        rows = src.rows(sp)
+        failed = int((~done[rows]).sum())
+        if failed:   # the store knows these: extraction failed (or has not reached them yet)
+            log.warning("%d of %d videos of split %r in %s have no features (`cache info` counts them); left out",
+                        failed, len(rows), sp, path)
+        wanted = {ids[r] for r in rows if done[r]}
+        found = [it for it in by_split[sp] if it.video_id in wanted]
+        lost = sorted(wanted - {it.video_id for it in found})
+        if lost and not skip_missing:
+            raise CacheError(f"{len(lost)} videos of split {sp!r} held in {path} are not under {root}: "
+                             f"{', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}. Pass --root for a moved "
+                             "dataset, or --skip-missing to go on without them.")
+        if lost:
+            log.warning("%d videos of split %r held in %s are not under %s; left out", len(lost), sp, path, root)
+        for it in found:
+            out.setdefault(it.video_id, it)
+    return list(out.values())
 
 
 def join_items(items: Sequence[Any], table: MapTable, skip_missing: bool = False) -> list[Any]:

@@ -45,7 +45,7 @@ from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
 from clifvqa_core.model import CLiFVQA, ModelConfig
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
-from .data import MapTable, MosScale, VideoQualityDataset, join_items, load_map_table
+from .data import MapTable, MosScale, VideoQualityDataset, join_items, load_map_table, source_items, store_source
 from .loop import DistEnv, fit, init_distributed, predict_dataset, resolve_device, unwrap
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,59 @@ def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fra
 
 # ---- helpers -------------------------------------------------------------------------------------------
 def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
+    """Items of ``split`` (None: the whole dataset). When the first store records ``cfg.dataset`` and no
+    label file is given, the store's own label files are read (sha256 checked) and only its videos kept."""
     from clifvqa_core.datasets import load_dataset
 
+    if cfg.labels is None and cfg.cached:
+        src = store_source(cfg.cached[0])
+        if src is not None and src.dataset == cfg.dataset:
+            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing, cfg.allow_outside_root)
     return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
                         allow_outside_root=cfg.allow_outside_root)
+
+
+def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, train_split: str | None,
+                  eval_splits: Sequence[str], random_splits_asked: bool = False) -> dict[str, Any]:
+    """What ``train``/``evaluate`` read when only ``--cached`` is given: -> {dataset, root, train_split,
+    eval_splits}. The first store's record fills a missing dataset (default "csv" for a store that records
+    none) and root; a dataset with official splits (LSVQ) defaults to the paper's fixed protocol (train on
+    ``train``, test on the store's other splits) unless a split mode is asked for.
+    """
+    src = store_source(cached[0]) if cached else None
+    if dataset is None:
+        dataset = src.dataset if src is not None else "csv"
+    ours = src is not None and src.dataset == dataset
+    if root is None and ours:
+        root = src.root
+    if ours and train_split is None and not random_splits_asked and "train" in src.splits and len(src.splits) > 1:
+        train_split = "train"
+        eval_splits = [s for s in src.split_names if s != "train"]
+        log.info("%s holds %s: fixed-split protocol, train on train, test on %s", cached[0], dataset,
+                 ", ".join(eval_splits))
+    return {"dataset": dataset, "root": None if root is None else str(root), "train_split": train_split,
+            "eval_splits": tuple(eval_splits) if train_split else ()}
+
+
+def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None = None,
+                   out: str | Path | None = None, device: str = "auto", workers: int = 2) -> dict[str, dict[str, Any]]:
+    """``evaluate``: the checkpoint on each part of the data of ``cfg`` (cached, dataset, root, labels).
+
+    Parts: ``split`` when given; else the test splits the first store records for a dataset with official
+    splits (LSVQ: test, test_1080p); else the whole dataset ("all"). -> part -> metrics
+    (:func:`evaluate_checkpoint`); with ``out``, one sub-folder per part when there are several.
+    """
+    parts: list[str | None] = [split]
+    src = store_source(cfg.cached[0]) if split is None and cfg.cached else None
+    if src is not None and src.dataset == cfg.dataset and src.has_official_splits:
+        parts = [s for s in src.split_names if s != "train"] or [None]
+    results = {}
+    for part in parts:
+        part_out = out if out is None or len(parts) == 1 else Path(out) / str(part)
+        results[part or "all"] = evaluate_checkpoint(
+            checkpoint, _load_items(cfg, part), cfg.cached, out=part_out, device=device, workers=workers,
+            skip_missing=cfg.skip_missing, title=f"{Path(checkpoint).name} on {cfg.dataset}{'/' + part if part else ''}")
+    return results
 
 
 def model_config_for_cache(cfg: ModelConfig, table: MapTable) -> ModelConfig:
@@ -257,7 +306,10 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         # fixed mode: the "test" part of this internal split is the validation part
         by_id = {it.video_id: it for it in train_all}
         val = [by_id[v] for v in sp["test"]] if cfg.val_fraction > 0 else []
-        train = [by_id[v] for v in sp["train"]] if cfg.val_fraction > 0 else train_all
+        if 0 < len(val) < 3:   # correlations need 3 videos: no selection, as make_split does for random splits
+            log.warning("fixed split: a validation part of %d video(s) is too small; keeping the last epoch", len(val))
+            val = []
+        train = [by_id[v] for v in sp["train"]] if val else train_all
         evals = {name: join_items(_load_items(cfg, name), table, cfg.skip_missing) for name in cfg.eval_splits}
         plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
                                          **{n: [it.video_id for it in v] for n, v in evals.items()}})]
