@@ -114,7 +114,7 @@ def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
     if cfg.labels is None and cfg.cached:
         src = store_source(cfg.cached[0])
         if src is not None and src.dataset == cfg.dataset:
-            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing)
+            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing, cfg.allow_outside_root)
     return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
                         allow_outside_root=cfg.allow_outside_root)
 
