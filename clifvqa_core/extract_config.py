@@ -4,7 +4,8 @@
 
 - identity fields - everything that changes the cached numbers or the store's layout: the CLIP model
   (a JSON config counts by its content, not its path), the weights (tag, sha256 of a local file, or
-  "none"), the description set (its full texts, tags, templates and hash), the window grid and geometry
+  "none"), CLIP's activation as resolved (``semantic.clip_activation``: "quick_gelu" | "gelu"), the
+  description set (its full texts, tags, templates and hash), the window grid and geometry
   rule, T, the frame sampling rule, whether embeddings are stored, and the format version;
 - runtime knobs - ``batch_size``, ``workers``, ``device``, ``precision``: how fast, not what.
 
@@ -34,10 +35,12 @@ from .config import JsonConfig
 from .descriptions import DescriptionSet, get_description_set
 from .errors import CacheKeyMismatchError, ConfigError
 from .semantic import (
+    ACTIVATIONS,
     SemanticExtractor,
     _is_json_model,
     _json_hash,
     build_clip,
+    clip_activation,
     clip_model_id,
     load_model_json,
     weights_id,
@@ -53,17 +56,28 @@ SAMPLINGS = ("uniform-timestamp",)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 #: Fields that do not enter identity()/key().
 RUNTIME_FIELDS = ("batch_size", "workers", "device", "precision")
+#: The entries of identity(). A stored identity (one with "format_version", i.e. written from an ExtractConfig)
+#: that lacks one was made by an older version whose features may differ: see ``check_identity_current``.
+IDENTITY_FIELDS = ("format_version", "clip_model", "clip_model_config", "clip_weights", "clip_activation",
+                   "descriptions", "grid", "window_rule", "frames", "sampling", "store_embeddings")
+#: Why a field missing from an old identity matters (named in the refusal).
+_ADDED_FIELDS = {
+    "clip_activation": "before it was recorded, CLIP was built with GELU whatever the weights; OpenAI's weights "
+                       "need QuickGELU",
+}
 
 
 @dataclass(frozen=True)
 class ExtractConfig(JsonConfig):
     """Stage-one config. ``clip_model``: open_clip name or JSON config path; ``clip_pretrained``: tag, local
-    weights file or "none"; ``descriptions``: a DESCRIPTION_SETS name; ``frames``: T per video; ``grid``:
+    weights file or "none"; ``clip_activation``: "auto" (from the tag / model config) or "quick_gelu" |
+    "gelu" for a local file (``semantic.clip_activation``); ``descriptions``: a DESCRIPTION_SETS name; ``frames``: T per video; ``grid``:
     windows per frame. ``batch_size`` counts windows per CLIP call; ``device`` "auto" = cuda if available;
     ``precision`` "auto" = fp16 autocast on CUDA, fp32 on CPU."""
 
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "openai"
+    clip_activation: str = "auto"
     descriptions: str = "clif-v1"
     frames: int = 32
     grid: WindowConfig = field(default_factory=WindowConfig)
@@ -81,6 +95,9 @@ class ExtractConfig(JsonConfig):
             raise ConfigError(f"ExtractConfig.frames must be a positive integer, got {self.frames!r}")
         if self.sampling not in SAMPLINGS:
             raise ConfigError(f"ExtractConfig.sampling {self.sampling!r} unknown; known: {', '.join(SAMPLINGS)}")
+        if self.clip_activation not in ACTIVATIONS:
+            raise ConfigError(f"ExtractConfig.clip_activation {self.clip_activation!r} unknown; known: "
+                              f"{', '.join(ACTIVATIONS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"ExtractConfig.precision {self.precision!r} unknown; known: {', '.join(PRECISIONS)}")
         if not isinstance(self.grid, WindowConfig):
@@ -99,8 +116,9 @@ class ExtractConfig(JsonConfig):
         return get_description_set(self.descriptions)
 
     def identity(self) -> dict[str, Any]:
-        """Everything that changes the numbers (JSON-ready). Reads a JSON model config and hashes a local
-        weights file (cached per path, mtime and size)."""
+        """Everything that changes the numbers (JSON-ready; keys: ``IDENTITY_FIELDS``). Reads a JSON model
+        config, hashes a local weights file (cached per path, mtime and size) and resolves the activation
+        (open_clip's tables; nothing is downloaded)."""
         model_cfg = None
         if _is_json_model(self.clip_model):
             cfg, pre = load_model_json(self.clip_model)
@@ -110,6 +128,7 @@ class ExtractConfig(JsonConfig):
             "clip_model": clip_model_id(self.clip_model),
             "clip_model_config": model_cfg,
             "clip_weights": weights_id(self.clip_pretrained),
+            "clip_activation": clip_activation(self.clip_model, self.clip_pretrained, self.clip_activation),
             "descriptions": self.description_set.to_dict(),
             "grid": self.grid.to_dict(),
             "window_rule": WINDOW_RULE,
@@ -236,6 +255,8 @@ class RecordedExtraction:
         override = clip_pretrained is not None and clip_pretrained != data.get("clip_pretrained")
         if override:
             data["clip_pretrained"] = clip_pretrained
+            if self.identity.get("clip_activation"):  # a weights file is built as the training weights were
+                data["clip_activation"] = self.identity["clip_activation"]
         cfg = ExtractConfig.from_dict(data)
         ident = cfg.identity()
         if override:
@@ -254,7 +275,26 @@ class RecordedExtraction:
         return cfg
 
 
+def check_identity_current(identity: dict[str, Any], where: str) -> None:
+    """Refuse features of an older version: an identity written from an ExtractConfig (it has
+    "format_version") must hold every entry of ``IDENTITY_FIELDS``. Raises ``CacheKeyMismatchError`` naming
+    the missing fields (and why they matter); identities of other origin (hand-made stores) pass.
+    Example: a store extracted before the activation was recorded -> "... has no clip_activation ...".
+    """
+    if "format_version" not in identity:
+        return
+    missing = [k for k in IDENTITY_FIELDS if k not in identity]
+    if not missing:
+        return
+    why = "; ".join(f"{k}: {_ADDED_FIELDS[k]}" for k in missing if k in _ADDED_FIELDS)
+    raise CacheKeyMismatchError(
+        f"{where} was made by an older version: its extraction identity has no {', '.join(missing)} field"
+        f"{'s' if len(missing) > 1 else ''} ({why or 'added since'}), so its features may differ from what this "
+        "version computes. Re-extract into a new store (python cli.py extract ... --out NEW).")
+
+
 def build_extractor(cfg: ExtractConfig) -> SemanticExtractor:
     """The CPU, float32 ``SemanticExtractor`` of a config (CLIP built, text features computed once).
-    Move it with ``.to(device)``; its ``weights_id`` is the one in ``cfg.identity()``."""
-    return SemanticExtractor(build_clip(cfg.clip_model, cfg.clip_pretrained), cfg.description_set)
+    Move it with ``.to(device)``; its ``weights_id`` and activation are the ones in ``cfg.identity()``."""
+    return SemanticExtractor(build_clip(cfg.clip_model, cfg.clip_pretrained, cfg.clip_activation),
+                             cfg.description_set)

@@ -15,7 +15,6 @@ was being computed when the run died) are always computed.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,11 +29,11 @@ from cache.source import StoreSource
 from clifvqa_core import __version__
 from clifvqa_core.datasets import SplitListing
 from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
-from clifvqa_core.extract_config import ExtractConfig
+from clifvqa_core.extract_config import ExtractConfig, build_extractor
 from clifvqa_core.runtime import DistEnv, init_distributed, progress_bar, resolve_device
-from clifvqa_core.semantic import SemanticExtractor, build_clip
+from clifvqa_core.semantic import SemanticExtractor
 
-from .mapper import WindowMapper, resolve_precision
+from .mapper import WindowMapper
 from .reader import WindowReader, reader_loader
 from .writer import ShardWriter
 
@@ -215,8 +214,7 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
          dev: torch.device, shard_size: int, retry_failed: bool, progress: bool | None, dist: DistEnv,
          t_start: float, origin: DatasetOrigin | None = None) -> ExtractSummary:
     rank, world = dist.rank, dist.world
-    bundle = build_clip(cfg.clip_model, cfg.clip_pretrained)
-    extractor = SemanticExtractor(bundle, cfg.description_set).to(dev).eval()
+    extractor = build_extractor(cfg).to(dev).eval()
     if cfg.grid.size != extractor.image_size:
         raise ConfigError(f"window size {cfg.grid.size} differs from the CLIP input size {extractor.image_size}")
     embed_dim = int(extractor.text_features.shape[1]) if cfg.store_embeddings else 0

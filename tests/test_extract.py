@@ -110,11 +110,11 @@ def test_runner_output_and_failures(reference, videos):
 
 def test_maps_equal_per_video_extraction(reference, videos):
     """Cross-video batching changes nothing: maps equal D1's one-video-at-a-time path within 1e-5."""
-    from clifvqa_core.semantic import SemanticExtractor, build_clip
+    from clifvqa_core.extract_config import build_extractor
     from clifvqa_core.video import sample_uniform
 
     cfg = _cfg()
-    ext = SemanticExtractor(build_clip(cfg.clip_model, cfg.clip_pretrained), cfg.description_set).eval()
+    ext = build_extractor(cfg).eval()
     st = open_store(reference[0])
     for i in (0, 4):  # v0 (first shard), v3 (batches straddling it)
         frames, _ = sample_uniform(videos[i].path, 4)

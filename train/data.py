@@ -13,6 +13,7 @@ rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterr
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -130,6 +131,7 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     Several stores are joined by video id; an id present twice keeps the first store's row.
     """
     from cache import open_store
+    from clifvqa_core.extract_config import check_identity_current
     from clifvqa_core.semantic import sims_to_maps
 
     if not paths:
@@ -146,6 +148,7 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     for path in paths:
         store = open_store(path, "r")
         try:
+            check_identity_current(store.config, str(path))  # refuses features of an older extraction code
             if extraction is None and isinstance(store.attrs.get("extract_config"), dict):
                 extraction = {"extract_config": dict(store.attrs["extract_config"]),
                               "extract_identity": dict(store.config), "extract_key": str(store.key)}
@@ -263,6 +266,16 @@ def join_items(items: Sequence[Any], table: MapTable, skip_missing: bool = False
     return [it for it in items if it.video_id in table.index]
 
 
+def decoder_threads() -> int:
+    """Decoder threads for one video in this process: 0 (FFmpeg's choice, all cores) in the main process;
+    inside a DataLoader worker its share of the cores, so N workers do not each start a thread per core."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, info.num_workers))
+
+
 class VideoQualityDataset(Dataset):
     """One sample per video -> dict(index int, maps [2r', T], mos float32 z-scored, fragments ...).
 
@@ -284,17 +297,27 @@ class VideoQualityDataset(Dataset):
         self.mode = mode
         self.seed = int(seed)
         self.num_clips = 1 if mode == "train" else int(num_clips)
-        self.epoch = 0
+        # The epoch lives in shared memory so that persistent DataLoader workers (which keep their copy of
+        # this object, and with it the per-video indexes below) see set_epoch() of the main process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._frag_cfg = None
+        # path -> video.VideoIndex (probe + packet table), filled lazily in each process: one container open
+        # per video per worker instead of three per sample. About 8 bytes per frame of the video.
+        self._videos: dict[str, Any] = {}
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _fragments(self, index: int) -> torch.Tensor:
         from clifvqa_core.fragments import FragmentConfig, sample_clip_fragments
+        from clifvqa_core.video import index_video
 
         if self._frag_cfg is None:
             self._frag_cfg = getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()
@@ -302,7 +325,12 @@ class VideoQualityDataset(Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, index])
         else:
             rng = np.random.default_rng(EVAL_SEED)
-        frag = sample_clip_fragments(self.items[index].path, self.num_clips, self._frag_cfg, rng)
+        path = self.items[index].path
+        video = self._videos.get(path)
+        if video is None:
+            video = self._videos[path] = index_video(path)
+        frag = sample_clip_fragments(path, self.num_clips, self._frag_cfg, rng, index=video,
+                                     threads=decoder_threads())
         return frag[0] if self.mode == "train" else frag        # [3, t, 224, 224] / [K, 3, t, 224, 224]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
