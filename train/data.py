@@ -211,7 +211,7 @@ def store_source(path: str | Path) -> Any:
 
 
 def source_items(path: str | Path, root: str | Path | None = None, split: str | None = None,
-                 skip_missing: bool = False) -> list[Any]:
+                 skip_missing: bool = False, allow_outside_root: bool = False) -> list[Any]:
     """Dataset items of the store's videos of ``split`` (None: every split), from the store's own record.
 
     The label file of each split is the one recorded at extraction, under ``root`` (default: the recorded
@@ -230,7 +230,7 @@ def source_items(path: str | Path, root: str | Path | None = None, split: str | 
                          "--dataset, --root and --labels")
     root = Path(root if root is not None else src.root)
     # every recorded split is listed (not only ``split``): ids are made unique over the whole dataset
-    listings, _ = list_dataset(src.dataset, root, skip_missing=True,
+    listings, _ = list_dataset(src.dataset, root, skip_missing=True, allow_outside_root=allow_outside_root,
                                label_files={sp: src.checked_label_path(sp, root) for sp in src.split_names})
     by_split = {lst.split: lst.items for lst in listings}
     out: dict[str, Any] = {}

@@ -114,7 +114,7 @@ def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
     if cfg.labels is None and cfg.cached:
         src = store_source(cfg.cached[0])
         if src is not None and src.dataset == cfg.dataset:
-            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing)
+            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing, cfg.allow_outside_root)
     return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
                         allow_outside_root=cfg.allow_outside_root)
 
@@ -126,7 +126,11 @@ def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, 
     none) and root; a dataset with official splits (LSVQ) defaults to the paper's fixed protocol (train on
     ``train``, test on the store's other splits) unless a split mode is asked for.
     """
-    src = store_source(cached[0]) if cached else None
+    from cache import detect_backend
+
+    # A path that is no store, with --root given: nothing to fill in; the store's own error comes where
+    # the store is read, after the options are checked.
+    src = store_source(cached[0]) if cached and (root is None or detect_backend(cached[0]) is not None) else None
     if dataset is None:
         dataset = src.dataset if src is not None else "csv"
     ours = src is not None and src.dataset == dataset
