@@ -126,7 +126,11 @@ def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, 
     none) and root; a dataset with official splits (LSVQ) defaults to the paper's fixed protocol (train on
     ``train``, test on the store's other splits) unless a split mode is asked for.
     """
-    src = store_source(cached[0]) if cached else None
+    from cache import detect_backend
+
+    # A path that is no store, with --root given: nothing to fill in; the store's own error comes where
+    # the store is read, after the options are checked.
+    src = store_source(cached[0]) if cached and (root is None or detect_backend(cached[0]) is not None) else None
     if dataset is None:
         dataset = src.dataset if src is not None else "csv"
     ours = src is not None and src.dataset == dataset
