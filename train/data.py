@@ -185,11 +185,13 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
             keep = [i for i in np.flatnonzero(done) if store.ids[i] not in seen]
             ids += [store.ids[i] for i in keep]
             seen.update(store.ids[i] for i in keep)
-            chunks.append(torch.from_numpy(np.ascontiguousarray(maps[keep], dtype=np.float32)))
+            # every row kept (the usual case): no copy; at LSVQ size a copy is 300 MB
+            sel = maps if len(keep) == store.n else maps[keep]
+            chunks.append(torch.from_numpy(np.ascontiguousarray(sel, dtype=np.float32)))
             mos.append(np.asarray(store.mos, np.float64)[keep])
         finally:
             store.close()
-    table = MapTable(ids=ids, maps=torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
+    table = MapTable(ids=ids, maps=chunks[0] if len(chunks) == 1 else torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
                      description_set=name, description_hash=dhash, selected=tuple(selected),
                      logit_scale=scale_used, extraction=extraction)
     if cfg.use_semantic and not torch.isfinite(table.maps).all():

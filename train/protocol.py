@@ -115,7 +115,8 @@ def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
         src = store_source(cfg.cached[0])
         if src is not None and src.dataset == cfg.dataset:
             return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing)
-    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing)
+    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
+                        allow_outside_root=cfg.allow_outside_root)
 
 
 def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, train_split: str | None,
