@@ -187,9 +187,13 @@ class _Cutter:
         if arr.dtype != np.uint8 and arr.dtype != np.float32:
             arr = arr.astype(np.float32)
         if self.mode == "whole":
-            up = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
-            up = F.interpolate(up, size=self.grid_size, mode="bilinear", align_corners=False).clamp_(0, 255)
-            arr = up[0].permute(1, 2, 0).contiguous().numpy()  # [H', W', C], at most _MAX_UPSCALED_PIXELS
+            # One torch op per frame (the rest in numpy): small per-frame torch ops pay the intra-op thread
+            # pool's hand-off each time, which dominated on a loaded machine. The float frame is handed over
+            # channels-last, the layout the whole-clip upscale used, so the kernel (and the bits) are the same.
+            hwc = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            up = F.interpolate(hwc.permute(2, 0, 1)[None], size=self.grid_size, mode="bilinear", align_corners=False)
+            arr = np.ascontiguousarray(up[0].permute(1, 2, 0).numpy())  # [H', W', C], <= _MAX_UPSCALED_PIXELS
+            np.clip(arr, 0, 255, out=arr)
         c = arr.shape[-1]
         if self.mode == "region":
             pixels = arr.reshape(-1, c)
