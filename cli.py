@@ -112,11 +112,15 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Feature store directory to create or resume.")
-@click.option("--split", default=None, help="Dataset split, where the dataset has several.")
+@click.option("--split", default=None,
+              help="Only this split (default: every split whose label file is under --root, into one store).")
 @click.option("--clip-model", default="ViT-B-32", show_default=True,
               help="open_clip model name, or the path of a JSON model config in open_clip's format.")
 @click.option("--clip-pretrained", default="openai", show_default=True,
               help="open_clip weights tag, a local weights file, or 'none' (random init, tests only).")
+@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto",
+              show_default=True, help="auto: as the tag / model config declares (GELU for a plain name with a "
+              "local file); quick_gelu for OpenAI's weights given as a file.")
 @click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
 @click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
 @click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count (1,5,9,...).")
@@ -129,26 +133,40 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--store-embeddings", is_flag=True, help="Also store window image embeddings [T, rows, cols, D].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (quick runs).")
 @click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root.")
+@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 @click.option("--retry-failed", is_flag=True, help="Retry videos recorded in failures.jsonl by an earlier run.")
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Videos per shard (unit of writing and resuming; used when the store is created).")
 def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split: str | None, clip_model: str,
-                clip_pretrained: str, descriptions: str, frames: int, grid: str, backend: str, batch_size: int,
+                clip_pretrained: str, clip_activation: str, descriptions: str, frames: int, grid: str, backend: str,
+                batch_size: int,
                 workers: int, device: str, precision: str, store_embeddings: bool, limit: int | None,
-                skip_missing: bool, retry_failed: bool, shard_size: int) -> None:
-    """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware)."""
-    from clifvqa_core.datasets import load_dataset
+                skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int) -> None:
+    """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware).
+
+    One store per dataset: without --split, every split whose label file is found (LSVQ: train, test,
+    test_1080p) goes into OUT, each video once, with its split membership; the store records the
+    dataset, root and label files, so `train --cached OUT` needs nothing else. Re-running on an
+    existing OUT adds only the videos it lacks (a new split, a grown label file).
+    """
+    from clifvqa_core.datasets import list_dataset
     from clifvqa_core.extract_config import ExtractConfig
     from clifvqa_core.windows import WindowConfig
     from extract import run_extraction
+    from extract.runner import DatasetOrigin
 
     try:
-        cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
+        cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                            descriptions=descriptions,
                             frames=frames, grid=WindowConfig.parse(grid), store_embeddings=store_embeddings,
                             batch_size=batch_size, workers=workers, device=device, precision=precision)
-        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing)
+        listings, absent = list_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
+                                        allow_outside_root=allow_outside_root)
+        for line in absent:
+            click.echo(line, err=True)
+        origin, items = DatasetOrigin.from_listings(dataset, root, listings)
         summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
-                                 retry_failed=retry_failed)
+                                 retry_failed=retry_failed, origin=origin)
     except (ClifVQAError, KeyError) as exc:
         _fail(exc)
     if summary.rank == 0:
@@ -181,8 +199,22 @@ def cache_info_cmd(store: Path, as_json: bool) -> None:
     click.echo(f"layout    T={lay['frames']} grid={lay['rows']}x{lay['cols']} r={lay['r']} embed_dim={lay['embed_dim']} "
                f"shard_size={lay['shard_size']}")
     click.echo(f"clip      {cfg.get('clip_model')} weights={cfg.get('clip_weights')} "
+               f"activation={cfg.get('clip_activation', '<not recorded: made before it was>')} "
                f"descriptions={cfg.get('descriptions', {}).get('name')}")
     click.echo(f"size      {human_bytes(info['size_bytes'])}")
+    src = info.get("source")
+    if src is None:
+        click.echo("dataset   not recorded (a store made before stores recorded their dataset: train needs "
+                   "--dataset/--root/--labels)")
+    else:
+        from cache.source import StoreSource
+
+        parsed = StoreSource.from_attrs({"source": src})
+        click.echo(f"dataset   {src['dataset']} at {src['root']}")
+        click.echo("splits    " + (", ".join(f"{name} {len(parsed.rows(name))}" for name in parsed.split_names)
+                                   or "none"))
+        for name, rec in src["labels"].items():
+            click.echo(f"labels    {name}: {rec['path']} (sha256 {rec['sha256'][:12]})")
     click.echo("config    " + json.dumps(cfg, sort_keys=True))
 
 
@@ -201,6 +233,23 @@ def cache_verify_cmd(store: Path) -> None:
             click.echo(f"PROBLEM: {p}", err=True)
         raise click.ClickException(f"{store}: {len(problems)} problem(s)")
     click.echo(f"{store}: OK")
+
+
+@cache_group.command("clean")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--min-age", type=float, default=60.0, show_default=True,
+              help="Only remove leftovers untouched for this many seconds (younger ones may be a running extract's).")
+def cache_clean_cmd(store: Path, min_age: float) -> None:
+    """Remove what killed runs left: *.partial files inside STORE and .STORE.*.creating folders beside it."""
+    from cache import remove_leftovers
+
+    try:
+        removed = remove_leftovers(store, min_age)
+    except ClifVQAError as exc:
+        _fail(exc)
+    for p in removed:
+        click.echo(f"removed {p}")
+    click.echo(f"{store}: {len(removed)} leftover(s) removed")
 
 
 # ---- spatial branch: fastvqa --------------------------------------------------------------------
@@ -254,11 +303,22 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A train_config.json (e.g. of an earlier run); other options are then ignored except --resume.")
 @click.option("--cached", multiple=True, help="Feature store(s) made by `extract` (repeat to join several).")
-@click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
-@click.option("--root", type=click.Path(path_type=Path), default=None, help="Folder holding the videos.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@click.option("--dataset", default=None,
+              help="Dataset name (see `datasets`; default: the one the store records, else csv).")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Folder holding the videos (default: the one the store records; give it for a moved dataset).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Label file (default: the store's, refused if it changed since extraction).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (results, checkpoints).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Random 80/20 splits.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Random splits: held-out test part (training part = int((1 - f) * n), as the reference).")
+@click.option("--val-fraction", default=None, type=click.FloatRange(0, 1, max_open=True),
+              help="Validation part carved from the training part for model selection (default 0.1; "
+                   "0 = keep the last epoch; --protocol paper: 0).")
+@click.option("--protocol", type=click.Choice(["default", "paper"]), default="default", show_default=True,
+              help="paper: the reference's reporting (no validation part, best test epoch per metric), every "
+                   "table labelled so; the last epoch's numbers are reported next to it.")
 @click.option("--train-split", default=None, help="Fixed-split mode: train on this dataset split (e.g. train).")
 @click.option("--eval-splits", default="", help="Fixed-split mode: comma-separated test splits (test,test_1080p).")
 @click.option("--model-config", default="fastvqa-b", show_default=True,
@@ -268,10 +328,20 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--no-semantic", is_flag=True, help="Ablation: spatial branch only.")
 @click.option("--no-spatial", is_flag=True, help="Ablation: semantic branch only.")
 @click.option("--no-regressor", is_flag=True, help="Ablation: add the branches' mean scores instead of FC3-FC4.")
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Epochs, frozen ones included [default: the dataset's recipe, 30].")
 @click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Learning rate of the head/semantic MLP; the backbone gets 0.1x (the reference's backbone_lr_mult) "
+                   "[default: the paper's 7.5e-4 / 7.5e-5].")
 @click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
-@click.option("--ema", is_flag=True, help="Keep an EMA of the weights (decay 0.999) and evaluate it.")
+@click.option("--ema/--no-ema", default=None,
+              help="EMA of the weights (decay 0.999); raw vs EMA selected on validation [default: the recipe].")
+@click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0),
+              help="First N epochs with the Swin backbone frozen (requires_grad=False) [default: 10 when --init is a "
+                   "FAST-VQA/DOVER/CLiF-VQA checkpoint, else 0].")
+@click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Seeded clips per video at test (and validation) time.")
 @click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start from.")
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file (weights_only=False).")
 @click.option("--resume", is_flag=True, help="Skip finished splits, continue an interrupted one from last.pt.")
@@ -279,32 +349,50 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
-def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_split, eval_splits, model_config,
-              descriptions, no_semantic, no_spatial, no_regressor, epochs, batch_size, loss, ema, init, trust_init,
-              resume, workers, device, seed, skip_missing) -> None:
-    """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std."""
+@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
+def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
+              train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
+              batch_size, lr, loss, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume, workers,
+              device, seed, skip_missing, allow_outside_root) -> None:
+    """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std.
+
+    Epochs, EMA and frozen-backbone epochs not given come from the per-dataset recipe table (README,
+    clifvqa_core/train_config.py); train_config.json records the values used and where they came from.
+
+    `train --cached STORE --out RUN` needs nothing else: dataset, root and label files come from the
+    store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
+    """
     from clifvqa_core.train_config import TrainConfig
-    from train.protocol import run_training
+    from train.protocol import data_defaults, run_training
 
     try:
         if config_path is not None:
             cfg = TrainConfig.from_json(config_path)
         else:
-            if not cached or root is None or out is None:
-                raise click.UsageError("--cached, --root and --out are required (or --config)")
+            ctx = click.get_current_context()
+            data = data_defaults([str(c) for c in cached], dataset, None if root is None else str(root), train_split,
+                                 [s for s in eval_splits.split(",") if s],
+                                 ctx.get_parameter_source("splits") == click.core.ParameterSource.COMMANDLINE)
+            if not cached or data["root"] is None or out is None:
+                raise click.UsageError("--cached, --root and --out are required (or --config); --root may be "
+                                       "left out for a store that records its dataset")
             cfg = TrainConfig(
-                cached=tuple(str(c) for c in cached), dataset=dataset, root=str(root),
+                cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
                 labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
-                splits=splits, train_split=train_split,
-                eval_splits=tuple(s for s in eval_splits.split(",") if s) if train_split else (),
+                allow_outside_root=allow_outside_root, splits=splits, train_split=data["train_split"], eval_splits=data["eval_splits"],
                 model=_model_config(model_config, descriptions, no_semantic, no_spatial, no_regressor,
                                     tuple(str(c) for c in cached)),
                 init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
-                workers=workers, device=device, seed=seed)
+                freeze_backbone_epochs=freeze_backbone_epochs, test_fraction=test_fraction, protocol=protocol,
+                test_clips=test_clips, workers=workers, device=device, seed=seed,
+                **({} if val_fraction is None and protocol == "default" else {"val_fraction": val_fraction or 0.0}),
+                **({} if lr is None else {"lr_head": lr, "lr_backbone": lr / 10}))
         results = run_training(cfg, resume=resume)
     except ClifVQAError as exc:
         _fail(exc)
         return
+    if results.get("protocol") == "paper":
+        click.echo(f"[{results['protocol_label']}]")
     for part, block in results["parts"].items():
         s = block["summary"]
         click.echo(f"{part}: SROCC {s['srocc']['mean']:.4f} +- {s['srocc']['std']:.4f}, "
@@ -314,30 +402,44 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, train_spl
 
 @main.command("evaluate")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A model.pt written by `train`.")
-@click.option("--dataset", required=True, help="Dataset name (see `datasets`).")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
+@click.option("--dataset", default=None, help="Dataset name (default: the one the store records).")
+@click.option("--root", default=None, type=click.Path(path_type=Path),
+              help="Folder holding the videos (default: the one the store records).")
 @click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
-@click.option("--split", default=None, help="Dataset split (e.g. test_1080p).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Label file (default: the store's, refused if it changed since extraction).")
+@click.option("--split", default=None,
+              help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
-def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing) -> None:
-    """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON."""
-    from clifvqa_core.datasets import load_dataset
-    from train.protocol import evaluate_checkpoint
+@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing,
+                 allow_outside_root) -> None:
+    """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.
 
+    `evaluate --cached STORE --checkpoint MODEL` needs nothing else: the store says what it holds. With
+    several parts (LSVQ: test and test_1080p) the JSON has one object per part and --out one folder each.
+    """
+    from clifvqa_core.train_config import TrainConfig
+    from train.protocol import data_defaults, evaluate_parts
+
+    keys = ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
     try:
-        items = load_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing)
-        metrics = evaluate_checkpoint(checkpoint, items, [str(c) for c in cached], out=out, device=device,
-                                      workers=workers, skip_missing=skip_missing,
-                                      title=f"{checkpoint.name} on {dataset}{'/' + split if split else ''}")
+        stores = [str(c) for c in cached]
+        data = data_defaults(stores, dataset, None if root is None else str(root), None, [], random_splits_asked=True)
+        if data["root"] is None:
+            raise click.UsageError("--root is required for a store that does not record its dataset")
+        cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
+                          labels=None if labels is None else str(labels), skip_missing=skip_missing,
+                          allow_outside_root=allow_outside_root)
+        results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers)
     except ClifVQAError as exc:
         _fail(exc)
         return
-    click.echo(json.dumps({k: metrics[k] for k in ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic",
-                                                   "rmse_logistic")}, indent=1))
+    rows = {part: {k: m[k] for k in keys} for part, m in results.items()}
+    click.echo(json.dumps(next(iter(rows.values())) if len(rows) == 1 else rows, indent=1))
 
 
 
@@ -396,9 +498,8 @@ def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) 
     """Synthetic data -> CLIP maps (ViT-B-32) -> small CLiF-VQA -> held-out scenes -> predict (CPU, < 15 min)."""
     from train.demo import DemoConfig, format_summary, run_demo
 
-    for name in ("train.demo", "train.loop"):   # stage messages and per-epoch lines are the demo's progress
-        if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
-            logging.getLogger(name).setLevel(logging.INFO)
+    if logging.getLogger("train.demo").getEffectiveLevel() > logging.INFO:   # stage messages; training has its bar
+        logging.getLogger("train.demo").setLevel(logging.INFO)
     try:
         result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained), out)
     except ClifVQAError as exc:
@@ -423,7 +524,11 @@ def _csv_list(text: str) -> list[str]:
 @main.command("ablate")
 @click.option("--what", required=True, type=click.Choice(["modules", "descriptions", "windows"]),
               help="modules: Table 3; descriptions: Table 4; windows: Table 5 (window sweep).")
-@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`).")
+@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`; with --checkpoint it "
+              "may not exist yet: it is then extracted as the model's training maps were).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="--what windows: score this trained model.pt on every grid of --dataset (Table 5 as the paper "
+                   "ran it: e.g. an LSVQ model on livevqc) instead of training per row.")
 @click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
 @click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
@@ -450,10 +555,14 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
               help="Window sweep: windows per CLIP call when a grid's store is extracted.")
 @click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0))
-def ablate_cmd(what, cached, dataset, root, labels, out, config_path, model_config, descriptions, splits,
+def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path, model_config, descriptions, splits,
                test_fraction, val_fraction, epochs, batch_size, loss, init, trust_init, test_clips, workers, device,
                seed, skip_missing, windows, no_resolution_groups, extract_batch_size, extract_workers) -> None:
-    """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT."""
+    """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT.
+
+    Table 5 as the paper ran it: `--what windows --checkpoint MODEL --dataset livevqc ...` scores one trained
+    model at every window count (one store per grid, extracted on demand, reused), per resolution group.
+    """
     from clifvqa_core.train_config import TrainConfig
     from train.experiments.ablate import AblationConfig, run_ablation
 
@@ -466,11 +575,13 @@ def ablate_cmd(what, cached, dataset, root, labels, out, config_path, model_conf
             base = TrainConfig(**data, skip_missing=skip_missing, splits=splits, test_fraction=test_fraction,
                                val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
                                init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
-                               device=device, seed=seed,
-                               model=_model_config(model_config, descriptions, False, False, False, (str(cached),)))
+                               device=device, seed=seed, **({} if checkpoint is not None else {
+                                   "model": _model_config(model_config, descriptions, False, False, False,
+                                                          (str(cached),))}))
         cfg = AblationConfig(what=what, train=base, windows=tuple(int(n) for n in _csv_list(windows)),
                              resolution_groups=not no_resolution_groups, extract_batch_size=extract_batch_size,
-                             extract_workers=extract_workers, extract_device=device)
+                             extract_workers=extract_workers, extract_device=device,
+                             checkpoint=None if checkpoint is None else str(checkpoint))
         result = run_ablation(cfg)
     except (ClifVQAError, KeyError, ValueError) as exc:
         _fail(exc)
@@ -594,7 +705,8 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
-_BENCHES = ("video", "spatial", "extract")
+_BENCHES = ("video", "spatial", "extract", "store", "loader", "gpu")
+_CPU_BENCHES = ("video", "spatial", "extract", "store", "loader")  # `bench all`; gpu needs CUDA (or --dry-run)
 
 
 @main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -603,11 +715,12 @@ _BENCHES = ("video", "spatial", "extract")
 def bench_cmd(name: str, args: tuple[str, ...]) -> None:
     """Run a benchmark (bench/bench_NAME.py); ARGS go to it (`cli.py bench spatial -- --help`).
 
-    `all` runs each with its defaults, writing bench_NAME.json into the current folder.
+    `all` runs each CPU benchmark with its defaults, writing bench_NAME.json into the current folder;
+    `gpu` is the one-shot CUDA check (`bench gpu --budget-s 420`; `--dry-run` on the CPU).
     """
     import importlib
 
-    names = _BENCHES if name == "all" else (name,)
+    names = _CPU_BENCHES if name == "all" else (name,)
     for n in names:
         mod = importlib.import_module(f"bench.bench_{n}")
         argv = list(args) if name != "all" else ["--out", f"bench_{n}.json"]

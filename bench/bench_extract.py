@@ -60,13 +60,13 @@ def _cfg(args):
 
     return ExtractConfig(clip_model=args.clip_model, clip_pretrained="none", frames=args.frames,
                          grid=WindowConfig.parse(args.grid), batch_size=args.batch_size, workers=args.workers,
-                         device=args.device)
+                         device=args.device, precision=getattr(args, "precision", "auto"))
 
 
 def _throughput(args, tmp: Path) -> dict:
     import torch
 
-    from clifvqa_core.semantic import SemanticExtractor, build_clip
+    from clifvqa_core.extract_config import build_extractor
     from extract import run_extraction
     from extract.mapper import WindowMapper
     from extract.reader import decode_windows
@@ -80,7 +80,7 @@ def _throughput(args, tmp: Path) -> dict:
     # encoding alone: windows decoded and cut beforehand, same batching code and batch size
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    ext = SemanticExtractor(build_clip(cfg.clip_model, cfg.clip_pretrained), cfg.description_set).to(device).eval()
+    ext = build_extractor(cfg).to(device).eval()
     windows = [decode_windows(it.path, cfg.frames, cfg.grid) for it in items]
     mapper = WindowMapper(ext, cfg.batch_size, device, cfg.precision)
     mapper.add(0, windows[0][:1])  # warm-up (allocator, kernels)

@@ -68,5 +68,11 @@ class Backend(abc.ABC):
         """Write rows [start, stop) (all of ``shard``); the done flags last, after the data is on disk."""
         ...
 
+    @abc.abstractmethod
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        """Extend the store to ``layout.n`` rows (new rows not done, NaN) with all ``ids``/``mos`` (old rows
+        unchanged), then replace the attributes by ``attrs``; the attributes go last (readers take n from them)."""
+        ...
+
     def close(self) -> None:
         pass

@@ -7,16 +7,15 @@ therefore gets its own file, written whole by its one owner::
     STORE/shards/shard-00000.h5     done [m] bool, maps [m, 2r, T], sims [m, T, rows, cols, r], embeds ...
     STORE/failures.jsonl
 
-A shard file is written under a temporary name, flushed, fsync'ed and renamed into place, so its
-presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
-written once at creation and afterwards only read, so readers and writers never hold a writable
+A shard file is built in memory, written under a temporary name, fsync'ed and renamed into place
+(``clifvqa_core.fileio.atomic_write``), so its presence means complete data; its ``done`` flags say which of its videos succeeded. ``index.h5`` is
+written at creation and replaced whole (atomically) only when the store grows; otherwise only read, so readers and writers never hold a writable
 handle on the same file. An absent shard file reads as NaN rows with done False.
 """
 from __future__ import annotations
 
+import io
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import h5py
 import numpy as np
 
 from clifvqa_core.errors import CacheError
+from clifvqa_core.fileio import atomic_write
 
 from .backend import BACKENDS, Backend
 from .schema import DTYPES, ShardData, StoreLayout
@@ -62,11 +62,18 @@ class Hdf5Backend(Backend):
                attrs: dict[str, Any]) -> None:
         path.mkdir(parents=True)
         (path / SHARD_DIR).mkdir()
-        with h5py.File(path / cls.marker, "w") as f:
-            for key, value in attrs.items():
-                f.attrs[key] = json.dumps(value, sort_keys=True)
-            f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
-            f.create_dataset("mos", data=np.asarray(mos, np.float64))
+        atomic_write(path / cls.marker, _index_image(ids, mos, attrs))
+
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        if layout.n < self.layout.n:
+            raise CacheError(f"{self.path}: a store never shrinks ({self.layout.n} -> {layout.n} rows)")
+        # The index is the only file that changes, replaced atomically: a reader opens either the old
+        # index or the new one. Shard files stay; a shard that gains rows reads them as not done until
+        # its owner rewrites the file.
+        atomic_write(self.path / self.marker, _index_image(ids, mos, attrs))
+        self._attrs = json.loads(json.dumps(attrs))
+        self._ids, self._mos = list(ids), np.asarray(mos, np.float64)
+        self.layout = layout
 
     def read_attrs(self) -> dict[str, Any]:
         return dict(self._attrs)
@@ -80,7 +87,9 @@ class Hdf5Backend(Backend):
     def _shard_file(self, shard: int) -> Path:
         return self.path / SHARD_DIR / _shard_name(shard)
 
-    def _open_shard(self, shard: int) -> h5py.File | None:
+    def _open_shard(self, shard: int, check: bool = True) -> h5py.File | None:
+        """The shard file opened for reading (None when absent). With ``check`` its identity attributes
+        must match the index (a shard copied from another position or store is refused)."""
         p = self._shard_file(shard)
         if not p.exists():
             return None
@@ -89,7 +98,28 @@ class Hdf5Backend(Backend):
         except OSError as exc:
             raise CacheError(f"{p}: unreadable shard file ({exc}). Delete that file and run `extract` "
                              "again with the same flags to rewrite it.") from exc
+        problem = self._identity_problem(f, shard) if check else None
+        if problem:
+            f.close()
+            raise CacheError(f"{p}: {problem}. Delete that file and run `extract` again with the same flags "
+                             "to rewrite it.")
         return f
+
+    def _identity_problem(self, f: h5py.File, shard: int) -> str | None:
+        """Why shard file ``f`` is not shard ``shard`` of this store (attributes vs the index), or None."""
+        s0, s1 = self.layout.shard_range(shard)
+        want = {"shard": shard, "start": s0, "stop": s1, "key": json.dumps(self._attrs.get("key"))}
+        got = {k: f.attrs.get(k) for k in want}
+        if isinstance(got["key"], bytes):
+            got["key"] = got["key"].decode()
+        for k in ("shard", "start", "stop"):
+            got[k] = None if got[k] is None else int(got[k])
+        # a shard written before the store grew may end before the shard's range now does: its missing
+        # rows read as not done until the owner rewrites the file (grow()), so a shorter stop is sound
+        grown_short = got["stop"] is not None and s0 < got["stop"] < s1
+        wrong = [f"{k} {got[k]!r} (index says {want[k]!r})" for k in want
+                 if got[k] != want[k] and not (k == "stop" and grown_short)]
+        return ("shard attributes do not match the store index: " + ", ".join(wrong)) if wrong else None
 
     def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         lay = self.layout
@@ -108,7 +138,10 @@ class Hdf5Backend(Backend):
             s0, s1 = lay.shard_range(shard)
             lo, hi = max(start, s0), min(stop, s1)
             with f:
-                out[lo - start : hi - start] = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                # A shard file written before the store grew may be shorter than the shard is now: its
+                # missing rows keep the fill (not done) until the owner rewrites the file.
+                rows = self._dataset(f, name, shard)[lo - s0 : hi - s0]
+                out[lo - start : lo - start + len(rows)] = rows
         return out
 
     def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
@@ -131,11 +164,18 @@ class Hdf5Backend(Backend):
         if self._mos.shape != expected["mos"][0]:
             problems.append(f"mos: shape {self._mos.shape}, expected {expected['mos'][0]}")
         for shard in range(lay.num_shards):
-            f = self._open_shard(shard)
+            try:
+                f = self._open_shard(shard, check=False)
+            except CacheError as exc:
+                problems.append(str(exc))
+                continue
             if f is None:
                 continue
             s0, s1 = lay.shard_range(shard)
             with f:
+                problem = self._identity_problem(f, shard)
+                if problem:
+                    problems.append(f"{_shard_name(shard)}: {problem}")
                 for name in ("done", "maps", "sims", "embeds"):
                     if name not in expected:
                         if name in f:
@@ -146,33 +186,51 @@ class Hdf5Backend(Backend):
                         continue
                     shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
                     ds = f[name]
-                    if tuple(ds.shape) != shape or str(ds.dtype) != dtype:
+                    # fewer rows is sound: the shard was written before the store grew (see grow)
+                    if (ds.shape[1:] != shape[1:] or not 0 < ds.shape[0] <= shape[0]
+                            or str(ds.dtype) != dtype):
                         problems.append(f"{_shard_name(shard)}: {name} is {tuple(ds.shape)} {ds.dtype}, "
                                         f"expected {shape} {dtype}")
         return problems
 
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
-        final = self._shard_file(shard)
-        tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex}.partial")
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["shard"] = shard
-                f.attrs["start"] = start
-                f.attrs["stop"] = stop
-                f.attrs["key"] = json.dumps(self._attrs.get("key"))
-                f.create_dataset("maps", data=np.asarray(data.maps, np.float32))
-                f.create_dataset("sims", data=np.asarray(data.sims, np.float16),
-                                 chunks=(1, *data.sims.shape[1:]))
-                if data.embeds is not None:
-                    f.create_dataset("embeds", data=np.asarray(data.embeds, np.float16),
-                                     chunks=(1, *data.embeds.shape[1:]))
-                # Within the file the flags come last too, although the rename below is what
-                # makes the shard visible at all.
-                f.create_dataset("done", data=np.asarray(data.done, bool))
-                f.flush()
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        def fill(f: h5py.File) -> None:
+            f.attrs["shard"] = shard
+            f.attrs["start"] = start
+            f.attrs["stop"] = stop
+            f.attrs["key"] = json.dumps(self._attrs.get("key"))
+            f.create_dataset("maps", data=np.asarray(data.maps, np.float32))
+            f.create_dataset("sims", data=np.asarray(data.sims, np.float16), chunks=(1, *data.sims.shape[1:]))
+            if data.embeds is not None:
+                f.create_dataset("embeds", data=np.asarray(data.embeds, np.float16),
+                                 chunks=(1, *data.embeds.shape[1:]))
+            # Within the file the flags come last too, although the rename is what makes the shard
+            # visible at all.
+            f.create_dataset("done", data=np.asarray(data.done, bool))
+
+        atomic_write(self._shard_file(shard), _h5_image(fill))
+
+
+def _index_image(ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> bytes:
+    """index.h5: attributes (JSON strings), ids [n] utf-8, mos [n] float64."""
+    def fill(f: h5py.File) -> None:
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value, sort_keys=True)
+        f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("mos", data=np.asarray(mos, np.float64))
+
+    return _h5_image(fill)
+
+
+def _h5_image(fill: Any) -> bytes:
+    """The bytes of an HDF5 file built in memory by ``fill(file)``.
+
+    Why in memory: when the HDF5 library itself meets a full disk it leaves the file half-closed and the
+    interpreter segfaults at exit ("Slist already enabled?"). Building the image in memory (one shard:
+    a few MB) and writing it with plain Python I/O (``atomic_write``) turns a full disk into one
+    ``StorageError`` line instead.
+    """
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        fill(f)
+    return buf.getvalue()

@@ -14,13 +14,14 @@ A shard is the unit of writing: one writer owns it, writes it whole once, then i
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError
+# one rule for keys and identity differences, the core's: ExtractConfig.key() hashes the same way
+from clifvqa_core.extract_config import canonical_json, diff_identity, identity_key  # noqa: F401
 
 FORMAT_NAME = "clifvqa-feature-store"
 FORMAT_VERSION = 1
@@ -86,56 +87,6 @@ class StoreLayout(JsonConfig):
 
 
 DTYPES = {"maps": "float32", "sims": "float16", "embeds": "float16", "done": "bool", "mos": "float64"}
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-def identity_key(identity: dict[str, Any], length: int = 16) -> str:
-    """sha256 (hex, first ``length`` chars) of the canonical JSON of an identity dict.
-
-    The same rule as ``clifvqa_core.extract_config.identity_key`` (``ExtractConfig.key()``), so
-    ``identity_key(store.config) == store.key`` holds for every sound store.
-    """
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:length]
-
-
-_MISSING = object()
-
-
-def diff_identity(stored: Any, asked: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """Dotted paths where two identity dicts differ, with both values (``<absent>`` when a key is missing).
-
-    >>> diff_identity({"grid": {"rows": 3}, "frames": 32}, {"grid": {"rows": 5}, "frames": 32})
-    [('grid.rows', 3, 5)]
-
-    Lists of equal length are compared item by item (``descriptions.texts[3]``); lists of different
-    length are reported as one difference at the list's own path.
-    """
-    if isinstance(stored, dict) and isinstance(asked, dict):
-        out: list[tuple[str, Any, Any]] = []
-        for k in sorted(set(stored) | set(asked), key=str):
-            path = f"{prefix}.{k}" if prefix else str(k)
-            a, b = stored.get(k, _MISSING), asked.get(k, _MISSING)
-            if a is _MISSING or b is _MISSING:
-                out.append((path, "<absent>" if a is _MISSING else a, "<absent>" if b is _MISSING else b))
-            else:
-                out.extend(diff_identity(a, b, path))
-        return out
-    if isinstance(stored, (list, tuple)) and isinstance(asked, (list, tuple)) and len(stored) == len(asked):
-        out = []
-        for i, (a, b) in enumerate(zip(stored, asked)):
-            out.extend(diff_identity(a, b, f"{prefix}[{i}]"))
-        return out
-    if _norm(stored) != _norm(asked):
-        return [(prefix or "<root>", stored, asked)]
-    return []
-
-
-def _norm(value: Any) -> Any:
-    # JSON round trips turn tuples into lists; compare on the JSON form.
-    return json.loads(canonical_json(value))
 
 
 def short(value: Any, width: int = 60) -> str:

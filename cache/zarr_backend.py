@@ -21,6 +21,7 @@ import numpy as np
 import zarr
 
 from clifvqa_core.errors import CacheError
+from clifvqa_core.fileio import storage_error
 
 from .backend import BACKENDS, Backend
 from .schema import DTYPES, ShardData, StoreLayout
@@ -47,6 +48,11 @@ class ZarrBackend(Backend):
             except KeyError:
                 raise CacheError(f"{self.path}: array {name!r} is missing; the store is incomplete or "
                                  "corrupt. Delete it and run `extract` again.") from None
+            except Exception as exc:  # unreadable metadata: JSON, codec config
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise CacheError(f"{self.path}/{name}/zarr.json: cannot read the array metadata "
+                                 f"({type(exc).__name__}: {first}); the store is damaged. Delete it and run "
+                                 "`extract` again.") from None
         return self._arrays[name]
 
     @classmethod
@@ -101,10 +107,33 @@ class ZarrBackend(Backend):
         return problems
 
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
-        self._array("maps")[start:stop] = data.maps
-        self._array("sims")[start:stop] = data.sims
-        if data.embeds is not None:
-            self._array("embeds")[start:stop] = data.embeds
-        # Each assignment above returns after its chunk files are renamed into place; only then
-        # may the done flags say so.
-        self._array("done")[start:stop] = data.done
+        names = ["maps", "sims"] + (["embeds"] if data.embeds is not None else []) + ["done"]
+        for name in names:
+            # Each assignment returns after its chunk files are renamed into place; only then may the
+            # done flags (last) say so. zarr removes its partial chunk file when a write fails.
+            try:
+                self._array(name)[start:stop] = getattr(data, name)
+            except (OSError, RuntimeError) as exc:
+                raise storage_error(self.path / name, exc, f"cannot write shard {shard} (rows {start}..{stop - 1})"
+                                    ) from exc
+
+    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        n_old, n = int(self._array("ids").shape[0]), layout.n
+        if n < n_old:
+            raise CacheError(f"{self.path}: a store never shrinks ({n_old} -> {n} rows)")
+        try:
+            if n > n_old:
+                # Resizing only rewrites array metadata: written chunks stay as they are; new rows read
+                # as the fill value (NaN, done False) until their shard is written.
+                for name in ("done", *layout.shapes()):
+                    arr = self._array(name)
+                    arr.resize((n, *arr.shape[1:]))
+                for name, values in (("mos", np.asarray(mos[n_old:], np.float64)),
+                                     ("ids", np.asarray(ids[n_old:], dtype=object).astype(str))):
+                    arr = self._array(name)
+                    arr.resize((n,))
+                    arr[n_old:n] = values
+            # last: readers take n from the layout attribute, so they never see rows not ready
+            self.group.attrs.put(attrs)
+        except (OSError, RuntimeError) as exc:
+            raise storage_error(self.path, exc, f"cannot grow the store to {n} rows") from exc

@@ -27,6 +27,9 @@ _LAZY = {
     "ModelConfig": "model",
     "CLiFVQA": "model",
     "evaluate_scores": "metrics",
+    "Scorer": "scorer",
+    "FastVQAScorer": "scorer",
+    "ScoreResult": "scorer",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -86,11 +86,9 @@ class JsonConfig:
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent, sort_keys=True)
         if path is not None:
-            p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_suffix(p.suffix + ".tmp")
-            tmp.write_text(text + "\n")
-            tmp.replace(p)
+            from .fileio import atomic_write  # lazy: config is imported by everything
+
+            atomic_write(path, text + "\n")
         return text
 
     @classmethod

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .checkpoints import LoadReport, load_into
 from .config import JsonConfig
-from .fragments import FragmentConfig, fragments_from_frames
+from .fragments import FragmentConfig, fragments_from_frames, read_fragments
 from .swin3d import SwinTransformer3D
 
 logger = logging.getLogger(__name__)
@@ -127,32 +127,24 @@ def demo_sigmoid(score: float | Tensor) -> float | Tensor:
     return 1.0 / (1.0 + math.exp(-(score - DEMO_MEAN) / DEMO_STD))
 
 
-def video_fragments(path: str | Path, cfg: FragmentConfig = FragmentConfig(), seed: int = 0,
+def video_fragments(video: str | Path | np.ndarray | Tensor, cfg: FragmentConfig = FragmentConfig(), seed: int = 0,
                     num_clips: int | None = None) -> Tensor:
-    """Test-time fragments of a video file: [num_clips (4), 3, 32, 224, 224], normalised, deterministic per seed."""
-    from .video import fastvqa_clip_indices, probe, read_frames  # lazy: video decoding is optional here
+    """FAST-VQA's test-time fragments of a video file (or of its uint8 frames [N, H, W, 3], all of them in
+    order): [num_clips (4), 3, 32, 224, 224], normalised, deterministic per seed. Scored by
+    ``clifvqa_core.scorer.FastVQAScorer``."""
+    from .video import fastvqa_clip_indices, index_video  # lazy: video decoding is optional here
 
     k = cfg.test_clips if num_clips is None else num_clips
-    info = probe(path)
-    idx = fastvqa_clip_indices(max(info.frame_count, 1), k, cfg.clip_len, cfg.stride, rng=np.random.default_rng(seed))
-    frames = read_frames(path, idx.reshape(-1).tolist(), info)
-    return fragments_from_frames(frames, k, cfg, generator=torch.Generator().manual_seed(seed))
-
-
-def score_video(model: FastVQA, path: str | Path, seed: int = 0, sigmoid: bool = False,
-                device: str | torch.device | None = None) -> float:
-    """FAST-VQA score of a video file: mean over the 4 test clips (seeded: same video, same score).
-
-    Raw score by default; ``sigmoid=True`` applies the demo mapping to (0, 1). Raises VideoError subclasses for
-    unreadable files.
-    """
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    x = video_fragments(path, model.cfg.fragments, seed).to(dev)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            s = model.score(x).mean().item()
-    finally:
-        model.train(was_training)
-    return float(demo_sigmoid(s)) if sigmoid else s
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(video, (str, Path)):
+        vi = index_video(video)
+        idx = fastvqa_clip_indices(max(vi.info.frame_count, 1), k, cfg.clip_len, cfg.stride, rng=rng)
+        return read_fragments(video, idx, cfg, generator=gen, index=vi)  # cut as decoded: bounded memory
+    else:
+        x = torch.as_tensor(video)
+        if x.dim() != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
+            raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(x.shape)}")
+        idx = fastvqa_clip_indices(int(x.shape[0]), k, cfg.clip_len, cfg.stride, rng=rng)
+        frames = x[torch.from_numpy(idx.reshape(-1))]
+    return fragments_from_frames(frames, k, cfg, generator=gen)

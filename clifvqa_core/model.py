@@ -27,9 +27,9 @@ Conv3d of FAST-VQA's head: 768->64, 64->1), ``semantic_mlp.fc1.{weight,bias}`` (
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from .errors import CheckpointError, ConfigError
 from .fastvqa import FastVQA, SpatialConfig
 
 __all__ = ["ModelConfig", "CLiFVQA", "SemanticMLP", "Regressor", "CHECKPOINT_FORMAT", "BACKBONE_PREFIX",
-           "init_from_checkpoint", "read_clifvqa_checkpoint"]
+           "checkpoint_kind", "init_from_checkpoint", "read_clifvqa_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -209,14 +209,7 @@ class CLiFVQA(nn.Module):
             score = self.regressor(torch.cat(parts, 1)).view(b, k).mean(1)                # K clips -> mean
         return {"score": score, "semantic": sem, "spatial": spa}
 
-    # -- groups and loading --------------------------------------------------------------------------
-    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(backbone parameters, all other parameters) for the two AdamW groups."""
-        backbone, rest = [], []
-        for name, p in self.named_parameters():
-            (backbone if name.startswith(BACKBONE_PREFIX) else rest).append(p)
-        return backbone, rest
-
+    # -- loading ------------------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> tuple["CLiFVQA", dict[str, Any]]:
         """Rebuild a model from one of our checkpoints (config + weights). -> (model in eval mode, checkpoint)."""
@@ -231,26 +224,76 @@ class CLiFVQA(nn.Module):
         return model.eval(), ckpt
 
 
+#: What a checkpoint is, for error messages.
+CHECKPOINT_HINT = ("a checkpoint is the model.pt (or last.pt) that `train` writes in RUN/split_K/ "
+                   "(a torch file with format='clifvqa-checkpoint')")
+
+
+def _not_a_checkpoint(p: Path, exc: BaseException | None = None) -> CheckpointError:
+    """A one-line error saying what the file is and what a checkpoint looks like."""
+    from .datasets import VIDEO_EXTENSIONS
+
+    if p.suffix.lower() in VIDEO_EXTENSIONS:
+        what = "a video file"
+    elif exc is not None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = f"not readable as a torch file with weights only ({type(exc).__name__}: {first[:160]})"
+    else:
+        what = "a torch file without our format field (a foreign checkpoint? FAST-VQA files go to --baseline fastvqa)"
+    return CheckpointError(f"{p}: not a CLiF-VQA checkpoint: {what}; {CHECKPOINT_HINT}")
+
+
 def read_clifvqa_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load one of our checkpoints with ``weights_only=True`` (they hold only tensors and plain types)."""
+    """Load one of our checkpoints with ``weights_only=True`` (they hold only tensors and plain types).
+
+    Errors (CheckpointError, one line) say what the file is instead: absent, a folder (naming the
+    checkpoints inside), a video, a foreign or unreadable file.
+    """
     p = Path(path)
+    if p.is_dir():
+        found = sorted(str(c) for c in p.rglob("model.pt"))[:3]
+        inside = f"; inside: {', '.join(found)}" if found else ""
+        raise CheckpointError(f"{p} is a folder, not a checkpoint file; {CHECKPOINT_HINT}{inside}")
     if not p.is_file():
-        raise CheckpointError(f"{p}: checkpoint not found")
+        raise CheckpointError(f"{p}: checkpoint not found; {CHECKPOINT_HINT}")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise CheckpointError(f"{p}: not a CLiF-VQA checkpoint ({type(exc).__name__}: {exc})") from None
+        from .checkpoints import load_error
+
+        if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():  # unsafe, not just foreign
+            raise load_error(p, exc, "CLiF-VQA checkpoints hold only tensors and plain values, so this file "
+                                     "was not written by `train`; do not load it") from None
+        raise _not_a_checkpoint(p, exc) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{p}: not a CLiF-VQA checkpoint (no format={CHECKPOINT_FORMAT!r} field)")
+        raise _not_a_checkpoint(p)
     return ckpt
 
 
-def _is_clifvqa_file(path: Path) -> bool:
+def is_clifvqa_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is one of our checkpoints (loads with weights_only and has our format field)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - foreign checkpoints hold Python objects; they are not ours
         return False
     return isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT
+
+
+def checkpoint_kind(path: str | Path, trust: bool = False) -> str:
+    """What an ``init`` file holds: "clifvqa" (ours), else "fastvqa" | "dover" | "kinetics-swin"
+    (:func:`clifvqa_core.checkpoints.detect_format`); CheckpointError for a missing or foreign file.
+    The recipe freezes the backbone first only when it is already VQA-trained (not Kinetics-400)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: --init checkpoint not found")
+    if is_clifvqa_checkpoint(p):
+        return "clifvqa"
+    from .checkpoints import detect_format, load_checkpoint_file
+
+    try:
+        return detect_format(load_checkpoint_file(p, trust=trust))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{p}: {exc}" if str(p) not in str(exc) else str(exc)) from None
 
 
 def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) -> dict[str, Any]:
@@ -265,7 +308,7 @@ def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) 
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: --init checkpoint not found")
-    if not _is_clifvqa_file(p):
+    if not is_clifvqa_checkpoint(p):
         if model.spatial is None:
             raise CheckpointError(f"{p}: a FAST-VQA / Swin checkpoint can only initialise the spatial branch, "
                                   "which is off in this model")
@@ -296,12 +339,3 @@ def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) 
     if not loaded:
         raise CheckpointError(f"{p}: no tensor of this checkpoint fits the model")
     return report
-
-
-def describe(model: CLiFVQA) -> str:
-    """One line: parameter counts per part (for logs)."""
-    counts: dict[str, int] = {}
-    for name, p in model.named_parameters():
-        part = name.split(".")[0] if not name.startswith(BACKBONE_PREFIX) else "backbone"
-        counts[part] = counts.get(part, 0) + p.numel()
-    return json.dumps(counts)

@@ -16,7 +16,23 @@ JSON model config in open_clip's format (``embed_dim``, ``vision_cfg``, ``text_c
 ``preprocess_cfg`` with ``mean``/``std``, or open_clip's ``{"model_cfg": ..., "preprocess_cfg": ...}``
 layout). ``pretrained`` is an open_clip tag ("openai"), a local weights file, or "none" for random
 initialisation (seeded with 0, so "none" always means the same weights; logged as a warning). Image
-normalisation is read from the built model's preprocess config, never hard-coded.
+normalisation is read from the built model's preprocess config (a tag's own mean/std applied), never
+hard-coded.
+
+Activation (``clip_activation``): CLIP is built with the activation its weights were trained with. A tag
+declares it in open_clip's pretrained config (``quick_gelu``: OpenAI's weights and a few others use
+QuickGELU, LAION/DataComp weights GELU); a model config declares it by ``quick_gelu: true`` (open_clip's
+``*-quickgelu`` names, a JSON config). A local weights file cannot tell, so it takes the model's (GELU for
+a plain name) unless ``activation`` says otherwise; OpenAI's weights as a file need ``ViT-B-32-quickgelu``
+or ``activation="quick_gelu"``. An explicit activation that contradicts a declaration is refused. The
+resolved activation ("quick_gelu" | "gelu") is part of the extraction identity. (open_clip >= 3 no longer
+switches to QuickGELU for the ``openai`` tag by itself, so the flag is always passed explicitly.)
+
+Offline behaviour: a tag is looked up in the Hugging Face cache first (``HF_HOME`` / ``HF_HUB_CACHE``) and
+loaded from there without any network access. Only when it is not cached is it downloaded; with
+``HF_HUB_OFFLINE=1`` or when the hub cannot be reached within 2 s, ``ClipWeightsError`` is raised at once
+(one line: the tag, how to pass a local file, ``HF_HUB_OFFLINE``) instead of huggingface_hub's minute of
+retries.
 
 Device and precision are the caller's: move the extractor with ``.to(device)`` and wrap calls in
 ``torch.autocast`` for fp16/bf16. Image encoding then runs in reduced precision, but the cosine
@@ -30,6 +46,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +64,21 @@ from .windows import WindowConfig, cut_windows
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ACTIVATIONS",
     "ClipWeightsError",
     "ClipBundle",
     "build_clip",
+    "clip_activation",
     "clip_model_id",
+    "hub_reachable",
     "load_model_json",
     "weights_id",
     "SemanticExtractor",
     "sims_to_maps",
 ]
 
+#: Values of ``activation``: "auto" = what the weights (tag) or the model config declare, else GELU.
+ACTIVATIONS = ("auto", "quick_gelu", "gelu")
 _WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
 _LOCAL_HINT = (
     "If this machine cannot download weights, download them elsewhere and point to the file: "
@@ -75,7 +97,8 @@ class ClipBundle:
 
     ``mean``/``std`` (3 floats each, for pixel values in [0, 1]) come from the model's preprocess config;
     ``image_size`` is the square input side in pixels; ``weights_id`` is the tag, "sha256:<16 hex>" of a
-    weights file, or "none"; ``model_id`` is the model name or "json:<16 hex>" of a JSON config's content.
+    weights file, or "none"; ``model_id`` is the model name or "json:<16 hex>" of a JSON config's content;
+    ``activation`` is "quick_gelu" or "gelu" (see ``clip_activation``).
     """
 
     model: nn.Module
@@ -85,6 +108,7 @@ class ClipBundle:
     weights_id: str
     model_id: str = ""
     tokenizer: Callable[..., torch.Tensor] | None = None
+    activation: str = "gelu"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -169,6 +193,141 @@ def weights_id(pretrained: str | None) -> str:
     return str(pretrained)
 
 
+def _model_declares_quick_gelu(model: str) -> bool:
+    """True when the model config says ``quick_gelu: true`` (a ``*-quickgelu`` name, a JSON config)."""
+    if _is_json_model(model):
+        cfg, _ = load_model_json(model)
+        return bool(cfg.get("quick_gelu", False))
+    import open_clip
+
+    return bool((open_clip.get_model_config(str(model).replace("/", "-")) or {}).get("quick_gelu", False))
+
+
+def _tag_cfg(model: str, tag: str) -> dict[str, Any]:
+    """open_clip's pretrained config of ``tag`` for ``model``; ``ClipWeightsError`` listing the known tags."""
+    import open_clip
+
+    name = str(model).replace("/", "-")
+    cfg = {} if _is_json_model(model) else open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = [] if _is_json_model(model) else open_clip.list_pretrained_tags_by_model(name)
+        raise ClipWeightsError(
+            f"{tag!r} is neither a weights file nor a pretrained tag of {model!r} "
+            f"(tags: {', '.join(tags) or 'none known'}). {_LOCAL_HINT}"
+        )
+    return dict(cfg)
+
+
+def clip_activation(model: str, pretrained: str | None, activation: str = "auto") -> str:
+    """The activation CLIP is built with: "quick_gelu" or "gelu" (no weights are read or downloaded).
+
+    A tag declares it (open_clip's pretrained config ``quick_gelu``; absent = GELU); otherwise the model
+    config does when it says ``quick_gelu: true``. ``activation`` "auto" takes the declaration (GELU when
+    there is none: a plain model name with a local file or "none"); "quick_gelu" / "gelu" choose for a
+    local file and must agree with a declaration (``ConfigError`` otherwise).
+    Examples: ("ViT-B-32", "openai") -> "quick_gelu"; ("ViT-B-32", "laion2b_s34b_b79k") -> "gelu";
+    ("ViT-B-32", "/w/ViT-B-32.bin") -> "gelu"; ("ViT-B-32-quickgelu", "/w/ViT-B-32.bin") -> "quick_gelu".
+    """
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"CLIP activation {activation!r} unknown; known: {', '.join(ACTIVATIONS)}")
+    wid = weights_id(pretrained)
+    declared: str | None = None
+    source = ""
+    if wid != "none" and not wid.startswith("sha256:"):
+        declared = "quick_gelu" if _tag_cfg(model, wid).get("quick_gelu", False) else "gelu"
+        source = f"the {wid!r} weights were trained with it (open_clip's pretrained config)"
+    elif _model_declares_quick_gelu(model):
+        declared, source = "quick_gelu", f"the model config {model!r} says quick_gelu"
+    if activation == "auto":
+        return declared or "gelu"
+    if declared is not None and activation != declared:
+        raise ConfigError(f"CLIP activation {activation!r} contradicts {declared!r}: {source}; drop "
+                          "--clip-activation (or use a weights file with a model of the activation you want)")
+    return activation
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """True when a TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``, DNS included) opens
+    within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hf_offline() -> bool:
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return env or bool(constants.HF_HUB_OFFLINE)
+
+
+def _tag_file(model: str, tag: str, pcfg: dict[str, Any]) -> str:
+    """Local path of a tag's weights: the Hugging Face cache when it holds them (no network at all), else a
+    download through open_clip; ``ClipWeightsError`` at once when offline or the hub is unreachable."""
+    import open_clip
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    hub = str(pcfg.get("hf_hub", ""))
+    repo, filename = os.path.split(hub)
+    filename = filename or "open_clip_pytorch_model.bin"
+    # the names open_clip's download tries, in its order: a safetensors twin first, then the file itself
+    stem, ext = os.path.splitext(filename)
+    safe = "open_clip_model.safetensors" if filename == "open_clip_pytorch_model.bin" else (
+        stem + ".safetensors" if ext in (".bin", ".pth") else None)
+    if repo:
+        for name in [n for n in (safe, filename) if n]:
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str) and os.path.isfile(found):
+                log.info("CLIP %s %r weights from the HF cache: %s", model, tag, found)
+                return found
+    where = f"https://huggingface.co/{repo}" if repo else str(pcfg.get("url", "?"))
+    act = " --clip-activation quick_gelu" if pcfg.get("quick_gelu") and not _model_declares_quick_gelu(model) else ""
+    fix = (f"Download it where there is network and pass the file: --clip-pretrained /path/to/{safe or filename}"
+           f"{act} (from {where}), or copy a filled HF cache here (HF_HOME)")
+    if _hf_offline():
+        raise ClipWeightsError(f"CLIP weights {tag!r} of {model!r} are not in the Hugging Face cache "
+                               f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set. {fix}.")
+    if not hub_reachable():
+        raise ClipWeightsError(f"CLIP weights {tag!r} of {model!r} are not in the Hugging Face cache "
+                               f"({constants.HF_HUB_CACHE}) and {constants.ENDPOINT} cannot be reached (no "
+                               f"network). {fix}; HF_HUB_OFFLINE=1 skips the network check.")
+    log.info("CLIP %s: downloading the %r weights (%s)", model, tag, where)
+    try:
+        path = open_clip.download_pretrained(pcfg)
+    except Exception as exc:  # noqa: BLE001 - any hub/HTTP error ends as one line
+        raise ClipWeightsError(f"cannot download CLIP weights {tag!r} of {model!r} ({str(exc).splitlines()[0]}). "
+                               f"{fix}.") from exc
+    if not path or not os.path.isfile(path):
+        raise ClipWeightsError(f"cannot download CLIP weights {tag!r} of {model!r}. {fix}.")
+    return str(path)
+
+
+class _DropRootWarning(logging.Filter):
+    """Drops open_clip's root-logger "No pretrained weights loaded" (build_clip warns for "none" itself)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+def _built_activation(clip: nn.Module) -> str | None:
+    """"quick_gelu" / "gelu" as found in the built transformer blocks; None when neither is used."""
+    from open_clip.transformer import QuickGELU
+
+    kinds = {type(m) for m in clip.modules()}
+    if QuickGELU in kinds:
+        return "quick_gelu"
+    return "gelu" if nn.GELU in kinds else None
+
+
 # --------------------------------------------------------------------------------------------------
 # building
 
@@ -196,11 +355,13 @@ def _square_size(size: Any) -> int:
     return int(size)
 
 
-def build_clip(model: str, pretrained: str | None = "none") -> ClipBundle:
+def build_clip(model: str, pretrained: str | None = "none", activation: str = "auto") -> ClipBundle:
     """Build an open_clip model on the CPU in eval mode, float32.
 
-    model: open_clip name or JSON config path; pretrained: tag, local weights file, or "none".
-    Raises ``ConfigError`` for an unknown model, ``ClipWeightsError`` when the weights cannot be had.
+    model: open_clip name or JSON config path; pretrained: tag, local weights file, or "none";
+    activation: "auto" | "quick_gelu" | "gelu" (``clip_activation`` tells which is used).
+    Raises ``ConfigError`` for an unknown model or a contradicting activation, ``ClipWeightsError`` when the
+    weights cannot be had (within ~2 s when offline: see the module docstring).
     Example: ``build_clip("tests/data/tiny_clip.json", "none")`` -> random tiny model, weights_id "none".
     """
     import open_clip
@@ -226,6 +387,7 @@ def build_clip(model: str, pretrained: str | None = "none") -> ClipBundle:
             )
 
     wid = weights_id(pretrained)
+    act = clip_activation(model, pretrained, activation)
     oc_pretrained: str | None
     if wid == "none":
         oc_pretrained = None
@@ -233,36 +395,52 @@ def build_clip(model: str, pretrained: str | None = "none") -> ClipBundle:
                     "semantics; use only for tests and smoke runs", model)
     elif wid.startswith("sha256:"):
         oc_pretrained = str(Path(str(pretrained)).expanduser().resolve())  # absolute: never read as a tag
+        if activation == "auto" and act == "gelu" and any(
+                open_clip.get_pretrained_cfg(name, t).get("quick_gelu")
+                for t in open_clip.list_pretrained_tags_by_model(name)):
+            log.warning("CLIP %s from a local file: built with GELU (the model config's activation). If these "
+                        "are OpenAI's weights (or other QuickGELU weights) use --clip-model %s-quickgelu or "
+                        "--clip-activation quick_gelu", model, name)
     else:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if not open_clip.get_pretrained_cfg(name, wid):
-            raise ClipWeightsError(
-                f"{pretrained!r} is neither a weights file nor a pretrained tag of {model!r} "
-                f"(tags: {', '.join(tags) or 'none known'}). {_LOCAL_HINT}"
-            )
-        oc_pretrained = wid
-        log.info("CLIP %s: getting the %r weights from the local open_clip/HF cache or the internet "
-                 "(offline, HF retries take ~1 min before failing; HF_HUB_OFFLINE=1 fails at once)", model, wid)
+        # the tag's file, from the HF cache when there (no network) - and the tag's own preprocessing,
+        # which open_clip applies only when it resolves the tag itself
+        pcfg = _tag_cfg(model, wid)
+        oc_pretrained = _tag_file(model, wid, pcfg)
+        for ours, theirs in (("image_mean", "mean"), ("image_std", "std"), ("image_interpolation", "interpolation"),
+                             ("image_resize_mode", "resize_mode")):
+            if pcfg.get(theirs) is not None:
+                force.setdefault(ours, pcfg[theirs])
 
     # Random init drawn from a fixed seed without touching the caller's RNG: "none" is reproducible
     # across processes and restarts (the cache key says "none", so it must mean one set of weights).
+    quiet = _DropRootWarning()
+    logging.getLogger().addFilter(quiet)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            clip, _, _ = open_clip.create_model_and_transforms(name, pretrained=oc_pretrained, **force)
+            clip, _, _ = open_clip.create_model_and_transforms(
+                name, pretrained=oc_pretrained, quick_gelu=(act == "quick_gelu"), **force)
         except TypeError as exc:  # the model constructor rejected a key of the config
             raise ConfigError(f"CLIP model config {model!r} is not valid for open_clip: {exc}") from exc
-        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        except pickle.UnpicklingError as exc:  # a local weights file the safe loader refused
+            from .checkpoints import load_error
+
+            raise ClipWeightsError(str(load_error(
+                oc_pretrained or wid, exc, "Save a plain state_dict of the weights (torch.save(model.state_dict(), "
+                "path)) with a Python you trust and pass that file"))) from None
+        except (RuntimeError, OSError, ValueError, KeyError, AssertionError) as exc:  # open_clip asserts shapes
             if oc_pretrained is None:
                 raise ConfigError(f"cannot build CLIP model {model!r}: {exc}") from exc
-            if wid.startswith("sha256:"):
-                raise ClipWeightsError(
-                    f"CLIP weights file {pretrained} does not fit model {model!r}: {exc}"
-                ) from exc
             raise ClipWeightsError(
-                f"cannot get the {wid!r} weights of CLIP {model!r} ({exc}). {_LOCAL_HINT}"
+                f"CLIP weights file {oc_pretrained} ({pretrained}) does not fit model {model!r}: {exc}"
             ) from exc
+        finally:
+            logging.getLogger().removeFilter(quiet)
     clip.eval().requires_grad_(False)
+    built = _built_activation(clip)
+    if built is not None and built != act:  # open_clip ignored the flag: never hand out the wrong model
+        raise ConfigError(f"CLIP {model!r} was built with {built} although {act} was asked for (open_clip "
+                          f"{getattr(open_clip, '__version__', '?')} changed how the activation is chosen?)")
 
     pp = dict(getattr(clip.visual, "preprocess_cfg", {}) or {})
     mean = tuple(float(v) for v in pp.get("mean", getattr(clip.visual, "image_mean", ())))
@@ -271,9 +449,10 @@ def build_clip(model: str, pretrained: str | None = "none") -> ClipBundle:
         raise ConfigError(f"CLIP model {model!r} has no usable preprocess mean/std ({pp})")
     size = _square_size(pp.get("size", getattr(clip.visual, "image_size", 224)))
     tokenizer = open_clip.get_tokenizer(name)
-    log.info("CLIP %s (%s) weights=%s mean=%s std=%s size=%d", model, model_id, wid, mean, std, size)
+    log.info("CLIP %s (%s) weights=%s activation=%s mean=%s std=%s size=%d", model, model_id, wid, act, mean,
+             std, size)
     return ClipBundle(model=clip, mean=mean, std=std, image_size=size, weights_id=wid, model_id=model_id,
-                      tokenizer=tokenizer)
+                      tokenizer=tokenizer, activation=act)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,20 +4,69 @@ A run is repeatable from that JSON alone: ``python cli.py train --config RUN/tra
 Defaults follow the paper (sec. 5.1: AdamW, lr 7.5e-5 backbone / 7.5e-4 the rest, weight decay 0.05,
 batch 12) and the FAST-VQA recipe of the spec (per-iteration linear warm-up over 2.5 epochs then cosine,
 EMA decay 0.999, 4 test clips, random 80/20 splits).
+
+The fine-tuning recipe (epochs, EMA, frozen-backbone epochs) comes from one table, :data:`RECIPES`, read
+from the reference code (VQAssessment/FAST-VQA-and-FasterVQA, ``new_train.py`` with its option files).
+``epochs`` / ``ema`` / ``freeze_backbone_epochs`` left ``None`` are filled from it by
+:func:`resolve_recipe`; the row used is recorded in ``TrainConfig.recipe`` (so ``train_config.json`` says
+where every value came from and repeats the run with the resolved values)::
+
+    dataset                        epochs  EMA  frozen backbone epochs  reference option file
+    lsvq                           30      on   10 / 0                  options/fast/fast-b.yml (l_num_epochs 0)
+    konvid1k, livevqc, youtubeugc  30      on   10 / 0                  options/finetune/fast-b/<name>.yml
+    any other (csv, folder)        30      fixed-split mode only  10 / 0  (no reference recipe)
+
+"10 / 0": 10 when ``init`` is a VQA-trained checkpoint (official FAST-VQA / FasterVQA, DOVER, or one of
+ours), 0 when it is Kinetics-400 Video Swin weights or there is no ``init`` (the reference trains LSVQ from
+Kinetics-400 with ``l_num_epochs: 0`` and fine-tunes from FAST-VQA with ``l_num_epochs: 10,
+num_epochs: 20``). ``epochs`` counts the frozen epochs too (10 frozen + 20 end to end = 30), and the
+warm-up + cosine schedule runs over all of them, as the reference's ``max_iter = (num_epochs +
+l_num_epochs) * len(loader)`` does.
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import JsonConfig
 from .errors import ConfigError
 from .model import ModelConfig
 
-__all__ = ["TrainConfig", "LOSS_NAMES", "MODEL_PRESETS", "model_preset"]
+__all__ = ["TrainConfig", "LOSS_NAMES", "MODEL_PRESETS", "PROTOCOLS", "RECIPES", "Recipe", "model_preset",
+           "resolve_recipe"]
 
 LOSS_NAMES = ("clif", "plcc_rank")
 MODEL_PRESETS = ("fastvqa-b", "cpu", "tiny")
+#: "default": model selection on a validation part carved from the training part, test numbers of the
+#: selected model. "paper": the reference's reporting (no validation part; per split the best test value
+#: of each metric over the epochs), labelled as such in every table.
+PROTOCOLS = ("default", "paper")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One row of :data:`RECIPES`: total epochs (frozen ones included), EMA on/off (``None``: on in the
+    fixed-split mode only), frozen-backbone epochs when ``init`` is VQA-trained, and where it comes from."""
+
+    epochs: int
+    ema: bool | None
+    freeze_after_vqa_init: int
+    reference: str
+
+
+_FINETUNE = "options/finetune/fast-b/{}.yml: l_num_epochs 10 (frozen) + num_epochs 20, ema true"
+#: The per-dataset recipe table (module doc). Keys are dataset registry names; others use ``"*"``.
+RECIPES: dict[str, Recipe] = {
+    "lsvq": Recipe(30, True, 10, "options/fast/fast-b.yml: num_epochs 30, l_num_epochs 0 (from Kinetics-400), "
+                                 "ema true"),
+    "konvid1k": Recipe(30, True, 10, _FINETUNE.format("konvid")),
+    "livevqc": Recipe(30, True, 10, _FINETUNE.format("livevqc")),
+    "youtubeugc": Recipe(30, True, 10, _FINETUNE.format("youtubeugc")),
+    "*": Recipe(30, None, 10, "no reference recipe for this dataset: 30 epochs, EMA in the fixed-split mode only"),
+}
+#: ``init`` kinds (clifvqa_core.model.checkpoint_kind) whose backbone is already VQA-trained: frozen first.
+VQA_INIT_KINDS = ("fastvqa", "dover", "clifvqa")
 
 
 def model_preset(name: str, **changes) -> ModelConfig:
@@ -56,7 +105,7 @@ class TrainConfig(JsonConfig):
     """Everything a training run needs.
 
     Data: ``cached`` (one or more feature stores, joined by video id), ``dataset`` / ``root`` /
-    ``labels`` (clifvqa_core.datasets), ``skip_missing``.
+    ``labels`` (clifvqa_core.datasets), ``skip_missing``, ``allow_outside_root`` (label paths outside root).
 
     Protocol: ``splits`` random splits (``test_fraction`` held out; see train/protocol.py for the seed
     rule), or the fixed mode ``train_split`` + ``eval_splits`` (LSVQ-style). ``val_fraction`` of the
@@ -68,9 +117,15 @@ class TrainConfig(JsonConfig):
     objects in foreign checkpoints).
 
     Optimisation: ``epochs``, ``batch_size`` (global, split over DDP ranks), ``lr_backbone``, ``lr_head``,
-    ``weight_decay``, ``warmup_epochs``, ``freeze_backbone_epochs`` (FAST-VQA fine-tuning freezes it 10
-    epochs), ``loss`` ("clif" = alpha * L_mon + beta * L_lin on z-scored MOS; "plcc_rank" = FAST-VQA's),
-    ``ema`` / ``ema_decay``, ``amp`` (bf16 autocast, CUDA only), ``grad_checkpoint`` (CUDA only).
+    ``weight_decay``, ``warmup_epochs``, ``freeze_backbone_epochs`` (the first N of ``epochs`` train with
+    the Swin backbone's ``requires_grad=False``: no gradient, no optimiser state), ``loss`` ("clif" =
+    alpha * L_mon + beta * L_lin on z-scored MOS; "plcc_rank" = FAST-VQA's), ``ema`` / ``ema_decay`` (with
+    a validation part, the raw and the EMA weights are both scored and the better one is selected),
+    ``amp`` (bf16 autocast, CUDA only), ``grad_checkpoint`` (CUDA only). ``epochs``, ``ema`` and
+    ``freeze_backbone_epochs`` left None come from :data:`RECIPES` (:func:`resolve_recipe`; ``recipe``
+    records the row used).
+
+    Reporting: ``protocol`` (:data:`PROTOCOLS`; "paper" needs ``val_fraction`` 0).
 
     Runtime: ``device`` ("auto" = cuda when available), ``workers`` (DataLoader processes decoding
     fragments), ``seed`` (model init, data order and clip sampling), ``test_clips``.
@@ -82,10 +137,12 @@ class TrainConfig(JsonConfig):
     labels: str | None = None
     out: str = "run"
     skip_missing: bool = False
+    allow_outside_root: bool = False
     # protocol
     splits: int = 10
     test_fraction: float = 0.2
     val_fraction: float = 0.1
+    protocol: str = "default"
     train_split: str | None = None
     eval_splits: tuple[str, ...] = ()
     # model
@@ -93,17 +150,17 @@ class TrainConfig(JsonConfig):
     init: str | None = None
     trust_init: bool = False
     # optimisation
-    epochs: int = 30
+    epochs: int | None = None
     batch_size: int = 12
     lr_backbone: float = 7.5e-5
     lr_head: float = 7.5e-4
     weight_decay: float = 0.05
     warmup_epochs: float = 2.5
-    freeze_backbone_epochs: int = 0
+    freeze_backbone_epochs: int | None = None
     loss: str = "clif"
     alpha: float = 1.0
     beta: float = 1.0
-    ema: bool = False
+    ema: bool | None = None
     ema_decay: float = 0.999
     amp: bool = True
     grad_checkpoint: bool = True
@@ -114,11 +171,13 @@ class TrainConfig(JsonConfig):
     test_clips: int = 4
     val_every: int = 1
     deterministic: bool = True
+    #: filled by resolve_recipe: {"dataset", "row", "init_kind", "reference", "from_table": [fields]}
+    recipe: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
             raise ConfigError(f"TrainConfig.loss {self.loss!r} unknown; known: {', '.join(LOSS_NAMES)}")
-        if self.epochs < 1 or self.batch_size < 2:
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 2:
             raise ConfigError("TrainConfig: epochs must be >= 1 and batch_size >= 2 (the losses are "
                               "correlations over the batch)")
         if not 0.0 < self.test_fraction < 1.0 or not 0.0 <= self.val_fraction < 1.0:
@@ -131,3 +190,51 @@ class TrainConfig(JsonConfig):
             raise ConfigError("TrainConfig: workers >= 0, test_clips >= 1 and val_every >= 1 are required")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError("TrainConfig.ema_decay must be in [0, 1)")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"TrainConfig.protocol {self.protocol!r} unknown; known: {', '.join(PROTOCOLS)}")
+        if self.protocol == "paper" and self.val_fraction > 0:
+            raise ConfigError("protocol 'paper' has no validation part (the reference selects on the test part); "
+                              "set val_fraction to 0")
+        if self.freeze_backbone_epochs is not None:
+            if self.freeze_backbone_epochs < 0:
+                raise ConfigError("TrainConfig.freeze_backbone_epochs must be >= 0")
+            if self.epochs is not None and self.freeze_backbone_epochs >= self.epochs:
+                raise ConfigError(f"TrainConfig: freeze_backbone_epochs ({self.freeze_backbone_epochs}) must be "
+                                  f"fewer than epochs ({self.epochs}), which count the frozen epochs too")
+
+
+def resolve_recipe(cfg: TrainConfig, init_kind: str | None = None) -> TrainConfig:
+    """``cfg`` with ``epochs`` / ``ema`` / ``freeze_backbone_epochs`` that are None taken from :data:`RECIPES`.
+
+    The row is ``RECIPES[cfg.dataset]`` (else ``"*"``). The frozen epochs depend on what ``cfg.init`` holds:
+    ``init_kind`` when the caller already knows it, else it is read from the file
+    (:func:`clifvqa_core.model.checkpoint_kind`) only when needed. Idempotent: a resolved config comes back
+    unchanged. Example: konvid1k with ``init`` = FAST_VQA_B_1_4.pth and nothing else set -> epochs 30,
+    ema True, freeze_backbone_epochs 10; the same without ``init`` -> freeze_backbone_epochs 0.
+    """
+    missing = [k for k in ("epochs", "ema", "freeze_backbone_epochs") if getattr(cfg, k) is None]
+    if not missing:
+        return cfg
+    key = cfg.dataset if cfg.dataset in RECIPES else "*"
+    row = RECIPES[key]
+    changes: dict[str, Any] = {}
+    if "epochs" in missing:
+        changes["epochs"] = row.epochs
+    if "ema" in missing:
+        changes["ema"] = row.ema if row.ema is not None else cfg.train_split is not None
+    if "freeze_backbone_epochs" in missing:
+        if cfg.init and init_kind is None:
+            from .model import checkpoint_kind
+
+            init_kind = checkpoint_kind(cfg.init, trust=cfg.trust_init)
+        vqa = bool(cfg.init) and init_kind in VQA_INIT_KINDS
+        freeze = row.freeze_after_vqa_init if vqa and cfg.model.use_spatial else 0
+        epochs = changes.get("epochs", cfg.epochs)
+        if freeze and freeze >= epochs:
+            raise ConfigError(f"the recipe freezes the backbone for the first {freeze} epochs ({cfg.init} is a "
+                              f"VQA-trained {init_kind} checkpoint) but only {epochs} epochs are asked; give more "
+                              "epochs or set the frozen epochs (--freeze-backbone-epochs N, 0 for none)")
+        changes["freeze_backbone_epochs"] = freeze
+    changes["recipe"] = {"dataset": cfg.dataset, "row": key, "init_kind": init_kind if cfg.init else None,
+                         "reference": row.reference, "from_table": missing}
+    return cfg.replace(**changes)

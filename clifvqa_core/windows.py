@@ -22,6 +22,17 @@ is bilinear (align_corners=False, antialias off: antialiasing only matters when 
 explicit keeps CPU and CUDA identical), rounded half up and clamped back to uint8. Example: a 100x80
 frame (W=100, H=80) becomes 280x224 (W x H), and a 3x3 grid then has ys = 0, 0, 0 and xs = 0, 28, 56.
 
+Memory bound (why frames are cut one at a time): the small-frame rule scales the short side up to
+``size`` whatever the long side is, so an 8192x16 frame becomes 114688x224. ``cut_windows`` therefore
+scales and cuts one frame at a time (the batch never exists at the scaled size) and refuses a frame whose
+working size ``scaled_size(H, W)`` exceeds ``MAX_FRAME_PIXELS`` with :class:`FrameSizeError`
+(extraction records it as a failed video). Per frame the work then holds about 16 bytes per working
+pixel (the float32 scaled frame, scaled in place, and its uint8 copy), i.e. about 540 MB at the cap
+(measured: 8192x16, +395 MB peak RSS over the imports);
+the output holds ``T * rows * cols * 3 * size**2`` bytes (43 MB for T = 32, 3x3). 8K UHD (7680x4320) and
+8192x16 (-> 114688x224) are under the cap; 65536x16 is not. The cap changes no window of any frame it
+admits, so it is not part of ``WINDOW_RULE``.
+
 If you change any rule here, bump ``WINDOW_RULE``: it is part of the extraction cache key.
 """
 from __future__ import annotations
@@ -34,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import JsonConfig
-from .errors import ConfigError
+from .errors import ConfigError, FrameSizeError
 
 #: Identifies the geometry rules above (origins, upscaling); part of the extraction identity.
 WINDOW_RULE = "edge-to-edge-round-half-up/upscale-short-side-bilinear/v1"
@@ -53,6 +64,10 @@ WINDOW_PRESETS: dict[int, tuple[int, int]] = {
     45: (5, 9),
     85: (5, 17),
 }
+
+#: Largest working frame (pixels after the small-frame upscale) that ``cut_windows`` accepts: 2**25 =
+#: 33.5 M px, just above 8K UHD (33.2 M px). See "Memory bound" above.
+MAX_FRAME_PIXELS = 2**25
 
 _GRID_RE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
 
@@ -122,6 +137,19 @@ def scaled_size(height: int, width: int, size: int = 224) -> tuple[int, int]:
     return (size, up(width)) if height == short else (up(height), size)
 
 
+def check_frame_size(height: int, width: int, size: int = 224) -> tuple[int, int]:
+    """``scaled_size(height, width, size)``, or :class:`FrameSizeError` when it exceeds ``MAX_FRAME_PIXELS``.
+
+    Example: (16, 8192) -> (224, 114688) (25.7 M px, accepted); (16, 65536) -> refused (205 M px).
+    """
+    h, w = scaled_size(height, width, size)
+    if h * w > MAX_FRAME_PIXELS:
+        raise FrameSizeError(
+            f"frame of {width}x{height} px (W x H) would be worked on at {w}x{h} px ({h * w / 1e6:.0f} M px, "
+            f"over the {MAX_FRAME_PIXELS / 1e6:.1f} M px limit that bounds memory): aspect ratio or size too large")
+    return h, w
+
+
 def window_origins(height: int, width: int, cfg: WindowConfig) -> tuple[list[int], list[int]]:
     """Top-left corners (ys [rows], xs [cols]) in pixels of the frame *after* the small-frame upscale.
 
@@ -143,7 +171,7 @@ def upscale_small(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
         return frames
     x = frames.permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=False)
-    x = torch.floor(x + 0.5).clamp_(0, 255).to(torch.uint8)
+    x = x.add_(0.5).floor_().clamp_(0, 255).to(torch.uint8)  # in place: the float frame is the big one
     return x.permute(0, 2, 3, 1).contiguous()
 
 
@@ -151,8 +179,10 @@ def cut_windows(frames: torch.Tensor | np.ndarray, cfg: WindowConfig) -> torch.T
     """uint8 frames [T, H, W, 3] (RGB) -> uint8 windows [T, rows, cols, 3, size, size].
 
     windows[t, i, j] is the crop at (ys[i], xs[j]) of ``window_origins``, channels first as CLIP wants.
-    Vectorised: the frame is viewed (no copy) as all possible size x size windows with ``unfold`` and
-    the grid's windows are gathered from that view by one advanced index. Works on any device.
+    Vectorised per frame: the (upscaled) frame is viewed (no copy) as all possible size x size windows with
+    ``unfold`` and the grid's windows are gathered from that view by one advanced index. Frames are
+    scaled and cut one at a time so that memory stays bounded (module docstring); a frame larger than
+    ``MAX_FRAME_PIXELS`` after scaling raises :class:`FrameSizeError`. Works on any device.
     A [1, 224, 224, 3] frame with a 3x3 grid gives 9 copies of the whole frame.
     """
     if isinstance(frames, np.ndarray):
@@ -161,11 +191,15 @@ def cut_windows(frames: torch.Tensor | np.ndarray, cfg: WindowConfig) -> torch.T
         raise ValueError(f"frames must be [T, H, W, 3], got {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         raise ValueError(f"frames must be uint8, got {frames.dtype}")
-    frames = upscale_small(frames, cfg.size)
-    _, h, w, _ = frames.shape
+    t, h, w, _ = frames.shape
+    check_frame_size(h, w, cfg.size)
     ys, xs = window_origins(h, w, cfg)
-    # [T, H-s+1, W-s+1, 3, s(y), s(x)] view of every window position
-    view = frames.unfold(1, cfg.size, 1).unfold(2, cfg.size, 1)
     yi = torch.as_tensor(ys, device=frames.device)[:, None]
     xi = torch.as_tensor(xs, device=frames.device)[None, :]
-    return view[:, yi, xi].contiguous()
+    out = torch.empty((t, cfg.rows, cfg.cols, 3, cfg.size, cfg.size), dtype=torch.uint8, device=frames.device)
+    for k in range(t):
+        frame = upscale_small(frames[k : k + 1], cfg.size)
+        # [1, H-s+1, W-s+1, 3, s(y), s(x)] view of every window position
+        view = frame.unfold(1, cfg.size, 1).unfold(2, cfg.size, 1)
+        out[k] = view[0, yi, xi]
+    return out

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clifvqa_core.errors import VideoError
+from clifvqa_core.errors import FrameSizeError, VideoDecodeError, VideoError
 from clifvqa_core.video import sample_uniform
 from clifvqa_core.windows import WindowConfig, cut_windows
 
@@ -37,9 +38,19 @@ class DecodedVideo:
 
 
 def decode_windows(path: str | Path, frames: int, grid: WindowConfig) -> torch.Tensor:
-    """T uniformly timed frames of ``path`` cut into windows -> uint8 [T, rows, cols, 3, size, size]."""
-    video, _ = sample_uniform(path, frames)
-    windows = cut_windows(video, grid)
+    """T uniformly timed frames of ``path`` cut into windows -> uint8 [T, rows, cols, 3, size, size].
+
+    Each frame is cut as soon as it is decoded, so a worker holds one decoded frame plus the windows
+    (memory bound: ``clifvqa_core.windows``); a frame over ``MAX_FRAME_PIXELS`` is a failed video.
+    """
+    def cut(frame: np.ndarray) -> torch.Tensor:
+        return cut_windows(frame[None], grid)[0]
+
+    try:
+        windows, _ = sample_uniform(path, frames, per_frame=cut)
+    except FrameSizeError as exc:
+        raise VideoDecodeError(path, str(exc)) from None
+    windows = torch.from_numpy(windows)
     if tuple(windows.shape[:3]) != (frames, grid.rows, grid.cols):
         raise VideoError(path, f"reader produced windows of shape {tuple(windows.shape)}, expected "
                                f"[{frames}, {grid.rows}, {grid.cols}, ...]")

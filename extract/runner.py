@@ -15,22 +15,25 @@ was being computed when the run died) are always computed.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
-from cache import DEFAULT_SHARD_SIZE, FeatureStore, StoreLayout, open_store
+from cache import DEFAULT_SHARD_SIZE, FeatureStore, StoreLayout, detect_backend, open_store
+from cache.source import StoreSource
 from clifvqa_core import __version__
+from clifvqa_core.datasets import SplitListing
 from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
-from clifvqa_core.extract_config import ExtractConfig
-from clifvqa_core.semantic import SemanticExtractor, build_clip
+from clifvqa_core.extract_config import ExtractConfig, build_extractor
+from clifvqa_core.runtime import DistEnv, init_distributed, progress_bar, resolve_device
+from clifvqa_core.semantic import SemanticExtractor
 
-from .mapper import WindowMapper, resolve_precision
+from .mapper import WindowMapper
 from .reader import WindowReader, reader_loader
 from .writer import ShardWriter
 
@@ -73,58 +76,72 @@ class ExtractSummary:
                 f"{self.store_done}/{self.videos} done, {self.store_failed} failed")
 
 
-# ---- distributed helpers ------------------------------------------------------------------------
-class _Dist:
-    """RANK/WORLD_SIZE from the environment; a gloo group only when there is more than one process."""
+@dataclass(frozen=True)
+class DatasetOrigin:
+    """Where a run's videos come from, recorded in the store (``source``): dataset name, root, the label
+    file of each split (None: unlabelled) and the video ids of each split."""
 
-    def __init__(self) -> None:
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        if not 0 <= self.rank < self.world:
-            raise ConfigError(f"RANK={self.rank} is outside WORLD_SIZE={self.world}")
-        self.group = None
-        self.owned = False
-        if self.world > 1:
-            import torch.distributed as dist
+    dataset: str
+    root: Path
+    labels: dict[str, Path | None]
+    members: dict[str, list[str]]
 
-            if not dist.is_initialized():
-                dist.init_process_group("gloo")
-                self.owned = True
-            # barriers/broadcasts of small Python objects over gloo, whatever backend the caller chose
-            self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    @classmethod
+    def from_listings(cls, dataset: str, root: str | Path, listings: Sequence[SplitListing]) -> tuple["DatasetOrigin", list[Any]]:
+        """-> (origin, items of every split in listing order, each video once: a video listed by two splits,
+        e.g. LSVQ test and test_1080p, is extracted once and is a member of both)."""
+        items: dict[str, Any] = {}
+        for lst in listings:
+            for it in lst.items:
+                items.setdefault(str(it.video_id), it)
+        origin = cls(dataset, Path(root).expanduser().resolve(), {lst.split: lst.labels for lst in listings},
+                     {lst.split: [str(it.video_id) for it in lst.items] for lst in listings})
+        return origin, list(items.values())
 
-    def broadcast(self, obj: Any) -> Any:
-        if self.world == 1:
-            return obj
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0, group=self.group)
-        return box[0]
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier(group=self.group)
-
-    def close(self) -> None:
-        if self.owned:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    def source(self, rows: dict[str, int]) -> StoreSource:
+        """The StoreSource of this run, ``rows`` mapping video id -> store row."""
+        return StoreSource.build(self.dataset, self.root, self.labels,
+                                 {s: [rows[v] for v in ids if v in rows] for s, ids in self.members.items()})
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
-        if dev.index is None and "LOCAL_RANK" in os.environ:
-            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
-    return dev
+def _open_growing(out: Path, cfg: ExtractConfig, items: list[Any], layout: StoreLayout, backend: str,
+                  origin: DatasetOrigin | None, attrs: dict[str, Any]) -> FeatureStore:
+    """Create the store with ``items``, or open it (identity checked) and append the videos it lacks;
+    record ``origin``. A store keeps its identity and rows; only its video list and source grow."""
+    identity, key = cfg.identity(), cfg.key()
+    ids = [str(it.video_id) for it in items]
+    mos = [float(it.mos) for it in items]
+    if detect_backend(out) is None:
+        store = open_store(out, "a", identity, backend=backend, layout=layout, ids=ids, mos=mos, key=key,
+                           attrs=attrs)
+    else:
+        store = open_store(out, "a", identity, backend=backend, key=key)
+        if layout.replace(n=store.n, shard_size=store.layout.shard_size) != store.layout:
+            raise CacheError(f"{out}: holds a layout {store.layout.to_dict()} but this run needs "
+                             f"{layout.to_dict()}. Choose a new --out.")
+    old = store.source
+    if origin is not None and old is not None and old.dataset != origin.dataset:
+        raise CacheError(f"{out}: holds videos of dataset {old.dataset!r}, not {origin.dataset!r}; a store "
+                         "holds one dataset. Choose another --out.")
+    known = set(store.ids)
+    new = [(v, m) for v, m in zip(ids, mos) if v not in known]
+    held = {v: i for i, v in enumerate(store.ids)}
+    same_mos = [v for v, m in zip(ids, mos) if v in held and not np.array_equal(m, store.mos[held[v]], equal_nan=True)]
+    if same_mos:
+        log.warning("%s: %d videos have other labels than the mos stored at extraction (first: %s); the store "
+                    "keeps its own mos (features do not depend on labels)", out, len(same_mos), same_mos[0])
+    if origin is not None and old is not None and str(origin.root) != old.root:
+        log.warning("%s: the dataset root was %s and is now %s; the store records the new one", out, old.root,
+                    origin.root)
+    if new or origin is not None:
+        held.update((v, len(store.ids) + k) for k, (v, _) in enumerate(new))
+        src = None
+        if origin is not None:
+            src = origin.source(held) if old is None else old.merged(origin.source(held))
+        store.grow([v for v, _ in new], [m for _, m in new], src)
+        if new:
+            log.info("%s: %d new videos added to the %d the store held", out, len(new), len(known))
+    return store
 
 
 def _runtime_info(device: torch.device, precision: str, extractor: SemanticExtractor, world: int) -> dict[str, Any]:
@@ -160,15 +177,21 @@ def run_extraction(
     shard_size: int = DEFAULT_SHARD_SIZE,
     retry_failed: bool = False,
     progress: bool | None = None,
+    origin: DatasetOrigin | None = None,
 ) -> ExtractSummary:
     """Extract every video of ``items`` (VideoItem: video_id, path, mos) into the store ``out``.
+
+    An existing store for the same extraction config keeps every row it holds and grows by the videos of
+    ``items`` it lacks (appended in ``items`` order, in new rows; the shard that was the last one is
+    rewritten by its owner with its done rows unchanged). ``origin`` (dataset, root, label files, split
+    members) is recorded in the store's ``source`` attribute, merged with what an earlier run recorded.
 
     ``batch_size`` (windows per CLIP call), ``workers`` (decoding processes, 0 = inline) and ``device``
     override the runtime knobs of ``cfg``. ``limit`` keeps the first N items (the store then holds
     those N). ``shard_size`` videos per shard applies when the store is created; an existing store
     keeps its own. ``progress``: tqdm bar (default: on rank 0 only).
     Raises CacheKeyMismatchError when ``out`` holds another config's features, CacheError when it
-    holds another video list.
+    holds another dataset.
     """
     t_start = time.perf_counter()
     items = list(items)[:limit] if limit is not None else list(items)
@@ -178,40 +201,36 @@ def run_extraction(
     workers = cfg.workers if workers is None else int(workers)
     if batch_size < 1 or workers < 0:
         raise ConfigError("batch size must be >= 1 and workers >= 0")
-    dev = _device(device or cfg.device)
-    dist = _Dist()
+    dev = resolve_device(device or cfg.device)
+    dist = init_distributed(dev)
     try:
         return _run(cfg, items, Path(out), backend, batch_size, workers, dev, shard_size, retry_failed,
-                    progress, dist, t_start)
+                    progress, dist, t_start, origin)
     finally:
         dist.close()
 
 
 def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_size: int, workers: int,
-         dev: torch.device, shard_size: int, retry_failed: bool, progress: bool | None, dist: _Dist,
-         t_start: float) -> ExtractSummary:
+         dev: torch.device, shard_size: int, retry_failed: bool, progress: bool | None, dist: DistEnv,
+         t_start: float, origin: DatasetOrigin | None = None) -> ExtractSummary:
     rank, world = dist.rank, dist.world
-    bundle = build_clip(cfg.clip_model, cfg.clip_pretrained)
-    extractor = SemanticExtractor(bundle, cfg.description_set).to(dev).eval()
+    extractor = build_extractor(cfg).to(dev).eval()
     if cfg.grid.size != extractor.image_size:
         raise ConfigError(f"window size {cfg.grid.size} differs from the CLIP input size {extractor.image_size}")
     embed_dim = int(extractor.text_features.shape[1]) if cfg.store_embeddings else 0
     layout = StoreLayout(n=len(items), frames=cfg.frames, rows=cfg.grid.rows, cols=cfg.grid.cols,
                          r=extractor.r, embed_dim=embed_dim, shard_size=shard_size)
     identity, key = cfg.identity(), cfg.key()
-    ids = [str(it.video_id) for it in items]
-    mos = [float(it.mos) for it in items]
-    open_kw = dict(backend=backend, layout=layout, ids=ids, mos=mos, key=key)
 
-    # Rank 0 creates (or checks) the store before anyone else touches it; its verdict is shared so
-    # that every rank stops with the same message instead of hanging at a barrier.
+    # Rank 0 creates (or checks and grows) the store before anyone else touches it; its verdict is
+    # shared so that every rank stops with the same message instead of hanging at a barrier.
     store: FeatureStore | None = None
     error = None
     if rank == 0:
         try:
-            store = open_store(out, "a", identity, attrs={
+            store = _open_growing(out, cfg, items, layout, backend, origin, attrs={
                 "extract_config": cfg.to_dict(),
-                "runtime": _runtime_info(dev, cfg.precision, extractor, world)}, **open_kw)
+                "runtime": _runtime_info(dev, cfg.precision, extractor, world)})
         except ClifVQAError as exc:
             error = exc
     message = dist.broadcast(None if error is None else f"{type(error).__name__}: {error}")
@@ -220,8 +239,11 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     if message is not None:
         raise CacheError(f"rank 0 could not open the store: {message}")
     if store is None:
-        store = open_store(out, "a", identity, **open_kw)
+        store = open_store(out, "a", identity, backend=backend, key=key)
     layout = store.layout  # an existing store keeps its shard size
+    # store rows -> this run's items; rows of videos this run does not list (another split) are left alone
+    by_id = {str(it.video_id): it for it in items}
+    listed = {i: by_id[v] for i, v in enumerate(store.ids) if v in by_id}
 
     done = store.done
     failed_before = {str(r["id"]) for r in store.failures()}
@@ -229,7 +251,9 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     pending, skipped = [], 0
     for s in owned:
         for i in range(*layout.shard_range(s)):
-            if done[i] or (ids[i] in failed_before and not retry_failed):
+            if i not in listed:
+                continue
+            if done[i] or (store.ids[i] in failed_before and not retry_failed):
                 skipped += 1
             else:
                 pending.append(i)
@@ -238,12 +262,12 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
 
     summary = ExtractSummary(store=str(out), backend=store.backend, key=store.key, rank=rank,
                              world_size=world, videos=layout.n, skipped=skipped)
-    paths = {i: str(items[i].path) for i in pending}
+    paths = {i: str(listed[i].path) for i in pending}
     mapper = WindowMapper(extractor, batch_size, dev, cfg.precision, cfg.store_embeddings)
     writer = ShardWriter(store, paths, rank)
     loader = reader_loader(WindowReader([(i, paths[i]) for i in pending], cfg.frames, cfg.grid), workers,
                            pin_memory=dev.type == "cuda")
-    bar = _progress_bar(len(pending), progress if progress is not None else rank == 0)
+    bar = progress_bar(len(pending), progress if progress is not None else rank == 0, desc="extract")
     decode_s = wait_s = 0.0
     current: int | None = None
     failures: dict[int, dict[str, str]] = {}
@@ -298,9 +322,3 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     summary.videos_per_s = (summary.done + summary.failed) / loop
     log.info("%s", summary.format())
     return summary
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="video", disable=not enabled, dynamic_ncols=True, desc="extract")

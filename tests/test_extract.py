@@ -110,11 +110,11 @@ def test_runner_output_and_failures(reference, videos):
 
 def test_maps_equal_per_video_extraction(reference, videos):
     """Cross-video batching changes nothing: maps equal D1's one-video-at-a-time path within 1e-5."""
-    from clifvqa_core.semantic import SemanticExtractor, build_clip
+    from clifvqa_core.extract_config import build_extractor
     from clifvqa_core.video import sample_uniform
 
     cfg = _cfg()
-    ext = SemanticExtractor(build_clip(cfg.clip_model, cfg.clip_pretrained), cfg.description_set).eval()
+    ext = build_extractor(cfg).eval()
     st = open_store(reference[0])
     for i in (0, 4):  # v0 (first shard), v3 (batches straddling it)
         frames, _ = sample_uniform(videos[i].path, 4)
@@ -197,3 +197,44 @@ def test_torchrun_two_ranks_equal_one(reference, videos, tmp_path):
     fails = open_store(out).failures()
     # "empty" (row 3) is in shard 1 and "text" (row 7) in shard 3: odd shards belong to rank 1
     assert [(f["id"], f["shard"], f["rank"]) for f in fails] == [("empty", 1, 1), ("text", 3, 1)]
+
+
+# ---- memory bound on extreme geometry -------------------------------------------------------------------
+
+_RSS_SCRIPT = """
+import resource, sys, json
+sys.path.insert(0, {repo!r})
+from clifvqa_core.windows import WindowConfig
+from extract.reader import decode_windows
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+w = decode_windows({path!r}, {frames}, WindowConfig(3, 3))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"shape": list(w.shape), "before_kb": before, "after_kb": after}}))
+"""
+
+
+def test_extreme_aspect_video_decodes_in_bounded_memory(tmp_path):
+    # 8192x16 upscales to 114688x224 (25.7 M px a frame): all T frames scaled at once as float32 (plus a
+    # rounding copy) took 1.5 GB for T = 2 and 8 GB for T = 8 before frames were cut one at a time; now
+    # peak RSS grows by one frame's work (~0.4 GB) whatever T is. T = 2 keeps the test fast.
+    path = write_video(tmp_path / "wide.mkv", moving_frames(2, 16, 8192, seed=0), fps=8, codec="ffv1")
+    script = _RSS_SCRIPT.format(repo=str(REPO), path=str(path), frames=2)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["shape"] == [2, 3, 3, 3, 224, 224]
+    grown_mb = (got["after_kb"] - got["before_kb"]) / 1024
+    assert grown_mb < 700, f"decoding grew peak RSS by {grown_mb:.0f} MB"
+
+
+def test_frame_over_the_pixel_cap_is_a_failed_video(tmp_path, monkeypatch):
+    import clifvqa_core.windows as windows
+    from clifvqa_core.errors import VideoDecodeError
+    from extract.reader import WindowReader, decode_windows
+
+    path = write_video(tmp_path / "wide.mp4", moving_frames(2, 16, 320, seed=0), fps=8)
+    monkeypatch.setattr(windows, "MAX_FRAME_PIXELS", 224 * 1000)  # 16x320 -> 224x4480 is over
+    with pytest.raises(VideoDecodeError, match="over the .* limit"):
+        decode_windows(path, 2, WindowConfig(1, 1))
+    got = WindowReader([(0, str(path))], 2, WindowConfig(1, 1))[0]
+    assert got.windows is None and "aspect ratio" in got.failure["reason"]

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from clifvqa_core.descriptions import CLIF_V1, DESCRIPTION_SETS, Description
-from clifvqa_core.errors import ConfigError
-from clifvqa_core.extract_config import RUNTIME_FIELDS, ExtractConfig, identity_key
+from clifvqa_core.errors import CacheKeyMismatchError, ConfigError
+from clifvqa_core.extract_config import (IDENTITY_FIELDS, RUNTIME_FIELDS, ExtractConfig, check_identity_current,
+                                         identity_key)
 from clifvqa_core.semantic import ClipWeightsError
 from clifvqa_core.windows import WindowConfig
 
@@ -47,6 +48,7 @@ def test_json_round_trip(tmp_path, cfg):
         ({"sampling": "random"}, "sampling"),
         ({"precision": "fp8"}, "precision"),
         ({"format_version": 99}, "format_version"),
+        ({"clip_activation": "relu"}, "quick_gelu"),
     ],
 )
 def test_bad_configs_rejected(data, match):
@@ -61,6 +63,8 @@ def test_identity_contents(cfg):
     assert ident["descriptions"]["content_hash"] == CLIF_V1.content_hash()
     assert [d["text"] for d in ident["descriptions"]["descriptions"]] == CLIF_V1.texts
     assert ident["grid"] == {"rows": 3, "cols": 3, "size": 224} and ident["frames"] == 32
+    assert ident["clip_activation"] == "gelu"  # tiny_clip.json declares no QuickGELU, weights "none"
+    assert tuple(ident) == IDENTITY_FIELDS
     assert not any(k in ident for k in RUNTIME_FIELDS)
     assert str(TINY) not in json.dumps(ident)  # a JSON model counts by content, not path
     assert len(cfg.key()) == 16 and cfg.key() == identity_key(json.loads(json.dumps(ident)))
@@ -82,6 +86,7 @@ def test_runtime_knobs_do_not_change_the_key(cfg, change):
         dict(grid=WindowConfig(3, 3, 256)),
         dict(store_embeddings=True),
         dict(clip_model="ViT-B-32"),
+        dict(clip_activation="quick_gelu"),
     ],
 )
 def test_identity_fields_change_the_key(cfg, change):
@@ -128,7 +133,8 @@ def test_weights_file_keyed_by_content(tmp_path, cfg):
     assert cfg.replace(clip_pretrained=str(moved)).key() == k1
     moved.write_bytes(b"weights-number-two")  # other size too: the sha cache is keyed by path, mtime, size
     assert cfg.replace(clip_pretrained=str(moved)).key() != k1
-    assert cfg.replace(clip_pretrained="openai").key() != cfg.key()
+    with pytest.raises(ClipWeightsError, match="neither a weights file nor a pretrained tag"):
+        cfg.replace(clip_pretrained="openai").identity()  # a JSON model has no tags: refused before any work
     with pytest.raises(ClipWeightsError, match="does not exist"):
         cfg.replace(clip_pretrained=str(tmp_path / "missing.bin")).identity()
 
@@ -139,3 +145,23 @@ def test_build_extractor(cfg):
     ex = build_extractor(cfg.replace(descriptions="clif-v1"))
     assert ex.r == CLIF_V1.r and ex.image_size == cfg.grid.size
     assert ex.descriptions.content_hash() == cfg.identity()["descriptions"]["content_hash"]
+
+
+@pytest.mark.parametrize(
+    "model, pretrained, activation",
+    [("ViT-B-32", "openai", "quick_gelu"), ("ViT-B-32", "laion2b_s34b_b79k", "gelu"),
+     ("ViT-B-32-quickgelu", "none", "quick_gelu"), ("ViT-B-32", "none", "gelu")],
+)
+def test_identity_records_the_activation_of_the_weights(model, pretrained, activation):
+    # resolved from open_clip's tables only: nothing is downloaded or built
+    assert ExtractConfig(clip_model=model, clip_pretrained=pretrained).identity()["clip_activation"] == activation
+
+
+def test_store_of_an_older_version_refused_with_the_activation_named(cfg):
+    ident = cfg.identity()
+    check_identity_current(ident, "new.zarr")  # current: accepted
+    check_identity_current({"descriptions": {}, "frames": 4}, "hand-made.zarr")  # not from an ExtractConfig
+    old = {k: v for k, v in ident.items() if k != "clip_activation"}
+    with pytest.raises(CacheKeyMismatchError, match=r"old\.zarr was made by an older version.*no clip_activation "
+                                                    r"field.*QuickGELU.*Re-extract"):
+        check_identity_current(old, "old.zarr")

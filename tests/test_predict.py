@@ -155,19 +155,14 @@ def test_mismatched_cache_refused(trained, tmp_path):
     assert "another extraction" in res.output and "grid" in res.output and "Traceback" not in res.output
 
 
-def test_missing_clip_weights_error_says_how_to_point_to_them(trained, tmp_path, monkeypatch):
+def test_missing_clip_weights_error_says_how_to_point_to_them(trained, tmp_path):
     """A checkpoint whose training CLIP weights cannot be had: one clear error naming --clip-pretrained."""
-    from train.predict import recorded_extraction
-
     ck = torch.load(trained["ckpt"], weights_only=True)
-
-    rec = recorded_extraction(ck, trained["ckpt"])
-    assert rec is not None and rec.config["clip_pretrained"] == "none"
+    assert ck["extract_config"]["clip_pretrained"] == "none"
     # pretend training used a weights file that is gone
-    rec_cfg = dict(rec.config, clip_pretrained=str(tmp_path / "gone.bin"))
-    monkeypatch.setattr("train.predict.recorded_extraction",
-                        lambda c, p: type(rec)(rec_cfg, rec.identity, rec.key, rec.source))
-    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(trained["ckpt"]),
+    ck["extract_config"] = dict(ck["extract_config"], clip_pretrained=str(tmp_path / "gone.bin"))
+    torch.save(ck, tmp_path / "model.pt")
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(tmp_path / "model.pt"),
                                     "--workers", "0", "--no-progress"])
     assert res.exit_code == 1 and "--clip-pretrained" in res.output, res.output
 

@@ -16,17 +16,17 @@ import torch
 import torch.multiprocessing as mp
 
 from clifvqa_core.descriptions import Description, DescriptionSet
-from clifvqa_core.errors import CacheError
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError
 from clifvqa_core.fastvqa import SpatialConfig
 from clifvqa_core.fragments import FragmentConfig
 from clifvqa_core.losses import clif_loss
 from clifvqa_core.model import CLiFVQA, ModelConfig
-from clifvqa_core.train_config import TrainConfig
+from clifvqa_core.train_config import TrainConfig, resolve_recipe
 from clifvqa_core.videowrite import write_video
 from conftest import moving_frames
 
 from train.data import MosScale, VideoQualityDataset, load_map_table
-from train.loop import DistEnv, build_optimizer, fit, lr_factor, train_step
+from train.loop import BACKBONE_PREFIX, DistEnv, build_optimizer, fit, lr_factor, train_step
 from train.protocol import make_split
 
 T, R = 8, 3
@@ -53,7 +53,8 @@ def small_model_cfg(**changes) -> ModelConfig:
     return ModelConfig(**base)
 
 
-def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, seed: int = 0) -> Path:
+def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, seed: int = 0,
+               clip_weights: str = "none") -> Path:
     from cache import open_store
     from cache.schema import ShardData, StoreLayout
     from clifvqa_core.semantic import sims_to_maps
@@ -61,7 +62,8 @@ def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, se
     rng = np.random.default_rng(seed)
     n = len(ids)
     layout = StoreLayout(n=n, frames=frames, rows=2, cols=2, r=R, shard_size=n)
-    identity = {"descriptions": DSET.to_dict(), "frames": frames, "grid": {"rows": 2, "cols": 2}}
+    identity = {"descriptions": DSET.to_dict(), "frames": frames, "grid": {"rows": 2, "cols": 2},
+                "clip_weights": clip_weights}
     sims = rng.uniform(0.1, 0.3, (n, frames, 2, 2, R)).astype(np.float16)
     store = open_store(path, "w", identity, layout=layout, ids=ids, mos=mos,
                        attrs={"runtime": {"logit_scale": 100.0}})
@@ -131,6 +133,12 @@ def test_mismatched_cache_is_refused(data, tmp_path):
     other = make_store(tmp_path / "other.zarr", ["x"], [1.0], frames=16)
     with pytest.raises(CacheError):
         load_map_table([store, other], small_model_cfg())
+    # nor one made with other CLIP weights, although its maps have the same shape: the field is named
+    weights = make_store(tmp_path / "weights.zarr", ["y"], [1.0], clip_weights="sha256:0123")
+    with pytest.raises(CacheKeyMismatchError, match=r"weights.zarr was made with another extraction config.*"
+                                                    r'clip_weights \("none" vs "sha256:0123"\)'):
+        load_map_table([store, weights], small_model_cfg())
+    assert len(load_map_table([store, make_store(tmp_path / "same.zarr", ["z"], [1.0])], small_model_cfg()).ids) == 9
 
 
 def test_splits_disjoint_grouped_and_reproducible(data):
@@ -256,7 +264,8 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     run = tmp_path / "run"
     assert (run / "results.json").is_file() and (run / "results.md").is_file()
     assert (run / "train_config.json").is_file()
-    assert TrainConfig.from_json(run / "train_config.json") == cfg
+    written = TrainConfig.from_json(run / "train_config.json")
+    assert written == resolve_recipe(cfg) and written.recipe["row"] == "*" and written.ema is False
     rows = res["parts"]["test"]["per_split"]
     assert len(rows) == 2 and res["parts"]["test"]["summary"]["srocc"]["n"] <= 2
     split0 = json.loads((run / "split_0" / "split.json").read_text())
@@ -296,3 +305,184 @@ def test_model_presets_and_unknown_name():
     assert model_preset("fastvqa-b").spatial_grid == (16, 7, 7) and model_preset("tiny").spatial.embed_dim == 24
     with pytest.raises(ConfigError, match=r"'cpx' \(did you mean 'cpu'\?\); known: fastvqa-b, cpu, tiny"):
         model_preset("cpx")
+
+
+def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from clifvqa_core.errors import StorageError
+    from train.loop import save_checkpoint
+
+    save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+
+    def full(obj, f, *a, **kw):  # torch's zip writer sees a short write on a full disk
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(StorageError, match=r"last.pt: cannot write: no space left on device"):
+        save_checkpoint(tmp_path / "last.pt", {"epoch": 2})
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "last.pt")["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.slow
+def test_resume_treats_an_unreadable_split_marker_as_not_done(data, tmp_path, monkeypatch):
+    root, items, store = data
+    import train.protocol as protocol
+
+    monkeypatch.setattr(protocol, "_load_items", lambda cfg, split: list(items))
+    cfg = TrainConfig(cached=(str(store),), out=str(tmp_path / "run"), dataset="csv", root=str(root),
+                      model=small_model_cfg(use_spatial=False), splits=2, epochs=1, batch_size=2,
+                      test_fraction=0.5, val_fraction=0.0, workers=0, device="cpu", test_clips=1)
+    first = protocol.run_training(cfg)
+    marker = tmp_path / "run" / "split_1" / "metrics.json"
+    marker.write_text("")  # a run killed while writing the marker (before atomic writes) left this
+    again = protocol.run_training(cfg, resume=True)  # was: JSONDecodeError traceback
+    assert json.loads(marker.read_text())["test"]["split"] == 1
+    assert [r["srocc"] for r in again["parts"]["test"]["per_split"]] == \
+        [r["srocc"] for r in first["parts"]["test"]["per_split"]]
+
+
+def test_split_sizes_use_int_like_the_reference():
+    """YouTube-UGC's 1,147 videos: the reference's int(0.8 * n) keeps 917 for training (round() gave 918)."""
+    many = [Item(f"v{i}", Path(f"v{i}"), float(i)) for i in range(1147)]
+    sp = make_split(many, 0, test_fraction=0.2, val_fraction=0.0)
+    assert (len(sp["train"]), len(sp["test"])) == (917, 230)
+    assert len(make_split(many[:9], 0, test_fraction=0.3, val_fraction=0.0)["train"]) == 6   # int(6.3)
+
+
+def test_frozen_backbone_gets_no_grad_and_no_optimiser_state_then_trains(data, tmp_path, monkeypatch):
+    """Epoch 0 of 2 frozen (one step per epoch): after its step the backbone has no .grad, AdamW holds no state for it
+    and its weights are unchanged while the head moves; in epoch 1 the backbone gets grads, state, updates."""
+    _, items, store = data
+    cfg = _fit_cfg(tmp_path, store, epochs=2).replace(freeze_backbone_epochs=1, ema=False)
+    table = load_map_table([store], cfg.model)
+    import train.loop as loop
+
+    seen: list[dict] = []
+    real_step = loop.train_step
+
+    def spy(model, batch, optimizer, *a, **kw):
+        loss = real_step(model, batch, optimizer, *a, **kw)
+        named = dict(loop.unwrap(model).named_parameters())
+        bb = [p for n, p in named.items() if n.startswith(BACKBONE_PREFIX)]
+        head = [p for n, p in named.items() if not n.startswith(BACKBONE_PREFIX)]
+        seen.append({"bb_grad": any(p.grad is not None for p in bb),
+                     "bb_state": sum(1 for p in bb if optimizer.state.get(p)),
+                     "head_state": sum(1 for p in head if optimizer.state.get(p)),
+                     "bb_requires_grad": all(p.requires_grad for p in bb),
+                     "bb": [p.detach().clone() for p in bb], "head": [p.detach().clone() for p in head]})
+        return loss
+    monkeypatch.setattr(loop, "train_step", spy)
+    torch.manual_seed(3)
+    init = {k: v.clone() for k, v in CLiFVQA(cfg.model).named_parameters()}
+    res = fit(cfg, cfg.model, table, items[:2], [], tmp_path / "fz", seed=3, device=torch.device("cpu"))
+    assert len(seen) == 2                                            # 1 step per epoch
+    bb_init = [v for k, v in init.items() if k.startswith(BACKBONE_PREFIX)]
+    head_init = [v for k, v in init.items() if not k.startswith(BACKBONE_PREFIX)]
+    for s in seen[:1]:                                               # frozen epoch
+        assert not s["bb_grad"] and s["bb_state"] == 0 and not s["bb_requires_grad"]
+        assert s["head_state"] > 0
+        assert all(torch.equal(a, b) for a, b in zip(s["bb"], bb_init))
+        assert any(not torch.equal(a, b) for a, b in zip(s["head"], head_init))
+    last = seen[-1]                                                  # end to end
+    assert last["bb_grad"] and last["bb_requires_grad"] and last["bb_state"] == len(bb_init)
+    assert any(not torch.equal(a, b) for a, b in zip(last["bb"], bb_init))
+    assert [r["frozen_backbone"] for r in res.history] == [True, False]
+
+
+def _semantic_only(tmp_path: Path, n: int = 30):
+    """n videos without the spatial branch (no decoding: fast), MOS tied to one description's similarity."""
+    ids = [f"s{i:02d}" for i in range(n)]
+    rng = np.random.default_rng(1)
+    mos = list(np.round(rng.uniform(1, 5, n), 3))
+    store = make_store(tmp_path / "sem.zarr", ids, mos)
+    items = [Item(v, tmp_path / f"{v}.mp4", m) for v, m in zip(ids, mos)]
+    return store, items
+
+
+def test_ema_selection_between_raw_and_ema_is_recorded(tmp_path, monkeypatch):
+    store, items = _semantic_only(tmp_path)
+    import train.protocol as protocol
+
+    monkeypatch.setattr(protocol, "_load_items", lambda cfg, split: list(items))
+    cfg = TrainConfig(cached=(str(store),), out=str(tmp_path / "run"), dataset="csv", root=str(tmp_path),
+                      model=small_model_cfg(use_spatial=False), splits=1, epochs=4, batch_size=4, ema=True,
+                      ema_decay=0.5, test_fraction=0.3, val_fraction=0.3, workers=0, device="cpu", test_clips=1,
+                      lr_head=3e-3)
+    res = protocol.run_training(cfg)
+    sel = res["selection"][0]
+    assert sel["rule"] == "validation" and sel["weights"] in ("raw", "ema")
+    row = res["parts"]["test"]["per_split"][0]
+    assert (row["weights"], row["best_epoch"]) == (sel["weights"], sel["epoch"])
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["selection"] == res["selection"]
+    ck = torch.load(tmp_path / "run" / "split_0" / "model.pt", weights_only=True)
+    hist = ck["history"]
+    assert all("val_srocc" in h and "ema_val_srocc" in h for h in hist)   # both weights scored every epoch
+    scores = {(h["epoch"], w): h[p + "val_srocc"] + h[p + "val_plcc"] for h in hist for w, p in (("raw", ""),
+                                                                                                   ("ema", "ema_"))}
+    best = max(scores.values())
+    assert scores[(sel["epoch"], sel["weights"])] == pytest.approx(best)
+    assert ck["best"]["weights"] == sel["weights"]
+    again = protocol.run_training(cfg, resume=True)          # finished split: read back, not retrained
+    assert again["selection"] == res["selection"] and again["parts"]["test"]["per_split"] == [row]
+
+
+def test_paper_protocol_tables_carry_the_label(tmp_path, monkeypatch):
+    from train.protocol import PROTOCOL_LABELS
+
+    store, items = _semantic_only(tmp_path)
+    import train.protocol as protocol
+
+    monkeypatch.setattr(protocol, "_load_items", lambda cfg, split: list(items))
+    cfg = TrainConfig(cached=(str(store),), out=str(tmp_path / "run"), dataset="csv", root=str(tmp_path),
+                      model=small_model_cfg(use_spatial=False), splits=2, epochs=3, batch_size=4, ema=True,
+                      protocol="paper", val_fraction=0.0, workers=0, device="cpu", test_clips=1, lr_head=3e-3)
+    res = protocol.run_training(cfg)
+    assert res["protocol"] == "paper" and set(res["parts_last_epoch"]) == {"test"}
+    split0 = json.loads((tmp_path / "run" / "split_0" / "split.json").read_text())
+    assert split0["val"] == [] and len(split0["test"]) == 6                     # no validation part
+    # the reference's numbers: best test value of each metric over the epochs (EMA weights, "model-s")
+    ck = torch.load(tmp_path / "run" / "split_0" / "model.pt", weights_only=True)
+    mon = [h["monitor"]["test"] for h in ck["history"]]
+    ref = res["parts"]["test"]["per_split"][0]
+    assert ref["srocc"] == pytest.approx(max(m["ema"]["srocc"] for m in mon))
+    assert ref["rmse"] == pytest.approx(min(m["ema"]["rmse"] for m in mon))
+    assert ref["raw"]["plcc"] == pytest.approx(max(m["raw"]["plcc"] for m in mon))
+    last = res["parts_last_epoch"]["test"]["per_split"][0]
+    assert last["srocc"] == pytest.approx(mon[-1]["ema"]["srocc"], abs=1e-9)     # last epoch, EMA, same clips
+    assert ref["srocc"] >= last["srocc"]
+    md = (tmp_path / "run" / "results.md").read_text()
+    headings = [ln for ln in md.splitlines() if ln.startswith("## ")]
+    assert headings == [f"## test - {PROTOCOL_LABELS['paper']}", "## test - last epoch, no selection on the test part"]
+    assert PROTOCOL_LABELS["paper"] in md.splitlines()[2]
+
+
+def test_train_cli_protocol_options(tmp_path_factory, tmp_path):
+    """`train` on the demo data through the CLI: --protocol paper / --lr / --test-clips / --test-fraction land in
+    train_config.json, every table is labelled, and paper + a validation part is one line, exit 1."""
+    from click.testing import CliRunner
+
+    from cli import main
+    from test_ablate import demo_store
+
+    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
+    out = tmp_path / "run"
+    base = ["train", "--cached", str(store), "--dataset", "csv", "--root", str(root), "--model-config", "tiny",
+            "--no-spatial", "--splits", "1", "--epochs", "2", "--batch-size", "3", "--test-fraction", "0.34",
+            "--workers", "0", "--device", "cpu", "--test-clips", "1", "--lr", "2e-3"]
+    r = CliRunner().invoke(main, base + ["--out", str(out), "--protocol", "paper"])
+    assert r.exit_code == 0, r.output
+    assert "PAPER PROTOCOL" in r.output.splitlines()[0]
+    cfg = TrainConfig.from_json(out / "train_config.json")
+    assert (cfg.protocol, cfg.val_fraction, cfg.test_clips, cfg.test_fraction) == ("paper", 0.0, 1, 0.34)
+    assert (cfg.lr_head, cfg.lr_backbone) == (2e-3, pytest.approx(2e-4))
+    assert (cfg.ema, cfg.freeze_backbone_epochs, cfg.recipe["row"]) == (False, 0, "*")
+    md = (out / "results.md").read_text()
+    assert all("PAPER PROTOCOL" in h or "last epoch" in h for h in md.splitlines() if h.startswith("## "))
+    r = CliRunner().invoke(main, base + ["--out", str(tmp_path / "bad"), "--protocol", "paper", "--val-fraction", "0.1"])
+    assert r.exit_code == 1 and "no validation part" in r.output and len(r.output.strip().splitlines()) == 1

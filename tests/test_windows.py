@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 from conftest import moving_frames
 
-from clifvqa_core.errors import ConfigError
+from clifvqa_core.errors import ConfigError, FrameSizeError
 from clifvqa_core.windows import (
+    MAX_FRAME_PIXELS,
     WINDOW_PRESETS,
     WindowConfig,
+    check_frame_size,
     cut_windows,
     scaled_size,
     upscale_small,
@@ -150,3 +152,30 @@ def test_frame_equal_to_window_gives_copies():
 def test_cut_windows_bad_input(frames):
     with pytest.raises(ValueError):
         cut_windows(frames, WindowConfig())
+
+
+def test_frames_are_cut_one_at_a_time_like_the_batch_rule():
+    # per-frame scaling must give the same bytes as scaling the whole batch (the documented rule)
+    frames = moving_frames(3, 40, 300, seed=4)
+    cfg = WindowConfig(2, 3)
+    up = upscale_small(torch.from_numpy(frames), 224)
+    np.testing.assert_array_equal(cut_windows(frames, cfg).numpy(), _slow_cut(up.numpy(), cfg))
+
+
+@pytest.mark.parametrize("h, w, ok", [(4320, 7680, True), (16, 8192, True), (16, 65536, False), (65536, 16, False)])
+def test_check_frame_size_caps_the_working_frame(h, w, ok):
+    if ok:
+        hh, ww = check_frame_size(h, w)
+        assert hh * ww <= MAX_FRAME_PIXELS
+    else:
+        with pytest.raises(FrameSizeError, match=f"{w}x{h} px"):
+            check_frame_size(h, w)
+
+
+def test_cut_windows_refuses_a_frame_over_the_cap(monkeypatch):
+    import clifvqa_core.windows as windows
+
+    monkeypatch.setattr(windows, "MAX_FRAME_PIXELS", 224 * 500)
+    with pytest.raises(FrameSizeError, match="aspect ratio or size too large"):
+        cut_windows(np.zeros((1, 16, 400, 3), np.uint8), WindowConfig())  # -> 224 x 5600
+    assert cut_windows(np.zeros((1, 224, 500, 3), np.uint8), WindowConfig()).shape[0] == 1

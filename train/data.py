@@ -13,6 +13,7 @@ rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterr
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,13 +22,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clifvqa_core.errors import CacheError, ClifVQAError, VideoError
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, VideoError
 from clifvqa_core.model import ModelConfig
+from clifvqa_core.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
 
-#: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
-EVAL_SEED = 20240229
 
 
 @dataclass
@@ -108,6 +108,20 @@ def check_cache_fits(store: Any, cfg: ModelConfig) -> tuple[tuple[int, ...], str
     return selected, dset.name, dhash
 
 
+def _refuse_join(first: Any, other: Any) -> None:
+    """Stores made by different extractions (CLIP weights, grid, T, descriptions ...) never share a table."""
+    from cache import diff_identity
+    from cache.schema import short
+
+    diffs = diff_identity(first.config, other.config)
+    listed = "; ".join(f"{p} ({short(a)} vs {short(b)})" for p, a, b in diffs[:8]) or "the key rule"
+    more = f"; and {len(diffs) - 8} more" if len(diffs) > 8 else ""
+    raise CacheKeyMismatchError(
+        f"{other.path} was made with another extraction config than {first.path} (key {other.key} vs "
+        f"{first.key}); differing fields: {listed}{more}. Stores joined by --cached must come from one "
+        "extraction config: extract the missing videos into one store instead.")
+
+
 def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     """Open the stores, check they fit ``cfg``, hold their maps in RAM (float32 [N, 2r', T]).
 
@@ -117,6 +131,7 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     Several stores are joined by video id; an id present twice keeps the first store's row.
     """
     from cache import open_store
+    from clifvqa_core.extract_config import check_identity_current
     from clifvqa_core.semantic import sims_to_maps
 
     if not paths:
@@ -129,12 +144,18 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     selected: tuple[int, ...] = ()
     scale_used: float | None = None
     extraction: dict[str, Any] | None = None
+    first: Any = None
     for path in paths:
         store = open_store(path, "r")
         try:
+            check_identity_current(store.config, str(path))  # refuses features of an older extraction code
             if extraction is None and isinstance(store.attrs.get("extract_config"), dict):
                 extraction = {"extract_config": dict(store.attrs["extract_config"]),
                               "extract_identity": dict(store.config), "extract_key": str(store.key)}
+            if first is None:
+                first = store
+            elif store.key != first.key:
+                _refuse_join(first, store)
             selected, sname, shash = check_cache_fits(store, cfg)
             if dhash and shash != dhash:
                 raise CacheError(f"{path}: made with another description set ({sname}, {shash}) than "
@@ -164,11 +185,13 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
             keep = [i for i in np.flatnonzero(done) if store.ids[i] not in seen]
             ids += [store.ids[i] for i in keep]
             seen.update(store.ids[i] for i in keep)
-            chunks.append(torch.from_numpy(np.ascontiguousarray(maps[keep], dtype=np.float32)))
+            # every row kept (the usual case): no copy; at LSVQ size a copy is 300 MB
+            sel = maps if len(keep) == store.n else maps[keep]
+            chunks.append(torch.from_numpy(np.ascontiguousarray(sel, dtype=np.float32)))
             mos.append(np.asarray(store.mos, np.float64)[keep])
         finally:
             store.close()
-    table = MapTable(ids=ids, maps=torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
+    table = MapTable(ids=ids, maps=chunks[0] if len(chunks) == 1 else torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
                      description_set=name, description_hash=dhash, selected=tuple(selected),
                      logit_scale=scale_used, extraction=extraction)
     if cfg.use_semantic and not torch.isfinite(table.maps).all():
@@ -176,6 +199,58 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
                          "`python cli.py cache verify`")
     log.info("maps in RAM: %d videos x %s from %s", len(ids), list(table.maps.shape[1:]), table.sources)
     return table
+
+
+def store_source(path: str | Path) -> Any:
+    """The ``cache.source.StoreSource`` recorded in the store at ``path`` (None for an older store)."""
+    from cache import open_store
+
+    with open_store(path, "r") as store:
+        return store.source
+
+
+def source_items(path: str | Path, root: str | Path | None = None, split: str | None = None,
+                 skip_missing: bool = False) -> list[Any]:
+    """Dataset items of the store's videos of ``split`` (None: every split), from the store's own record.
+
+    The label file of each split is the one recorded at extraction, under ``root`` (default: the recorded
+    root) and refused when its sha256 changed (``cache.source.LabelsChangedError`` naming the file). Only
+    videos the store holds for the split with features (done) are kept, so videos listed but never
+    extracted (absent at extraction) or failed at extraction do not matter (a warning counts the failed);
+    a store video whose file is absent under ``root`` is an error unless ``skip_missing``.
+    """
+    from cache import open_store
+    from clifvqa_core.datasets import list_dataset
+
+    with open_store(path, "r") as store:
+        src, ids, done = store.source, store.ids, store.done
+    if src is None:
+        raise CacheError(f"{path}: the store does not record its dataset (made by an older version); pass "
+                         "--dataset, --root and --labels")
+    root = Path(root if root is not None else src.root)
+    # every recorded split is listed (not only ``split``): ids are made unique over the whole dataset
+    listings, _ = list_dataset(src.dataset, root, skip_missing=True,
+                               label_files={sp: src.checked_label_path(sp, root) for sp in src.split_names})
+    by_split = {lst.split: lst.items for lst in listings}
+    out: dict[str, Any] = {}
+    for sp in [split] if split is not None else src.split_names:
+        rows = src.rows(sp)
+        failed = int((~done[rows]).sum())
+        if failed:   # the store knows these: extraction failed (or has not reached them yet)
+            log.warning("%d of %d videos of split %r in %s have no features (`cache info` counts them); left out",
+                        failed, len(rows), sp, path)
+        wanted = {ids[r] for r in rows if done[r]}
+        found = [it for it in by_split[sp] if it.video_id in wanted]
+        lost = sorted(wanted - {it.video_id for it in found})
+        if lost and not skip_missing:
+            raise CacheError(f"{len(lost)} videos of split {sp!r} held in {path} are not under {root}: "
+                             f"{', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}. Pass --root for a moved "
+                             "dataset, or --skip-missing to go on without them.")
+        if lost:
+            log.warning("%d videos of split %r held in %s are not under %s; left out", len(lost), sp, path, root)
+        for it in found:
+            out.setdefault(it.video_id, it)
+    return list(out.values())
 
 
 def join_items(items: Sequence[Any], table: MapTable, skip_missing: bool = False) -> list[Any]:
@@ -190,26 +265,14 @@ def join_items(items: Sequence[Any], table: MapTable, skip_missing: bool = False
     return [it for it in items if it.video_id in table.index]
 
 
-@dataclass(frozen=True)
-class MosScale:
-    """z-scoring of MOS with the training part's mean and population std: q = (mos - mean) / std."""
-
-    mean: float
-    std: float
-
-    @classmethod
-    def fit(cls, mos: Sequence[float]) -> "MosScale":
-        m = np.asarray(mos, np.float64)
-        if m.size == 0 or not np.isfinite(m).all():
-            raise ClifVQAError("training videos need finite MOS labels (found NaN: unlabelled videos?)")
-        sd = float(m.std())
-        return cls(float(m.mean()), sd if sd > 0 else 1.0)
-
-    def to_z(self, mos: np.ndarray | float) -> np.ndarray | float:
-        return (np.asarray(mos, np.float64) - self.mean) / self.std
-
-    def to_mos(self, z: np.ndarray | float) -> np.ndarray | float:
-        return np.asarray(z, np.float64) * self.std + self.mean
+def decoder_threads() -> int:
+    """Decoder threads for one video in this process: 0 (FFmpeg's choice, all cores) in the main process;
+    inside a DataLoader worker its share of the cores, so N workers do not each start a thread per core."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, info.num_workers))
 
 
 class VideoQualityDataset(Dataset):
@@ -233,33 +296,41 @@ class VideoQualityDataset(Dataset):
         self.mode = mode
         self.seed = int(seed)
         self.num_clips = 1 if mode == "train" else int(num_clips)
-        self.epoch = 0
+        # The epoch lives in shared memory so that persistent DataLoader workers (which keep their copy of
+        # this object, and with it the per-video indexes below) see set_epoch() of the main process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._frag_cfg = None
+        # path -> video.VideoIndex (probe + packet table), filled lazily in each process: one container open
+        # per video per worker instead of three per sample. About 8 bytes per frame of the video.
+        self._videos: dict[str, Any] = {}
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _fragments(self, index: int) -> torch.Tensor:
-        from clifvqa_core.fragments import FragmentConfig, fragments_from_frames
-        from clifvqa_core.video import fastvqa_clip_indices, probe, read_frames
+        from clifvqa_core.fragments import FragmentConfig, sample_clip_fragments
+        from clifvqa_core.video import index_video
 
         if self._frag_cfg is None:
             self._frag_cfg = getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()
-        fc = self._frag_cfg
-        path = self.items[index].path
         if self.mode == "train":
             rng = np.random.default_rng([self.seed, self.epoch, index])
         else:
             rng = np.random.default_rng(EVAL_SEED)
-        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-        info = probe(path)
-        idx = fastvqa_clip_indices(info.frame_count, self.num_clips, fc.clip_len, fc.stride, rng=rng)
-        frames = read_frames(path, idx.reshape(-1), info)
-        frag = fragments_from_frames(frames, self.num_clips, fc, generator=gen)        # [K, 3, t, 224, 224]
-        return frag[0] if self.mode == "train" else frag
+        path = self.items[index].path
+        video = self._videos.get(path)
+        if video is None:
+            video = self._videos[path] = index_video(path)
+        frag = sample_clip_fragments(path, self.num_clips, self._frag_cfg, rng, index=video,
+                                     threads=decoder_threads())
+        return frag[0] if self.mode == "train" else frag        # [3, t, 224, 224] / [K, 3, t, 224, 224]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         out: dict[str, Any] = {"index": index, "maps": self.maps[index], "mos": self.mos[index]}

@@ -15,8 +15,8 @@ Steps (each logged with its time; ``demo_out`` layout)::
 Split: by scene (group-aware, ``train.protocol.make_split`` split 0), so the held-out scenes are unseen in
 training; validation (model selection) is carved from the training scenes.
 
-CLIP weights: ``clip_pretrained="openai"`` is tried first with a fast network check (no network ->
-``HF_HUB_OFFLINE=1``, so only a locally cached copy is used and nothing retries for a minute); when the
+CLIP weights: ``clip_pretrained="openai"`` is tried first (``build_clip``: a copy in the Hugging Face cache
+is used without network; without one and without network it fails within seconds); when the
 weights cannot be had the demo continues with random weights (``"none"``), says so loudly and records
 ``clip_weights="none"`` and the reason in results.json. With random CLIP weights the semantic maps carry
 no meaning; the numbers then show the pipeline, not the method.
@@ -151,11 +151,8 @@ def resolve_clip_weights(model: str, pretrained: str) -> tuple[str, str]:
     """-> (weights to use, note). Tries ``pretrained`` quickly; on failure returns ("none", why)."""
     from clifvqa_core.semantic import ClipWeightsError, build_clip, weights_id
 
-    from .predict import _go_offline_if_unreachable
-
     if weights_id(pretrained) == "none":
         return "none", "random CLIP weights asked for"
-    _go_offline_if_unreachable()
     t0 = time.perf_counter()
     try:
         build_clip(model, pretrained)

@@ -5,9 +5,10 @@ Checkpoint format (``last.pt`` every epoch, ``model.pt`` = the selected model), 
 ``torch.load(weights_only=True)`` (tensors and plain types only)::
 
     format "clifvqa-checkpoint", version 1, model_config (JSON str), train_config (JSON str),
-    model (state dict used for inference: EMA weights when EMA is on), mos_mean, mos_std,
-    epoch (last finished, 0-based), step, history [ {epoch, loss, val_srocc, ...} ],
-    best {epoch, score}, description_set, description_hash, selected [indices], logit_scale
+    model (state dict used for inference: in model.pt the selected weights, in last.pt the EMA weights
+    when EMA is on), mos_mean, mos_std, epoch (last finished, 0-based), step,
+    history [ {epoch, loss, frozen_backbone, val_srocc, ema_val_srocc, monitor, ...} ],
+    best {epoch, score, weights ("raw" | "ema")}, description_set, description_hash, selected [indices], logit_scale
     and, in last.pt only: train_model (raw weights), optimizer, scheduler_step, ema, best_model,
     rng {torch, numpy, python}.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -31,61 +31,18 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError
+from clifvqa_core.fileio import atomic_write
 from clifvqa_core.losses import LOSSES
 from clifvqa_core.metrics import evaluate_scores
 from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
-from clifvqa_core.train_config import TrainConfig
+from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
+from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
 from .data import MapTable, MosScale, VideoQualityDataset
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
-
-
-# ---- distributed -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DistEnv:
-    """Rank / world of this process (torchrun's RANK, WORLD_SIZE, LOCAL_RANK); world 1 without torchrun."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def current(cls) -> "DistEnv":
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
-        return cls()
-
-
-def init_distributed(device: torch.device) -> DistEnv:
-    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistEnv.current()
-
-
-def resolve_device(name: str, env: DistEnv | None = None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ClifVQAError("--device cuda asked but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    return dev
 
 
 # ---- optimisation ----------------------------------------------------------------------------------
@@ -113,25 +70,43 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 class Schedule:
-    """Sets the groups' lr from their base lr each iteration; ``freeze_steps`` keeps the backbone at 0.
+    """Sets the groups' lr from their base lr each iteration (:func:`lr_factor`).
 
-    State = the iteration counter only (an int), so checkpoints stay plain.
+    ``total`` counts every iteration, the frozen-backbone epochs included, and the warm-up starts at the
+    first (frozen) iteration, as the reference's one LambdaLR over ``(num_epochs + l_num_epochs) *
+    len(loader)`` does: the backbone joins at the lr the schedule has reached by then. Freezing itself
+    is ``requires_grad=False`` (:func:`set_backbone_frozen`), not lr 0, so the frozen part gets no
+    gradient and AdamW keeps no moments for it. State = the iteration counter only (an int).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup: int, total: int, freeze_steps: int = 0) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup: int, total: int) -> None:
         self.opt = optimizer
         self.base = [g["lr"] for g in optimizer.param_groups]
-        self.warmup, self.total, self.freeze_steps = warmup, total, freeze_steps
+        self.warmup, self.total = warmup, total
         self.step_count = 0
 
     def apply(self) -> None:
         f = lr_factor(self.step_count, self.warmup, self.total)
         for g, base in zip(self.opt.param_groups, self.base):
-            frozen = g.get("name") == "backbone" and self.step_count < self.freeze_steps
-            g["lr"] = 0.0 if frozen else base * f
+            g["lr"] = base * f
 
     def step(self) -> None:
         self.step_count += 1
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> int:
+    """``requires_grad = not frozen`` on the Swin backbone's parameters -> how many tensors were set.
+
+    A parameter without ``requires_grad`` gets no ``.grad`` (the optimiser zeroes grads to None), and
+    AdamW skips parameters whose grad is None: no moments are built and no weight decay is applied until
+    the backbone is unfrozen, exactly like the reference's fine-tuning.
+    """
+    n = 0
+    for name, p in model.named_parameters():
+        if name.removeprefix("module.").startswith(BACKBONE_PREFIX):
+            p.requires_grad_(not frozen)
+            n += 1
+    return n
 
 
 class EMA:
@@ -269,18 +244,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (tmp + rename): a crash never leaves a half-written last.pt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    """Write atomically (tmp + fsync + rename + fsync dir): a crash never leaves a half-written last.pt;
+    a full disk ends as one ``StorageError`` line naming ``path``."""
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+        from clifvqa_core.checkpoints import load_error
+
+        raise load_error(path, exc, "last.pt files hold only tensors and plain values; this one was not written "
+                                    "by `train`: delete it to start the split again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a CLiF-VQA checkpoint")
     return ckpt
@@ -294,6 +270,8 @@ class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int
     checkpoint: Path | None
+    weights: str = "raw"           # which weights were selected: "raw" or "ema"
+    selection: str = ""            # how: "validation" or "last epoch (no validation part)"
 
 
 def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
@@ -310,7 +288,8 @@ def _val_score(metrics: dict[str, Any]) -> float:
 
 def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
         val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
-        env: DistEnv = DistEnv(), resume: bool = False, progress: bool = True) -> FitResult:
+        env: DistEnv = DistEnv(), resume: bool = False,
+        monitor: dict[str, Sequence[Any]] | None = None, progress: bool = True) -> FitResult:
     """Train one model on one split (see :func:`_fit`); deterministic kernels on CPU when asked.
 
     ``progress``: a tqdm bar on stderr (rank 0) counting training steps, with the epoch, its mean loss and
@@ -321,7 +300,8 @@ def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: 
     if want:
         torch.use_deterministic_algorithms(True)
     try:
-        return _fit(cfg, model_cfg, table, train_items, val_items, out_dir, seed, device, env, resume, progress)
+        return _fit(cfg, model_cfg, table, train_items, val_items, out_dir, seed, device, env, resume, monitor,
+                    progress)
     finally:
         if want:
             torch.use_deterministic_algorithms(before)
@@ -329,8 +309,16 @@ def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: 
 
 def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
          val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
-         env: DistEnv = DistEnv(), resume: bool = False, progress: bool = True) -> FitResult:
+         env: DistEnv = DistEnv(), resume: bool = False,
+         monitor: dict[str, Sequence[Any]] | None = None, progress: bool = True) -> FitResult:
     """Train one model on ``train_items``, select the epoch on ``val_items`` (none: the last epoch).
+
+    Recipe fields left None in ``cfg`` are resolved here (:func:`resolve_recipe`). The first
+    ``freeze_backbone_epochs`` epochs train with the Swin backbone frozen (:func:`set_backbone_frozen`).
+    With EMA, every validation scores both the raw and the EMA weights; the selected model is the best
+    (epoch, weights) pair by validation SROCC + PLCC (without a validation part: the last EMA weights).
+    ``monitor`` ({part: items}, the paper protocol's test parts) is scored after every epoch with both
+    weights into ``history[i]["monitor"][part]["raw" | "ema"]``; it never influences the selection.
 
     Writes ``out_dir/last.pt`` after every epoch (rank 0) and ``out_dir/model.pt`` at the end. With
     ``resume`` and an existing ``last.pt`` the run continues after its last finished epoch with the
@@ -340,9 +328,12 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     scale = MosScale.fit([it.mos for it in train_items])
     torch.manual_seed(seed)
     model = CLiFVQA(model_cfg).to(device)
+    init_kind = None
     if cfg.init:
         from clifvqa_core.model import init_from_checkpoint
-        init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)
+        init_kind = init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)["source"]
+    cfg = resolve_recipe(cfg, init_kind)
+    freeze = cfg.freeze_backbone_epochs if model_cfg.use_spatial else 0
     train_ds = VideoQualityDataset(train_items, table, scale, model_cfg, "train", seed=seed)
     val_ds = (VideoQualityDataset(val_items, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
               if val_items else None)
@@ -355,24 +346,30 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
     sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
                                  drop_last=True)
+    # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
+    # reaches them through shared memory (set_epoch).
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)
-    schedule = Schedule(optimizer, int(round(cfg.warmup_epochs * steps_per_epoch)), total,
-                        cfg.freeze_backbone_epochs * steps_per_epoch)
+    schedule = Schedule(optimizer, int(round(cfg.warmup_epochs * steps_per_epoch)), total)
     ema = EMA(model, cfg.ema_decay) if cfg.ema else None
-    net: nn.Module = model
-    if env.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    monitor_ds = {part: VideoQualityDataset(its, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
+                  for part, its in (monitor or {}).items() if its}
+
+    def wrap() -> nn.Module:
+        # DDP registers the parameters that require grad when it is built, so it is rebuilt at unfreezing
+        if not env.enabled:
+            return model
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_name = cfg.loss
 
     def loss_fn(p: Tensor, q: Tensor) -> Tensor:
         return LOSSES[loss_name](p, q, cfg.alpha, cfg.beta)
 
     history: list[dict[str, Any]] = []
-    best = {"epoch": -1, "score": -math.inf}
+    best: dict[str, Any] = {"epoch": -1, "score": -math.inf, "weights": "ema" if ema is not None else "raw"}
     best_state: dict[str, Tensor] | None = None
     start_epoch = 0
     last = out_dir / "last.pt"
@@ -395,9 +392,29 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     def inference_state() -> dict[str, Tensor]:
         return _cpu_state(ema.state if ema is not None else model.state_dict())
 
+    def candidates() -> list[tuple[str, nn.Module]]:
+        """The weights to score: raw, and EMA when on (loaded into a second model)."""
+        out: list[tuple[str, nn.Module]] = [("raw", model)]
+        if ema is not None:
+            ema_model = CLiFVQA(model_cfg).to(device)
+            ema_model.load_state_dict(ema.state)
+            out.append(("ema", ema_model))
+        return out
+
     amp = cfg.amp and device.type == "cuda"
+    frozen_now = None
+    net: nn.Module = model
+    if freeze:
+        log.info("the Swin backbone is frozen for the first %d of %d epochs (requires_grad=False)", freeze,
+                 cfg.epochs)
     bar = _progress(cfg.epochs * steps_per_epoch, start_epoch * steps_per_epoch, out_dir.name, progress and env.main)
     for epoch in range(start_epoch, cfg.epochs):
+        if frozen_now != (epoch < freeze):
+            frozen_now = epoch < freeze
+            set_backbone_frozen(model, frozen_now)
+            net = wrap()
+            if epoch and not frozen_now:
+                log.info("epoch %d: the backbone is unfrozen (trained end to end from now on)", epoch + 1)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         t0, losses = time.perf_counter(), []
@@ -406,26 +423,37 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
             losses.append(train_step(net, batch, optimizer, loss_fn, device, amp, env, schedule, ema))
             bar.update(1)
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
-                               "lr_head": optimizer.param_groups[1]["lr"]}
+                               "lr_head": optimizer.param_groups[1]["lr"], "frozen_backbone": frozen_now}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            eval_model = model
-            if ema is not None:
-                eval_model = CLiFVQA(model_cfg).to(device)
-                eval_model.load_state_dict(ema.state)
-            pred = predict_dataset(eval_model, val_ds, device, batch_size=max(1, per_rank // 2),
-                                   workers=cfg.workers, amp=amp, env=env)
-            m = evaluate_scores(pred, val_ds.mos.numpy())
-            row.update(val_srocc=m["srocc"], val_plcc=m["plcc"], val_krocc=m["krocc"])
-            score = _val_score(m)
-            if score > best["score"] or best_state is None:
-                best = {"epoch": epoch, "score": score}
-                best_state = inference_state()
+            for which, eval_model in candidates():
+                pred = predict_dataset(eval_model, val_ds, device, batch_size=max(1, per_rank // 2),
+                                       workers=cfg.workers, amp=amp, env=env)
+                m = evaluate_scores(pred, val_ds.mos.numpy())
+                pre = "" if which == "raw" else "ema_"
+                row.update({f"{pre}val_srocc": m["srocc"], f"{pre}val_plcc": m["plcc"], f"{pre}val_krocc": m["krocc"]})
+                score = _val_score(m)
+                if score > best["score"] or best_state is None:
+                    best = {"epoch": epoch, "score": score, "weights": which}
+                    best_state = _cpu_state(eval_model.state_dict())
+        if monitor_ds:
+            row["monitor"] = {}
+            for part, ds in monitor_ds.items():
+                mos = np.asarray(scale.to_mos(ds.mos.numpy()))
+                row["monitor"][part] = {}
+                for which, eval_model in candidates():
+                    z = predict_dataset(eval_model, ds, device, batch_size=max(1, per_rank // 2),
+                                        workers=cfg.workers, amp=amp, env=env)
+                    m = evaluate_scores(np.asarray(scale.to_mos(z)), mos)
+                    row["monitor"][part][which] = {k: m[k] for k in ("n", "srocc", "krocc", "plcc", "rmse",
+                                                                       "plcc_logistic", "rmse_logistic")}
         history.append(row)
-        bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
-                                                          if "val_srocc" in row else ""))
-        log.info("epoch %d/%d loss %.4f%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
-                 f" val SROCC {row['val_srocc']:.3f} PLCC {row['val_plcc']:.3f}" if "val_srocc" in row else "",
-                 row["seconds"])
+        bar.set_postfix_str(f"loss {row['loss']:.4f}" + "".join(
+            f", {w}val SROCC {row[p + 'val_srocc']:.3f}" for w, p in (("", ""), ("EMA ", "ema_"))
+            if p + "val_srocc" in row))
+        val = "".join(f" {w} val SROCC {row[p + 'val_srocc']:.3f} PLCC {row[p + 'val_plcc']:.3f}"
+                      for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
+        log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
+                 " (backbone frozen)" if frozen_now else "", val, row["seconds"])
         if env.main:
             save_checkpoint(last, _payload(cfg, model_cfg, table, scale, epoch, schedule.step_count, history,
                                            best, inference_state(), extra={
@@ -440,19 +468,22 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     bar.close()
     if val_ds is None or best_state is None:
         final_state, best_epoch = inference_state(), cfg.epochs - 1
+        weights, selection = ("ema" if ema is not None else "raw"), "last epoch (no validation part)"
     else:
         final_state, best_epoch = best_state, int(best["epoch"])
+        weights, selection = str(best.get("weights", "raw")), "validation"
+    log.info("selected: %s weights of epoch %d (%s)", weights, best_epoch + 1, selection)
     final = CLiFVQA(model_cfg)
     final.load_state_dict(final_state)
     final.to(device).eval()
     ckpt_path = out_dir / "model.pt"
     if env.main:
         save_checkpoint(ckpt_path, _payload(cfg, model_cfg, table, scale, cfg.epochs - 1, schedule.step_count,
-                                            history, {"epoch": best_epoch, "score": best["score"]},
+                                            history, {"epoch": best_epoch, "score": best["score"], "weights": weights},
                                             _cpu_state(final_state)))
     if env.enabled:
         dist.barrier()
-    return FitResult(final, scale, history, best_epoch, ckpt_path)
+    return FitResult(final, scale, history, best_epoch, ckpt_path, weights, selection)
 
 
 def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale, epoch: int, step: int,
@@ -461,7 +492,8 @@ def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: M
            "model_config": model_cfg.to_json(), "train_config": cfg.to_json(),
            "model": model_state, "mos_mean": scale.mean, "mos_std": scale.std,
            "epoch": int(epoch), "step": int(step), "history": history,
-           "best": {"epoch": int(best["epoch"]), "score": float(best["score"])},
+           "best": {"epoch": int(best["epoch"]), "score": float(best["score"]),
+                    "weights": str(best.get("weights", "raw"))},
            "description_set": table.description_set, "description_hash": table.description_hash,
            "selected": list(table.selected), "logit_scale": table.logit_scale, "loss": cfg.loss}
     if table.extraction:  # plain JSON types only: the file still loads with weights_only=True

@@ -2,16 +2,26 @@
 
 Split rule (documented, stable): for split k = 0, 1, ..., the list of video ids in dataset order is
 shuffled with ``random.Random(42 * (k + 1))`` (FAST-VQA's seed rule) and the first
-``round((1 - test_fraction) * n)`` videos form the training part, the rest the test part. Datasets with
-groups (``VideoItem.group``: the scene of synthetic clips, the content of distorted versions) are split
-by group instead: the sorted unique groups are shuffled the same way and the first
-``round((1 - test_fraction) * n_groups)`` groups go to training, so no content is in both parts.
+``int((1 - test_fraction) * n)`` videos form the training part, the rest the test part (``int()``, not
+``round()``, as the reference's ``video_infos[: int(ratio * len(video_infos))]``: YouTube-UGC's 1,147
+videos give 917 training videos). Datasets with groups (``VideoItem.group``: the scene of synthetic clips,
+the content of distorted versions) are split by group instead: the sorted unique groups are shuffled the
+same way and the first ``int((1 - test_fraction) * n_groups)`` groups go to training, so no content is in
+both parts.
 
 Validation (model selection) is carved from the training part, never from the test part: the training
 part (or its groups) is shuffled with ``random.Random(42 * (k + 1) + 1)`` and the last
 ``max(3, round(val_fraction * n))`` videos (groups: ``max(1, round(val_fraction * n_groups))`` groups)
 form it; when that would leave fewer than 2 batches of training videos, validation is skipped and the
 last epoch is kept (logged). The split lists are written to ``RUN/split_<k>/split.json``.
+
+Reporting (``TrainConfig.protocol``): "default" tests the model selected on the validation part (with
+EMA: the better of the raw and the EMA weights; ``results.json`` records the epoch and the weights of
+every split under ``selection``). "paper" reproduces the reference's reporting: no validation part, the
+test part scored after every epoch, and per split the best value of each metric over the epochs (max
+SROCC / KROCC / PLCC, min RMSE, each possibly from another epoch; EMA weights when EMA is on, the
+reference's "model-s"). Those tables are labelled as such; next to them the last epoch's test numbers
+(no selection on the test part) are reported as ``parts_last_epoch``.
 
 Outputs: ``RUN/train_config.json``, per split ``split.json``, ``last.pt``, ``model.pt``,
 ``predictions.csv``, ``metrics.json``; ``RUN/results.json`` (per split + mean/std) and ``RUN/results.md``.
@@ -30,16 +40,25 @@ import numpy as np
 import torch
 
 from clifvqa_core.errors import ClifVQAError, ConfigError
+from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
 from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
 from clifvqa_core.model import CLiFVQA, ModelConfig
-from clifvqa_core.train_config import TrainConfig
+from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
-from .data import MapTable, MosScale, VideoQualityDataset, join_items, load_map_table
+from .data import MapTable, MosScale, VideoQualityDataset, join_items, load_map_table, source_items, store_source
 from .loop import DistEnv, fit, init_distributed, predict_dataset, resolve_device, unwrap
 
 log = logging.getLogger(__name__)
 
 TABLE_KEYS = ("srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
+#: what every table of a protocol is labelled with (results.md headings, ablation tables)
+PROTOCOL_LABELS = {
+    "default": "model selected on a validation part of the training part",
+    "paper": "PAPER PROTOCOL (the reference's reporting): no validation part, per split the best test value of "
+             "each metric over the epochs - optimistic, not a held-out estimate",
+}
+LAST_EPOCH_LABEL = "last epoch, no selection on the test part"
+_LOWER_IS_BETTER = ("rmse", "rmse_logistic")
 
 
 # ---- splits ------------------------------------------------------------------------------------------
@@ -62,7 +81,7 @@ def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fra
         raise ConfigError(f"cannot split {len(items)} videos in {len(names)} group(s) into train and test")
     order = list(names)
     random.Random(42 * (k + 1)).shuffle(order)
-    n_train = min(len(order) - 1, max(1, round((1 - test_fraction) * len(order))))
+    n_train = min(len(order) - 1, max(1, int((1 - test_fraction) * len(order))))
     train_u, test_u = order[:n_train], order[n_train:]
     val_u: list[str] = []
     if val_fraction > 0:
@@ -88,9 +107,59 @@ def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fra
 
 # ---- helpers -------------------------------------------------------------------------------------------
 def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
+    """Items of ``split`` (None: the whole dataset). When the first store records ``cfg.dataset`` and no
+    label file is given, the store's own label files are read (sha256 checked) and only its videos kept."""
     from clifvqa_core.datasets import load_dataset
 
-    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing)
+    if cfg.labels is None and cfg.cached:
+        src = store_source(cfg.cached[0])
+        if src is not None and src.dataset == cfg.dataset:
+            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing)
+    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
+                        allow_outside_root=cfg.allow_outside_root)
+
+
+def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, train_split: str | None,
+                  eval_splits: Sequence[str], random_splits_asked: bool = False) -> dict[str, Any]:
+    """What ``train``/``evaluate`` read when only ``--cached`` is given: -> {dataset, root, train_split,
+    eval_splits}. The first store's record fills a missing dataset (default "csv" for a store that records
+    none) and root; a dataset with official splits (LSVQ) defaults to the paper's fixed protocol (train on
+    ``train``, test on the store's other splits) unless a split mode is asked for.
+    """
+    src = store_source(cached[0]) if cached else None
+    if dataset is None:
+        dataset = src.dataset if src is not None else "csv"
+    ours = src is not None and src.dataset == dataset
+    if root is None and ours:
+        root = src.root
+    if ours and train_split is None and not random_splits_asked and "train" in src.splits and len(src.splits) > 1:
+        train_split = "train"
+        eval_splits = [s for s in src.split_names if s != "train"]
+        log.info("%s holds %s: fixed-split protocol, train on train, test on %s", cached[0], dataset,
+                 ", ".join(eval_splits))
+    return {"dataset": dataset, "root": None if root is None else str(root), "train_split": train_split,
+            "eval_splits": tuple(eval_splits) if train_split else ()}
+
+
+def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None = None,
+                   out: str | Path | None = None, device: str = "auto", workers: int = 2) -> dict[str, dict[str, Any]]:
+    """``evaluate``: the checkpoint on each part of the data of ``cfg`` (cached, dataset, root, labels).
+
+    Parts: ``split`` when given; else the test splits the first store records for a dataset with official
+    splits (LSVQ: test, test_1080p); else the whole dataset ("all"). -> part -> metrics
+    (:func:`evaluate_checkpoint`); with ``out``, one sub-folder per part when there are several.
+    """
+    parts: list[str | None] = [split]
+    src = store_source(cfg.cached[0]) if split is None and cfg.cached else None
+    if src is not None and src.dataset == cfg.dataset and src.has_official_splits:
+        parts = [s for s in src.split_names if s != "train"] or [None]
+    results = {}
+    for part in parts:
+        part_out = out if out is None or len(parts) == 1 else Path(out) / str(part)
+        results[part or "all"] = evaluate_checkpoint(
+            checkpoint, _load_items(cfg, part), cfg.cached, out=part_out, device=device, workers=workers,
+            skip_missing=cfg.skip_missing, title=f"{Path(checkpoint).name} on {cfg.dataset}{'/' + part if part else ''}")
+    return results
 
 
 def model_config_for_cache(cfg: ModelConfig, table: MapTable) -> ModelConfig:
@@ -114,12 +183,14 @@ def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
 
 
 def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, pred_z: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
-        for it, p, z in zip(items, pred_mos, pred_z):
-            w.writerow([it.video_id, str(it.path), f"{it.mos:.6g}", f"{p:.6g}", f"{z:.6g}"])
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
+            for it, p, z in zip(items, pred_mos, pred_z):
+                w.writerow([it.video_id, str(it.path), f"{it.mos:.6g}", f"{p:.6g}", f"{z:.6g}"])
+
+    atomic_write(path, write)
 
 
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
@@ -145,13 +216,23 @@ def _fmt(v: Any) -> str:
 
 
 def write_report(out: Path, results: dict[str, Any]) -> None:
-    """results.json (everything) + results.md (per split rows, then mean +- std)."""
+    """results.json (everything) + results.md (per split rows, then mean +- std).
+
+    With ``results["protocol"] == "paper"`` every table heading carries the paper-protocol label and the
+    ``parts_last_epoch`` tables follow under their own label.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_json(out / "results.json", results, indent=2, sort_keys=True, default=str)
     lines = [f"# {results.get('title', 'CLiF-VQA results')}", ""]
-    for part, block in results["parts"].items():
-        lines += [f"## {part}", "", "| split | n | " + " | ".join(k.upper().replace("_LOGISTIC", " (logistic)")
-                                                             for k in TABLE_KEYS) + " |",
+    paper = results.get("protocol") == "paper"
+    if paper:
+        lines += [f"**{PROTOCOL_LABELS['paper']}.**", ""]
+    blocks = [(part, block, f" - {PROTOCOL_LABELS['paper']}" if paper else "")
+              for part, block in results["parts"].items()]
+    blocks += [(part, block, f" - {LAST_EPOCH_LABEL}") for part, block in results.get("parts_last_epoch", {}).items()]
+    for part, block, label in blocks:
+        lines += [f"## {part}{label}", "", "| split | n | " + " | ".join(k.upper().replace("_LOGISTIC", " (logistic)")
+                                                                      for k in TABLE_KEYS) + " |",
                   "|---|---|" + "---|" * len(TABLE_KEYS)]
         for row in block["per_split"]:
             lines.append(f"| {row['split']} | {row['n']} | " + " | ".join(_fmt(row.get(k)) for k in TABLE_KEYS) + " |")
@@ -159,7 +240,23 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
         lines.append("| mean +- std | | " + " | ".join(
             f"{_fmt(summ[k]['mean'])} +- {_fmt(summ[k]['std'])}" for k in TABLE_KEYS) + " |")
         lines.append("")
-    (out / "results.md").write_text("\n".join(lines))
+    atomic_write(out / "results.md", "\n".join(lines))
+
+
+def reference_bests(history: Sequence[dict[str, Any]], part: str, weights: str) -> dict[str, Any]:
+    """The reference's per-split reporting from ``fit``'s monitored test scores: for each metric its best
+    value over the epochs (max SROCC / KROCC / PLCC, min RMSE), each possibly from another epoch."""
+    scored = [r["monitor"][part][weights] for r in history if part in r.get("monitor", {})]
+    if not scored:
+        raise ClifVQAError(f"no monitored test scores of part {part!r} (paper protocol)")
+    out: dict[str, Any] = {"n": scored[-1]["n"]}
+    for k in TABLE_KEYS:
+        vals = [float(m[k]) for m in scored if m.get(k) is not None and math.isfinite(float(m[k]))]
+        out[k] = (min(vals) if k in _LOWER_IS_BETTER else max(vals)) if vals else math.nan
+        if vals:
+            pick = min if k in _LOWER_IS_BETTER else max
+            out[f"{k}_epoch"] = next(i for i, m in enumerate(scored) if float(m[k]) == pick(vals))
+    return out
 
 
 # ---- entry points ----------------------------------------------------------------------------------------
@@ -172,6 +269,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     ``resume``, finished splits are skipped and an interrupted one continues from its ``last.pt``.
     Under torchrun every rank calls this; only rank 0 writes files.
     """
+    cfg = resolve_recipe(cfg)   # the recipe table's epochs / EMA / frozen epochs, recorded in train_config.json
     device = resolve_device(cfg.device)
     env = init_distributed(device)
     out = Path(cfg.out)
@@ -185,8 +283,12 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     table = load_map_table(cfg.cached, model_cfg)
     model_cfg = model_config_for_cache(model_cfg, table)
 
-    results: dict[str, Any] = {"title": f"CLiF-VQA on {cfg.dataset}", "config": cfg.to_dict(), "parts": {}}
+    paper = cfg.protocol == "paper"
+    results: dict[str, Any] = {"title": f"CLiF-VQA on {cfg.dataset}", "config": cfg.to_dict(), "parts": {},
+                               "protocol": cfg.protocol, "protocol_label": PROTOCOL_LABELS[cfg.protocol],
+                               "selection": []}
     per_part: dict[str, list[dict[str, Any]]] = {}
+    per_part_last: dict[str, list[dict[str, Any]]] = {}
     if cfg.train_split is None:
         items = join_items(_load_items(cfg, None), table, cfg.skip_missing)
         plan = []
@@ -204,7 +306,10 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         # fixed mode: the "test" part of this internal split is the validation part
         by_id = {it.video_id: it for it in train_all}
         val = [by_id[v] for v in sp["test"]] if cfg.val_fraction > 0 else []
-        train = [by_id[v] for v in sp["train"]] if cfg.val_fraction > 0 else train_all
+        if 0 < len(val) < 3:   # correlations need 3 videos: no selection, as make_split does for random splits
+            log.warning("fixed split: a validation part of %d video(s) is too small; keeping the last epoch", len(val))
+            val = []
+        train = [by_id[v] for v in sp["train"]] if val else train_all
         evals = {name: join_items(_load_items(cfg, name), table, cfg.skip_missing) for name in cfg.eval_splits}
         plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
                                          **{n: [it.video_id for it in v] for n, v in evals.items()}})]
@@ -212,31 +317,53 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     for k, train, val, evals, split_ids in plan:
         sdir = out / f"split_{k}"
         done_file = sdir / "metrics.json"
-        if resume and done_file.is_file():
+        # an unreadable or truncated marker means "not done": the split is trained again
+        done_metrics = read_json_or_none(done_file) if resume else None
+        if isinstance(done_metrics, dict):
             log.info("split %d already finished; skipping (resume)", k)
-            for part, m in json.loads(done_file.read_text()).items():
-                per_part.setdefault(part, []).append(m)
+            for part, m in done_metrics.items():
+                if part == "_selection":
+                    results["selection"].append(m)
+                elif part.startswith("_last_epoch/"):
+                    per_part_last.setdefault(part.split("/", 1)[1], []).append(m)
+                else:
+                    per_part.setdefault(part, []).append(m)
             continue
         if env.main:
             sdir.mkdir(parents=True, exist_ok=True)
-            (sdir / "split.json").write_text(json.dumps({"seed_rule": "random.Random(42 * (k + 1))", "k": k,
-                                                         **split_ids}, indent=1) + "\n")
+            atomic_write_json(sdir / "split.json", {"seed_rule": "random.Random(42 * (k + 1))", "k": k,
+                                                    **split_ids}, indent=1)
         log.info("split %d: %d train, %d val, %s", k, len(train), len(val),
                  ", ".join(f"{len(v)} {n}" for n, v in evals.items()))
-        res = fit(cfg, model_cfg, table, train, val, sdir, seed=cfg.seed + k, device=device, env=env, resume=resume)
-        metrics_k: dict[str, Any] = {}
+        res = fit(cfg, model_cfg, table, train, val, sdir, seed=cfg.seed + k, device=device, env=env, resume=resume,
+                  monitor=evals if paper else None)
+        sel = {"split": k, "epoch": res.best_epoch, "weights": res.weights, "rule": res.selection}
+        results["selection"].append(sel)
+        metrics_k: dict[str, Any] = {"_selection": sel}
         for part, part_items in evals.items():
             if not part_items:
                 continue
             m = _evaluate_part(res.model, part_items, table, res.scale, device, cfg, env,
                                sdir / f"predictions_{part}.csv")
-            m.update(split=k, best_epoch=res.best_epoch)
-            metrics_k[part] = m
-            per_part.setdefault(part, []).append(m)
+            m.update(split=k, best_epoch=res.best_epoch, weights=res.weights)
+            if paper:   # the reference's numbers; the last epoch's go next to them
+                ref = reference_bests(res.history, part, "ema" if cfg.ema else "raw")
+                ref.update(split=k, weights="ema" if cfg.ema else "raw", rule="best test epoch per metric")
+                if cfg.ema:
+                    ref["raw"] = reference_bests(res.history, part, "raw")
+                metrics_k[part], metrics_k[f"_last_epoch/{part}"] = ref, m
+                per_part.setdefault(part, []).append(ref)
+                per_part_last.setdefault(part, []).append(m)
+            else:
+                metrics_k[part] = m
+                per_part.setdefault(part, []).append(m)
         if env.main:
-            (sdir / "metrics.json").write_text(json.dumps(metrics_k, indent=1, default=str) + "\n")
+            atomic_write_json(sdir / "metrics.json", metrics_k, indent=1, default=str)
     for part, rows in per_part.items():
         results["parts"][part] = {"per_split": rows, "summary": summarize(rows, TABLE_KEYS)}
+    if per_part_last:
+        results["parts_last_epoch"] = {part: {"per_split": rows, "summary": summarize(rows, TABLE_KEYS)}
+                                       for part, rows in per_part_last.items()}
     if env.main:
         write_report(out, results)
     return results

@@ -1,0 +1,169 @@
+"""Shared runtime, in one place: device choice, the torch.distributed environment, progress bars, the offline
+switch. Used by extraction, training and scoring alike (none of them has its own copy).
+
+    dev = resolve_device("auto")           # cuda when available (cuda:LOCAL_RANK under torchrun), else cpu
+    env = init_distributed(dev)            # rank / world of torchrun, world 1 otherwise
+    bar = progress_bar(10, enabled=env.main, desc="predict")
+    go_offline_if_unreachable()            # HF_HUB_OFFLINE=1 when huggingface.co cannot be reached
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: What ``--device`` accepts (the error for anything else lists these).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+#: Host probed by :func:`network_reachable` (where open_clip's weights live).
+WEIGHTS_HOST = ("huggingface.co", 443)
+
+
+# ---- device -------------------------------------------------------------------------------------------
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda`` -> ``cuda:LOCAL_RANK`` (one GPU per torchrun process).
+
+    Raises ConfigError (one line, listing the choices) for a name that is not a device, and for CUDA asked
+    where there is none. The chosen CUDA device becomes the current one.
+    """
+    if isinstance(name, torch.device):
+        name = str(name)
+    text = str(name).strip().lower()
+    if not _DEVICE_RE.match(text):
+        raise ConfigError(f"--device {name}: not a device; choices: {', '.join(DEVICE_CHOICES)}")
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(text)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu (choices: "
+                              f"{', '.join(DEVICE_CHOICES)})")
+        if dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        torch.cuda.set_device(dev)
+    return dev
+
+
+# ---- distributed ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DistEnv:
+    """Rank / world of this process (torchrun's RANK, WORLD_SIZE, LOCAL_RANK); world 1 without torchrun.
+
+    ``group``: a gloo group for small Python objects when the default backend is not gloo (nccl);
+    ``owned``: this process created the default group (``close`` destroys it).
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    group: Any = None
+    owned: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def current(cls) -> "DistEnv":
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+        return cls()
+
+    def broadcast(self, obj: Any) -> Any:
+        """``obj`` of rank 0 on every rank (itself when world is 1)."""
+        if not self.enabled:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
+
+    def close(self) -> None:
+        """Leave the process group when this process created it."""
+        if self.owned:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def init_distributed(device: torch.device | None = None) -> DistEnv:
+    """Join the process group when launched by torchrun (nccl on CUDA, gloo otherwise). -> DistEnv.
+
+    Without torchrun (WORLD_SIZE unset or 1) nothing is initialised and world is 1.
+    """
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    if world == 1:
+        return DistEnv()
+    import torch.distributed as dist
+
+    owned = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device is not None and device.type == "cuda" else "gloo")
+        owned = True
+    # barriers/broadcasts of small Python objects go over gloo, whatever backend the caller chose
+    group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    cur = DistEnv.current()
+    return DistEnv(cur.rank, cur.world, cur.local_rank, group, owned)
+
+
+# ---- progress --------------------------------------------------------------------------------------------
+def progress_bar(total: int, enabled: bool = True, desc: str = "", unit: str = "video") -> Any:
+    """A tqdm bar on stderr (``disable`` when not ``enabled``, e.g. on ranks other than 0)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True, desc=desc or None)
+
+
+# ---- offline switch -----------------------------------------------------------------------------------------
+def network_reachable(host: tuple[str, int] = WEIGHTS_HOST, timeout: float = 2.0) -> bool:
+    """True when a TCP connection to ``host`` opens within ``timeout`` seconds (DNS included)."""
+    try:
+        with socket.create_connection(host, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def go_offline_if_unreachable() -> bool:
+    """Without network, make huggingface_hub fail at once instead of retrying for about a minute; weights
+    already in the local HF cache still load. -> True when offline mode is (now) on."""
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return True
+    if network_reachable():
+        return False
+    log.info("no network: HF_HUB_OFFLINE=1 (only locally cached CLIP weights can be used)")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:  # the constant is read when huggingface_hub is imported; set it too if that already happened
+        import huggingface_hub.constants as hf_constants
+
+        hf_constants.HF_HUB_OFFLINE = True
+    except Exception:  # noqa: BLE001 - no huggingface_hub: nothing to configure
+        pass
+    return True
