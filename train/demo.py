@@ -318,8 +318,8 @@ def kind_table(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
     """Held-out scores per distortion kind and level, and how often pristine beats its own distorted clips.
 
     items: VideoItem with ``extra`` holding the demo labels' distortion and level (pristine: "none", 0);
-    pred [n] predicted MOS. -> {"rows": [{kind, level, n, true, pred}] (means; pristine first, then the
-    kinds in data order by level), "pristine_wins": pairs (scene, distorted clip) where the scene's pristine
+    pred [n] predicted MOS. -> {"rows": [{kind, level, n, true, pred}] (means; pristine first, then each
+    kind in data order, level by level), "pristine_wins": pairs (scene, distorted clip) where the scene's pristine
     clip is predicted higher, "pairs": number of such pairs, "pristine_minus_distorted": mean over pairs of
     pred(pristine) - pred(distorted) in MOS units}.
     """
@@ -334,7 +334,8 @@ def kind_table(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
             pristine[str(it.group)] = float(p)
     rows = [{"kind": k, "level": lv, "n": len(v), "true": float(np.mean([t for t, _ in v])),
              "pred": float(np.mean([q for _, q in v]))} for (k, lv), v in groups.items()]
-    rows.sort(key=lambda r: (r["kind"] != "pristine", r["level"]))  # stable: kinds keep their data order
+    first = {k: i for i, (k, _) in reversed(list(enumerate(groups)))}     # kinds in data order, then by level
+    rows.sort(key=lambda r: (r["kind"] != "pristine", first[r["kind"]], r["level"]))
     gaps = [pristine[str(it.group)] - float(p) for it, p in zip(items, pred)
             if dict(it.extra).get("distortion", "none") != "none" and str(it.group) in pristine]
     return {"rows": rows, "pristine_wins": int(sum(g > 0 for g in gaps)), "pairs": len(gaps),
