@@ -279,34 +279,6 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     assert a["n"] == 8 and a["srocc"] == b["srocc"] and (tmp_path / "eval" / "predictions.csv").is_file()
 
 
-def test_progress_bar_shows_epoch_loss_and_val_srocc(data, tmp_path, capfd):
-    """Without -v (no logging configured) `fit` still shows its progress on stderr: epoch, loss, val SROCC."""
-    _, items, store = data
-    cfg = _fit_cfg(tmp_path, store, epochs=1).replace(model=small_model_cfg(use_spatial=False))
-    table = load_map_table([store], cfg.model)
-    fit(cfg, cfg.model, table, items[:4], items[4:7], tmp_path / "split_0", seed=0, device=torch.device("cpu"))
-    err = capfd.readouterr().err
-    assert "split_0 epoch 1/1" in err and "loss " in err and "val SROCC " in err
-    fit(cfg, cfg.model, table, items[:4], [], tmp_path / "quiet", seed=0, device=torch.device("cpu"),
-        progress=False)
-    assert "epoch" not in capfd.readouterr().err
-
-
-def test_model_presets_and_unknown_name():
-    from clifvqa_core.errors import ConfigError
-    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
-
-    assert MODEL_PRESETS == ("fastvqa-b", "cpu", "tiny")
-    cpu = model_preset("cpu", frames=T, num_descriptions=R)
-    frag = cpu.spatial.fragments
-    assert (frag.grid, frag.fragment, frag.clip_len) == (4, 16, 4) and cpu.spatial.head_dropout == 0.0
-    out = CLiFVQA(cpu).eval()(torch.zeros(2, 3, frag.clip_len, frag.size, frag.size), torch.zeros(2, 2 * R, T))
-    assert out["score"].shape == (2,)       # the preset's spatial_grid fits the map its Swin produces
-    assert model_preset("fastvqa-b").spatial_grid == (16, 7, 7) and model_preset("tiny").spatial.embed_dim == 24
-    with pytest.raises(ConfigError, match=r"'cpx' \(did you mean 'cpu'\?\); known: fastvqa-b, cpu, tiny"):
-        model_preset("cpx")
-
-
 def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, monkeypatch):
     import errno
     import os
@@ -477,7 +449,7 @@ def test_train_cli_protocol_options(tmp_path_factory, tmp_path):
             "--workers", "0", "--device", "cpu", "--test-clips", "1", "--lr", "2e-3"]
     r = CliRunner().invoke(main, base + ["--out", str(out), "--protocol", "paper"])
     assert r.exit_code == 0, r.output
-    assert "PAPER PROTOCOL" in r.output.splitlines()[0]
+    assert "PAPER PROTOCOL" in r.stdout.splitlines()[0]
     cfg = TrainConfig.from_json(out / "train_config.json")
     assert (cfg.protocol, cfg.val_fraction, cfg.test_clips, cfg.test_fraction) == ("paper", 0.0, 1, 0.34)
     assert (cfg.lr_head, cfg.lr_backbone) == (2e-3, pytest.approx(2e-4))
@@ -486,3 +458,31 @@ def test_train_cli_protocol_options(tmp_path_factory, tmp_path):
     assert all("PAPER PROTOCOL" in h or "last epoch" in h for h in md.splitlines() if h.startswith("## "))
     r = CliRunner().invoke(main, base + ["--out", str(tmp_path / "bad"), "--protocol", "paper", "--val-fraction", "0.1"])
     assert r.exit_code == 1 and "no validation part" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_progress_bar_shows_epoch_loss_and_val_srocc(data, tmp_path, capfd):
+    """Without -v (no logging configured) `fit` still shows its progress on stderr: epoch, loss, val SROCC."""
+    _, items, store = data
+    cfg = _fit_cfg(tmp_path, store, epochs=1).replace(model=small_model_cfg(use_spatial=False))
+    table = load_map_table([store], cfg.model)
+    fit(cfg, cfg.model, table, items[:4], items[4:7], tmp_path / "split_0", seed=0, device=torch.device("cpu"))
+    err = capfd.readouterr().err
+    assert "split_0 epoch 1/1" in err and "loss " in err and "val SROCC " in err
+    fit(cfg, cfg.model, table, items[:4], [], tmp_path / "quiet", seed=0, device=torch.device("cpu"),
+        progress=False)
+    assert "epoch" not in capfd.readouterr().err
+
+
+def test_model_presets_and_unknown_name():
+    from clifvqa_core.errors import ConfigError
+    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+
+    assert MODEL_PRESETS == ("fastvqa-b", "cpu", "tiny")
+    cpu = model_preset("cpu", frames=T, num_descriptions=R)
+    frag = cpu.spatial.fragments
+    assert (frag.grid, frag.fragment, frag.clip_len) == (4, 16, 4) and cpu.spatial.head_dropout == 0.0
+    out = CLiFVQA(cpu).eval()(torch.zeros(2, 3, frag.clip_len, frag.size, frag.size), torch.zeros(2, 2 * R, T))
+    assert out["score"].shape == (2,)       # the preset's spatial_grid fits the map its Swin produces
+    assert model_preset("fastvqa-b").spatial_grid == (16, 7, 7) and model_preset("tiny").spatial.embed_dim == 24
+    with pytest.raises(ConfigError, match=r"'cpx' \(did you mean 'cpu'\?\); known: fastvqa-b, cpu, tiny"):
+        model_preset("cpx")

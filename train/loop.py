@@ -447,9 +447,9 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                     row["monitor"][part][which] = {k: m[k] for k in ("n", "srocc", "krocc", "plcc", "rmse",
                                                                        "plcc_logistic", "rmse_logistic")}
         history.append(row)
-        bar.set_postfix_str(f"loss {row['loss']:.4f}" + "".join(
-            f", {w}val SROCC {row[p + 'val_srocc']:.3f}" for w, p in (("", ""), ("EMA ", "ema_"))
-            if p + "val_srocc" in row))
+        bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
+                                                          if "val_srocc" in row else "")
+                            + (f", EMA {row['ema_val_srocc']:.3f}" if "ema_val_srocc" in row else ""))
         val = "".join(f" {w} val SROCC {row[p + 'val_srocc']:.3f} PLCC {row[p + 'val_plcc']:.3f}"
                       for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
         log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
