@@ -408,7 +408,8 @@ def format_summary(r: DemoResult) -> str:
         "| " + " | ".join(f"{m[k]:.4f}" if m.get(k) is not None and math.isfinite(m[k]) else "nan"
                          for k in ("srocc", "plcc", "krocc", "rmse")) + " |",
         "",
-        "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model):",
+        "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model; the",
+        "training losses fix the order and spread of the scores, not their level):",
         format_kind_table(r.kinds) if r.kinds else "(no kind labels)",
         "",
         "predict on a few held-out files:",
