@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, VideoError
+from clifvqa_core.extract_config import RecordedExtraction
 from clifvqa_core.model import ModelConfig
 from clifvqa_core.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
 
@@ -56,6 +57,13 @@ class MapTable:
             raise CacheError(f"{len(missing)} videos have no cached maps in {', '.join(self.sources)}: "
                              f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
         return self.maps[[self.index[v] for v in video_ids]]
+
+
+def store_extraction(store: Any) -> RecordedExtraction | None:
+    """The provenance an open feature store records (its extraction config, identity and key), read by the
+    one reader (``RecordedExtraction.read``); None for a store that records no extraction config."""
+    return RecordedExtraction.read({"extract_config": store.attrs.get("extract_config"), "key": store.key,
+                                    "config": dict(store.config)}, source=str(store.path))
 
 
 def _store_descriptions(store: Any) -> tuple[Any, str]:
@@ -149,9 +157,9 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
         store = open_store(path, "r")
         try:
             check_identity_current(store.config, str(path))  # refuses features of an older extraction code
-            if extraction is None and isinstance(store.attrs.get("extract_config"), dict):
-                extraction = {"extract_config": dict(store.attrs["extract_config"]),
-                              "extract_identity": dict(store.config), "extract_key": str(store.key)}
+            rec = store_extraction(store) if extraction is None else None
+            if rec is not None:
+                extraction = rec.to_record()
             if first is None:
                 first = store
             elif store.key != first.key:

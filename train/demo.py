@@ -279,8 +279,9 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     test_scenes = sorted({str(it.group) for it in test_items})
     log.info("[3/5] stage two: %d train / %d val / %d held-out clips (held-out scenes %s), %d epochs",
              len(train_items), len(val_items), len(test_items), ", ".join(test_scenes), tcfg.epochs)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    from clifvqa_core.runtime import resolve_device
+
+    device = resolve_device(cfg.device)
     res = fit(tcfg, mcfg, table, train_items, val_items, sdir, seed=cfg.seed, device=device)
     shutil.copyfile(res.checkpoint, out / "model.pt")
     seconds["train"] = time.perf_counter() - t0
