@@ -474,9 +474,8 @@ def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) 
     """Synthetic data -> CLIP maps (ViT-B-32) -> small CLiF-VQA -> held-out scenes -> predict (CPU, < 15 min)."""
     from train.demo import DemoConfig, format_summary, run_demo
 
-    for name in ("train.demo", "train.loop"):   # stage messages and per-epoch lines are the demo's progress
-        if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
-            logging.getLogger(name).setLevel(logging.INFO)
+    if logging.getLogger("train.demo").getEffectiveLevel() > logging.INFO:   # stage messages; training has its bar
+        logging.getLogger("train.demo").setLevel(logging.INFO)
     try:
         result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained), out)
     except ClifVQAError as exc:
