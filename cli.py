@@ -14,8 +14,18 @@ from clifvqa_core.errors import ClifVQAError
 
 
 class _Group(click.Group):
-    """The one error mapping of every command (sub-groups included): a ClifVQAError that a command lets
-    through ends as one line ``Error: ...`` and exit status 1, never a traceback."""
+    """The command group. One error mapping for every command (sub-groups included): a ClifVQAError that a
+    command lets through ends as one line ``Error: ...`` and exit status 1, never a traceback.
+    ``-v``/``-vv``/``--verbose`` are also accepted after the subcommand (``cli.py train -v ...``): they are
+    moved in front of it before parsing (none of the commands has a ``-v`` of its own; nothing after ``--``
+    is touched)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+        end = args.index("--") if "--" in args else len(args)
+        verbose = [a for a in args[cmd:end] if a == "--verbose" or (len(a) > 1 and a.strip("v") == "-")]
+        rest = [a for a in args[cmd:end] if a not in verbose]
+        return super().parse_args(ctx, args[:cmd] + verbose + rest + args[end:])
 
     def invoke(self, ctx: click.Context):
         try:
@@ -45,8 +55,13 @@ def _fail(exc: Exception) -> None:
 
 # ---- shared options ------------------------------------------------------------------------------
 
+_OUTSIDE_ROOT = click.option("--allow-outside-root", is_flag=True,
+                             help="Accept label paths outside --root (absolute or ../).")
+
+
 def dataset_options(source: str):
-    """--dataset, --root, --labels and --skip-missing, declared once for every command that reads a dataset.
+    """--dataset, --root, --labels, --skip-missing (and --allow-outside-root where labels are read), declared
+    once for every command that reads a dataset.
 
     ``source``: "explicit" (extract: name and root required), "store" (train, evaluate: default to what the
     first feature store records), "store-csv" (ablate, probe vsfa: a csv/other dataset next to the store).
@@ -58,7 +73,8 @@ def dataset_options(source: str):
                              help="Folder holding the videos."),
                 click.option("--labels", type=click.Path(path_type=Path), default=None,
                              help="Label file (default: the dataset's own)."),
-                click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root.")]
+                click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root."),
+                _OUTSIDE_ROOT]
     elif source == "store":
         opts = [click.option("--dataset", default=None,
                              help="Dataset name (see `datasets`; default: the one the store records, else csv)."),
@@ -68,7 +84,8 @@ def dataset_options(source: str):
                 click.option("--labels", type=click.Path(path_type=Path), default=None,
                              help="Label file (default: the store's, refused if it changed since extraction)."),
                 click.option("--skip-missing", is_flag=True,
-                             help="Go on without videos absent from --root or from the cache.")]
+                             help="Go on without videos absent from --root or from the cache."),
+                _OUTSIDE_ROOT]
     elif source == "store-csv":
         opts = [click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`)."),
                 click.option("--root", required=True, type=click.Path(path_type=Path),
@@ -180,7 +197,7 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
                 clip_pretrained: str, clip_activation: str, descriptions: str, frames: int, grid: str, backend: str,
                 batch_size: int,
                 workers: int, device: str, precision: str, store_embeddings: bool, limit: int | None,
-                skip_missing: bool, retry_failed: bool, shard_size: int) -> None:
+                skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int) -> None:
     """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware).
 
     One store per dataset: without --split, every split whose label file is found (LSVQ: train, test,
@@ -199,7 +216,8 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
                             descriptions=descriptions,
                             frames=frames, grid=WindowConfig.parse(grid), store_embeddings=store_embeddings,
                             batch_size=batch_size, workers=workers, device=device, precision=precision)
-        listings, absent = list_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing)
+        listings, absent = list_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
+                                        allow_outside_root=allow_outside_root)
         for line in absent:
             click.echo(line, err=True)
         origin, items = DatasetOrigin.from_listings(dataset, root, listings)
@@ -251,6 +269,23 @@ def cache_verify_cmd(store: Path) -> None:
     click.echo(f"{store}: OK")
 
 
+@cache_group.command("clean")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--min-age", type=float, default=60.0, show_default=True,
+              help="Only remove leftovers untouched for this many seconds (younger ones may be a running extract's).")
+def cache_clean_cmd(store: Path, min_age: float) -> None:
+    """Remove what killed runs left: *.partial files inside STORE and .STORE.*.creating folders beside it."""
+    from cache import remove_leftovers
+
+    try:
+        removed = remove_leftovers(store, min_age)
+    except ClifVQAError as exc:
+        _fail(exc)
+    for p in removed:
+        click.echo(f"removed {p}")
+    click.echo(f"{store}: {len(removed)} leftover(s) removed")
+
+
 # ---- stage two: train, evaluate, predict, demo --------------------------------------------------
 
 @main.command("train")
@@ -270,7 +305,9 @@ def cache_verify_cmd(store: Path) -> None:
                    "table labelled so; the last epoch's numbers are reported next to it.")
 @click.option("--train-split", default=None, help="Fixed-split mode: train on this dataset split (e.g. train).")
 @click.option("--eval-splits", default="", help="Fixed-split mode: comma-separated test splits (test,test_1080p).")
-@click.option("--model-config", default="fastvqa-b", show_default=True, help="tiny | fastvqa-b | a ModelConfig JSON.")
+@click.option("--model-config", default="fastvqa-b", show_default=True,
+              help="A preset: fastvqa-b (the paper's model) | cpu (the demo's model, trains in minutes on 2 CPU "
+                   "cores) | tiny (FAST-VQA-B shapes, few parameters); or a ModelConfig JSON file.")
 @click.option("--descriptions", default="all", show_default=True, help="all | objective | subjective | none.")
 @click.option("--no-semantic", is_flag=True, help="Ablation: spatial branch only.")
 @click.option("--no-spatial", is_flag=True, help="Ablation: semantic branch only.")
@@ -298,7 +335,7 @@ def cache_verify_cmd(store: Path) -> None:
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
               train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
               batch_size, lr, loss, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume, workers,
-              device, seed, skip_missing) -> None:
+              device, seed, skip_missing, allow_outside_root) -> None:
     """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std.
 
     Epochs, EMA and frozen-backbone epochs not given come from the per-dataset recipe table (README,
@@ -324,7 +361,8 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
             cfg = TrainConfig(
                 cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
                 labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
-                splits=splits, train_split=data["train_split"], eval_splits=data["eval_splits"],
+                allow_outside_root=allow_outside_root, splits=splits, train_split=data["train_split"],
+                eval_splits=data["eval_splits"],
                 model=model_config_from_spec(model_config, descriptions, no_semantic, no_spatial, no_regressor,
                                              tuple(str(c) for c in cached)),
                 init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
@@ -354,7 +392,8 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
-def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing) -> None:
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing,
+                 allow_outside_root) -> None:
     """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.
 
     `evaluate --cached STORE --checkpoint MODEL` needs nothing else: the store says what it holds. With
@@ -370,7 +409,8 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers,
         if data["root"] is None:
             raise click.UsageError("--root is required for a store that does not record its dataset")
         cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
-                          labels=None if labels is None else str(labels), skip_missing=skip_missing)
+                          labels=None if labels is None else str(labels), skip_missing=skip_missing,
+                          allow_outside_root=allow_outside_root)
         results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers)
     except ClifVQAError as exc:
         _fail(exc)
@@ -464,7 +504,11 @@ def _csv_list(text: str) -> list[str]:
 @main.command("ablate")
 @click.option("--what", required=True, type=click.Choice(["modules", "descriptions", "windows"]),
               help="modules: Table 3; descriptions: Table 4; windows: Table 5 (window sweep).")
-@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`).")
+@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`; with --checkpoint it "
+              "may not exist yet: it is then extracted as the model's training maps were).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="--what windows: score this trained model.pt on every grid of --dataset (Table 5 as the paper "
+                   "ran it: e.g. an LSVQ model on livevqc) instead of training per row.")
 @dataset_options("store-csv")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (one run per table row).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -488,10 +532,14 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
               help="Window sweep: windows per CLIP call when a grid's store is extracted.")
 @click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0))
-def ablate_cmd(what, cached, dataset, root, labels, out, config_path, model_config, descriptions, splits,
+def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path, model_config, descriptions, splits,
                test_fraction, val_fraction, epochs, batch_size, loss, init, trust_init, test_clips, workers, device,
                seed, skip_missing, windows, no_resolution_groups, extract_batch_size, extract_workers) -> None:
-    """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT."""
+    """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT.
+
+    Table 5 as the paper ran it: `--what windows --checkpoint MODEL --dataset livevqc ...` scores one trained
+    model at every window count (one store per grid, extracted on demand, reused), per resolution group.
+    """
     from clifvqa_core.train_config import TrainConfig
     from train.experiments.ablate import AblationConfig, run_ablation
     from train.protocol import model_config_from_spec
@@ -505,11 +553,13 @@ def ablate_cmd(what, cached, dataset, root, labels, out, config_path, model_conf
             base = TrainConfig(**data, skip_missing=skip_missing, splits=splits, test_fraction=test_fraction,
                                val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
                                init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
-                               device=device, seed=seed,
-                               model=model_config_from_spec(model_config, descriptions, False, False, False, (str(cached),)))
+                               device=device, seed=seed, **({} if checkpoint is not None else {
+                                   "model": model_config_from_spec(model_config, descriptions, False, False, False,
+                                                                   (str(cached),))}))
         cfg = AblationConfig(what=what, train=base, windows=tuple(int(n) for n in _csv_list(windows)),
                              resolution_groups=not no_resolution_groups, extract_batch_size=extract_batch_size,
-                             extract_workers=extract_workers, extract_device=device)
+                             extract_workers=extract_workers, extract_device=device,
+                             checkpoint=None if checkpoint is None else str(checkpoint))
         result = run_ablation(cfg)
     except (ClifVQAError, KeyError, ValueError) as exc:
         _fail(exc)
@@ -630,7 +680,8 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
-_BENCHES = ("video", "spatial", "extract", "store")
+_BENCHES = ("video", "spatial", "extract", "store", "loader", "gpu")
+_CPU_BENCHES = ("video", "spatial", "extract", "store", "loader")  # `bench all`; gpu needs CUDA (or --dry-run)
 
 
 @main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -639,11 +690,12 @@ _BENCHES = ("video", "spatial", "extract", "store")
 def bench_cmd(name: str, args: tuple[str, ...]) -> None:
     """Run a benchmark (bench/bench_NAME.py); ARGS go to it (`cli.py bench spatial -- --help`).
 
-    `all` runs each with its defaults, writing bench_NAME.json into the current folder.
+    `all` runs each CPU benchmark with its defaults, writing bench_NAME.json into the current folder;
+    `gpu` is the one-shot CUDA check (`bench gpu --budget-s 420`; `--dry-run` on the CPU).
     """
     import importlib
 
-    names = _BENCHES if name == "all" else (name,)
+    names = _CPU_BENCHES if name == "all" else (name,)
     for n in names:
         try:
             mod = importlib.import_module(f"bench.bench_{n}")

@@ -60,7 +60,7 @@ def _cfg(args):
 
     return ExtractConfig(clip_model=args.clip_model, clip_pretrained="none", frames=args.frames,
                          grid=WindowConfig.parse(args.grid), batch_size=args.batch_size, workers=args.workers,
-                         device=args.device)
+                         device=args.device, precision=getattr(args, "precision", "auto"))
 
 
 def _throughput(args, tmp: Path) -> dict:

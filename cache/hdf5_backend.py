@@ -87,7 +87,9 @@ class Hdf5Backend(Backend):
     def _shard_file(self, shard: int) -> Path:
         return self.path / SHARD_DIR / _shard_name(shard)
 
-    def _open_shard(self, shard: int) -> h5py.File | None:
+    def _open_shard(self, shard: int, check: bool = True) -> h5py.File | None:
+        """The shard file opened for reading (None when absent). With ``check`` its identity attributes
+        must match the index (a shard copied from another position or store is refused)."""
         p = self._shard_file(shard)
         if not p.exists():
             return None
@@ -96,7 +98,28 @@ class Hdf5Backend(Backend):
         except OSError as exc:
             raise CacheError(f"{p}: unreadable shard file ({exc}). Delete that file and run `extract` "
                              "again with the same flags to rewrite it.") from exc
+        problem = self._identity_problem(f, shard) if check else None
+        if problem:
+            f.close()
+            raise CacheError(f"{p}: {problem}. Delete that file and run `extract` again with the same flags "
+                             "to rewrite it.")
         return f
+
+    def _identity_problem(self, f: h5py.File, shard: int) -> str | None:
+        """Why shard file ``f`` is not shard ``shard`` of this store (attributes vs the index), or None."""
+        s0, s1 = self.layout.shard_range(shard)
+        want = {"shard": shard, "start": s0, "stop": s1, "key": json.dumps(self._attrs.get("key"))}
+        got = {k: f.attrs.get(k) for k in want}
+        if isinstance(got["key"], bytes):
+            got["key"] = got["key"].decode()
+        for k in ("shard", "start", "stop"):
+            got[k] = None if got[k] is None else int(got[k])
+        # a shard written before the store grew may end before the shard's range now does: its missing
+        # rows read as not done until the owner rewrites the file (grow()), so a shorter stop is sound
+        grown_short = got["stop"] is not None and s0 < got["stop"] < s1
+        wrong = [f"{k} {got[k]!r} (index says {want[k]!r})" for k in want
+                 if got[k] != want[k] and not (k == "stop" and grown_short)]
+        return ("shard attributes do not match the store index: " + ", ".join(wrong)) if wrong else None
 
     def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         lay = self.layout
@@ -141,11 +164,18 @@ class Hdf5Backend(Backend):
         if self._mos.shape != expected["mos"][0]:
             problems.append(f"mos: shape {self._mos.shape}, expected {expected['mos'][0]}")
         for shard in range(lay.num_shards):
-            f = self._open_shard(shard)
+            try:
+                f = self._open_shard(shard, check=False)
+            except CacheError as exc:
+                problems.append(str(exc))
+                continue
             if f is None:
                 continue
             s0, s1 = lay.shard_range(shard)
             with f:
+                problem = self._identity_problem(f, shard)
+                if problem:
+                    problems.append(f"{_shard_name(shard)}: {problem}")
                 for name in ("done", "maps", "sims", "embeds"):
                     if name not in expected:
                         if name in f:

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from clifvqa_core.errors import CacheError, CacheKeyMismatchError, StorageError
-from clifvqa_core.fileio import storage_error
+from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, DamagedStoreError, StorageError
+from clifvqa_core.fileio import PARTIAL_SUFFIX, storage_error
 
 from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
 from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
@@ -94,8 +94,10 @@ def open_store(
         if identity is None or layout is None or ids is None:
             raise CacheError(f"{path}: no store there yet, and creating one needs identity, layout and ids")
         _create(path, backend or "zarr", identity, layout, list(ids), mos, key, attrs or {})
-        found = backend or "zarr"
-    elif backend is not None and backend != found:
+        # Re-detect: another process may have won the creation race with the other backend; the check
+        # below then names it instead of calling the winner's healthy store corrupt.
+        found = detect_backend(path) or backend or "zarr"
+    if backend is not None and backend != found:
         raise CacheError(f"{path}: is a {found} store, not {backend}. Pass --backend {found}, or choose "
                          "another --out.")
     store = FeatureStore(BACKENDS[found](path, writable=mode != "r"), mode)
@@ -224,11 +226,11 @@ class FeatureStore:
     @property
     def done(self) -> np.ndarray:
         """done [n] bool, read from disk now."""
-        return self._b.read_done()
+        return self._read_done(0, self.n)
 
     def shard_done(self, shard: int) -> np.ndarray:
         """done flags [m] of the videos of ``shard``, read from disk now."""
-        return self._b.read_done(*self.layout.shard_range(shard))
+        return self._read_done(*self.layout.shard_range(shard))
 
     def index_of(self, video_id: str) -> int:
         if self._index is None:
@@ -243,45 +245,103 @@ class FeatureStore:
             raise IndexError(f"video index {i} out of range for {self.n} videos")
         return i % self.n
 
+    # Every data reader below checks the key and the values of the done rows it returns (``row_problems``),
+    # so training, evaluation and prediction never use a damaged store; ``verify`` lists the same problems.
     def load_maps(self) -> np.ndarray:
-        """maps [n, 2r, T] float32 of every video (NaN rows where not done)."""
-        return self._b.read_rows("maps", 0, self.n)
+        """maps [n, 2r, T] float32 of every video (NaN rows where not done). DamagedStoreError if damaged."""
+        return self._checked("maps", 0, self.n)
 
     def read_maps(self, i: int) -> np.ndarray:
         i = self._check_index(i)
-        return self._b.read_rows("maps", i, i + 1)[0]
+        return self._checked("maps", i, i + 1)[0]
 
     def read_sims(self, i: int) -> np.ndarray:
         """sims [T, rows, cols, r] float16 of video row ``i``."""
         i = self._check_index(i)
-        return self._b.read_rows("sims", i, i + 1)[0]
+        return self._checked("sims", i, i + 1)[0]
 
     def load_sims(self) -> np.ndarray:
         """sims [n, T, rows, cols, r] float16 of every video."""
-        return self._b.read_rows("sims", 0, self.n)
+        return self._checked("sims", 0, self.n)
 
     def read_embeds(self, i: int) -> np.ndarray:
         """embeds [T, rows, cols, D] float16; CacheError when the store was made without embeddings."""
         self._need_embeds()
         i = self._check_index(i)
-        return self._b.read_rows("embeds", i, i + 1)[0]
+        return self._checked("embeds", i, i + 1)[0]
 
     def load_embeds(self) -> np.ndarray:
         self._need_embeds()
-        return self._b.read_rows("embeds", 0, self.n)
+        return self._checked("embeds", 0, self.n)
 
     def _need_embeds(self) -> None:
         if not self.layout.has_embeds:
             raise CacheError(f"{self.path}: made without embeddings; extract again with --store-embeddings")
 
     def read_shard(self, shard: int) -> ShardData:
+        """The raw rows of ``shard`` (not value-checked: ``verify`` and writers use it)."""
         start, stop = self.layout.shard_range(shard)
         return ShardData(
-            done=self._b.read_done(start, stop),
-            maps=self._b.read_rows("maps", start, stop),
-            sims=self._b.read_rows("sims", start, stop),
-            embeds=self._b.read_rows("embeds", start, stop) if self.layout.has_embeds else None,
+            done=self._read_done(start, stop),
+            maps=self._read("maps", start, stop),
+            sims=self._read("sims", start, stop),
+            embeds=self._read("embeds", start, stop) if self.layout.has_embeds else None,
         )
+
+    def key_problem(self) -> str | None:
+        """Why the stored key cannot be trusted (it is not the hash of the stored config), or None."""
+        expect = identity_key(self.config)
+        if expect != self.key:
+            return f"key {self.key} does not match the stored config (which hashes to {expect})"
+        return None
+
+    def _checked(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of ``name`` after the key check and the value checks of their done rows."""
+        problem = self.key_problem()
+        if problem:
+            raise DamagedStoreError(f"{self.path}: {problem}; its features cannot be matched to a config. "
+                                    "Extract again to a new --out.")
+        rows = self._read(name, start, stop)
+        done = self._read_done(start, stop)
+        bad = row_problems(self.layout.r, **{name: rows[done]})
+        if bad:
+            ids = [self.ids[start + int(j)] for j in np.flatnonzero(done)]
+            lines = "; ".join(_name_rows(what, [ids[j] for j in np.flatnonzero(mask)]) for what, mask in bad.items())
+            raise DamagedStoreError(f"{self.path}: damaged rows refused: {lines}. `python cli.py cache verify "
+                                    f"{self.path}` lists every problem; extract those videos again (new --out).")
+        return rows
+
+    def _read(self, name: str, start: int, stop: int) -> np.ndarray:
+        try:
+            return self._b.read_rows(name, start, stop)
+        except ClifVQAError:
+            raise
+        except Exception as exc:  # zstd / checksum / JSON errors of the storage library
+            raise self._decode_error(name, start, stop, exc) from None
+
+    def _read_done(self, start: int, stop: int) -> np.ndarray:
+        try:
+            return self._b.read_done(start, stop)
+        except ClifVQAError:
+            raise
+        except Exception as exc:
+            raise self._decode_error("done", start, stop, exc) from None
+
+    def _decode_error(self, name: str, start: int, stop: int, exc: Exception) -> CacheError:
+        """One line naming the array and the shard (chunk) that cannot be decoded (found by re-reading)."""
+        lay = self.layout
+        where = f"rows {start}..{stop - 1}"
+        for shard in range(lay.shard_of(start), lay.shard_of(max(start, stop - 1)) + 1):
+            s0, s1 = lay.shard_range(shard)
+            try:
+                (self._b.read_done if name == "done" else lambda a, b: self._b.read_rows(name, a, b))(
+                    max(s0, start), min(s1, stop))
+            except Exception:  # noqa: BLE001  (this is the one)
+                where = f"shard {shard} (rows {s0}..{s1 - 1}, {self.ids[s0]}..{self.ids[s1 - 1]})"
+                break
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return DamagedStoreError(f"{self.path}: array {name!r}, {where}: cannot be decoded ({type(exc).__name__}: "
+                                 f"{first}). The store is damaged; extract again to a new --out.")
 
     # ---- writing -------------------------------------------------------------------------------
     def grow(self, new_ids: list[str], new_mos: np.ndarray | list[float] | None = None,
@@ -434,8 +494,9 @@ class FeatureStore:
         """Problems found, one line each (empty when the store is sound).
 
         Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); array shapes and
-        dtypes; unique ids; for every done video finite maps and sims, maps in [0, 1] with the average
-        half summing to 1 per frame and max >= average; failure records naming known ids.
+        dtypes (HDF5: each shard file's shard/start/stop/key attributes against the index); unique ids;
+        every chunk decodes; for every done video the value checks of :func:`row_problems`; failure
+        records naming known ids; leftovers of killed runs (:meth:`leftovers`).
         """
         problems: list[str] = []
         expect_key = (key_fn or identity_key)(self.config)
@@ -452,33 +513,30 @@ class FeatureStore:
         if len(set(self.ids)) != len(self.ids):
             problems.append("video ids are not unique")
         bad: dict[str, list[str]] = {}
-        r = lay.r
         for shard in range(lay.num_shards):
-            data = self.read_shard(shard)
+            try:
+                data = self.read_shard(shard)
+            except CacheError as exc:
+                problems.append(str(exc))
+                continue
             start, _ = lay.shard_range(shard)
-            for j in np.flatnonzero(data.done):
-                vid = self.ids[start + j]
-                maps = data.maps[j].astype(np.float64)
-                checks = {
-                    "maps not finite": not np.isfinite(maps).all(),
-                    "sims not finite": not np.isfinite(data.sims[j]).all(),
-                    "maps outside [0, 1]": bool((maps < -1e-6).any() or (maps > 1 + 1e-6).any()),
-                    "average half of maps does not sum to 1": not np.allclose(maps[:r].sum(0), 1.0, atol=1e-3),
-                    "max half of maps below the average half": bool((maps[r:] < maps[:r] - 1e-6).any()),
-                }
-                if data.embeds is not None:
-                    checks["embeds not finite"] = not np.isfinite(data.embeds[j]).all()
-                for what, failed in checks.items():
-                    if failed:
-                        bad.setdefault(what, []).append(vid)
+            done_rows = np.flatnonzero(data.done)
+            found = row_problems(lay.r, maps=data.maps[done_rows], sims=data.sims[done_rows],
+                                 embeds=None if data.embeds is None else data.embeds[done_rows])
+            for what, mask in found.items():
+                bad.setdefault(what, []).extend(self.ids[start + int(j)] for j in done_rows[mask])
         for what, vids in bad.items():
-            more = f" (+{len(vids) - 5} more)" if len(vids) > 5 else ""
-            problems.append(f"{what} for {len(vids)} done video(s): {', '.join(vids[:5])}{more}")
+            problems.append(_name_rows(what, vids))
+        problems += [f"leftover from a killed run: {p}" for p in self.leftovers()]
         unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True)
                    if self._index_or_none(str(rec["id"])) is None]
         if unknown:
             problems.append(f"failures.jsonl names {len(unknown)} id(s) not in the store: {', '.join(unknown[:5])}")
         return problems
+
+    def leftovers(self) -> list[Path]:
+        """``find_leftovers(self.path)``: what killed runs left in and beside this store."""
+        return find_leftovers(self.path)
 
     # ---- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -492,6 +550,79 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, backend={self.backend!r}, n={self.n}, key={self.key!r})"
+
+
+def find_leftovers(path: str | Path) -> list[Path]:
+    """Files and folders left by killed runs: ``*.partial`` files inside the store at ``path`` and
+    ``.NAME.*.creating`` folders beside it (the store need not exist). Readers ignore them."""
+    p = Path(path)
+    found = sorted(f for f in p.rglob(f"*{PARTIAL_SUFFIX}") if f.is_file()) if p.is_dir() else []
+    found += sorted(d for d in p.parent.glob(f".{p.name}.*.creating") if d.is_dir())
+    return found
+
+
+def remove_leftovers(path: str | Path, min_age_s: float = 60.0) -> list[Path]:
+    """Remove ``find_leftovers(path)`` not modified for ``min_age_s`` seconds (a younger one may belong to
+    a run still writing) -> the paths removed. StorageError (one line) when one cannot be removed."""
+    import time
+
+    removed = []
+    for p in find_leftovers(path):
+        try:
+            if time.time() - p.stat().st_mtime < min_age_s:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(p, f"cannot remove this leftover ({exc.strerror or exc})") from exc
+    return removed
+
+
+#: Tolerance of the sims range check: float16 rounds a cosine of 1.0 (+ float32 error) to at most 1.001.
+SIMS_TOLERANCE = 2e-3
+
+
+def row_problems(r: int, maps: np.ndarray | None = None, sims: np.ndarray | None = None,
+                 embeds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Value checks of done rows -> {problem: bool mask [m] of the rows that have it} (empty when sound).
+
+    maps [m, 2r, T]: finite, within [0, 1] (1e-6), the average half (rows 0..r-1) summing to 1 per frame
+    (1e-3: a softmax averaged over windows) and the max half >= the average half; sims [m, T, rows, cols, r]:
+    finite and cosines within [-1, 1] (``SIMS_TOLERANCE`` for float16); embeds: finite. Every reader of
+    the store and ``verify`` apply these, so what ``verify`` reports is what training refuses.
+    """
+    out: dict[str, np.ndarray] = {}
+
+    def add(what: str, mask: np.ndarray) -> None:
+        if mask.any():
+            out[what] = mask
+
+    if maps is not None and len(maps):
+        m = np.asarray(maps, np.float64).reshape(len(maps), 2 * r, -1)
+        fin = np.isfinite(m).all(axis=(1, 2))
+        add("maps not finite", ~fin)
+        z = np.where(np.isfinite(m), m, 0.5)
+        add("maps outside [0, 1]", ((z < -1e-6) | (z > 1 + 1e-6)).any(axis=(1, 2)))
+        add("average half of maps does not sum to 1", fin & ~np.isclose(z[:, :r].sum(1), 1.0, atol=1e-3).all(1))
+        add("max half of maps below the average half", fin & (z[:, r:] < z[:, :r] - 1e-6).any(axis=(1, 2)))
+    if sims is not None and len(sims):
+        s = np.asarray(sims, np.float32).reshape(len(sims), -1)
+        fin = np.isfinite(s).all(1)
+        add("sims not finite", ~fin)
+        add("sims outside [-1, 1]", (np.abs(np.where(np.isfinite(s), s, 0)) > 1 + SIMS_TOLERANCE).any(1))
+    if embeds is not None and len(embeds):
+        add("embeds not finite", ~np.isfinite(np.asarray(embeds, np.float32).reshape(len(embeds), -1)).all(1))
+    return out
+
+
+def _name_rows(what: str, vids: list[str]) -> str:
+    more = f" (+{len(vids) - 5} more)" if len(vids) > 5 else ""
+    return f"{what} for {len(vids)} done video(s): {', '.join(vids[:5])}{more}"
 
 
 def human_bytes(n: int) -> str:

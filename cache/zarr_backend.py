@@ -48,6 +48,11 @@ class ZarrBackend(Backend):
             except KeyError:
                 raise CacheError(f"{self.path}: array {name!r} is missing; the store is incomplete or "
                                  "corrupt. Delete it and run `extract` again.") from None
+            except Exception as exc:  # unreadable metadata: JSON, codec config
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise CacheError(f"{self.path}/{name}/zarr.json: cannot read the array metadata "
+                                 f"({type(exc).__name__}: {first}); the store is damaged. Delete it and run "
+                                 "`extract` again.") from None
         return self._arrays[name]
 
     @classmethod

@@ -75,6 +75,32 @@ class LoadReport:
                 f"unexpected, {len(self.dropped)} dropped{eg}")
 
 
+def _first_line(text: str, width: int = 160) -> str:
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def load_error(path: str | Path, exc: BaseException, trust_hint: str) -> CheckpointError:
+    """One line for a file that ``torch.load`` refused or could not read (every loader uses this).
+
+    torch's weights-only refusal is a dozen lines with terminal escapes; the line kept is the one naming
+    the global that was refused (e.g. ``Unsupported global: GLOBAL print``), then ``trust_hint`` says what
+    the user can do. Truncated or corrupt files say so.
+    """
+    p = Path(path)
+    msg = str(exc)
+    if isinstance(exc, pickle.UnpicklingError):
+        if "global" in msg.lower():  # the weights-only unpickler met a class outside the allow-list
+            detail = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+            detail = _first_line(detail.split(". ")[0] if detail else msg)
+            return CheckpointError(f"{p}: refused by the safe loader, the file holds Python objects outside the "
+                                   f"allow-list ({detail}). {trust_hint}")
+        return CheckpointError(f"{p}: not a PyTorch checkpoint ({_first_line(msg, 120)}); pass a .pth/.pt file "
+                               "saved by torch.save")
+    return CheckpointError(f"{p}: cannot read the checkpoint, the file is truncated or corrupt "
+                           f"({_first_line(msg)}); download it again")
+
+
 def load_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
     """Unpickle a checkpoint file on the CPU -> its top-level dict.
 
@@ -103,18 +129,9 @@ def load_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
         else:
             with torch.serialization.safe_globals(SAFE_GLOBALS):
                 obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        if "global" in msg.lower():  # the weights-only unpickler met a class outside the allow-list
-            detail = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln or "Unsupported" in ln), msg[:200])
-            raise CheckpointError(
-                f"{p}: refused by the safe loader, the file holds Python objects outside the allow-list ({detail}). "
-                "If you trust where the file comes from, load it with trust=True (--trust-checkpoint)") from None
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint ({msg[:120]}); pass a .pth/.pt file saved by "
-                              "torch.save") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{p}: cannot read the checkpoint, the file is truncated or corrupt "
-                              f"({str(exc).splitlines()[0][:160]}); download it again") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise load_error(p, exc, "If you trust where the file comes from, load it with trust=True "
+                                 "(--trust-checkpoint)") from None
     except Exception as exc:  # unpickling foreign objects with trust=True can raise anything
         raise CheckpointError(f"{p}: cannot unpickle the checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):

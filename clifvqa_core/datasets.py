@@ -40,12 +40,16 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from .errors import ConfigError, LabelFormatError, MissingVideosError
+from .errors import ConfigError, LabelFormatError, MissingVideosError, printable
 from .registry import Registry
 
 log = logging.getLogger(__name__)
 
 #: file extensions taken as videos (lower case), by the ``folder`` dataset and for extension stripping
+#: Plausible MOS of a dataset whose rating scale is not known (the 'csv' and 'folder' datasets): wide
+#: enough for any rating scale in use, narrow enough that z-scoring cannot overflow to inf/NaN.
+DEFAULT_MOS_RANGE: tuple[float, float] = (-1e6, 1e6)
+
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
     ".flv", ".wmv", ".3gp", ".ogv", ".y4m",
@@ -375,7 +379,9 @@ class Dataset:
     ``label_files`` are searched under root, in order, when no label file is given; ``video_dirs`` are the
     sub-folders of root tried for each name (``""`` = root itself); ``suffixes`` are appended to names that
     have no video extension; ``path_columns`` are preferred CSV path columns; ``id_strip`` are name suffixes
-    dropped from ids (so both label formats of one dataset give the same ids).
+    dropped from ids (so both label formats of one dataset give the same ids); ``mos_range`` is the
+    plausible MOS interval (the rating scale): a row outside it is refused with its line (a MOS of 1e308
+    would otherwise train to NaN).
     """
 
     name: str
@@ -387,6 +393,7 @@ class Dataset:
     id_strip: tuple[str, ...] = ()
     splits: tuple[str, ...] = ()
     notes: str = ""
+    mos_range: tuple[float, float] = DEFAULT_MOS_RANGE
 
     def expected_files(self) -> list[str]:
         """Human-readable lines: the label files looked for and where the videos go."""
@@ -413,13 +420,41 @@ class Dataset:
         return rows
 
     def load(self, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
-             skip_missing: bool = False) -> list[VideoItem]:
+             skip_missing: bool = False, allow_outside_root: bool = False) -> list[VideoItem]:
         """Parse the labels and find every video; see :func:`load_dataset`."""
         self._check_split(split)
         root = _check_root(root, self.name)
         label_path = Path(labels).expanduser() if labels is not None else self.find_labels(root, split)
         rows = self._select(read_labels(label_path, path_columns=self.path_columns), split, label_path)
-        return _items_from_rows(rows, root, label_path, self.video_dirs, self.suffixes, self.id_strip, skip_missing)
+        _check_mos_range(rows, label_path, self.name, self.mos_range)
+        items = _items_from_rows(rows, root, label_path, self.video_dirs, self.suffixes, self.id_strip, skip_missing)
+        if not allow_outside_root:
+            _check_inside_root(items, rows, root, label_path)
+        return items
+
+
+def _check_mos_range(rows: Sequence[LabelRow], label_path: Path, name: str, mos_range: tuple[float, float]) -> None:
+    lo, hi = mos_range
+    for row in rows:
+        if math.isnan(row.mos):  # unlabelled rows (allowed by some formats) are not ratings
+            continue
+        if not (math.isfinite(row.mos) and lo <= row.mos <= hi):
+            raise LabelFormatError(label_path, f"line {row.line}: MOS {row.mos!r} of {printable(row.name)!r} is "
+                                               f"outside the plausible range [{lo:g}, {hi:g}] of dataset {name!r}; "
+                                               "fix the label file" + (" (or use the 'csv' dataset for another "
+                                                                       "rating scale)" if name != "csv" else ""))
+
+
+def _check_inside_root(items: Sequence[VideoItem], rows: Sequence[LabelRow], root: Path, label_path: Path) -> None:
+    """Refuse items whose file is outside ``root`` (absolute or ``../`` label paths), checked lexically so
+    that symlinks inside root (a common way to assemble a dataset) stay allowed."""
+    base = os.path.abspath(root)
+    outside = [it for it in items if os.path.commonpath([base, os.path.abspath(it.path)]) != base]
+    if outside:
+        head = ", ".join(printable(str(it.path)) for it in outside[:3])
+        more = f" (+{len(outside) - 3} more)" if len(outside) > 3 else ""
+        raise ConfigError(f"{label_path}: {len(outside)} label path(s) point outside the dataset root {base}: "
+                          f"{head}{more}. Pass --allow-outside-root if that is intended.")
 
 
 def _items_from_rows(rows: Sequence[LabelRow], root: Path, label_path: Path, video_dirs: Sequence[str],
@@ -508,10 +543,10 @@ class CsvDataset(Dataset):
     paths are kept); root defaults to the CSV's folder."""
 
     def load(self, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
-             skip_missing: bool = False) -> list[VideoItem]:
+             skip_missing: bool = False, allow_outside_root: bool = False) -> list[VideoItem]:
         if root is None and labels is not None:
             root = Path(labels).expanduser().parent
-        return super().load(root, labels, split, skip_missing)
+        return super().load(root, labels, split, skip_missing, allow_outside_root)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,7 +557,7 @@ class FolderDataset(Dataset):
         return [f"videos: any file under ROOT (recursively) ending in {', '.join(VIDEO_EXTENSIONS)}; no labels"]
 
     def load(self, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
-             skip_missing: bool = False) -> list[VideoItem]:
+             skip_missing: bool = False, allow_outside_root: bool = False) -> list[VideoItem]:
         self._check_split(split)
         if labels is not None:
             raise ConfigError("the 'folder' dataset is unlabelled; for a label file use the 'csv' dataset")
@@ -544,6 +579,7 @@ DATASETS: Registry[Dataset] = Registry("dataset")
 _DATASET_LIST: tuple[Dataset, ...] = (
     Dataset(
         name="konvid1k",
+        mos_range=(1.0, 5.0),
         description="KoNViD-1k: 1,200 in-the-wild Flickr videos, MOS 1-5",
         label_files=("labels.txt", "KoNViD_1k_attributes.csv", "KoNViD_1k_mos.csv"),
         video_dirs=("", "KoNViD_1k_videos"),
@@ -552,6 +588,7 @@ _DATASET_LIST: tuple[Dataset, ...] = (
     ),
     Dataset(
         name="livevqc",
+        mos_range=(0.0, 100.0),
         description="LIVE-VQC: 585 mobile-camera videos, MOS 0-100",
         label_files=("labels.txt", "LIVE_VQC.csv", "LIVE-VQC.csv", "livevqc.csv", "data.csv"),
         video_dirs=("", "Video"),
@@ -559,6 +596,7 @@ _DATASET_LIST: tuple[Dataset, ...] = (
     ),
     Dataset(
         name="youtubeugc",
+        mos_range=(1.0, 5.0),
         description="YouTube-UGC: 1,147 user-generated videos (H.264 versions used by FAST-VQA), MOS 1-5",
         label_files=("labels.txt", "original_videos_MOS_for_YouTube_UGC_dataset.csv", "youtube_ugc_mos.csv"),
         video_dirs=("", "videos", "original_videos"),
@@ -570,6 +608,7 @@ _DATASET_LIST: tuple[Dataset, ...] = (
     ),
     LsvqDataset(
         name="lsvq",
+        mos_range=(0.0, 100.0),
         description="LSVQ: 39k in-the-wild videos, MOS 0-100",
         splits=("train", "test", "test_1080p"),
         split_files=(
@@ -608,19 +647,23 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, root: str | Path | None, labels: str | Path | None = None,
-                 split: str | None = None, skip_missing: bool = False) -> list[VideoItem]:
+                 split: str | None = None, skip_missing: bool = False,
+                 allow_outside_root: bool = False) -> list[VideoItem]:
     """Items of dataset ``name`` (see :data:`DATASETS`) under ``root``, in label-file order.
 
     ``labels`` overrides the label-file search; ``split`` is only for ``lsvq``. Raises
     UnknownDatasetError (a KeyError) for an unknown name, ConfigError for a missing root/label file,
     LabelFormatError for a bad label file, MissingVideosError listing the missing videos unless
-    ``skip_missing`` (then they are left out with a warning).
+    ``skip_missing`` (then they are left out with a warning). A MOS outside the dataset's ``mos_range``
+    is a LabelFormatError naming the line; a label path outside ``root`` (absolute, or ``../``) is a
+    ConfigError unless ``allow_outside_root``.
     """
     try:
         ds = DATASETS[name]
     except KeyError as exc:
         raise UnknownDatasetError(exc.args[0]) from None
-    return ds.load(root, labels=labels, split=split, skip_missing=skip_missing)
+    return ds.load(root, labels=labels, split=split, skip_missing=skip_missing,
+                   allow_outside_root=allow_outside_root)
 
 
 #: the split name of a dataset without predefined splits (all of its videos)
@@ -638,8 +681,8 @@ class SplitListing:
 
 
 def list_dataset(name: str, root: str | Path | None, labels: str | Path | None = None, split: str | None = None,
-                 skip_missing: bool = False,
-                 label_files: dict[str, Path] | None = None) -> tuple[list[SplitListing], list[str]]:
+                 skip_missing: bool = False, label_files: dict[str, Path] | None = None,
+                 allow_outside_root: bool = False) -> tuple[list[SplitListing], list[str]]:
     """Every split of dataset ``name`` whose label file is there -> (listings, one line per split left out).
 
     ``split`` restricts to that one split (its label file must exist). Without it, a dataset with
@@ -653,7 +696,7 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
     ``yfcc-batch1/0`` in train and ``ia-batch1/0`` in test are both ``0`` in their own files), both take
     their relative path without extension as id; one video listed by two splits keeps one id. Ids are
     computed from the label names, never from which files are present.
-    Errors as :func:`load_dataset`; ConfigError when no split's label file is found.
+    Errors as :func:`load_dataset` (``allow_outside_root`` as there); ConfigError when no split's label file is found.
     """
     try:
         ds = DATASETS[name]
@@ -662,11 +705,11 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
     if label_files is not None:
         root_path = _check_root(root, name)
         listings = [SplitListing(sp, lp, tuple(ds.load(root_path, labels=lp, split=None if sp == ALL_SPLIT else sp,
-                                                       skip_missing=skip_missing)))
+                                                       skip_missing=skip_missing, allow_outside_root=allow_outside_root)))
                     for sp, lp in label_files.items()]
         return _dataset_wide_ids(ds, root_path, listings), []
     if not ds.splits or split is not None:
-        items = ds.load(root, labels=labels, split=split, skip_missing=skip_missing)
+        items = ds.load(root, labels=labels, split=split, skip_missing=skip_missing, allow_outside_root=allow_outside_root)
         if labels is None and not isinstance(ds, FolderDataset):
             labels = ds.find_labels(_check_root(root, name), split)
         listing = [SplitListing(split or ALL_SPLIT, None if labels is None else Path(labels).expanduser(),
@@ -684,7 +727,7 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
             looked = ", ".join(dict(getattr(ds, "split_files", ())).get(sp, ds.label_files))
             absent.append(f"split {sp} left out: no label file under {root_path} (looked for {looked})")
             continue
-        items = ds.load(root_path, labels=label_path, split=sp, skip_missing=skip_missing)
+        items = ds.load(root_path, labels=label_path, split=sp, skip_missing=skip_missing, allow_outside_root=allow_outside_root)
         listings.append(SplitListing(sp, label_path, tuple(items)))
     if not listings:
         raise ConfigError(f"no label file of any {name} split under {root_path}: " + "; ".join(absent))

@@ -4,6 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (newline, tab, ESC, ...) shown escaped (``\\n``, ``\\x1b``), so a
+    file name cannot break a one-line message or a table, or drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class ClifVQAError(Exception):
     """Base class of every error raised on purpose by this toolkit."""
 
@@ -14,7 +22,7 @@ class VideoError(ClifVQAError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{printable(self.path)}: {reason}")
 
     def __reduce__(self):  # picklable across DataLoader workers / processes
         return (type(self), (self.path, self.reason))
@@ -59,7 +67,7 @@ class MissingVideosError(ClifVQAError):
         self.missing = list(missing)
         self.root = str(root)
         self.total = total
-        head = ", ".join(self.missing[:5])
+        head = ", ".join(printable(m) for m in self.missing[:5])
         more = f" (+{len(self.missing) - 5} more)" if len(self.missing) > 5 else ""
         super().__init__(
             f"{len(self.missing)} of {total} videos listed are missing under {self.root}: {head}{more}. "
@@ -76,6 +84,10 @@ class ConfigError(ClifVQAError):
 
 class CacheError(ClifVQAError):
     """A feature cache is missing, corrupt, or incompatible."""
+
+
+class DamagedStoreError(CacheError):
+    """A feature store holds rows or chunks that fail the value checks or cannot be decoded."""
 
 
 class StorageError(ClifVQAError):

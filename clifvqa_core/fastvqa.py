@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .checkpoints import LoadReport, load_into
 from .config import JsonConfig
-from .fragments import FragmentConfig, clip_frames, fragments_from_frames
+from .fragments import FragmentConfig, clip_fragments
 from .swin3d import SwinTransformer3D
 
 logger = logging.getLogger(__name__)
@@ -134,5 +134,4 @@ def video_fragments(video: str | Path | np.ndarray | Tensor, cfg: FragmentConfig
     ``default_rng(seed)``, fragment offsets from ``manual_seed(seed)``, as FAST-VQA's test). Scored by
     ``clifvqa_core.scorer.FastVQAScorer``."""
     k = cfg.test_clips if num_clips is None else num_clips
-    frames = clip_frames(video, k, cfg, np.random.default_rng(seed))
-    return fragments_from_frames(frames, k, cfg, generator=torch.Generator().manual_seed(seed))
+    return clip_fragments(video, k, cfg, np.random.default_rng(seed), torch.Generator().manual_seed(seed))

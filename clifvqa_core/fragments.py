@@ -17,12 +17,20 @@ bilinearly by 224 / min(H, W) (aspect kept, output sides rounded, at least 224) 
 *upscaled* frame; the reference upscales but keeps the original grid, so it only samples the top-left part.
 A 120x160 frame becomes 224x299 (cells of 32 and 42 pixels). Upscaled values are not rounded (float output).
 A frame count that is not a multiple of ``clip_len`` gets one more, shorter chunk with its own offsets.
+
+Memory: frames are cut one at a time (``read_fragments`` cuts each frame as it is decoded), so fragment cutting
+holds the output, one decoded frame and at most one upscaled frame of ``_MAX_UPSCALED_PIXELS`` (9.6 MB of
+float) whatever the geometry. A small frame whose upscaled size exceeds that (8192x16 -> 224x114688) gets
+the same bilinear rule evaluated at the 224x224 canvas pixels only; it agrees with the whole-frame upscale
+to float rounding (< 0.05 on the 0-255 scale, tested). Every other frame gives bit for bit what cutting the
+whole clip at once gave.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +40,12 @@ from torch import Tensor
 from .config import JsonConfig
 
 logger = logging.getLogger(__name__)
+
+#: Most pixels a small frame may have once upscaled for the upscale to run on the whole frame (exactly the
+#: former whole-video ``F.interpolate``); above it (odd aspect ratios: 8192x16 -> 224x114688) the bilinear
+#: rule is evaluated at the 224x224 canvas pixels only. Bounds fragment cutting to this many float pixels
+#: per frame (16 x 224 x 224 x 3 x 4 bytes = 9.6 MB) whatever the geometry.
+_MAX_UPSCALED_PIXELS = 16 * 224 * 224
 
 MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255 scale (ImageNet), as FAST-VQA
 STD = (58.395, 57.12, 57.375)
@@ -59,18 +73,6 @@ class FragmentConfig(JsonConfig):
                 raise ValueError(f"FragmentConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
-def _upscale_if_small(video: Tensor, size: int) -> Tensor:
-    """[C, T, H, W] -> float [C, T, H', W'] with min(H', W') >= size (bilinear, aspect kept); unchanged otherwise."""
-    _, _, h, w = video.shape
-    if min(h, w) >= size:
-        return video
-    scale = size / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    logger.debug("upscaling %dx%d frames to %dx%d before cutting fragments", h, w, new_h, new_w)
-    out = F.interpolate(video.float(), size=(new_h, new_w), mode="bilinear", align_corners=False)
-    return out.clamp_(0, 255)
-
-
 def draw_offsets(height: int, width: int, num_chunks: int, generator: torch.Generator | None = None,
                  cfg: FragmentConfig = FragmentConfig()) -> Tensor:
     """Random in-cell offsets int64 [2, G, G, num_chunks] (rows, then columns) for an H x W frame."""
@@ -83,6 +85,144 @@ def draw_offsets(height: int, width: int, num_chunks: int, generator: torch.Gene
     return out
 
 
+def _upscaled_size(h: int, w: int, size: int) -> tuple[int, int]:
+    """Frame size the grid is computed on: (h, w), or upscaled by size / min(h, w) when a side is < size."""
+    if min(h, w) >= size:
+        return h, w
+    scale = size / min(h, w)
+    return max(size, round(h * scale)), max(size, round(w * scale))
+
+
+def _bilinear_taps(n_in: int, n_out: int, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F.interpolate's bilinear rule (align_corners=False, output size given) at output positions ``pos``.
+
+    -> (first source index, second source index, weight of the second) with the source coordinate
+    max((pos + 0.5) * n_in / n_out - 0.5, 0) computed in float64.
+    """
+    src = np.maximum((pos + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+class _Cutter:
+    """Cuts the fragment canvas of N frames [H, W, C] one frame at a time into ``out`` float32
+    [num_clips, C, N / num_clips, S * S]: 0-255, or normalised with FAST-VQA's mean/std (``normalize``).
+
+    The grid is computed on the (possibly upscaled) frame of :func:`_upscaled_size`; canvas pixel p of
+    chunk k comes from grid-frame pixel (src_r[k, p], src_c[k, p]). Three ways to get there:
+
+    * ``direct`` (both sides >= S, the reference case): one ``np.take`` of C-byte pixels per frame;
+    * ``whole`` (small frame, upscaled frame <= ``_MAX_UPSCALED_PIXELS``): the frame is upscaled whole with
+      ``F.interpolate`` (bit-identical to cutting from an upscaled video), then taken, float32;
+    * ``region`` (small frame with an extreme aspect ratio, e.g. 8192x16 -> 224x114688): the bilinear rule is
+      evaluated at the canvas pixels only (4 taps each); agrees with ``whole`` to float rounding.
+
+    Each frame is normalised while its 224x224 pixels are in cache, straight into ``out`` (no uint8 or float
+    canvas pass over the whole clip). Memory is ``out`` plus at most one upscaled frame of
+    ``_MAX_UPSCALED_PIXELS``, whatever the geometry.
+    """
+
+    def __init__(self, h: int, w: int, n: int, cfg: FragmentConfig, offsets: Tensor | None = None,
+                 generator: torch.Generator | None = None, channels: int = 3, num_clips: int = 1,
+                 normalize: bool = True) -> None:
+        g, f, s = cfg.grid, cfg.fragment, cfg.size
+        if n < 1:
+            raise ValueError("video has no frames")
+        if h < 1 or w < 1:
+            raise ValueError(f"frames must have pixels, got {h}x{w}")
+        gh, gw = _upscaled_size(h, w, s)
+        chunks = -(-n // cfg.clip_len)
+        if offsets is None:
+            offsets = draw_offsets(gh, gw, chunks, generator, cfg)
+        offsets = torch.as_tensor(offsets, dtype=torch.int64)
+        if offsets.shape != (2, g, g, chunks):
+            raise ValueError(f"offsets must be [2, {g}, {g}, {chunks}] for {n} frames, got {tuple(offsets.shape)}")
+        off = offsets.numpy()
+        cell = np.arange(g)
+        rows = np.minimum((gh // g) * cell, gh - f)[:, None, None] + off[0]  # [G(i), G(j), K] first row of a fragment
+        cols = np.minimum((gw // g) * cell, gw - f)[None, :, None] + off[1]
+        if (off < 0).any() or (rows + f > gh).any() or (cols + f > gw).any():
+            raise ValueError(f"offsets put fragments outside the {gh}x{gw} frame")
+        # Canvas pixel (i*F + a, j*F + b) of chunk k <- grid-frame pixel (rows[i, j, k] + a, cols[i, j, k] + b),
+        # in canvas raster order: [K, i, a, j, b] -> [K, S*S].
+        ar = np.arange(f)
+        src_r = rows.transpose(2, 0, 1)[:, :, None, :, None] + ar[None, None, :, None, None]
+        src_c = cols.transpose(2, 0, 1)[:, :, None, :, None] + ar[None, None, None, None, :]
+        src_r, src_c = np.broadcast_arrays(src_r, src_c)
+        src_r, src_c = src_r.reshape(chunks, s * s), src_c.reshape(chunks, s * s)
+        self.h, self.w, self.grid_size, self.clip_len, self.fragment = h, w, (gh, gw), cfg.clip_len, f
+        # Fragment rows: canvas row i*F + a, fragment j <- F pixels (F*C values, contiguous in an [H, W*C] frame)
+        # from row rows[i, j, k] + a at value column cols[i, j, k] * C: one fancy index over a sliding-window
+        # view copies 7 * 224 runs of F*C values per frame instead of 224 * 224 single pixels.
+        self.run_rows = (rows.transpose(2, 0, 1)[:, :, None, :] + ar[None, None, :, None]).reshape(chunks, s, g)
+        self.run_cols = np.broadcast_to((cols.transpose(2, 0, 1) * channels)[:, :, None, :],
+                                        (chunks, g, f, g)).reshape(chunks, s, g)
+        if (gh, gw) == (h, w):
+            self.mode = "direct"
+        elif gh * gw <= _MAX_UPSCALED_PIXELS:
+            self.mode = "whole"
+        else:
+            self.mode = "region"
+            y0, y1, wy = _bilinear_taps(h, gh, src_r)
+            x0, x1, wx = _bilinear_taps(w, gw, src_c)
+            self.taps = (y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1)  # each [K, S*S]
+            self.weights = (wy[..., None], wx[..., None])  # [K, S*S, 1] float32
+            logger.debug("%dx%d frames: bilinear upscale to %dx%d evaluated per fragment region", h, w, gh, gw)
+        if num_clips < 1 or n % num_clips:
+            raise ValueError(f"{n} frames cannot be {num_clips} clips of equal length")
+        if normalize and channels != 3:
+            raise ValueError(f"normalisation needs 3 (RGB) channels, got {channels}")
+        self.per_clip = n // num_clips
+        self.out = np.empty((num_clips, channels, self.per_clip, s * s), np.float32)
+        self._norm = (np.asarray(MEAN, np.float32).reshape(3, 1), np.asarray(STD, np.float32).reshape(3, 1)) \
+            if normalize else None
+        self._seen = np.zeros(n, bool)
+
+    def put(self, frame: np.ndarray | Tensor, slots: np.ndarray | Sequence[int]) -> None:
+        """Cut one frame [H, W, C] (uint8, or float 0-255) into canvas rows ``slots`` (overwrites)."""
+        arr = frame.numpy() if isinstance(frame, Tensor) else np.asarray(frame)
+        if arr.ndim != 3 or arr.shape[:2] != (self.h, self.w):
+            raise ValueError(f"frame is {arr.shape[0]}x{arr.shape[1]}, the cutter was built for {self.h}x{self.w}")
+        if arr.dtype != np.uint8 and arr.dtype != np.float32:
+            arr = arr.astype(np.float32)
+        if self.mode == "whole":
+            up = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
+            up = F.interpolate(up, size=self.grid_size, mode="bilinear", align_corners=False).clamp_(0, 255)
+            arr = up[0].permute(1, 2, 0).contiguous().numpy()  # [H', W', C], at most _MAX_UPSCALED_PIXELS
+        c = arr.shape[-1]
+        if self.mode == "region":
+            pixels = arr.reshape(-1, c)
+        else:  # [H, W*C] rows -> windows [H, W*C - F*C + 1, F*C] (a view)
+            runs = np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(arr).reshape(arr.shape[0], -1),
+                                                            self.fragment * c, axis=1)
+        for slot in np.asarray(slots, dtype=np.int64).reshape(-1):
+            k = int(slot) // self.clip_len
+            if self.mode == "region":
+                p00, p01, p10, p11 = (np.take(pixels, t[k], axis=0).astype(np.float32) for t in self.taps)
+                wy, wx = self.weights[0][k], self.weights[1][k]
+                top = p00 * (1 - wx) + p01 * wx
+                bottom = p10 * (1 - wx) + p11 * wx
+                vals = np.clip(top * (1 - wy) + bottom * wy, 0, 255)
+            else:
+                vals = runs[self.run_rows[k], self.run_cols[k]].reshape(-1, c)  # [S, G, F*C] -> [S*S, C]
+            dst = self.out[slot // self.per_clip, :, slot % self.per_clip]  # [C, S*S]
+            if self._norm is None:
+                dst[...] = vals.T
+            else:  # (x - mean) / std in float32, as normalize_fragments (uint8 -> float32 is exact)
+                np.subtract(vals.T, self._norm[0], out=dst)
+                np.divide(dst, self._norm[1], out=dst)
+            self._seen[slot] = True
+
+    def result(self) -> Tensor:
+        """-> float32 [num_clips, C, N / num_clips, S, S] (every frame must have been cut)."""
+        if not self._seen.all():
+            raise ValueError(f"{int((~self._seen).sum())} of {self._seen.size} frames were never cut")
+        k, c, t, ss = self.out.shape
+        s = int(round(ss ** 0.5))
+        return torch.from_numpy(self.out).view(k, c, t, s, s)
+
+
 def grid_fragments(video: Tensor, offsets: Tensor | None = None, generator: torch.Generator | None = None,
                    cfg: FragmentConfig = FragmentConfig()) -> Tensor:
     """Cut the fragment canvas: video uint8 (or float 0-255) [C, T, H, W] -> float32 [C, T, 224, 224], 0-255.
@@ -93,44 +233,25 @@ def grid_fragments(video: Tensor, offsets: Tensor | None = None, generator: torc
     """
     if not isinstance(video, Tensor) or video.dim() != 4:
         raise ValueError(f"video must be a [C, T, H, W] tensor, got {getattr(video, 'shape', type(video))}")
-    g, f, aligned = cfg.grid, cfg.fragment, cfg.clip_len
-    video = _upscale_if_small(video, cfg.size)
     c, t, h, w = video.shape
-    if t < 1:
-        raise ValueError("video has no frames")
-    chunks = -(-t // aligned)
-    if offsets is None:
-        offsets = draw_offsets(h, w, chunks, generator, cfg)
-    offsets = torch.as_tensor(offsets, dtype=torch.int64)
-    if offsets.shape != (2, g, g, chunks):
-        raise ValueError(f"offsets must be [2, {g}, {g}, {chunks}] for {t} frames, got {tuple(offsets.shape)}")
-    cell = torch.arange(g)
-    starts_h = torch.minimum((h // g) * cell, torch.tensor(h - f))  # [G]
-    starts_w = torch.minimum((w // g) * cell, torch.tensor(w - f))
-    rows = starts_h.view(g, 1, 1) + offsets[0]  # [G(i), G(j), chunks] first source row of each fragment
-    cols = starts_w.view(1, g, 1) + offsets[1]
-    if (offsets < 0).any() or (rows + f > h).any() or (cols + f > w).any():
-        raise ValueError(f"offsets put fragments outside the {h}x{w} frame")
-    # Source pixel of canvas (i*F + a, j*F + b) in chunk k: (rows[i, j, k] + a, cols[i, j, k] + b). One flat
-    # index per canvas pixel and chunk, then one gather for all frames and channels (no loop over patches).
-    ar = torch.arange(f)
-    src_r = rows.permute(2, 0, 1)[:, :, None, :, None] + ar.view(1, 1, f, 1, 1)  # [K, i, a, j, 1]
-    src_c = cols.permute(2, 0, 1)[:, :, None, :, None] + ar.view(1, 1, 1, 1, f)  # [K, i, 1, j, b]
-    flat = (src_r * w + src_c).reshape(chunks, g * f * g * f)  # [K, 224*224] in canvas raster order
-    frame_chunk = torch.arange(t) // aligned
-    index = flat[frame_chunk].to(video.device)  # [T, 224*224]
-    src = video.reshape(c, t, h * w)
-    out = torch.gather(src, 2, index.unsqueeze(0).expand(c, -1, -1))
-    return out.view(c, t, g * f, g * f).to(torch.float32)
+    frames = video.permute(1, 2, 3, 0)  # [T, H, W, C] view; the cutter copies one frame at a time
+    if frames.dtype != torch.uint8:
+        frames = frames.to(torch.float32)
+    cutter = _Cutter(h, w, t, cfg, offsets, generator, channels=c, normalize=False)
+    for i in range(t):
+        cutter.put(frames[i], [i])
+    return cutter.result()[0]
 
 
 def normalize_fragments(x: Tensor) -> Tensor:
-    """x [..., 3, T, H, W] float, 0-255 RGB -> (x - mean) / std with FAST-VQA's ImageNet mean/std (0-255 scale)."""
+    """x [..., 3, T, H, W] uint8 or float, 0-255 RGB -> (x - mean) / std with FAST-VQA's ImageNet mean/std
+    (0-255 scale); float32 for uint8 input, else x's dtype."""
     if x.dim() < 4 or x.shape[-4] != 3:
         raise ValueError(f"expected [..., 3, T, H, W], got {tuple(x.shape)}")
-    mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1, 1)
-    std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(3, 1, 1, 1)
-    return (x - mean) / std
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    mean = torch.tensor(MEAN, dtype=dtype, device=x.device).view(3, 1, 1, 1)
+    std = torch.tensor(STD, dtype=dtype, device=x.device).view(3, 1, 1, 1)
+    return (x.to(dtype) - mean) / std
 
 
 def fragments_from_frames(frames: np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig = FragmentConfig(),
@@ -147,37 +268,64 @@ def fragments_from_frames(frames: np.ndarray | Tensor, num_clips: int, cfg: Frag
     n = num_clips * cfg.clip_len
     if num_clips < 1 or x.shape[0] != n:
         raise ValueError(f"expected {num_clips} clips x {cfg.clip_len} = {n} frames, got {x.shape[0]}")
-    frag = grid_fragments(x.permute(3, 0, 1, 2), generator=generator, cfg=cfg)  # [3, N, 224, 224]
-    frag = frag.view(3, num_clips, cfg.clip_len, cfg.size, cfg.size).transpose(0, 1)
-    return normalize_fragments(frag).contiguous()
+    if x.dtype != torch.uint8:
+        x = x.to(torch.float32)
+    cutter = _Cutter(x.shape[1], x.shape[2], n, cfg, generator=generator, num_clips=num_clips)
+    for i in range(n):
+        cutter.put(x[i], [i])
+    return cutter.result()
 
 
-def clip_frames(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
-                rng: np.random.Generator) -> np.ndarray | Tensor:
-    """The frames of ``num_clips`` FAST-VQA clips (``video.fastvqa_clip_indices`` with ``rng``) of a video file
-    or of its decoded uint8 frames [N, H, W, 3] (all of them, in order) -> [num_clips * clip_len, H, W, 3]."""
-    from .video import fastvqa_clip_indices, probe, read_frames   # lazy: decoding is optional here
+def read_fragments(path: str | Path, indices: np.ndarray, cfg: FragmentConfig = FragmentConfig(),
+                   generator: torch.Generator | None = None, index: Any = None, threads: int = 0) -> Tensor:
+    """Decode and cut in one pass: frame indices int [num_clips, clip_len] of a video file -> normalised
+    float32 [num_clips, 3, clip_len, 224, 224], equal bit for bit to ``fragments_from_frames(read_frames(...))``.
+
+    Each frame is cut as it is decoded, so memory is one decoded frame plus the canvas, not N full frames
+    (128 frames of 4K would be 3.4 GB). ``index`` (a ``video.VideoIndex``) saves the probe and demux passes;
+    ``threads`` = decoder threads (0 = FFmpeg's choice).
+    """
+    from .video import decode_frames, index_video  # lazy: decoding is optional for the core
+
+    idx = np.asarray(indices)
+    if idx.ndim != 2 or idx.shape[1] != cfg.clip_len:
+        raise ValueError(f"indices must be [num_clips, {cfg.clip_len}], got {idx.shape}")
+    vi = index if index is not None else index_video(path)
+    cutter = _Cutter(vi.info.height, vi.info.width, idx.size, cfg, generator=generator, num_clips=idx.shape[0])
+    decode_frames(path, idx.reshape(-1), cutter.put, index=vi, threads=threads)
+    return cutter.result()
+
+
+def clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
+                   rng: np.random.Generator, generator: torch.Generator, index: Any = None,
+                   threads: int = 0) -> Tensor:
+    """``num_clips`` FAST-VQA clips (``video.fastvqa_clip_indices`` with ``rng``) of a video file, decoded and
+    cut in one pass (:func:`read_fragments`), or of its decoded uint8 frames [N, H, W, 3] (all of them, in
+    order) -> normalised float32 [num_clips, 3, clip_len, S, S]; ``generator`` draws the fragment offsets."""
+    from .video import fastvqa_clip_indices, index_video   # lazy: decoding is optional here
 
     if isinstance(video, (str, Path)):
-        info = probe(video)
-        idx = fastvqa_clip_indices(max(info.frame_count, 1), num_clips, cfg.clip_len, cfg.stride, rng=rng)
-        return read_frames(video, idx.reshape(-1), info)
+        vi = index if index is not None else index_video(video)
+        idx = fastvqa_clip_indices(max(vi.info.frame_count, 1), num_clips, cfg.clip_len, cfg.stride, rng=rng)
+        return read_fragments(video, idx, cfg, generator=generator, index=vi, threads=threads)
     frames = torch.as_tensor(video)
     if frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
         raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(frames.shape)}")
     idx = fastvqa_clip_indices(int(frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
-    return frames[torch.from_numpy(idx.reshape(-1))]
+    return fragments_from_frames(frames[torch.from_numpy(idx.reshape(-1))], num_clips, cfg, generator=generator)
 
 
 def sample_clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
-                          rng: np.random.Generator) -> Tensor:
+                          rng: np.random.Generator, index: Any = None, threads: int = 0) -> Tensor:
     """FAST-VQA clips of a video file or of decoded frames -> normalised float32 [num_clips, 3, clip_len, S, S].
 
     The one sampling rule of stage two: a torch seed is drawn from ``rng`` first (the fragment offsets),
-    then the clip indices (:func:`clip_frames` with the same ``rng``). Training passes
+    then the clip indices (:func:`clip_fragments` with the same ``rng``). Training passes
     ``default_rng([seed, epoch, index])`` and 1 clip; scoring passes ``default_rng(EVAL_SEED)`` and the
     test clips, so the same video always gets the same fragments. ``video``: a path, or uint8 frames
-    [N, H, W, 3] (all frames of the video, in order).
+    [N, H, W, 3] (all frames of the video, in order). A file is decoded and cut in one pass
+    (:func:`read_fragments`); ``index`` (its ``video.VideoIndex``, which a dataset keeps per video) saves the
+    probe and demux passes, ``threads`` = decoder threads (0 = FFmpeg's choice).
     """
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    return fragments_from_frames(clip_frames(video, num_clips, cfg, rng), num_clips, cfg, generator=gen)
+    return clip_fragments(video, num_clips, cfg, rng, gen, index=index, threads=threads)

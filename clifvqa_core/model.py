@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,11 @@ def read_clifvqa_checkpoint(path: str | Path, map_location: str = "cpu") -> dict
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        from .checkpoints import load_error
+
+        if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():  # unsafe, not just foreign
+            raise load_error(p, exc, "CLiF-VQA checkpoints hold only tensors and plain values, so this file "
+                                     "was not written by `train`; do not load it") from None
         raise _not_a_checkpoint(p, exc) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise _not_a_checkpoint(p)

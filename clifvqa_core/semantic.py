@@ -46,6 +46,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,7 +289,7 @@ def _tag_file(model: str, tag: str, pcfg: dict[str, Any]) -> str:
             if isinstance(found, str) and os.path.isfile(found):
                 log.info("CLIP %s %r weights from the HF cache: %s", model, tag, found)
                 return found
-    where = f"hf.co/{repo} ({filename})" if repo else str(pcfg.get("url", "?"))
+    where = f"https://huggingface.co/{repo}" if repo else str(pcfg.get("url", "?"))
     act = " --clip-activation quick_gelu" if pcfg.get("quick_gelu") and not _model_declares_quick_gelu(model) else ""
     fix = (f"Download it where there is network and pass the file: --clip-pretrained /path/to/{safe or filename}"
            f"{act} (from {where}), or copy a filled HF cache here (HF_HOME)")
@@ -421,7 +422,13 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
                 name, pretrained=oc_pretrained, quick_gelu=(act == "quick_gelu"), **force)
         except TypeError as exc:  # the model constructor rejected a key of the config
             raise ConfigError(f"CLIP model config {model!r} is not valid for open_clip: {exc}") from exc
-        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        except pickle.UnpicklingError as exc:  # a local weights file the safe loader refused
+            from .checkpoints import load_error
+
+            raise ClipWeightsError(str(load_error(
+                oc_pretrained or wid, exc, "Save a plain state_dict of the weights (torch.save(model.state_dict(), "
+                "path)) with a Python you trust and pass that file"))) from None
+        except (RuntimeError, OSError, ValueError, KeyError, AssertionError) as exc:  # open_clip asserts shapes
             if oc_pretrained is None:
                 raise ConfigError(f"cannot build CLIP model {model!r}: {exc}") from exc
             raise ClipWeightsError(

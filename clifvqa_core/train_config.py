@@ -25,6 +25,7 @@ l_num_epochs) * len(loader)`` does.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ __all__ = ["TrainConfig", "LOSS_NAMES", "MODEL_PRESETS", "PROTOCOLS", "RECIPES",
            "resolve_recipe"]
 
 LOSS_NAMES = ("clif", "plcc_rank")
-MODEL_PRESETS = ("fastvqa-b", "tiny")
+MODEL_PRESETS = ("fastvqa-b", "cpu", "tiny")
 #: "default": model selection on a validation part carved from the training part, test numbers of the
 #: selected model. "paper": the reference's reporting (no validation part; per split the best test value
 #: of each metric over the epochs), labelled as such in every table.
@@ -71,14 +72,34 @@ VQA_INIT_KINDS = ("fastvqa", "dover", "clifvqa")
 
 
 def model_preset(name: str, **changes) -> ModelConfig:
-    """ModelConfig for a named spatial preset: "fastvqa-b" (paper) or "tiny" (CPU tests/demos)."""
+    """ModelConfig for a named preset; ``changes`` are ModelConfig fields (T, r', ablation switches).
+
+    - "fastvqa-b": the paper's model (FAST-VQA-B: 7x7 fragments of 32 px, 32-frame clips, Swin-T).
+    - "cpu": the demo's model, the size that trains from scratch in minutes on 2 CPU cores: a one-block-
+      per-stage Swin (embed 24, window 2x4x4) on 4x4 fragments of 16 px (a 64x64 canvas) of 4-frame clips,
+      quality map 2x2x2, semantic MLP 16 wide, regressor 32 wide, no head dropout.
+    - "tiny": the one-block-per-stage Swin at the paper's input size (7x7 fragments of 32 px, 32 frames):
+      FAST-VQA-B's shapes at a fraction of the parameters, for shape and loading tests; too slow to train
+      on a CPU.
+    """
     from .fastvqa import SpatialConfig
+    from .fragments import FragmentConfig
 
     if name == "fastvqa-b":
         return ModelConfig(spatial=SpatialConfig.fastvqa_b(), **changes)
+    if name == "cpu":
+        frag = FragmentConfig(grid=4, fragment=16, clip_len=4)
+        spatial = SpatialConfig.tiny(fragments=frag, window_size=(2, 4, 4), head_dropout=0.0)
+        # quality map: patches of 2 frames in time; 32x downsampling in space, a partial window padded
+        side = -(-frag.size // 32)
+        base = dict(spatial=spatial, spatial_grid=(frag.clip_len // 2, side, side), semantic_hidden=16,
+                    regression_hidden=32)
+        return ModelConfig(**{**base, **changes})
     if name == "tiny":
         return ModelConfig(spatial=SpatialConfig.tiny(), **changes)
-    raise ConfigError(f"unknown model preset {name!r}; known: {', '.join(MODEL_PRESETS)}")
+    close = difflib.get_close_matches(name, MODEL_PRESETS, n=1)
+    raise ConfigError(f"unknown model preset {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                      f"known: {', '.join(MODEL_PRESETS)}, or a ModelConfig JSON file")
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,7 @@ class TrainConfig(JsonConfig):
     """Everything a training run needs.
 
     Data: ``cached`` (one or more feature stores, joined by video id), ``dataset`` / ``root`` /
-    ``labels`` (clifvqa_core.datasets), ``skip_missing``.
+    ``labels`` (clifvqa_core.datasets), ``skip_missing``, ``allow_outside_root`` (label paths outside root).
 
     Protocol: ``splits`` random splits (``test_fraction`` held out; see train/protocol.py for the seed
     rule), or the fixed mode ``train_split`` + ``eval_splits`` (LSVQ-style). ``val_fraction`` of the
@@ -118,6 +139,7 @@ class TrainConfig(JsonConfig):
     labels: str | None = None
     out: str = "run"
     skip_missing: bool = False
+    allow_outside_root: bool = False
     # protocol
     splits: int = 10
     test_fraction: float = 0.2

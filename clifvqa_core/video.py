@@ -43,8 +43,11 @@ from .errors import NoVideoStreamError, VideoDecodeError, VideoError, VideoNotFo
 
 __all__ = [
     "VideoInfo",
+    "VideoIndex",
     "probe",
+    "index_video",
     "read_frames",
+    "decode_frames",
     "read_frames_at",
     "uniform_timestamps",
     "sample_uniform",
@@ -175,22 +178,32 @@ def _rotation_cw(frame: av.VideoFrame) -> int:
 
 
 class _Frames:
-    """Decoded frames of one video stream, with packet errors skipped and bounded; re-startable at a seek."""
+    """Decoded frames of one video stream, with packet errors skipped and bounded; re-startable at a seek.
 
-    def __init__(self, path: Path, threads: bool = True) -> None:
+    ``threads``: False = no decoder threading; True = FFmpeg's threading with ``thread_count`` threads
+    (0 = as many as FFmpeg sees cores; DataLoader workers pass their share of the cores instead).
+    """
+
+    def __init__(self, path: Path, threads: bool = True, thread_count: int = 0) -> None:
         self.path = path
         self.threads = threads
+        self.thread_count = max(0, int(thread_count))
         self.container = _open(path)
         try:
             self.stream = _video_stream(self.container, path)
-            if threads:
-                self.stream.thread_type = "AUTO"
+            self._set_threads()
         except BaseException:
             self.container.close()
             raise
         self._demux: Iterator[av.Packet] | None = None
         self._it: Iterator[av.VideoFrame] | None = None
         self.last_error: str | None = None
+
+    def _set_threads(self) -> None:
+        if self.threads:
+            self.stream.thread_type = "AUTO"
+            if self.thread_count:
+                self.stream.codec_context.thread_count = self.thread_count
 
     def close(self) -> None:
         self._drop_iter()
@@ -271,8 +284,7 @@ class _Frames:
         self.container.close()
         self.container = _open(self.path)
         self.stream = _video_stream(self.container, self.path)
-        if self.threads:
-            self.stream.thread_type = "AUTO"
+        self._set_threads()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -440,17 +452,19 @@ def _to_rgb(frame: av.VideoFrame, rotation: int, size: tuple[int, int]) -> np.nd
     return arr
 
 
-def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: dict[int, np.ndarray],
-            per_frame: PerFrame | None = None) -> np.ndarray:
-    """Decode the sorted unique frame ``targets`` -> uint8 [N, H, W, 3] with frame t at out[slots[t]].
+#: Receives each distinct wanted frame once, in frame order: (uint8 [H, W, 3] RGB as displayed, int64 [k]
+#: positions in the requested indices that want it). A retry after a decode failure may call it again
+#: for the same positions, so it must overwrite, not accumulate.
+FrameSink = Callable[[np.ndarray, np.ndarray], None]
 
-    With ``per_frame``, each decoded frame [H, W, 3] is replaced by ``per_frame(frame)`` as soon as it is
-    decoded (out[slots[t]] = per_frame(frame t)), so N full frames are never held at once.
+
+def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: dict[int, np.ndarray],
+            sink: FrameSink) -> None:
+    """Decode the sorted unique frame ``targets`` and hand frame t to ``sink(rgb, slots[t])``.
 
     A target past the last decodable frame gets the last decoded frame; a target whose frame was lost to
     corruption gets the next good frame.
     """
-    out: np.ndarray | None = None
     rotation: int | None = None
     size = (0, 0)
     pos = -1  # index of the frame decoded last
@@ -461,15 +475,12 @@ def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: d
     n_targets = len(targets)
 
     def put(frame: av.VideoFrame, upto: int) -> None:
-        nonlocal ti, out
+        nonlocal ti
         arr = _to_rgb(frame, rotation or 0, size)
-        if per_frame is not None:
-            arr = np.asarray(per_frame(arr))
-        if out is None:
-            out = np.empty((sum(len(s) for s in slots.values()),) + arr.shape, dtype=np.uint8)
+        first = ti
         while ti < n_targets and targets[ti] <= upto:
-            out[slots[int(targets[ti])]] = arr
             ti += 1
+        sink(arr, np.concatenate([slots[int(t)] for t in targets[first:ti]]))
 
     while ti < n_targets:
         target = int(targets[ti])
@@ -496,9 +507,6 @@ def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: d
             reason = frames.last_error or "the stream holds no frames"
             raise VideoDecodeError(frames.path, f"no frame could be decoded ({reason})")
         put(last, int(targets[-1]))  # past the end: clamp to the last decodable frame
-    if out is None:  # cannot happen: every target was served above
-        raise VideoDecodeError(frames.path, "internal error: no frame was produced")
-    return out
 
 
 def _seek_to(frames: _Frames, table: _Table, k: int, target: int) -> av.VideoFrame | None:
@@ -540,25 +548,44 @@ def _empty(info: VideoInfo) -> np.ndarray:
     return np.empty((0, info.height, info.width, 3), dtype=np.uint8)
 
 
-def _read_indices(p: Path, indices: np.ndarray, table: _Table | None,
-                  per_frame: PerFrame | None = None) -> np.ndarray:
+def _decode(p: Path, indices: np.ndarray, table: _Table | None, sink: FrameSink, threads: int = 0) -> None:
     if table is not None:
         indices = np.minimum(indices, table.n - 1)
     targets, slots = _slots(indices)
     try:
         try:
-            with _Frames(p) as frames:
-                return _gather(frames, table, targets, slots, per_frame)
+            with _Frames(p, thread_count=threads) as frames:
+                return _gather(frames, table, targets, slots, sink)
         except VideoDecodeError:
             # PyAV drops the frames already received in a decode call that then fails; with frame
             # threading, a broken packet can so hide every good frame of a short damaged file.
             # One retry without frame threading recovers them.
             with _Frames(p, threads=False) as frames:
-                return _gather(frames, table, targets, slots, per_frame)
+                return _gather(frames, table, targets, slots, sink)
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:  # anything PyAV throws at odd data
         raise VideoDecodeError(p, f"decoding failed: {exc}") from exc
+
+
+def _read_indices(p: Path, indices: np.ndarray, table: _Table | None, threads: int = 0,
+                  per_frame: PerFrame | None = None) -> np.ndarray:
+    """-> uint8 [len(indices), H, W, 3]: the frames, gathered into one array. With ``per_frame``, each
+    decoded frame is replaced by ``per_frame(frame)`` as soon as it is decoded, so N full frames are never
+    held at once: -> [len(indices), *per_frame output] (uint8)."""
+    out: list[np.ndarray] = []
+
+    def keep(arr: np.ndarray, where: np.ndarray) -> None:
+        if per_frame is not None:
+            arr = np.asarray(per_frame(arr))
+        if not out:
+            out.append(np.empty((len(indices),) + arr.shape, dtype=np.uint8))
+        out[0][where] = arr
+
+    _decode(p, indices, table, keep, threads)
+    if not out:  # cannot happen: _gather serves every target or raises
+        raise VideoDecodeError(p, "internal error: no frame was produced")
+    return out[0]
 
 
 def _table_or_none(p: Path) -> _Table | None:
@@ -568,18 +595,49 @@ def _table_or_none(p: Path) -> _Table | None:
         raise VideoOpenError(p, f"cannot read packets: {exc}") from exc
 
 
-def read_frames(path: str | Path, indices: Sequence[int], info: VideoInfo | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class VideoIndex:
+    """What reading frames of one video needs, computed once (a dataset keeps one per video): its
+    :class:`VideoInfo` and the packet table (presentation timestamps and keyframes; None when the stream
+    has no usable timestamps). Memory: 8 bytes per frame plus 8 per keyframe."""
+
+    info: VideoInfo
+    table: _Table | None
+
+
+def index_video(path: str | Path) -> VideoIndex:
+    """Probe a video and demux its packet table once (no decoding beyond the first frame)."""
+    info = probe(path)
+    return VideoIndex(info, _table_or_none(Path(info.path)))
+
+
+def read_frames(path: str | Path, indices: Sequence[int], info: VideoInfo | None = None, *,
+                index: VideoIndex | None = None, threads: int = 0) -> np.ndarray:
     """Frames at presented-frame ``indices`` -> uint8 [N, H, W, 3] RGB, display orientation.
 
     Indices may come in any order and repeat; each distinct frame is decoded once. Indices past the end
     clamp to the last decodable frame (e.g. [0, 5, 999] on a 10-frame video gives frames 0, 5, 9).
-    ``info`` (from :func:`probe`) is only needed to shape an empty result.
+    ``info`` (from :func:`probe`) is only needed to shape an empty result. ``index`` (from
+    :func:`index_video`) saves the demux pass over the file; ``threads`` = decoder threads (0 = FFmpeg's
+    choice). Neither changes the frames.
     """
     p = _check_path(path)
     idx = _as_indices(indices)
     if idx.size == 0:
-        return _empty(info or probe(p))
-    return _read_indices(p, idx, _table_or_none(p))
+        return _empty(info or (index.info if index is not None else probe(p)))
+    return _read_indices(p, idx, index.table if index is not None else _table_or_none(p), threads)
+
+
+def decode_frames(path: str | Path, indices: Sequence[int], sink: FrameSink, *, index: VideoIndex | None = None,
+                  threads: int = 0) -> None:
+    """Like :func:`read_frames` without holding the frames: ``sink(rgb uint8 [H, W, 3], positions int64 [k])``
+    gets each distinct frame once, in frame order, with the positions in ``indices`` that want it (so
+    memory stays at one decoded frame whatever N and the resolution). No index: nothing is called.
+    """
+    p = _check_path(path)
+    idx = _as_indices(indices)
+    if idx.size:
+        _decode(p, idx, index.table if index is not None else _table_or_none(p), sink, threads)
 
 
 def _indices_for_times(table: _Table | None, times: np.ndarray, fps: Fraction) -> np.ndarray:
@@ -644,7 +702,7 @@ def sample_uniform(path: str | Path, num_frames: int,
     else:
         duration = info.duration
     times = uniform_timestamps(duration, num_frames)
-    return _read_indices(p, _indices_for_times(table, times, info.fps), table, per_frame), info
+    return _read_indices(p, _indices_for_times(table, times, info.fps), table, per_frame=per_frame), info
 
 
 def _replace(info: VideoInfo, **changes: Any) -> VideoInfo:

@@ -227,3 +227,88 @@ def test_bad_ablation_configs(demo, tmp_path):
         AblationConfig(what="windows", windows=(1, 7), train=base_train_config(root, store, tmp_path))
     with pytest.raises(ConfigError, match="feature store"):
         AblationConfig(train=TrainConfig())
+
+
+@pytest.fixture(scope="module")
+def trained_model(demo, plain_run):
+    return Path(plain_run["config"]["out"]) / "split_0" / "model.pt"
+
+
+@pytest.mark.slow
+def test_table5_one_checkpoint_over_grids_with_resolution_groups(demo, trained_model, tmp_path):
+    """Table 5 as the paper ran it: one trained model, no training, a store per grid extracted on demand with
+    the model's own extraction (the given store does not exist yet), then reused; resolution groups from the
+    probed sizes (pre-seeded in resolutions.json: the demo clips are all 128x96)."""
+    import torch
+
+    import extract
+    from clifvqa_core.datasets import load_dataset
+    from clifvqa_core.metrics import evaluate_scores
+    from cli import main
+    from train.protocol import evaluate_checkpoint
+
+    root, store = demo
+    items = load_dataset("csv", root, labels=root / "labels.csv")
+    ids = sorted(it.video_id for it in items)
+    sizes = [(1920, 1080)] * 3 + [(1280, 720)] * 3 + [(640, 360)] * 3
+    out = tmp_path / "t5"
+    out.mkdir()
+    (out / "resolutions.json").write_text(json.dumps(dict(zip(ids, sizes))))
+    fresh = tmp_path / "stores" / "livevqc.zarr"            # absent: extracted from the checkpoint's record
+    args = ["ablate", "--what", "windows", "--checkpoint", str(trained_model), "--windows", "5,1", "--cached",
+            str(fresh), "--root", str(root), "--out", str(out), "--workers", "0", "--test-clips", "1",
+            "--device", "cpu", "--extract-workers", "0"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "ablation_windows.json").read_text())
+    assert res["mode"] == "checkpoint" and [(x["row"], x["grid"]) for x in res["rows"]] == [("5", "1x5"), ("1", "1x1")]
+    assert res["rows"][1]["store"] == str(fresh) and res["rows"][0]["store"].endswith("livevqc.grid1x5.zarr")
+    assert not (out / "windows" / "1" / "split_0").exists()           # nothing was trained
+    assert res["resolution_groups"] == {"<=540p": 3, "720p": 3, "1080p": 3}
+    # the 1x1 row is the model's own grid: same numbers as evaluating it on the store it was trained from
+    direct = evaluate_checkpoint(trained_model, items, [str(store)], device="cpu", workers=0, test_clips=1)
+    one = res["rows"][1]
+    assert one["overall"]["n"] == 9 and one["overall"]["srocc"] == pytest.approx(direct["srocc"], abs=1e-9)
+    # group numbers are the metrics of that group's predictions
+    with (out / "windows" / "5" / "predictions.csv").open() as fh:
+        preds = {row["video_id"]: (float(row["pred"]), float(row["mos"])) for row in __import__("csv").DictReader(fh)}
+    g1080 = [preds[v] for v, wh in zip(ids, sizes) if wh == (1920, 1080)]
+    want = evaluate_scores([p for p, _ in g1080], [m for _, m in g1080])
+    five = res["rows"][0]["groups"]["1080p"]
+    assert (five["n"], five["srocc"]) == (3, pytest.approx(want["srocc"])) and five["plcc"] == pytest.approx(want["plcc"])
+    assert res["rows"][0]["overall"]["plcc"] != one["overall"]["plcc"]   # the grid changes the maps, so the score
+    md = (out / "ablation_windows.md").read_text()
+    assert "| Windows | Grid | all SROCC/PLCC | <=540p SROCC/PLCC | 720p SROCC/PLCC | 1080p SROCC/PLCC |" in md
+    assert "One model" in md and len([ln for ln in md.splitlines() if re.match(r"\| [15] \| 1x", ln)]) == 2
+    # again: both stores are reused, CLIP does not run
+    called = []
+    real = extract.run_extraction
+    extract.run_extraction = lambda *a, **k: called.append(1) or real(*a, **k)
+    try:
+        r = CliRunner().invoke(main, args)
+    finally:
+        extract.run_extraction = real
+    assert r.exit_code == 0, r.output
+    assert not called
+    # a store extracted otherwise than the model's maps (here: T) is refused, the field named
+    ck = torch.load(trained_model, weights_only=True)
+    ck["extract_identity"] = dict(ck["extract_identity"], frames=T + 1)
+    odd = tmp_path / "odd.pt"
+    torch.save(ck, odd)
+    r = CliRunner().invoke(main, args[:4] + [str(odd)] + args[5:])
+    assert r.exit_code == 1 and "differs in frames" in r.output
+    r = CliRunner().invoke(main, ["ablate", "--what", "modules", "--checkpoint", str(trained_model), "--cached",
+                                  str(store), "--root", str(root), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "window sweep only" in r.output
+
+
+def test_ablation_tables_of_the_paper_protocol_carry_its_label():
+    from train.experiments.ablate import markdown_table
+    from train.protocol import PROTOCOL_LABELS
+
+    block = {"srocc": {"mean": 0.8, "std": 0.01, "n": 2}, "plcc": {"mean": 0.81, "std": 0.02, "n": 2}}
+    result = {"what": "descriptions", "dataset": "konvid1k", "splits": 2, "seed": 0,
+              "rows": [{"row": "Obj+Sub", "parts": {"test": block}}]}
+    assert PROTOCOL_LABELS["paper"] not in markdown_table(result)
+    md = markdown_table(dict(result, protocol="paper"))
+    assert PROTOCOL_LABELS["paper"] in md and "| Obj+Sub | 0.800/0.810 (+-0.010/0.020) |" in md

@@ -166,3 +166,43 @@ def test_wrong_architecture_is_clear(tmp_path, official):
     torch.save({"state_dict": {k: v for k, v in official.items() if "layers.3" not in k}}, partial)
     with pytest.raises(CheckpointError, match="missing"):
         FastVQA.from_checkpoint(partial)
+
+
+# ---- unsafe files: one line from every loader -------------------------------------------------------------
+
+class _Payload:
+    def __reduce__(self):  # what an attacker's pickle would run; the safe loaders must refuse it
+        return (print, ("PAYLOAD RAN",))
+
+
+def _evil(path):
+    torch.save({"format": "clifvqa-checkpoint", "state_dict": {"w": torch.zeros(2)}, "x": _Payload()}, path)
+    return path
+
+
+def _one_line(msg: str) -> None:
+    assert "\n" not in msg and "\x1b" not in msg and len(msg) < 600, msg
+
+
+def test_unsafe_files_are_refused_in_one_line_by_every_loader(tmp_path, capsys):
+    from clifvqa_core.checkpoints import load_checkpoint_file
+    from clifvqa_core.model import read_clifvqa_checkpoint
+    from train.loop import load_checkpoint
+
+    evil = _evil(tmp_path / "evil.pt")
+    for load in (load_checkpoint_file, read_clifvqa_checkpoint, load_checkpoint):
+        with pytest.raises(CheckpointError, match=r"evil.pt: refused by the safe loader.*GLOBAL") as info:
+            load(evil)
+        _one_line(str(info.value))
+    assert "PAYLOAD RAN" not in capsys.readouterr().out
+
+
+def test_unsafe_clip_weights_file_is_one_line(tmp_path, capsys):
+    from clifvqa_core.semantic import ClipWeightsError, build_clip
+
+    tiny = Path(__file__).resolve().parent / "data" / "tiny_clip.json"
+    evil = _evil(tmp_path / "clip_weights.bin")
+    with pytest.raises(ClipWeightsError, match=r"clip_weights.bin: refused by the safe loader.*state_dict") as info:
+        build_clip(str(tiny), str(evil))
+    _one_line(str(info.value))
+    assert "PAYLOAD RAN" not in capsys.readouterr().out

@@ -5,10 +5,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from cache import open_store
 from cli import main
+from clifvqa_core.errors import CacheKeyMismatchError
 from clifvqa_core.videowrite import write_video
 from conftest import moving_frames
 
@@ -75,3 +77,43 @@ def test_extract_on_shared_videos(shared_videos, tmp_path):
     assert res.exit_code == 0, res.output
     assert _run("cache", "verify", str(out)).exit_code == 0
     assert open_store(out).done.all()
+
+
+def _make_old(store: Path) -> None:
+    """Rewrite a store as the version before the activation was recorded wrote it (identity, key, config)."""
+    import zarr
+
+    from cache import identity_key
+
+    g = zarr.open_group(str(store), mode="r+")
+    ident = {k: v for k, v in dict(g.attrs["config"]).items() if k != "clip_activation"}
+    g.attrs["config"] = ident
+    g.attrs["key"] = identity_key(ident)
+    g.attrs["extract_config"] = {k: v for k, v in dict(g.attrs["extract_config"]).items() if k != "clip_activation"}
+
+
+def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
+    from train.predict import RecordedExtraction, _rebuild_extract_config
+
+    root = tmp_path / "videos"
+    write_video(root / "clip0.mp4", moving_frames(6, 240, 320), fps=6)
+    out = tmp_path / "old.zarr"
+    one = ["--frames", "2", "--grid", "1x1", *BASE[8:]]
+    res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), *BASE[:4], *one)
+    assert res.exit_code == 0, res.output
+    assert "activation=gelu" in _run("cache", "info", str(out)).output
+
+    _make_old(out)
+    assert "activation=<not recorded" in _run("cache", "info", str(out)).output
+    res = _run("train", "--cached", str(out), "--dataset", "folder", "--root", str(root), "--out", str(tmp_path / "run"),
+               "--model-config", "tiny", "--epochs", "1", "--workers", "0", "--device", "cpu")
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "older version" in res.output and "no clip_activation field" in res.output and "Re-extract" in res.output
+    # extending it with this version names the field too
+    res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), *BASE[:4], *one)
+    assert res.exit_code == 1 and "clip_activation (stored <absent>, asked \"gelu\")" in res.output
+    # a checkpoint trained on such a store: predict's on-the-fly stage one refuses it, naming the field
+    st = open_store(out)
+    rec = RecordedExtraction(dict(st.attrs["extract_config"]), dict(st.config), str(st.key), "old.pt")
+    with pytest.raises(CacheKeyMismatchError, match=r"clip_activation: trained '<absent>', now 'gelu'"):
+        _rebuild_extract_config(rec, None)

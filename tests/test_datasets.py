@@ -198,7 +198,9 @@ def test_csv_default_labels_file_and_absolute_paths(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     (root / "labels.csv").write_text(f"path,mos\n{elsewhere},3\n")
-    (item,) = load_dataset("csv", root)
+    with pytest.raises(ConfigError, match="1 label path.* point outside the dataset root.*--allow-outside-root"):
+        load_dataset("csv", root)
+    (item,) = load_dataset("csv", root, allow_outside_root=True)
     assert item.path == elsewhere and item.video_id == "v"
 
 
@@ -378,3 +380,42 @@ def test_list_dataset_ids_do_not_depend_on_split_or_presence(tmp_path: Path) -> 
 def _csv(root: Path) -> Path:
     (root / "c.csv").write_text("path,mos\nyfcc-batch1/1.mp4,3\n")
     return root / "c.csv"
+
+
+# ---- hostile label files ---------------------------------------------------------------------------------
+
+def test_label_paths_escaping_root_are_refused(tmp_path: Path) -> None:
+    touch(tmp_path, "secret/x.mp4", "root/a.mp4", "real/b.mp4")
+    root = tmp_path / "root"
+    (root / "link.mp4").symlink_to(tmp_path / "real" / "b.mp4")   # a symlink inside root is fine
+    labels = root / "labels.csv"
+    labels.write_text("path,mos\na.mp4,1\nlink.mp4,2\n../secret/x.mp4,3\n")
+    with pytest.raises(ConfigError, match=r"outside the dataset root .*secret/x.mp4"):
+        load_dataset("csv", root, labels=labels)
+    items = load_dataset("csv", root, labels=labels, allow_outside_root=True)
+    assert [i.video_id for i in items] == ["a", "link", "x"]
+    labels.write_text("path,mos\na.mp4,1\nlink.mp4,2\n")
+    assert len(load_dataset("csv", root, labels=labels)) == 2
+
+
+@pytest.mark.parametrize("dataset, line, mos", [("csv", "a.mp4,1e308", "1e+308"), ("konvid1k", "a.mp4, 8.0, 25.0, 7.5", "7.5"),
+                                                ("livevqc", "a.mp4, 8.0, 25.0, -3", "-3.0")])
+def test_implausible_mos_is_refused_with_its_line(tmp_path: Path, dataset: str, line: str, mos: str) -> None:
+    touch(tmp_path, "a.mp4", "b.mp4")
+    good = "b.mp4,3" if dataset == "csv" else "b.mp4, 8.0, 25.0, 3.0"
+    labels = tmp_path / "labels.csv"
+    labels.write_text(("path,mos\n" if dataset == "csv" else "") + f"{good}\n{line}\n")
+    import re
+
+    with pytest.raises(LabelFormatError, match=f"line {3 if dataset == 'csv' else 2}: MOS {re.escape(mos)} .*outside the "
+                                               "plausible range"):
+        load_dataset(dataset, tmp_path, labels=labels)
+
+
+def test_control_characters_in_names_are_shown_escaped(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text('path,mos\n"evil\n\x1b[2Jname.mp4",3\n')
+    with pytest.raises(MissingVideosError) as info:
+        load_dataset("csv", tmp_path, labels=labels)
+    msg = str(info.value)
+    assert "evil\\n\\x1b[2Jname" in msg and "\n" not in msg and "\x1b" not in msg

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 
-from train.demo import DemoConfig, _data, resolve_clip_weights, run_demo
+from train.demo import DemoConfig, _data, format_kind_table, kind_table, resolve_clip_weights, run_demo
 
 TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
 
@@ -73,3 +73,22 @@ def test_demo_config_validation():
         DemoConfig(minutes=0)
     m = LEARNING_CHECK.model_config()
     assert m.spatial_grid == (2, 2, 2) and m.spatial.fragments.size == 64
+
+
+def test_kind_table_means_per_kind_and_pristine_pairs():
+    from clifvqa_core.datasets import VideoItem
+
+    def item(scene, kind, level, mos):
+        name = f"{scene}_pristine" if kind == "none" else f"{scene}_{kind}_{level}"
+        return VideoItem(name, REPO / f"{name}.mp4", mos, scene, (("distortion", kind), ("level", str(level))))
+    items = [item("s00", "none", 0, 4.5), item("s00", "blur", 1, 3.2), item("s00", "blur", 2, 1.9),
+             item("s01", "none", 0, 4.5), item("s01", "blur", 1, 3.2), item("s01", "blur", 2, 1.9)]
+    pred = [4.0, 3.0, 4.2, 3.0, 2.0, 1.0]           # s00: pristine beats blur_1 only; s01: beats both
+    t = kind_table(items, pred)
+    assert [(r["kind"], r["level"], r["n"]) for r in t["rows"]] == [("pristine", 0, 2), ("blur", 1, 2), ("blur", 2, 2)]
+    assert t["rows"][0]["pred"] == pytest.approx(3.5) and t["rows"][2]["pred"] == pytest.approx(2.6)
+    assert t["rows"][1]["true"] == pytest.approx(3.2)
+    assert (t["pristine_wins"], t["pairs"]) == (3, 4)
+    assert t["pristine_minus_distorted"] == pytest.approx(((4 - 3) + (4 - 4.2) + (3 - 2) + (3 - 1)) / 4)
+    text = format_kind_table(t)
+    assert "| pristine | 0 | 2 | 4.50 | 3.50 |" in text and "in 3 of 4 pairs" in text

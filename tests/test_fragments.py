@@ -142,3 +142,59 @@ def test_config_roundtrip():
     assert FragmentConfig.from_json(cfg.to_json()) == cfg and cfg.size == 160
     with pytest.raises(ValueError):
         FragmentConfig(fragment=0)
+
+
+def _peak_bytes(fn):
+    """(result, peak bytes allocated through numpy/Python while fn runs)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_odd_aspect_cut_per_region_in_bounded_memory():
+    """8192x16: a whole upscale would be 224x114688 float pixels per frame (308 MB each, 9.8 GB for 32
+    frames); the bilinear rule is evaluated at the canvas pixels only, so the peak is the output + a frame."""
+    from clifvqa_core import fragments as Fr
+
+    frames = np.random.default_rng(0).integers(0, 256, (32, 16, 8192, 3), dtype=np.uint8)
+    x, peak = _peak_bytes(lambda: fragments_from_frames(frames, 1, FragmentConfig(), torch.Generator().manual_seed(0)))
+    assert x.shape == (1, 3, 32, 224, 224) and torch.isfinite(x).all()
+    assert peak < x.numel() * 4 + 32 * 2**20, peak
+    assert Fr._upscaled_size(16, 8192, 224) == (224, 114688)
+
+
+@pytest.mark.parametrize("h,w", [(16, 300), (40, 1000), (300, 20)])
+def test_region_upscale_matches_whole_upscale(h, w, monkeypatch):
+    """Per-region bilinear = F.interpolate of the whole frame, to float rounding (0-255 scale)."""
+    from clifvqa_core import fragments as Fr
+
+    video = torch.from_numpy(np.random.default_rng(h + w).integers(0, 256, (3, 33, h, w), dtype=np.uint8))
+    gh, gw = Fr._upscaled_size(h, w, 224)
+    offsets = draw_offsets(gh, gw, 2, torch.Generator().manual_seed(1))
+    monkeypatch.setattr(Fr, "_MAX_UPSCALED_PIXELS", 0)             # force the per-region path
+    region = grid_fragments(video, offsets)
+    monkeypatch.setattr(Fr, "_MAX_UPSCALED_PIXELS", gh * gw)       # whole-frame F.interpolate
+    whole = grid_fragments(video, offsets)
+    assert (region - whole).abs().max() < 0.05 and region.min() >= 0 and region.max() <= 255
+
+
+def test_read_fragments_equals_frames_path_and_is_bounded(tmp_path):
+    """Decode-and-cut in one pass == read_frames + fragments_from_frames, holding one frame at a time."""
+    from clifvqa_core.fragments import read_fragments
+    from clifvqa_core.video import fastvqa_clip_indices, index_video, read_frames
+    from clifvqa_core.videowrite import write_video
+
+    path = write_video(tmp_path / "wide.mp4", np.random.default_rng(0).integers(0, 256, (40, 64, 1280, 3), np.uint8),
+                       fps=25, codec="libx264rgb", options={"qp": "0", "g": "8"})
+    vi = index_video(path)
+    idx = fastvqa_clip_indices(vi.info.frame_count, 2, 32, 2, rng=np.random.default_rng(3))
+    want = fragments_from_frames(read_frames(path, idx.reshape(-1)), 2, FragmentConfig(), torch.Generator().manual_seed(4))
+    got, peak = _peak_bytes(lambda: read_fragments(path, idx, FragmentConfig(), torch.Generator().manual_seed(4),
+                                                   index=vi, threads=1))
+    assert torch.equal(got, want)
+    assert peak < got.numel() * 4 + 16 * 2**20, peak  # 64 frames of 64x1280 upscaled whole: 0.8 GB

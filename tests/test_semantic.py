@@ -25,6 +25,7 @@ from clifvqa_core.semantic import (
     ClipWeightsError,
     SemanticExtractor,
     build_clip,
+    clip_activation,
     clip_model_id,
     sims_to_maps,
     weights_id,
@@ -248,9 +249,14 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
         build_clip(str(TINY), str(missing))
 
 
-def test_unfit_weights_file_is_a_clear_error(tmp_path):
+def test_unfit_weights_file_is_a_clear_error(tmp_path, bundle):
     path = tmp_path / "other.pt"
     torch.save({"visual.conv1.weight": torch.zeros(3)}, path)
+    with pytest.raises(ClipWeightsError, match="does not fit"):
+        build_clip(str(TINY), str(path))
+    # open_clip checks some shapes with `assert` (text position embedding): still our one-line error
+    state = dict(bundle.model.state_dict(), positional_embedding=torch.zeros(77, 48))
+    torch.save(state, path)
     with pytest.raises(ClipWeightsError, match="does not fit"):
         build_clip(str(TINY), str(path))
 
@@ -264,6 +270,51 @@ def test_unknown_tag_and_model_errors():
         build_clip("ViT-B-33", "none")
     with pytest.raises(ConfigError, match="does not exist"):
         build_clip("missing_model.json", "none")
+
+
+@pytest.mark.parametrize(
+    "model, pretrained, activation, want",
+    [
+        ("ViT-B-32", "openai", "auto", "quick_gelu"),            # OpenAI's weights: QuickGELU
+        ("ViT-B-32", "laion2b_s34b_b79k", "auto", "gelu"),       # a LAION tag keeps GELU
+        ("ViT-L-14", "openai", "auto", "quick_gelu"),            # every model, not just ViT-B-32
+        ("ViT-B-32-quickgelu", "metaclip_400m", "auto", "quick_gelu"),
+        ("ViT-B-32", "none", "auto", "gelu"),
+        ("ViT-B-32-quickgelu", "none", "auto", "quick_gelu"),    # open_clip's name convention
+        ("ViT-B-32", "none", "quick_gelu", "quick_gelu"),        # explicit, where nothing is declared
+        ("ViT-B-32", "openai", "gelu", ConfigError),             # contradicts the tag
+        ("ViT-B-32-quickgelu", "none", "gelu", ConfigError),     # contradicts the model name
+        ("ViT-B-32", "openai", "relu", ConfigError),
+    ],
+)
+def test_activation_rule(model, pretrained, activation, want):
+    if isinstance(want, str):
+        assert clip_activation(model, pretrained, activation) == want
+    else:
+        with pytest.raises(want):
+            clip_activation(model, pretrained, activation)
+
+
+def test_every_tag_gets_the_activation_its_pretrained_config_declares():
+    import open_clip
+
+    got = {(m, t): clip_activation(m, t) for m, t in open_clip.list_pretrained()}
+    want = {(m, t): "quick_gelu" if open_clip.get_pretrained_cfg(m, t).get("quick_gelu") else "gelu" for m, t in got}
+    assert got == want and set(got.values()) == {"quick_gelu", "gelu"}
+
+
+def test_activation_is_built(tmp_path, bundle):
+    from open_clip.transformer import QuickGELU
+
+    cfg = json.loads(TINY.read_text())
+    cfg["quick_gelu"] = True
+    qg = tmp_path / "tiny_qg.json"
+    qg.write_text(json.dumps(cfg))
+    b = build_clip(str(qg), "none")
+    assert b.activation == "quick_gelu" and any(isinstance(m, QuickGELU) for m in b.model.modules())
+    assert bundle.activation == "gelu" and not any(isinstance(m, QuickGELU) for m in bundle.model.modules())
+    forced = build_clip(str(TINY), "none", activation="quick_gelu")
+    assert any(isinstance(m, QuickGELU) for m in forced.model.modules())
 
 
 def test_invalid_json_model_config(tmp_path):

@@ -436,6 +436,8 @@ def test_ema_selection_between_raw_and_ema_is_recorded(tmp_path, monkeypatch):
     best = max(scores.values())
     assert scores[(sel["epoch"], sel["weights"])] == pytest.approx(best)
     assert ck["best"]["weights"] == sel["weights"]
+    again = protocol.run_training(cfg, resume=True)          # finished split: read back, not retrained
+    assert again["selection"] == res["selection"] and again["parts"]["test"]["per_split"] == [row]
 
 
 def test_paper_protocol_tables_carry_the_label(tmp_path, monkeypatch):
@@ -466,3 +468,57 @@ def test_paper_protocol_tables_carry_the_label(tmp_path, monkeypatch):
     headings = [ln for ln in md.splitlines() if ln.startswith("## ")]
     assert headings == [f"## test - {PROTOCOL_LABELS['paper']}", "## test - last epoch, no selection on the test part"]
     assert PROTOCOL_LABELS["paper"] in md.splitlines()[2]
+
+
+def test_train_cli_protocol_options(tmp_path_factory, tmp_path):
+    """`train` on the demo data through the CLI: --protocol paper / --lr / --test-clips / --test-fraction land in
+    train_config.json, every table is labelled, and paper + a validation part is one line, exit 1."""
+    from click.testing import CliRunner
+
+    from cli import main
+    from test_ablate import demo_store
+
+    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
+    out = tmp_path / "run"
+    base = ["train", "--cached", str(store), "--dataset", "csv", "--root", str(root), "--model-config", "tiny",
+            "--no-spatial", "--splits", "1", "--epochs", "2", "--batch-size", "3", "--test-fraction", "0.34",
+            "--workers", "0", "--device", "cpu", "--test-clips", "1", "--lr", "2e-3"]
+    r = CliRunner().invoke(main, base + ["--out", str(out), "--protocol", "paper"])
+    assert r.exit_code == 0, r.output
+    assert "PAPER PROTOCOL" in r.stdout.splitlines()[0]
+    cfg = TrainConfig.from_json(out / "train_config.json")
+    assert (cfg.protocol, cfg.val_fraction, cfg.test_clips, cfg.test_fraction) == ("paper", 0.0, 1, 0.34)
+    assert (cfg.lr_head, cfg.lr_backbone) == (2e-3, pytest.approx(2e-4))
+    assert (cfg.ema, cfg.freeze_backbone_epochs, cfg.recipe["row"]) == (False, 0, "*")
+    md = (out / "results.md").read_text()
+    assert all("PAPER PROTOCOL" in h or "last epoch" in h for h in md.splitlines() if h.startswith("## "))
+    r = CliRunner().invoke(main, base + ["--out", str(tmp_path / "bad"), "--protocol", "paper", "--val-fraction", "0.1"])
+    assert r.exit_code == 1 and "no validation part" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_progress_bar_shows_epoch_loss_and_val_srocc(data, tmp_path, capfd):
+    """Without -v (no logging configured) `fit` still shows its progress on stderr: epoch, loss, val SROCC."""
+    _, items, store = data
+    cfg = _fit_cfg(tmp_path, store, epochs=1).replace(model=small_model_cfg(use_spatial=False))
+    table = load_map_table([store], cfg.model)
+    fit(cfg, cfg.model, table, items[:4], items[4:7], tmp_path / "split_0", seed=0, device=torch.device("cpu"))
+    err = capfd.readouterr().err
+    assert "split_0 epoch 1/1" in err and "loss " in err and "val SROCC " in err
+    fit(cfg, cfg.model, table, items[:4], [], tmp_path / "quiet", seed=0, device=torch.device("cpu"),
+        progress=False)
+    assert "epoch" not in capfd.readouterr().err
+
+
+def test_model_presets_and_unknown_name():
+    from clifvqa_core.errors import ConfigError
+    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+
+    assert MODEL_PRESETS == ("fastvqa-b", "cpu", "tiny")
+    cpu = model_preset("cpu", frames=T, num_descriptions=R)
+    frag = cpu.spatial.fragments
+    assert (frag.grid, frag.fragment, frag.clip_len) == (4, 16, 4) and cpu.spatial.head_dropout == 0.0
+    out = CLiFVQA(cpu).eval()(torch.zeros(2, 3, frag.clip_len, frag.size, frag.size), torch.zeros(2, 2 * R, T))
+    assert out["score"].shape == (2,)       # the preset's spatial_grid fits the map its Swin produces
+    assert model_preset("fastvqa-b").spatial_grid == (16, 7, 7) and model_preset("tiny").spatial.embed_dim == 24
+    with pytest.raises(ConfigError, match=r"'cpx' \(did you mean 'cpu'\?\); known: fastvqa-b, cpu, tiny"):
+        model_preset("cpx")

@@ -13,6 +13,7 @@ rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterr
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -192,11 +193,13 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
             keep = [i for i in np.flatnonzero(done) if store.ids[i] not in seen]
             ids += [store.ids[i] for i in keep]
             seen.update(store.ids[i] for i in keep)
-            chunks.append(torch.from_numpy(np.ascontiguousarray(maps[keep], dtype=np.float32)))
+            # every row kept (the usual case): no copy; at LSVQ size a copy is 300 MB
+            sel = maps if len(keep) == store.n else maps[keep]
+            chunks.append(torch.from_numpy(np.ascontiguousarray(sel, dtype=np.float32)))
             mos.append(np.asarray(store.mos, np.float64)[keep])
         finally:
             store.close()
-    table = MapTable(ids=ids, maps=torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
+    table = MapTable(ids=ids, maps=chunks[0] if len(chunks) == 1 else torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
                      description_set=name, description_hash=dhash, selected=tuple(selected),
                      logit_scale=scale_used, extraction=extraction)
     if cfg.use_semantic and not torch.isfinite(table.maps).all():
@@ -270,6 +273,16 @@ def join_items(items: Sequence[Any], table: MapTable, skip_missing: bool = False
     return [it for it in items if it.video_id in table.index]
 
 
+def decoder_threads() -> int:
+    """Decoder threads for one video in this process: 0 (FFmpeg's choice, all cores) in the main process;
+    inside a DataLoader worker its share of the cores, so N workers do not each start a thread per core."""
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, info.num_workers))
+
+
 class VideoQualityDataset(Dataset):
     """One sample per video -> dict(index int, maps [2r', T], mos float32 z-scored, fragments ...).
 
@@ -291,17 +304,27 @@ class VideoQualityDataset(Dataset):
         self.mode = mode
         self.seed = int(seed)
         self.num_clips = 1 if mode == "train" else int(num_clips)
-        self.epoch = 0
+        # The epoch lives in shared memory so that persistent DataLoader workers (which keep their copy of
+        # this object, and with it the per-video indexes below) see set_epoch() of the main process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._frag_cfg = None
+        # path -> video.VideoIndex (probe + packet table), filled lazily in each process: one container open
+        # per video per worker instead of three per sample. About 8 bytes per frame of the video.
+        self._videos: dict[str, Any] = {}
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def _fragments(self, index: int) -> torch.Tensor:
         from clifvqa_core.fragments import FragmentConfig, sample_clip_fragments
+        from clifvqa_core.video import index_video
 
         if self._frag_cfg is None:
             self._frag_cfg = getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()
@@ -309,7 +332,12 @@ class VideoQualityDataset(Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, index])
         else:
             rng = np.random.default_rng(EVAL_SEED)
-        frag = sample_clip_fragments(self.items[index].path, self.num_clips, self._frag_cfg, rng)
+        path = self.items[index].path
+        video = self._videos.get(path)
+        if video is None:
+            video = self._videos[path] = index_video(path)
+        frag = sample_clip_fragments(path, self.num_clips, self._frag_cfg, rng, index=video,
+                                     threads=decoder_threads())
         return frag[0] if self.mode == "train" else frag        # [3, t, 224, 224] / [K, 3, t, 224, 224]
 
     def __getitem__(self, index: int) -> dict[str, Any]:

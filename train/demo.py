@@ -77,13 +77,7 @@ class DemoConfig(JsonConfig):
     grid: str = "1x1"
     extract_batch: int = 64
     # stage two
-    fragment_grid: int = 4
-    fragment: int = 16
-    clip_len: int = 4
-    window: tuple[int, int, int] = (2, 4, 4)
-    embed_dim: int = 24
-    semantic_hidden: int = 16
-    regression_hidden: int = 32
+    model: str = "cpu"
     epochs: int = 60
     minutes: float | None = None
     batch_size: int = 16
@@ -121,18 +115,10 @@ class DemoConfig(JsonConfig):
                              workers=self.workers, device=self.device)
 
     def model_config(self) -> Any:
-        from clifvqa_core.fastvqa import SpatialConfig
-        from clifvqa_core.fragments import FragmentConfig
-        from clifvqa_core.model import ModelConfig
+        """The named model preset (``cpu``: the CPU-size CLiF-VQA) with the demo's T."""
+        from clifvqa_core.train_config import model_preset
 
-        frag = FragmentConfig(grid=self.fragment_grid, fragment=self.fragment, clip_len=self.clip_len,
-                              test_clips=self.test_clips)
-        side = -(-frag.size // 32)     # Swin downsamples the canvas 32x (padding a partial window)
-        spatial = SpatialConfig.tiny(fragments=frag, window_size=tuple(self.window), embed_dim=self.embed_dim,
-                                     head_dropout=0.0)
-        return ModelConfig(spatial=spatial, spatial_grid=(max(1, self.clip_len // 2), side, side),
-                           frames=self.frames, semantic_hidden=self.semantic_hidden,
-                           regression_hidden=self.regression_hidden)
+        return model_preset(self.model, frames=self.frames)
 
 
 @dataclass
@@ -150,6 +136,7 @@ class DemoResult:
     n_test: int
     epochs: int
     test_scenes: list[str] = field(default_factory=list)
+    kinds: dict[str, Any] = field(default_factory=dict)     # kind_table of the held-out scenes
 
 
 def resolve_clip_weights(model: str, pretrained: str) -> tuple[str, str]:
@@ -294,6 +281,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     pred, z = score_items(res.model, test_items, table, res.scale, device, tcfg)
     metrics = evaluate_scores(pred, [it.mos for it in test_items])
     _write_predictions(out / "held_out.csv", test_items, pred, z)
+    kinds = kind_table(test_items, pred)
     seconds["evaluate"] = time.perf_counter() - t0
     log.info("[4/5] held-out scenes: SROCC %.4f PLCC %.4f (%.1f s)", metrics["srocc"], metrics["plcc"],
              seconds["evaluate"])
@@ -314,9 +302,46 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
              "data": str(labels), "features": str(store), "run": str(run_dir)}
     result = DemoResult(out=out, metrics=metrics, clip_weights=weights, clip_note=note, predictions=rows,
                         files=files, seconds=seconds, cpu_seconds=cpu, config=cfg, n_train=len(train_items),
-                        n_test=len(test_items), epochs=tcfg.epochs, test_scenes=test_scenes)
+                        n_test=len(test_items), epochs=tcfg.epochs, test_scenes=test_scenes, kinds=kinds)
     _write_results(result, res, out / "results.json")
     return result
+
+
+def kind_table(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
+    """Held-out scores per distortion kind and level, and how often pristine beats its own distorted clips.
+
+    items: VideoItem with ``extra`` holding the demo labels' distortion and level (pristine: "none", 0);
+    pred [n] predicted MOS. -> {"rows": [{kind, level, n, true, pred}] (means; pristine first, then the
+    kinds in data order by level), "pristine_wins": pairs (scene, distorted clip) where the scene's pristine
+    clip is predicted higher, "pairs": number of such pairs, "pristine_minus_distorted": mean over pairs of
+    pred(pristine) - pred(distorted) in MOS units}.
+    """
+    groups: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    pristine: dict[str, float] = {}
+    for it, p in zip(items, pred):
+        extra = dict(it.extra)
+        kind, level = extra.get("distortion", "none"), int(extra.get("level", 0) or 0)
+        kind = "pristine" if kind == "none" else kind
+        groups.setdefault((kind, level), []).append((float(it.mos), float(p)))
+        if kind == "pristine":
+            pristine[str(it.group)] = float(p)
+    rows = [{"kind": k, "level": lv, "n": len(v), "true": float(np.mean([t for t, _ in v])),
+             "pred": float(np.mean([q for _, q in v]))} for (k, lv), v in groups.items()]
+    rows.sort(key=lambda r: (r["kind"] != "pristine", r["level"]))  # stable: kinds keep their data order
+    gaps = [pristine[str(it.group)] - float(p) for it, p in zip(items, pred)
+            if dict(it.extra).get("distortion", "none") != "none" and str(it.group) in pristine]
+    return {"rows": rows, "pristine_wins": int(sum(g > 0 for g in gaps)), "pairs": len(gaps),
+            "pristine_minus_distorted": float(np.mean(gaps)) if gaps else float("nan")}
+
+
+def format_kind_table(table: dict[str, Any]) -> str:
+    """Markdown table of :func:`kind_table` (predicted vs true mean MOS per kind and level) + the pairs line."""
+    lines = ["| kind | level | clips | true MOS | predicted MOS |", "|---|---|---|---|---|"]
+    lines += [f"| {r['kind']} | {r['level']} | {r['n']} | {r['true']:.2f} | {r['pred']:.2f} |" for r in table["rows"]]
+    if table["pairs"]:
+        lines.append(f"pristine scored above its own distorted clip in {table['pristine_wins']} of {table['pairs']} "
+                     f"pairs (by {table['pristine_minus_distorted']:+.2f} MOS on average)")
+    return "\n".join(lines)
 
 
 def _pick_files(items: list[Any], n: int) -> list[Any]:
@@ -345,6 +370,7 @@ def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
     data = {
         "held_out": {k: r.metrics.get(k) for k in keys},
         "held_out_scenes": r.test_scenes, "n_train": r.n_train, "n_test": r.n_test,
+        "held_out_per_kind": r.kinds,
         "clip": {"model": r.config.clip_model, "weights": r.clip_weights, "asked": r.config.clip_pretrained,
                  "note": r.clip_note},
         "epochs": r.epochs, "best_epoch": fit_res.best_epoch,
@@ -372,6 +398,9 @@ def format_summary(r: DemoResult) -> str:
         "|---|---|---|---|",
         "| " + " | ".join(f"{m[k]:.4f}" if m.get(k) is not None and math.isfinite(m[k]) else "nan"
                          for k in ("srocc", "plcc", "krocc", "rmse")) + " |",
+        "",
+        "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model):",
+        format_kind_table(r.kinds) if r.kinds else "(no kind labels)",
         "",
         "predict on a few held-out files:",
         format_table(r.predictions),

@@ -253,7 +253,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+        from clifvqa_core.checkpoints import load_error
+
+        raise load_error(path, exc, "last.pt files hold only tensors and plain values; this one was not written "
+                                    "by `train`: delete it to start the split again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a CLiF-VQA checkpoint")
     return ckpt
@@ -271,6 +274,13 @@ class FitResult:
     selection: str = ""            # how: "validation" or "last epoch (no validation part)"
 
 
+def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
+    """The training bar: tqdm over optimisation steps on stderr (a no-op object when not ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", disable=not enabled, dynamic_ncols=True, desc=name)
+
+
 def _val_score(metrics: dict[str, Any]) -> float:
     s = metrics["srocc"] + metrics["plcc"]
     return -math.inf if not math.isfinite(s) else float(s)
@@ -279,14 +289,19 @@ def _val_score(metrics: dict[str, Any]) -> float:
 def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
         val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
         env: DistEnv = DistEnv(), resume: bool = False,
-        monitor: dict[str, Sequence[Any]] | None = None) -> FitResult:
-    """Train one model on one split (see :func:`_fit`); deterministic kernels on CPU when asked."""
+        monitor: dict[str, Sequence[Any]] | None = None, progress: bool = True) -> FitResult:
+    """Train one model on one split (see :func:`_fit`); deterministic kernels on CPU when asked.
+
+    ``progress``: a tqdm bar on stderr (rank 0) counting training steps, with the epoch, its mean loss and
+    the validation SROCC; shown without ``-v`` (the per-epoch log lines are INFO).
+    """
     want = cfg.deterministic and device.type == "cpu"
     before = torch.are_deterministic_algorithms_enabled()
     if want:
         torch.use_deterministic_algorithms(True)
     try:
-        return _fit(cfg, model_cfg, table, train_items, val_items, out_dir, seed, device, env, resume, monitor)
+        return _fit(cfg, model_cfg, table, train_items, val_items, out_dir, seed, device, env, resume, monitor,
+                    progress)
     finally:
         if want:
             torch.use_deterministic_algorithms(before)
@@ -295,7 +310,7 @@ def fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: 
 def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items: Sequence[Any],
          val_items: Sequence[Any], out_dir: Path, seed: int, device: torch.device,
          env: DistEnv = DistEnv(), resume: bool = False,
-         monitor: dict[str, Sequence[Any]] | None = None) -> FitResult:
+         monitor: dict[str, Sequence[Any]] | None = None, progress: bool = True) -> FitResult:
     """Train one model on ``train_items``, select the epoch on ``val_items`` (none: the last epoch).
 
     Recipe fields left None in ``cfg`` are resolved here (:func:`resolve_recipe`). The first
@@ -331,8 +346,10 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
     sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
                                  drop_last=True)
+    # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
+    # reaches them through shared memory (set_epoch).
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)
@@ -390,6 +407,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     if freeze:
         log.info("the Swin backbone is frozen for the first %d of %d epochs (requires_grad=False)", freeze,
                  cfg.epochs)
+    bar = _progress(cfg.epochs * steps_per_epoch, start_epoch * steps_per_epoch, out_dir.name, progress and env.main)
     for epoch in range(start_epoch, cfg.epochs):
         if frozen_now != (epoch < freeze):
             frozen_now = epoch < freeze
@@ -400,8 +418,10 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         t0, losses = time.perf_counter(), []
+        bar.set_description(f"{out_dir.name} epoch {epoch + 1}/{cfg.epochs}")
         for batch in loader:
             losses.append(train_step(net, batch, optimizer, loss_fn, device, amp, env, schedule, ema))
+            bar.update(1)
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
                                "lr_head": optimizer.param_groups[1]["lr"], "frozen_backbone": frozen_now}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
@@ -427,6 +447,9 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                     row["monitor"][part][which] = {k: m[k] for k in ("n", "srocc", "krocc", "plcc", "rmse",
                                                                        "plcc_logistic", "rmse_logistic")}
         history.append(row)
+        bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
+                                                          if "val_srocc" in row else "")
+                            + (f", EMA {row['ema_val_srocc']:.3f}" if "ema_val_srocc" in row else ""))
         val = "".join(f" {w} val SROCC {row[p + 'val_srocc']:.3f} PLCC {row[p + 'val_plcc']:.3f}"
                       for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
         log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
@@ -442,6 +465,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         if env.enabled:
             dist.barrier()
 
+    bar.close()
     if val_ds is None or best_state is None:
         final_state, best_epoch = inference_state(), cfg.epochs - 1
         weights, selection = ("ema" if ema is not None else "raw"), "last epoch (no validation part)"

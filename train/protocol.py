@@ -115,7 +115,8 @@ def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
         src = store_source(cfg.cached[0])
         if src is not None and src.dataset == cfg.dataset:
             return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing)
-    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing)
+    return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
+                        allow_outside_root=cfg.allow_outside_root)
 
 
 def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, train_split: str | None,
@@ -169,14 +170,15 @@ def model_config_for_cache(cfg: ModelConfig, table: MapTable) -> ModelConfig:
 def model_config_from_spec(spec: str, descriptions: str = "all", no_semantic: bool = False,
                            no_spatial: bool = False, no_regressor: bool = False, cached: Sequence[str] = ()
                            ) -> ModelConfig:
-    """``--model-config``: a preset (tiny | fastvqa-b; T and r' then come from the first store) or a
-    ModelConfig JSON file; the branch switches and the description selection applied to it."""
+    """``--model-config``: a preset (fastvqa-b | cpu | tiny; T and r' then come from the first store) or a
+    ModelConfig JSON file; the branch switches and the description selection applied to it. A name that is
+    neither a preset nor a file lists the presets."""
     from clifvqa_core.train_config import MODEL_PRESETS, model_preset
 
     switches = dict(use_semantic=not no_semantic and descriptions != "none", use_spatial=not no_spatial,
                     use_regressor=not no_regressor, descriptions=descriptions)
-    if spec in MODEL_PRESETS:
-        return fit_model_to_cache(model_preset(spec, **switches), cached)
+    if spec in MODEL_PRESETS or not (Path(spec).is_file() or spec.lstrip().startswith("{")):
+        return fit_model_to_cache(model_preset(spec, **switches), cached)   # an unknown name lists the presets
     return ModelConfig.from_json(Path(spec)).replace(**switches)
 
 
@@ -419,12 +421,14 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Sequence[str],
                         out: str | Path | None = None, device: str = "auto", workers: int = 2, batch_size: int = 4,
-                        test_clips: int | None = None, skip_missing: bool = False, title: str = "") -> dict[str, Any]:
+                        test_clips: int | None = None, skip_missing: bool = False, title: str = "",
+                        check_key: bool = True) -> dict[str, Any]:
     """Intra/cross-dataset test of a trained model on ``items`` (dataset items with MOS) using ``cached`` maps.
 
     Scores come from :class:`clifvqa_core.Scorer` (the path ``predict`` uses: same clips, the checkpoint's
     ``test_clips`` unless given), with maps from ``cached``; each store must carry the extraction key the
-    model was trained on (CacheKeyMismatchError naming the differing fields otherwise).
+    model was trained on (CacheKeyMismatchError naming the differing fields otherwise; ``check_key=False``
+    for the window sweep, whose caller checks that only the grid differs).
     -> the metrics dict (``evaluate_scores``: raw and logistic SROCC/KROCC/PLCC/RMSE, on the MOS scale of
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
@@ -434,7 +438,7 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     from .predict import check_store_key, recorded_extraction
 
     rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
-    for c in cached:
+    for c in cached if check_key else ():
         check_store_key(c, rec)
     scorer = Scorer.from_checkpoint(checkpoint, device, clip=False, test_clips=test_clips)
     table = load_map_table(cached, scorer.cfg)

@@ -20,8 +20,17 @@ same seed, splits and everything else, in ``OUT/<what>/<row>/``:
   (``<=540p``, ``720p`` for 541-720, ``1080p`` above 720), scored from each split's test predictions
   (groups with fewer than 3 test videos in a split are left out of that split's mean).
 
+- ``windows`` with ``checkpoint`` (Table 5 as the paper ran it): no training. One trained model (the paper:
+  CLiF-VQA trained on LSVQ) is scored on the whole target dataset (the paper: LIVE-VQC) once per window
+  count, each time with the maps of that grid's store (made as above; when the given store does not
+  exist yet, every store, its own grid included, is extracted with the extraction the checkpoint records).
+  A store whose extraction differs from the model's in anything but the grid is refused, the fields
+  named. Columns: SROCC/PLCC over all videos and per resolution group (groups of fewer than 3 videos:
+  "-"). Per row ``OUT/windows/<n>/`` holds ``predictions.csv`` and ``results.json/.md``.
+
 Outputs: ``OUT/ablation_<what>.json`` (rows with per-split numbers and mean/std, the base config) and
 ``OUT/ablation_<what>.md`` (the table in the paper's layout, mean over splits with the std in brackets).
+Runs whose base config uses the paper protocol (``TrainConfig.protocol``) carry its label in the table.
 """
 from __future__ import annotations
 
@@ -73,12 +82,17 @@ class AblationConfig(JsonConfig):
     extract_batch_size: int = 288
     extract_workers: int = 2
     extract_device: str = "auto"
+    #: windows only: score this trained model (model.pt of `train`) on every grid instead of training per row
+    checkpoint: str | None = None
 
     def __post_init__(self) -> None:
         from clifvqa_core.windows import WINDOW_PRESETS
 
         if self.what not in WHATS:
             raise ConfigError(f"ablation {self.what!r} unknown; known: {', '.join(WHATS)}")
+        if self.checkpoint is not None and self.what != "windows":
+            raise ConfigError(f"a --checkpoint is scored by the window sweep only (--what windows), not by "
+                              f"the {self.what} ablation, whose rows are trained")
         if not self.train.cached:
             raise ConfigError("the ablation needs a feature store (--cached STORE)")
         bad = [n for n in self.windows if n not in WINDOW_PRESETS]
@@ -119,29 +133,37 @@ def _store_descriptions(path: str | Path):
 
 
 def ensure_grid_store(base: str | Path, rows: int, cols: int, items: Sequence[Any], batch_size: int = 288,
-                      workers: int = 2, device: str = "auto") -> Path:
+                      workers: int = 2, device: str = "auto", extract_config: dict[str, Any] | None = None) -> Path:
     """The store of grid rows x cols for the videos of ``base`` (module doc); extracted when absent or
-    incomplete. ``items`` (VideoItem) must cover the video ids of ``base``."""
+    incomplete. ``items`` (VideoItem) must cover the video ids of ``base``. When ``base`` does not exist
+    and ``extract_config`` (a recorded ExtractConfig dict) is given, the stores are made from it for all
+    of ``items`` (zarr, 64 videos per shard), ``base`` itself holding that config's own grid."""
     from cache import open_store
+    from clifvqa_core.extract_config import ExtractConfig
     from clifvqa_core.windows import WindowConfig
     from extract import run_extraction
     from train.data import store_extraction
 
-    store = open_store(base, "r")
-    try:
-        rec = store_extraction(store)
-        if rec is None:
-            raise CacheError(f"{base}: the store does not record its extraction config, so stores of other "
-                             "grids cannot be made from it; extract them with `cli.py extract --grid`")
-        base_cfg = rec.rebuild()           # refused when this code would extract differently (key check)
-        ids, backend, shard = list(store.ids), store.backend, store.layout.shard_size
-    finally:
-        store.close()
-    if (base_cfg.grid.rows, base_cfg.grid.cols) == (rows, cols):
-        return Path(base)
+    if extract_config is not None and not Path(base).exists():
+        base_cfg = ExtractConfig.from_dict(extract_config)
+        ids, backend, shard = [it.video_id for it in items], "zarr", 64
+    else:
+        store = open_store(base, "r")
+        try:
+            rec = store_extraction(store)
+            if rec is None:
+                raise CacheError(f"{base}: the store does not record its extraction config, so stores of other "
+                                 "grids cannot be made from it; extract them with `cli.py extract --grid`")
+            base_cfg = rec.rebuild()           # refused when this code would extract differently (key check)
+            ids, backend, shard = list(store.ids), store.backend, store.layout.shard_size
+        finally:
+            store.close()
+        if (base_cfg.grid.rows, base_cfg.grid.cols) == (rows, cols):
+            return Path(base)
     cfg = base_cfg.replace(grid=WindowConfig(rows, cols, base_cfg.grid.size), batch_size=batch_size,
                            workers=workers, device=device)
-    out = grid_store_path(base, rows, cols)
+    own = (base_cfg.grid.rows, base_cfg.grid.cols) == (rows, cols)
+    out = Path(base) if own else grid_store_path(base, rows, cols)
     if out.exists():   # complete already (same config and videos): no CLIP needed
         try:
             done = open_store(out, "r")
@@ -183,11 +205,16 @@ def _row_summary(results: dict[str, Any]) -> dict[str, Any]:
 
 def _group_metrics(run_dir: Path, part: str, groups: dict[str, str]) -> dict[str, Any]:
     """Per resolution group: metrics of each split's test predictions, then mean/std over splits."""
+    return _group_metrics_of([(int(f.parent.name.split("_")[1]), f)
+                              for f in sorted(run_dir.glob(f"split_*/predictions_{part}.csv"))], groups)
+
+
+def _group_metrics_of(csvs: Sequence[tuple[int, Path]], groups: dict[str, str]) -> dict[str, Any]:
+    """Per resolution group: metrics of each (split, predictions.csv), then mean/std over the splits."""
     per_group: dict[str, list[dict[str, Any]]] = {}
-    for pred_csv in sorted(run_dir.glob(f"split_*/predictions_{part}.csv")):
+    for split, pred_csv in csvs:
         with pred_csv.open() as fh:
             rows = list(csv.DictReader(fh))
-        split = int(pred_csv.parent.name.split("_")[1])
         for g in sorted(set(groups.values())):
             sel = [r for r in rows if groups.get(r["video_id"]) == g]
             if len(sel) < 3:
@@ -211,6 +238,8 @@ def run_ablation(cfg: AblationConfig, items: Sequence[Any] | None = None) -> dic
     out = Path(base.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg.to_json(out / f"ablation_{cfg.what}_config.json")
+    if cfg.checkpoint is not None:
+        return _windows_of_checkpoint(cfg, items)
     store = base.cached[0]
     dset = _store_descriptions(store)
     plan: list[tuple[str, dict[str, Any], TrainConfig]] = []
@@ -253,7 +282,8 @@ def run_ablation(cfg: AblationConfig, items: Sequence[Any] | None = None) -> dic
             row["groups"] = {part: _group_metrics(run_dir, part, groups) for part in res["parts"]}
         rows.append(row)
     result = {"what": cfg.what, "dataset": base.dataset, "splits": base.splits if base.train_split is None else 1,
-              "seed": base.seed, "cached": list(base.cached), "rows": rows, "config": cfg.to_dict()}
+              "seed": base.seed, "cached": list(base.cached), "rows": rows, "config": cfg.to_dict(),
+              "protocol": base.protocol}
     if groups:
         counts: dict[str, int] = {}
         for g in groups.values():
@@ -261,6 +291,79 @@ def run_ablation(cfg: AblationConfig, items: Sequence[Any] | None = None) -> dic
         result["resolution_groups"] = {g: counts.get(g, 0) for g in RESOLUTION_GROUPS}
     (out / f"ablation_{cfg.what}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / f"ablation_{cfg.what}.md").write_text(markdown_table(result))
+    return result
+
+
+def _check_extraction(ckpt: dict[str, Any], store_path: str | Path) -> None:
+    """Refuse a store made otherwise than the model's training maps (anything but the grid differs)."""
+    from cache import open_store
+
+    want = ckpt.get("extract_identity")
+    if not isinstance(want, dict):
+        log.warning("the checkpoint does not record its extraction; %s is not checked against it", store_path)
+        return
+    store = open_store(store_path, "r")
+    try:
+        have = dict(store.config)
+    finally:
+        store.close()
+    skip = ("grid", "store_embeddings")
+    diff = sorted(k for k in set(want) | set(have) if k not in skip and want.get(k) != have.get(k))
+    if diff:
+        raise CacheError(f"{store_path}: extracted otherwise than the maps the model was trained on (differs in "
+                         f"{', '.join(diff)}); only the grid may change in the window sweep. Give another "
+                         "--cached path (a new store is then extracted with the model's own settings)")
+
+
+def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> dict[str, Any]:
+    """Table 5 as the paper ran it (module doc): one trained model scored on every grid's store."""
+    from clifvqa_core.extract_config import RecordedExtraction
+    from clifvqa_core.model import read_clifvqa_checkpoint
+    from clifvqa_core.windows import WINDOW_PRESETS
+    from train.protocol import evaluate_checkpoint
+
+    base = cfg.train
+    out = Path(base.out)
+    ckpt = read_clifvqa_checkpoint(cfg.checkpoint)
+    store = base.cached[0]
+    rec = RecordedExtraction.read(ckpt, source=str(cfg.checkpoint))
+    extract_cfg = rec.config if rec is not None else None
+    if not Path(store).exists() and extract_cfg is None:
+        raise CacheError(f"{store} does not exist and {cfg.checkpoint} does not record how its maps were "
+                         "extracted; extract the dataset first (`cli.py extract`) and pass that store")
+    items = list(items) if items is not None else _load_items(base)
+    groups = _resolutions(items, out / "resolutions.json") if cfg.resolution_groups else {}
+    rows = []
+    for n in cfg.windows:
+        r, c = WINDOW_PRESETS[n]
+        path = ensure_grid_store(store, r, c, items, cfg.extract_batch_size, cfg.extract_workers,
+                                 cfg.extract_device, extract_config=extract_cfg)
+        _check_extraction(ckpt, path)
+        row_dir = out / "windows" / str(n)
+        log.info("window sweep (checkpoint): %d windows (%dx%d) from %s", n, r, c, path)
+        m = evaluate_checkpoint(cfg.checkpoint, items, [str(path)], out=row_dir, device=base.device,
+                                workers=base.workers, batch_size=max(1, base.batch_size // 2),
+                                test_clips=base.test_clips, skip_missing=base.skip_missing, check_key=False,
+                                title=f"{Path(cfg.checkpoint).name} on {base.dataset}, {n} windows ({r}x{c})")
+        row = {"row": str(n), "windows": n, "grid": f"{r}x{c}", "store": str(path), "out": str(row_dir),
+               "overall": {k: m[k] for k in ("n", "srocc", "plcc", "krocc", "rmse")}}
+        if groups:
+            g = _group_metrics_of([(0, row_dir / "predictions.csv")], groups)
+            row["groups"] = {name: {"n": (b["per_split"][0]["n"] if b["per_split"] else 0),
+                                    "srocc": b["srocc"]["mean"], "plcc": b["plcc"]["mean"]}
+                             for name, b in g.items()}
+        rows.append(row)
+    result = {"what": "windows", "mode": "checkpoint", "checkpoint": str(cfg.checkpoint), "dataset": base.dataset,
+              "cached": list(base.cached), "rows": rows, "config": cfg.to_dict(),
+              "trained_on": json.loads(ckpt["train_config"]).get("dataset") if ckpt.get("train_config") else None}
+    if groups:
+        counts = {g: 0 for g in RESOLUTION_GROUPS}
+        for v in {it.video_id for it in items}:
+            if v in groups:
+                counts[groups[v]] += 1
+        result["resolution_groups"] = counts
+    (out / "ablation_windows.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / "ablation_windows.md").write_text(markdown_table(result))
     return result
 
 
@@ -297,6 +400,8 @@ def _pair(block: dict[str, Any]) -> str:
 def markdown_table(result: dict[str, Any]) -> str:
     """The ablation as a Markdown table in the layout of the paper's Tables 3, 4 or 5."""
     what, rows = result["what"], result["rows"]
+    if result.get("mode") == "checkpoint":
+        return _checkpoint_windows_table(result)
     parts = list(rows[0]["parts"]) if rows else []
     n_splits = result["splits"]
     head = {"modules": "Table 3 layout: ablation of the three components",
@@ -304,6 +409,10 @@ def markdown_table(result: dict[str, Any]) -> str:
             "windows": "Table 5 layout: number of windows (CLIP samples per frame)"}[what]
     lines = [f"# {head} - {result['dataset']}", "",
              f"Mean over {n_splits} split(s), std over splits in brackets; seed {result['seed']}.", ""]
+    if result.get("protocol") == "paper":
+        from train.protocol import PROTOCOL_LABELS
+
+        lines[3:3] = [f"**{PROTOCOL_LABELS['paper']}** (resolution groups: last epoch's predictions).", ""]
     if what == "modules":
         multi = len(parts) > 1
         cols = [f"{p} SROCC | {p} PLCC" if multi else "SROCC | PLCC" for p in parts]
@@ -339,4 +448,26 @@ def markdown_table(result: dict[str, Any]) -> str:
             lines += ["", "Videos per resolution group (short side): " + ", ".join(
                 f"{g}: {n}" for g, n in result["resolution_groups"].items()) +
                 ("" if show_groups else " - one group only, so no per-group columns.")]
+    return "\n".join(lines) + "\n"
+
+
+def _checkpoint_windows_table(result: dict[str, Any]) -> str:
+    """Table 5's layout for one model: windows x (all, <=540p, 720p, 1080p) SROCC/PLCC."""
+    counts = result.get("resolution_groups", {})
+    groups = [g for g in RESOLUTION_GROUPS if counts.get(g)]
+    trained = f", trained on {result['trained_on']}" if result.get("trained_on") else ""
+    lines = [f"# Table 5 layout: number of windows (CLIP samples per frame) - {result['dataset']}", "",
+             f"One model ({result['checkpoint']}{trained}) scored on every video at each window count; no "
+             "training per row.", "",
+             "| Windows | Grid | all SROCC/PLCC | " + " | ".join(f"{g} SROCC/PLCC" for g in groups) + " |",
+             "|---|---|---|" + "---|" * len(groups)]
+    for r in result["rows"]:
+        vals = [f"{_f(r['overall']['srocc'])}/{_f(r['overall']['plcc'])}"]
+        for g in groups:
+            b = r.get("groups", {}).get(g, {})
+            vals.append(f"{_f(b.get('srocc'))}/{_f(b.get('plcc'))}" if b.get("n") else "-")
+        lines.append(f"| {r['row']} | {r['grid']} | " + " | ".join(vals) + " |")
+    if counts:
+        lines += ["", "Videos per resolution group (short side): " + ", ".join(f"{g}: {n}" for g, n in counts.items())
+                  + "; groups of fewer than 3 videos show '-'."]
     return "\n".join(lines) + "\n"

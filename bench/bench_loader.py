@@ -1,0 +1,214 @@
+"""Benchmark: stage two's training sample against the decode limit, per video class.
+
+For each video, the same training samples (same seed, epochs 0..n-1, so the same clip indices and fragment
+offsets) are produced two ways, interleaved so that machine load hits both alike:
+
+* **ours**: ``VideoQualityDataset.__getitem__`` in train mode (cached per-video index -> clip indices ->
+  decode from the keyframe before the first needed frame, each frame cut and normalised as it arrives);
+* **limit**: a bare PyAV loop that decodes exactly what the sample needs and nothing else: open, seek to
+  the keyframe before the first needed frame, decode up to the last needed frame, convert the needed
+  frames to RGB (no cutting, no normalising; keyframe positions demuxed beforehand, as the dataset caches).
+
+Both run in this process with FFmpeg's own thread count, as the dataset does outside DataLoader workers.
+ratio = ours samples/s / limit samples/s (target >= 0.9). Also reported: the first (cold) sample, which
+builds the video index, and the fragments step alone (``fragments_from_frames`` on decoded frames).
+
+Video classes, generated (libx264, moving texture): 540p 16:9, 720p portrait, 1080p with 2 s GOPs, 240p;
+plus every mp4 in ../shared/videos when present.
+
+    python -m bench.bench_loader [--out results.json] [--samples 6] [--repeats 2] [--seconds 8]
+        [--classes 540p,720p_portrait,1080p_2s_gop,240p] [--no-shared] [--workdir DIR]
+
+Timings on a shared CPU are noisy: each sample's figure is the best of --repeats runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import av
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.bench_video import _texture_frames  # noqa: E402
+from clifvqa_core.fragments import FragmentConfig, fragments_from_frames  # noqa: E402
+from clifvqa_core.model import ModelConfig  # noqa: E402
+from clifvqa_core.video import fastvqa_clip_indices, index_video, read_frames  # noqa: E402
+from clifvqa_core.videowrite import write_video  # noqa: E402
+from train.data import MapTable, MosScale, VideoQualityDataset  # noqa: E402
+
+FPS = 30
+#: name -> (width, height, x264 options beyond preset/crf)
+CLASSES = {
+    "540p": (960, 540, {}),
+    "720p_portrait": (720, 1280, {}),
+    "1080p_2s_gop": (1920, 1080, {"g": str(2 * FPS), "keyint_min": str(2 * FPS), "sc_threshold": "0"}),
+    "240p": (426, 240, {}),
+}
+SHARED = REPO.parent / "shared" / "videos"
+
+
+@dataclass(frozen=True)
+class _Item:
+    video_id: str
+    path: Path
+    mos: float
+
+
+def make_videos(workdir: Path, names: Sequence[str], seconds: float) -> dict[str, Path]:
+    """The generated class videos (re-used when already present in workdir)."""
+    out = {}
+    for name in names:
+        w, h, extra = CLASSES[name]
+        n = int(round(seconds * FPS))
+        path = workdir / f"{name}_{seconds:g}s.mp4"
+        if not path.exists():
+            t0 = time.perf_counter()
+            tmp = path.with_suffix(".part.mp4")
+            write_video(tmp, _texture_frames(n, h, w, seed=n + w), fps=FPS, codec="libx264",
+                        options={"preset": "ultrafast", "crf": "23", **extra})
+            tmp.rename(path)
+            print(f"generated {path.name} ({w}x{h}, {n} frames) in {time.perf_counter() - t0:.1f} s", flush=True)
+        out[name] = path
+    return out
+
+
+def _dataset(path: Path, seed: int) -> VideoQualityDataset:
+    """A one-video training set with the FAST-VQA-B fragment sampler (maps are placeholders)."""
+    cfg = ModelConfig()
+    table = MapTable(ids=["v"], maps=torch.zeros(1, 2 * cfg.num_descriptions, cfg.frames), mos=np.array([1.0]),
+                     sources=["bench"], description_set="", description_hash="", selected=(), logit_scale=None)
+    return VideoQualityDataset([_Item("v", path, 1.0)], table, MosScale(0.0, 1.0), cfg, "train", seed=seed)
+
+
+def _sample_indices(ds: VideoQualityDataset, epoch: int, frame_count: int) -> np.ndarray:
+    """The frame indices the dataset's sample of this epoch needs (same rng stream as the dataset)."""
+    fc = FragmentConfig()
+    rng = np.random.default_rng([ds.seed, epoch, 0])
+    rng.integers(0, 2**62)  # the dataset draws the fragment-offset seed first
+    return fastvqa_clip_indices(frame_count, 1, fc.clip_len, fc.stride, rng=rng).reshape(-1)
+
+
+def _keyframes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted pts of every frame, sorted pts of keyframes) from one demux pass."""
+    pts, keys = [], []
+    with av.open(str(path)) as c:
+        for p in c.demux(c.streams.video[0]):
+            if p.pts is not None and p.size:
+                pts.append(p.pts)
+                if p.is_keyframe:
+                    keys.append(p.pts)
+    return np.sort(np.asarray(pts, np.int64)), np.sort(np.asarray(keys, np.int64))
+
+
+def decode_limit(path: Path, indices: np.ndarray, pts: np.ndarray, keys: np.ndarray) -> int:
+    """Decode exactly the frames ``indices`` need: seek to the keyframe before the first, decode to the last,
+    convert the needed ones to RGB. -> number of frames decoded."""
+    need = np.unique(indices)
+    first, last = int(need[0]), int(need[-1])
+    key = keys[np.searchsorted(keys, pts[first], side="right") - 1]
+    wanted = set(int(pts[i]) for i in need)
+    decoded = 0
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        c.seek(int(key), stream=s, backward=True, any_frame=False)
+        for frame in c.decode(s):
+            decoded += 1
+            if frame.pts in wanted:
+                frame.to_ndarray(format="rgb24")
+            if frame.pts >= pts[last]:
+                break
+    return decoded
+
+
+def run_one(name: str, path: Path, samples: int, repeats: int, seed: int = 0) -> dict:
+    ds = _dataset(path, seed)
+    t0 = time.perf_counter()
+    ds.set_epoch(0)
+    ds[0]  # cold: builds the per-video index (probe + packet table), as each worker's first sample does
+    cold = time.perf_counter() - t0
+    info = index_video(path).info
+    pts, keys = _keyframes(path)
+    ours, limit, frames_decoded = [], [], []
+    for epoch in range(samples):
+        idx = _sample_indices(ds, epoch, info.frame_count)
+        best_o = best_l = float("inf")
+        for _ in range(repeats):
+            ds.set_epoch(epoch)
+            t0 = time.perf_counter()
+            ds[0]
+            best_o = min(best_o, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            n = decode_limit(path, idx, pts, keys)
+            best_l = min(best_l, time.perf_counter() - t0)
+        ours.append(best_o)
+        limit.append(best_l)
+        frames_decoded.append(n)
+    # the fragments step alone, on the frames of the last sample
+    frames = read_frames(path, idx, info)
+    best_f = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fragments_from_frames(frames, 1, FragmentConfig(), torch.Generator().manual_seed(0))
+        best_f = min(best_f, time.perf_counter() - t0)
+    ours_rate, limit_rate = samples / sum(ours), samples / sum(limit)
+    return {"video": name, "size": f"{info.width}x{info.height}", "frames": info.frame_count,
+            "samples": samples, "decoded_per_sample": round(float(np.mean(frames_decoded)), 1),
+            "ours_samples_per_s": round(ours_rate, 3), "limit_samples_per_s": round(limit_rate, 3),
+            "ratio": round(ours_rate / limit_rate, 3), "cold_first_sample_s": round(cold, 3),
+            "ours_ms": round(1e3 * sum(ours) / samples, 1), "limit_ms": round(1e3 * sum(limit) / samples, 1),
+            "fragments_step_ms": round(1e3 * best_f, 1)}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--samples", type=int, default=6, help="training samples per video (epochs 0..n-1)")
+    ap.add_argument("--repeats", type=int, default=2, help="best of N runs per sample (default 2)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of the generated videos (default 8 s)")
+    ap.add_argument("--classes", default=",".join(CLASSES), help="comma-separated generated classes")
+    ap.add_argument("--no-shared", action="store_true", help="skip ../shared/videos")
+    ap.add_argument("--workdir", type=Path, help="keep/reuse the generated videos here (default: a temp dir)")
+    args = ap.parse_args(argv)
+    names = [n for n in args.classes.split(",") if n]
+    unknown = [n for n in names if n not in CLASSES]
+    if unknown:
+        ap.error(f"unknown class {unknown[0]!r}; known: {', '.join(CLASSES)}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        videos = dict(make_videos(workdir, names, args.seconds))
+        if not args.no_shared and SHARED.is_dir():
+            videos.update({f"shared/{p.name}": p for p in sorted(SHARED.glob("*.mp4"))})
+        print(f"{'video':34s} {'size':>10s} {'ours/s':>8s} {'limit/s':>8s} {'ratio':>6s} {'frag ms':>8s} "
+              f"{'cold s':>7s}", flush=True)
+        for name, path in videos.items():
+            r = run_one(name, path, max(1, args.samples), max(1, args.repeats))
+            rows.append(r)
+            print(f"{name[:34]:34s} {r['size']:>10s} {r['ours_samples_per_s']:8.2f} {r['limit_samples_per_s']:8.2f} "
+                  f"{r['ratio']:6.2f} {r['fragments_step_ms']:8.1f} {r['cold_first_sample_s']:7.2f}", flush=True)
+    summary = {"min_ratio": min(r["ratio"] for r in rows), "all_at_least_0.9": all(r["ratio"] >= 0.9 for r in rows),
+               "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None, "cpu_count": os.cpu_count()}
+    print(json.dumps(summary))
+    result = {"rows": rows, "summary": summary, "repeats": args.repeats,
+              "note": "one process, FFmpeg threads = its default; shared CPU, best of repeats per sample"}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() else 1)

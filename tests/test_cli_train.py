@@ -1,0 +1,29 @@
+"""cli.py train/demo options: the model presets in --help, an unknown preset's one-line error, -v after the
+subcommand."""
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from cli import main
+
+
+def test_train_help_lists_the_presets():
+    res = CliRunner().invoke(main, ["train", "--help"])
+    assert res.exit_code == 0
+    assert "fastvqa-b" in res.output and "cpu" in res.output and "tiny" in res.output
+
+
+def test_unknown_preset_lists_the_valid_ones(tmp_path):
+    res = CliRunner().invoke(main, ["train", "--cached", str(tmp_path / "s.zarr"), "--root", str(tmp_path),
+                                    "--out", str(tmp_path / "run"), "--model-config", "cpux"])
+    assert res.exit_code == 1
+    assert "unknown model preset 'cpux'" in res.output and "fastvqa-b, cpu, tiny" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_verbose_is_accepted_after_the_subcommand():
+    for args in (["datasets", "-v"], ["datasets", "-vv"], ["datasets", "--verbose"], ["-v", "datasets"]):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, (args, res.output)
+    res = CliRunner().invoke(main, ["datasets", "-x"])
+    assert res.exit_code == 2                     # other unknown options are still refused
