@@ -14,10 +14,11 @@ from clifvqa_core.errors import ClifVQAError
 
 
 class _Group(click.Group):
-    """The command group; ``-v``/``-vv``/``--verbose`` are also accepted after the subcommand
-    (``cli.py train -v ...``): they are moved in front of it before parsing (none of the commands has a
-    ``-v`` of its own; nothing after ``--`` is touched). It is also the one error mapping of every command (sub-groups
-    included): a ClifVQAError that a command lets through ends as one line ``Error: ...`` and exit status 1."""
+    """The command group. One error mapping for every command (sub-groups included): a ClifVQAError that a
+    command lets through ends as one line ``Error: ...`` and exit status 1, never a traceback.
+    ``-v``/``-vv``/``--verbose`` are also accepted after the subcommand (``cli.py train -v ...``): they are
+    moved in front of it before parsing (none of the commands has a ``-v`` of its own; nothing after ``--``
+    is touched)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
@@ -54,8 +55,13 @@ def _fail(exc: Exception) -> None:
 
 # ---- shared options ------------------------------------------------------------------------------
 
+_OUTSIDE_ROOT = click.option("--allow-outside-root", is_flag=True,
+                             help="Accept label paths outside --root (absolute or ../).")
+
+
 def dataset_options(source: str):
-    """--dataset, --root, --labels and --skip-missing, declared once for every command that reads a dataset.
+    """--dataset, --root, --labels, --skip-missing (and --allow-outside-root where labels are read), declared
+    once for every command that reads a dataset.
 
     ``source``: "explicit" (extract: name and root required), "store" (train, evaluate: default to what the
     first feature store records), "store-csv" (ablate, probe vsfa: a csv/other dataset next to the store).
@@ -67,7 +73,8 @@ def dataset_options(source: str):
                              help="Folder holding the videos."),
                 click.option("--labels", type=click.Path(path_type=Path), default=None,
                              help="Label file (default: the dataset's own)."),
-                click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root.")]
+                click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root."),
+                _OUTSIDE_ROOT]
     elif source == "store":
         opts = [click.option("--dataset", default=None,
                              help="Dataset name (see `datasets`; default: the one the store records, else csv)."),
@@ -77,7 +84,8 @@ def dataset_options(source: str):
                 click.option("--labels", type=click.Path(path_type=Path), default=None,
                              help="Label file (default: the store's, refused if it changed since extraction)."),
                 click.option("--skip-missing", is_flag=True,
-                             help="Go on without videos absent from --root or from the cache.")]
+                             help="Go on without videos absent from --root or from the cache."),
+                _OUTSIDE_ROOT]
     elif source == "store-csv":
         opts = [click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`)."),
                 click.option("--root", required=True, type=click.Path(path_type=Path),
@@ -182,7 +190,6 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
               help="auto: fp16 autocast on CUDA, fp32 on CPU.")
 @click.option("--store-embeddings", is_flag=True, help="Also store window image embeddings [T, rows, cols, D].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (quick runs).")
-@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 @click.option("--retry-failed", is_flag=True, help="Retry videos recorded in failures.jsonl by an earlier run.")
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
               help="Videos per shard (unit of writing and resuming; used when the store is created).")
@@ -325,7 +332,6 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
               train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
               batch_size, lr, loss, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume, workers,
@@ -356,7 +362,8 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
             cfg = TrainConfig(
                 cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
                 labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
-                allow_outside_root=allow_outside_root, splits=splits, train_split=data["train_split"], eval_splits=data["eval_splits"],
+                allow_outside_root=allow_outside_root, splits=splits, train_split=data["train_split"],
+                eval_splits=data["eval_splits"],
                 model=model_config_from_spec(model_config, descriptions, no_semantic, no_spatial, no_regressor,
                                              tuple(str(c) for c in cached)),
                 init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
@@ -386,7 +393,6 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
-@click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing,
                  allow_outside_root) -> None:
     """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.

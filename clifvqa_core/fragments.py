@@ -303,21 +303,20 @@ def read_fragments(path: str | Path, indices: np.ndarray, cfg: FragmentConfig = 
 def clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
                    rng: np.random.Generator, generator: torch.Generator, index: Any = None,
                    threads: int = 0) -> Tensor:
-    """Fragments of ``num_clips`` FAST-VQA clips (``video.fastvqa_clip_indices`` drawn with ``rng``) of a video
-    file or of its decoded uint8 frames [N, H, W, 3] (all of them, in order) -> normalised float32
-    [num_clips, 3, clip_len, S, S]; fragment offsets from ``generator``. A file is decoded and cut in one pass
-    (:func:`read_fragments`, bounded memory); ``index``/``threads`` as there."""
+    """``num_clips`` FAST-VQA clips (``video.fastvqa_clip_indices`` with ``rng``) of a video file, decoded and
+    cut in one pass (:func:`read_fragments`), or of its decoded uint8 frames [N, H, W, 3] (all of them, in
+    order) -> normalised float32 [num_clips, 3, clip_len, S, S]; ``generator`` draws the fragment offsets."""
     from .video import fastvqa_clip_indices, index_video   # lazy: decoding is optional here
 
     if isinstance(video, (str, Path)):
         vi = index if index is not None else index_video(video)
         idx = fastvqa_clip_indices(max(vi.info.frame_count, 1), num_clips, cfg.clip_len, cfg.stride, rng=rng)
         return read_fragments(video, idx, cfg, generator=generator, index=vi, threads=threads)
-    all_frames = torch.as_tensor(video)
-    if all_frames.dim() != 4 or all_frames.shape[-1] != 3 or all_frames.shape[0] < 1:
-        raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(all_frames.shape)}")
-    idx = fastvqa_clip_indices(int(all_frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
-    return fragments_from_frames(all_frames[torch.from_numpy(idx.reshape(-1))], num_clips, cfg, generator=generator)
+    frames = torch.as_tensor(video)
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(frames.shape)}")
+    idx = fastvqa_clip_indices(int(frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
+    return fragments_from_frames(frames[torch.from_numpy(idx.reshape(-1))], num_clips, cfg, generator=generator)
 
 
 def sample_clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,

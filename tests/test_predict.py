@@ -291,3 +291,23 @@ def test_checkpoint_errors_say_what_the_file_is(trained, tmp_path):
                                         "--no-progress"])
         assert res.exit_code == 1 and said in res.output and "model.pt" in res.output, res.output
         assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_predictions_disk_full_is_one_line(tmp_path, monkeypatch):
+    """A full disk while finishing the predictions file: one StorageError line naming the file, no traceback."""
+    import errno
+
+    import train.predict as predict_mod
+    from clifvqa_core.errors import StorageError
+    from train.predict import PredictionWriter
+
+    w = PredictionWriter(tmp_path / "p.csv")
+    w.write(PredictionRow("a.mp4", score=1.0))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(predict_mod.os, "fsync", full)
+    with pytest.raises(StorageError, match=r"p\.csv: cannot write predictions: no space left on device"):
+        w.close()
+    assert not (tmp_path / "p.csv").exists() and (tmp_path / "p.csv.partial").is_file()   # rows kept

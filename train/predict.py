@@ -303,8 +303,8 @@ class PredictionWriter:
     with :data:`OUTPUT_COLUMNS` (NaN empty), each row written and flushed by :meth:`write`.
 
     Opening checks that the file can be written (StorageError, one line, naming the path and "no space left
-    on device" when that is the cause) before any video is scored. The CSV is written under ``out`` + ``.partial`` and
-    renamed at close; after a crash the ``.partial`` file holds every row scored so far.
+    on device" when that is the cause) before any video is scored. The CSV is written under ``out`` +
+    ``.partial`` and renamed at close; after a crash the ``.partial`` file holds every row scored so far.
     """
 
     def __init__(self, out: str | Path, meta: dict[str, Any] | None = None) -> None:

@@ -296,6 +296,7 @@ def run_ablation(cfg: AblationConfig, items: Sequence[Any] | None = None) -> dic
 
 def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> dict[str, Any]:
     """Table 5 as the paper ran it (module doc): one trained model scored on every grid's store."""
+    from clifvqa_core.extract_config import RecordedExtraction
     from clifvqa_core.model import read_clifvqa_checkpoint
     from clifvqa_core.windows import WINDOW_PRESETS
     from train.protocol import evaluate_checkpoint
@@ -304,7 +305,8 @@ def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> 
     out = Path(base.out)
     ckpt = read_clifvqa_checkpoint(cfg.checkpoint)
     store = base.cached[0]
-    extract_cfg = ckpt.get("extract_config") if isinstance(ckpt.get("extract_config"), dict) else None
+    rec = RecordedExtraction.read(ckpt, source=str(cfg.checkpoint))
+    extract_cfg = rec.config if rec is not None else None
     if not Path(store).exists() and extract_cfg is None:
         raise CacheError(f"{store} does not exist and {cfg.checkpoint} does not record how its maps were "
                          "extracted; extract the dataset first (`cli.py extract`) and pass that store")

@@ -332,7 +332,9 @@ def _plot(res: dict[str, Any], frames: np.ndarray, rows: list[dict[str, Any]], t
             ax.imshow(q["canvas"])
             im_q = ax.imshow(q["qmap"], cmap="RdYlGn", vmin=-qlim, vmax=qlim, alpha=0.45,
                              extent=(0, q["canvas"].shape[1], q["canvas"].shape[0], 0), interpolation="nearest")
-            ax.set_title(f"FAST-VQA local quality\n(fragments, time slot {q['slot']})", fontsize=9)
+            # the clip is centred on this panel's frame: name its frames (the slot is the same in every panel)
+            ax.set_title(f"FAST-VQA local quality\n(fragments of frames {q['clip'][0]}-{q['clip'][-1]}, "
+                         f"centre {r_['video_frame']})", fontsize=9)
             ax.axis("off")
     if im_sem is not None and top_idx:
         cb = fig.colorbar(im_sem, ax=axes[:, 1:1 + len(top_idx)].ravel().tolist(), shrink=0.8, pad=0.01)

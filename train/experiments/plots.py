@@ -80,7 +80,11 @@ def plot_objective_responses(probe: dict[str, Any], path: str | Path) -> Path:
         ax.set_ylabel("response: mean probability (%)")
         from clifvqa_core.distortions import CHANGE_STEPS
 
-        ax.set_title(f"{kind} ({CHANGE_STEPS.get(kind, '')})", fontsize=12)
+        import textwrap
+
+        # the step text is long for some changes (compression): wrapped under the name, never cut
+        steps = textwrap.fill(str(CHANGE_STEPS.get(kind, "")), 48)
+        ax.set_title(f"{kind}\n{steps}" if steps else kind, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9, loc="best")
     for ax in list(axes.flat)[len(changes):]:
