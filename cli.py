@@ -16,7 +16,8 @@ from clifvqa_core.errors import ClifVQAError
 class _Group(click.Group):
     """The command group; ``-v``/``-vv``/``--verbose`` are also accepted after the subcommand
     (``cli.py train -v ...``): they are moved in front of it before parsing (none of the commands has a
-    ``-v`` of its own; nothing after ``--`` is touched)."""
+    ``-v`` of its own; nothing after ``--`` is touched). It is also the one error mapping of every command (sub-groups
+    included): a ClifVQAError that a command lets through ends as one line ``Error: ...`` and exit status 1."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         cmd = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
@@ -24,6 +25,12 @@ class _Group(click.Group):
         verbose = [a for a in args[cmd:end] if a == "--verbose" or (len(a) > 1 and a.strip("v") == "-")]
         rest = [a for a in args[cmd:end] if a not in verbose]
         return super().parse_args(ctx, args[:cmd] + verbose + rest + args[end:])
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ClifVQAError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,8 +48,53 @@ def main(verbose: int) -> None:
 
 
 def _fail(exc: Exception) -> None:
-    """User errors end with a one-line message and exit status 1, never a traceback."""
+    """User errors end with a one-line message and exit status 1, never a traceback (as :class:`_Group`)."""
     raise click.ClickException(str(exc)) from exc
+
+
+# ---- shared options ------------------------------------------------------------------------------
+
+def dataset_options(source: str):
+    """--dataset, --root, --labels and --skip-missing, declared once for every command that reads a dataset.
+
+    ``source``: "explicit" (extract: name and root required), "store" (train, evaluate: default to what the
+    first feature store records), "store-csv" (ablate, probe vsfa: a csv/other dataset next to the store).
+    """
+    if source == "explicit":
+        opts = [click.option("--dataset", required=True,
+                             help="Dataset name (lsvq, konvid1k, livevqc, youtubeugc, csv, folder)."),
+                click.option("--root", required=True, type=click.Path(path_type=Path),
+                             help="Folder holding the videos."),
+                click.option("--labels", type=click.Path(path_type=Path), default=None,
+                             help="Label file (default: the dataset's own)."),
+                click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root.")]
+    elif source == "store":
+        opts = [click.option("--dataset", default=None,
+                             help="Dataset name (see `datasets`; default: the one the store records, else csv)."),
+                click.option("--root", type=click.Path(path_type=Path), default=None,
+                             help="Folder holding the videos (default: the one the store records; give it for a "
+                                  "moved dataset)."),
+                click.option("--labels", type=click.Path(path_type=Path), default=None,
+                             help="Label file (default: the store's, refused if it changed since extraction)."),
+                click.option("--skip-missing", is_flag=True,
+                             help="Go on without videos absent from --root or from the cache.")]
+    elif source == "store-csv":
+        opts = [click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`)."),
+                click.option("--root", required=True, type=click.Path(path_type=Path),
+                             help="Folder holding the videos."),
+                click.option("--labels", type=click.Path(path_type=Path), default=None,
+                             help="Label file (default: the dataset's own)."),
+                click.option("--skip-missing", is_flag=True,
+                             help="Go on without videos absent from --root or from the cache.")]
+    else:
+        raise ValueError(f"dataset_options: unknown source {source!r}")
+
+    def apply(fn):
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return apply
 
 
 # ---- foundation: info, datasets, make-demo-data -------------------------------------------------
@@ -108,9 +160,7 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 # ---- stage one: extract, cache ------------------------------------------------------------------
 
 @main.command("extract")
-@click.option("--dataset", required=True, help="Dataset name (lsvq, konvid1k, livevqc, youtubeugc, csv, folder).")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@dataset_options("explicit")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Feature store directory to create or resume.")
 @click.option("--split", default=None,
               help="Only this split (default: every split whose label file is under --root, into one store).")
@@ -132,7 +182,6 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
               help="auto: fp16 autocast on CUDA, fp32 on CPU.")
 @click.option("--store-embeddings", is_flag=True, help="Also store window image embeddings [T, rows, cols, D].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (quick runs).")
-@click.option("--skip-missing", is_flag=True, help="Go on without videos listed but absent from --root.")
 @click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 @click.option("--retry-failed", is_flag=True, help="Retry videos recorded in failures.jsonl by an earlier run.")
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
@@ -182,8 +231,9 @@ def cache_group() -> None:
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the whole info as JSON.")
 def cache_info_cmd(store: Path, as_json: bool) -> None:
-    """Config, counts (done / failed / missing) and size on disk of STORE."""
-    from cache import human_bytes, open_store
+    """Counts (done / failed / missing), layout, CLIP, descriptions, size and dataset of STORE (--json: all)."""
+    from cache import open_store
+    from cache.summary import format_info
 
     try:
         info = open_store(store).info()
@@ -192,30 +242,7 @@ def cache_info_cmd(store: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
-    cfg, lay = info["config"], info["layout"]
-    click.echo(f"store     {info['path']} ({info['backend']}, format {info['format_version']}, key {info['key']})")
-    click.echo(f"videos    {info['videos']}: {info['done']} done, {info['failed']} failed, {info['missing']} missing; "
-               f"{info['labelled']} labelled")
-    click.echo(f"layout    T={lay['frames']} grid={lay['rows']}x{lay['cols']} r={lay['r']} embed_dim={lay['embed_dim']} "
-               f"shard_size={lay['shard_size']}")
-    click.echo(f"clip      {cfg.get('clip_model')} weights={cfg.get('clip_weights')} "
-               f"activation={cfg.get('clip_activation', '<not recorded: made before it was>')} "
-               f"descriptions={cfg.get('descriptions', {}).get('name')}")
-    click.echo(f"size      {human_bytes(info['size_bytes'])}")
-    src = info.get("source")
-    if src is None:
-        click.echo("dataset   not recorded (a store made before stores recorded their dataset: train needs "
-                   "--dataset/--root/--labels)")
-    else:
-        from cache.source import StoreSource
-
-        parsed = StoreSource.from_attrs({"source": src})
-        click.echo(f"dataset   {src['dataset']} at {src['root']}")
-        click.echo("splits    " + (", ".join(f"{name} {len(parsed.rows(name))}" for name in parsed.split_names)
-                                   or "none"))
-        for name, rec in src["labels"].items():
-            click.echo(f"labels    {name}: {rec['path']} (sha256 {rec['sha256'][:12]})")
-    click.echo("config    " + json.dumps(cfg, sort_keys=True))
+    click.echo(format_info(info))
 
 
 @cache_group.command("verify")
@@ -252,63 +279,13 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
     click.echo(f"{store}: {len(removed)} leftover(s) removed")
 
 
-# ---- spatial branch: fastvqa --------------------------------------------------------------------
-
-@main.command("score-fastvqa")
-@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="FAST-VQA-B / FasterVQA, DOVER or Kinetics-400 Video Swin-T file (default: random init).")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the checkpoint (runs its code).")
-@click.option("--preset", type=click.Choice(["fastvqa_b", "tiny"]), default="fastvqa_b", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int, help="Test-clip sampling seed.")
-@click.option("--sigmoid", is_flag=True, help="Map raw scores to (0, 1) as FAST-VQA's demo does.")
-@click.option("--device", default="cpu", show_default=True)
-def score_fastvqa_cmd(videos: tuple[Path, ...], checkpoint: Path | None, trust_checkpoint: bool, preset: str,
-                      seed: int, sigmoid: bool, device: str) -> None:
-    """Score VIDEOS with the FAST-VQA baseline (4 seeded test clips averaged); one JSON line per video."""
-    from clifvqa_core.fastvqa import FastVQA, SpatialConfig, score_video
-
-    cfg = getattr(SpatialConfig, preset)()
-    try:
-        if checkpoint is not None:
-            model, report = FastVQA.from_checkpoint(checkpoint, trust=trust_checkpoint, cfg=cfg)
-            click.echo(report.summary(), err=True)
-        else:
-            click.echo("no --checkpoint: scoring with random weights (a smoke test, not a quality score)", err=True)
-            model = FastVQA(cfg)
-        model.to(device).eval()
-        for v in videos:
-            click.echo(json.dumps({"path": str(v), "score": score_video(model, v, seed=seed, sigmoid=sigmoid)}))
-    except ClifVQAError as exc:
-        _fail(exc)
-
-
 # ---- stage two: train, evaluate, predict, demo --------------------------------------------------
-
-def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: bool, no_regressor: bool,
-                  cached: tuple[str, ...]):
-    """--model-config: a preset (fastvqa-b | cpu | tiny; T and r' then come from the cache) or a ModelConfig JSON."""
-    from clifvqa_core.model import ModelConfig
-    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
-    from train.protocol import fit_model_to_cache
-
-    switches = dict(use_semantic=not no_semantic and descriptions != "none", use_spatial=not no_spatial,
-                    use_regressor=not no_regressor, descriptions=descriptions)
-    if spec in MODEL_PRESETS or not (Path(spec).is_file() or spec.lstrip().startswith("{")):
-        return fit_model_to_cache(model_preset(spec, **switches), cached)   # an unknown name lists the presets
-    return ModelConfig.from_json(Path(spec)).replace(**switches)
-
 
 @main.command("train")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A train_config.json (e.g. of an earlier run); other options are then ignored except --resume.")
 @click.option("--cached", multiple=True, help="Feature store(s) made by `extract` (repeat to join several).")
-@click.option("--dataset", default=None,
-              help="Dataset name (see `datasets`; default: the one the store records, else csv).")
-@click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Folder holding the videos (default: the one the store records; give it for a moved dataset).")
-@click.option("--labels", type=click.Path(path_type=Path), default=None,
-              help="Label file (default: the store's, refused if it changed since extraction).")
+@dataset_options("store")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (results, checkpoints).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Random 80/20 splits.")
 @click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -348,7 +325,6 @@ def _model_config(spec: str, descriptions: str, no_semantic: bool, no_spatial: b
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
 @click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
               train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
@@ -363,12 +339,13 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
     store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
     """
     from clifvqa_core.train_config import TrainConfig
-    from train.protocol import data_defaults, run_training
+    from train.protocol import data_defaults, is_model_preset, model_config_from_spec, run_training
 
     try:
         if config_path is not None:
             cfg = TrainConfig.from_json(config_path)
         else:
+            is_model_preset(model_config)   # an unknown preset name is refused before any store is opened
             ctx = click.get_current_context()
             data = data_defaults([str(c) for c in cached], dataset, None if root is None else str(root), train_split,
                                  [s for s in eval_splits.split(",") if s],
@@ -380,8 +357,8 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
                 cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
                 labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
                 allow_outside_root=allow_outside_root, splits=splits, train_split=data["train_split"], eval_splits=data["eval_splits"],
-                model=_model_config(model_config, descriptions, no_semantic, no_spatial, no_regressor,
-                                    tuple(str(c) for c in cached)),
+                model=model_config_from_spec(model_config, descriptions, no_semantic, no_spatial, no_regressor,
+                                             tuple(str(c) for c in cached)),
                 init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
                 freeze_backbone_epochs=freeze_backbone_epochs, test_fraction=test_fraction, protocol=protocol,
                 test_clips=test_clips, workers=workers, device=device, seed=seed,
@@ -402,18 +379,13 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 
 @main.command("evaluate")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A model.pt written by `train`.")
-@click.option("--dataset", default=None, help="Dataset name (default: the one the store records).")
-@click.option("--root", default=None, type=click.Path(path_type=Path),
-              help="Folder holding the videos (default: the one the store records).")
+@dataset_options("store")
 @click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None,
-              help="Label file (default: the store's, refused if it changed since extraction).")
 @click.option("--split", default=None,
               help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
-@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
 @click.option("--allow-outside-root", is_flag=True, help="Accept label paths outside --root (absolute or ../).")
 def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing,
                  allow_outside_root) -> None:
@@ -467,19 +439,23 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
     least one file was scored, 1 when none was.
     """
-    from train.predict import format_table, predict_paths, summary_line, write_predictions
+    from train.predict import PredictionWriter, format_table, predict_paths, summary_line
 
+    writer = None
     try:
+        writer = None if out is None else PredictionWriter(out, meta={
+            "checkpoint": str(checkpoint), "baseline": baseline, "cached": None if cached is None else str(cached)})
         rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
                              trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
-                             progress=progress)
+                             progress=progress, writer=writer)
+        if writer is not None:
+            writer.close(rows)
     except ClifVQAError as exc:
+        if writer is not None and not writer.written:
+            writer.discard()          # nothing scored: leave no empty .partial behind
         _fail(exc)
         return
-    if out is not None:
-        write_predictions(rows, out, meta={"checkpoint": str(checkpoint), "baseline": baseline,
-                                           "cached": None if cached is None else str(cached)})
-    else:
+    if out is None:
         click.echo(format_table(rows))
     click.echo(summary_line(rows) + (f" -> {out}" if out is not None else ""), err=True)
     if not any(r.ok for r in rows):
@@ -498,9 +474,8 @@ def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) 
     """Synthetic data -> CLIP maps (ViT-B-32) -> small CLiF-VQA -> held-out scenes -> predict (CPU, < 15 min)."""
     from train.demo import DemoConfig, format_summary, run_demo
 
-    for name in ("train.demo", "train.loop"):   # stage messages and per-epoch lines are the demo's progress
-        if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
-            logging.getLogger(name).setLevel(logging.INFO)
+    if logging.getLogger("train.demo").getEffectiveLevel() > logging.INFO:   # stage messages; training has its bar
+        logging.getLogger("train.demo").setLevel(logging.INFO)
     try:
         result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained), out)
     except ClifVQAError as exc:
@@ -510,12 +485,10 @@ def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) 
 
 # ---- experiments: ablate, probe, explain --------------------------------------------------------
 
-def _auto_device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
+def _device_name(name: str) -> str:
+    from clifvqa_core.runtime import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(name))
 
 
 def _csv_list(text: str) -> list[str]:
@@ -530,9 +503,7 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="--what windows: score this trained model.pt on every grid of --dataset (Table 5 as the paper "
                    "ran it: e.g. an LSVQ model on livevqc) instead of training per row.")
-@click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@dataset_options("store-csv")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (one run per table row).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Base train_config.json; then only --what/--cached/--dataset/--root/--labels/--out/--windows apply.")
@@ -550,7 +521,6 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
 @click.option("--windows", default="1,5,9,25,45,85", show_default=True, help="Window counts of the sweep (--what windows).")
 @click.option("--no-resolution-groups", is_flag=True, help="Window sweep: no per-resolution columns.")
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
@@ -566,6 +536,7 @@ def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path
     """
     from clifvqa_core.train_config import TrainConfig
     from train.experiments.ablate import AblationConfig, run_ablation
+    from train.protocol import model_config_from_spec
 
     try:
         data = dict(cached=(str(cached),), dataset=dataset, root=str(root),
@@ -577,8 +548,8 @@ def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path
                                val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
                                init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
                                device=device, seed=seed, **({} if checkpoint is not None else {
-                                   "model": _model_config(model_config, descriptions, False, False, False,
-                                                          (str(cached),))}))
+                                   "model": model_config_from_spec(model_config, descriptions, False, False, False,
+                                                                   (str(cached),))}))
         cfg = AblationConfig(what=what, train=base, windows=tuple(int(n) for n in _csv_list(windows)),
                              resolution_groups=not no_resolution_groups, extract_batch_size=extract_batch_size,
                              extract_workers=extract_workers, extract_device=device,
@@ -621,7 +592,7 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
     try:
         cfg = ProbeConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
                           frames=frames, grid=WindowConfig.parse(grid), changes=tuple(_csv_list(changes)),
-                          steps=steps, seed=seed, device=_auto_device(device), batch_size=batch_size)
+                          steps=steps, seed=seed, device=_device_name(device), batch_size=batch_size)
         result = run_probe(cfg, list(videos), out)
     except ClifVQAError as exc:
         _fail(exc)
@@ -637,9 +608,7 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
 
 @probe_group.command("vsfa")
 @click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`).")
-@click.option("--dataset", default="csv", show_default=True, help="Dataset name (see `datasets`).")
-@click.option("--root", required=True, type=click.Path(path_type=Path), help="Folder holding the videos.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's own).")
+@dataset_options("store-csv")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--descriptions", default="objective,subjective,all", show_default=True,
               help="Selections to compare (comma-separated: objective, subjective, all).")
@@ -654,7 +623,6 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
               help="VSFA's subjectively-inspired temporal pooling, or the plain mean.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--skip-missing", is_flag=True, help="Go on without videos absent from --root or from the cache.")
 def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, test_fraction, val_fraction, epochs,
                    batch_size, lr, loss, pooling, seed, device, skip_missing) -> None:
     """Paper figure 5: VSFA-style GRU on cached per-frame CLIP features only (training split protocol)."""
@@ -666,7 +634,7 @@ def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, tes
                               labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
                               splits=splits, test_fraction=test_fraction, val_fraction=val_fraction,
                               model=VSFAConfig(pooling=pooling), epochs=epochs, batch_size=batch_size, lr=lr,
-                              loss=loss, seed=seed, device=_auto_device(device))
+                              loss=loss, seed=seed, device=_device_name(device))
         result = vsfa_selections(cfg, _csv_list(descriptions))
     except ClifVQAError as exc:
         _fail(exc)
@@ -696,7 +664,7 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
     try:
         result = explain_video(video, checkpoint, out, cached=cached, clip_model=clip_model,
                                clip_pretrained=clip_pretrained, grid=grid, panels=panels, top=top,
-                               test_clips=test_clips, device=_auto_device(device))
+                               test_clips=test_clips, device=_device_name(device))
     except ClifVQAError as exc:
         _fail(exc)
         return
@@ -723,7 +691,14 @@ def bench_cmd(name: str, args: tuple[str, ...]) -> None:
 
     names = _CPU_BENCHES if name == "all" else (name,)
     for n in names:
-        mod = importlib.import_module(f"bench.bench_{n}")
+        try:
+            mod = importlib.import_module(f"bench.bench_{n}")
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("bench"):
+                raise
+            raise click.ClickException(
+                "bench needs a source checkout: the benchmarks (bench/) are not part of the installed package; "
+                "run `python cli.py bench ...` in a clone of the repository") from None
         argv = list(args) if name != "all" else ["--out", f"bench_{n}.json"]
         click.echo(f"== bench {n} {' '.join(argv)}", err=True)
         mod.main(argv)

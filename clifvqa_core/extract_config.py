@@ -231,11 +231,11 @@ class RecordedExtraction:
         return json.loads(json.dumps({"extract_config": self.config, "extract_identity": self.identity,
                                       "extract_key": self.key}))
 
-    def rebuild(self, scratch: str | Path, clip_pretrained: str | None = None) -> ExtractConfig:
+    def rebuild(self, scratch: str | Path | None = None, clip_pretrained: str | None = None) -> ExtractConfig:
         """The ExtractConfig that made these maps, checked against the recorded key.
 
         A JSON CLIP config whose path is gone is rebuilt from the content in the identity under ``scratch``
-        (a folder the caller owns and removes). ``clip_pretrained`` replaces the recorded weights (a local
+        (a folder the caller owns and removes; None: refused with a ConfigError). ``clip_pretrained`` replaces the recorded weights (a local
         file for a tag that cannot be downloaded): it cannot be checked to be the same weights, so it is
         logged as a warning and the recorded weights id is kept for the key check. Raises
         CacheKeyMismatchError naming the differing fields when this code would extract differently.
@@ -244,7 +244,7 @@ class RecordedExtraction:
         model = str(data.get("clip_model", ""))
         stored_model = self.identity.get("clip_model_config")
         if model.lower().endswith(".json") and not Path(model).is_file():
-            if not isinstance(stored_model, dict):
+            if not isinstance(stored_model, dict) or scratch is None:
                 raise ConfigError(f"the CLIP model config {model} of the recorded extraction is gone and the "
                                   "record does not hold its content; put it back at that path")
             tmp = Path(scratch) / "clip_model.json"

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .checkpoints import LoadReport, load_into
 from .config import JsonConfig
-from .fragments import FragmentConfig, fragments_from_frames, read_fragments
+from .fragments import FragmentConfig, clip_fragments
 from .swin3d import SwinTransformer3D
 
 logger = logging.getLogger(__name__)
@@ -130,21 +130,8 @@ def demo_sigmoid(score: float | Tensor) -> float | Tensor:
 def video_fragments(video: str | Path | np.ndarray | Tensor, cfg: FragmentConfig = FragmentConfig(), seed: int = 0,
                     num_clips: int | None = None) -> Tensor:
     """FAST-VQA's test-time fragments of a video file (or of its uint8 frames [N, H, W, 3], all of them in
-    order): [num_clips (4), 3, 32, 224, 224], normalised, deterministic per seed. Scored by
+    order): [num_clips (4), 3, 32, 224, 224], normalised, deterministic per seed (clip indices from
+    ``default_rng(seed)``, fragment offsets from ``manual_seed(seed)``, as FAST-VQA's test). Scored by
     ``clifvqa_core.scorer.FastVQAScorer``."""
-    from .video import fastvqa_clip_indices, index_video  # lazy: video decoding is optional here
-
     k = cfg.test_clips if num_clips is None else num_clips
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    if isinstance(video, (str, Path)):
-        vi = index_video(video)
-        idx = fastvqa_clip_indices(max(vi.info.frame_count, 1), k, cfg.clip_len, cfg.stride, rng=rng)
-        return read_fragments(video, idx, cfg, generator=gen, index=vi)  # cut as decoded: bounded memory
-    else:
-        x = torch.as_tensor(video)
-        if x.dim() != 4 or x.shape[-1] != 3 or x.shape[0] < 1:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(x.shape)}")
-        idx = fastvqa_clip_indices(int(x.shape[0]), k, cfg.clip_len, cfg.stride, rng=rng)
-        frames = x[torch.from_numpy(idx.reshape(-1))]
-    return fragments_from_frames(frames, k, cfg, generator=gen)
+    return clip_fragments(video, k, cfg, np.random.default_rng(seed), torch.Generator().manual_seed(seed))

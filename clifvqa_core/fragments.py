@@ -300,29 +300,37 @@ def read_fragments(path: str | Path, indices: np.ndarray, cfg: FragmentConfig = 
     return cutter.result()
 
 
+def clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
+                   rng: np.random.Generator, generator: torch.Generator, index: Any = None,
+                   threads: int = 0) -> Tensor:
+    """Fragments of ``num_clips`` FAST-VQA clips (``video.fastvqa_clip_indices`` drawn with ``rng``) of a video
+    file or of its decoded uint8 frames [N, H, W, 3] (all of them, in order) -> normalised float32
+    [num_clips, 3, clip_len, S, S]; fragment offsets from ``generator``. A file is decoded and cut in one pass
+    (:func:`read_fragments`, bounded memory); ``index``/``threads`` as there."""
+    from .video import fastvqa_clip_indices, index_video   # lazy: decoding is optional here
+
+    if isinstance(video, (str, Path)):
+        vi = index if index is not None else index_video(video)
+        idx = fastvqa_clip_indices(max(vi.info.frame_count, 1), num_clips, cfg.clip_len, cfg.stride, rng=rng)
+        return read_fragments(video, idx, cfg, generator=generator, index=vi, threads=threads)
+    all_frames = torch.as_tensor(video)
+    if all_frames.dim() != 4 or all_frames.shape[-1] != 3 or all_frames.shape[0] < 1:
+        raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(all_frames.shape)}")
+    idx = fastvqa_clip_indices(int(all_frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
+    return fragments_from_frames(all_frames[torch.from_numpy(idx.reshape(-1))], num_clips, cfg, generator=generator)
+
+
 def sample_clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
                           rng: np.random.Generator, index: Any = None, threads: int = 0) -> Tensor:
     """FAST-VQA clips of a video file or of decoded frames -> normalised float32 [num_clips, 3, clip_len, S, S].
 
     The one sampling rule of stage two: a torch seed is drawn from ``rng`` first (the fragment offsets),
-    then the clip indices (``video.fastvqa_clip_indices`` with the same ``rng``). Training passes
+    then the clip indices (:func:`clip_fragments` with the same ``rng``). Training passes
     ``default_rng([seed, epoch, index])`` and 1 clip; scoring passes ``default_rng(EVAL_SEED)`` and the
     test clips, so the same video always gets the same fragments. ``video``: a path, or uint8 frames
     [N, H, W, 3] (all frames of the video, in order). A file is decoded and cut in one pass
     (:func:`read_fragments`); ``index`` (its ``video.VideoIndex``, which a dataset keeps per video) saves the
     probe and demux passes, ``threads`` = decoder threads (0 = FFmpeg's choice).
     """
-    from .video import fastvqa_clip_indices, index_video   # lazy: decoding is optional here
-
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    if isinstance(video, (str, Path)):
-        vi = index if index is not None else index_video(video)
-        idx = fastvqa_clip_indices(vi.info.frame_count, num_clips, cfg.clip_len, cfg.stride, rng=rng)
-        return read_fragments(video, idx, cfg, generator=gen, index=vi, threads=threads)
-    else:
-        all_frames = torch.as_tensor(video)
-        if all_frames.dim() != 4 or all_frames.shape[-1] != 3 or all_frames.shape[0] < 1:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3] with N >= 1, got {tuple(all_frames.shape)}")
-        idx = fastvqa_clip_indices(int(all_frames.shape[0]), num_clips, cfg.clip_len, cfg.stride, rng=rng)
-        frames = all_frames[torch.from_numpy(idx.reshape(-1))]
-    return fragments_from_frames(frames, num_clips, cfg, generator=gen)
+    return clip_fragments(video, num_clips, cfg, rng, gen, index=index, threads=threads)

@@ -26,7 +26,9 @@ l_num_epochs) * len(loader)`` does.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .config import JsonConfig
@@ -173,6 +175,9 @@ class TrainConfig(JsonConfig):
     deterministic: bool = True
     #: filled by resolve_recipe: {"dataset", "row", "init_kind", "reference", "from_table": [fields]}
     recipe: dict[str, Any] | None = None
+    #: extraction key of each ``cached`` store, recorded in RUN/train_config.json; ``train --config``
+    #: refuses a store that no longer carries it (empty: not checked)
+    cached_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_NAMES:
@@ -201,6 +206,32 @@ class TrainConfig(JsonConfig):
             if self.epochs is not None and self.freeze_backbone_epochs >= self.epochs:
                 raise ConfigError(f"TrainConfig: freeze_backbone_epochs ({self.freeze_backbone_epochs}) must be "
                                   f"fewer than epochs ({self.epochs}), which count the frozen epochs too")
+        if self.cached_keys and len(self.cached_keys) != len(self.cached):
+            raise ConfigError(f"TrainConfig.cached_keys holds {len(self.cached_keys)} keys for "
+                              f"{len(self.cached)} stores")
+
+    def absolute(self, base: str | Path | None = None) -> "TrainConfig":
+        """The same config with every path field (cached, root, labels, out, init) absolute, relative ones
+        taken against ``base`` (default: the current folder), so a recorded train_config.json means the same
+        files from any folder."""
+        def fix(p: str | None) -> str | None:
+            if not p:
+                return p
+            q = Path(p).expanduser()
+            return str(q if q.is_absolute() else Path(os.path.abspath(Path(base or ".") / q)))
+
+        return self.replace(cached=tuple(fix(c) for c in self.cached), root=fix(self.root), labels=fix(self.labels),
+                            out=fix(self.out), init=fix(self.init))
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "TrainConfig":
+        """Read a config (a file or JSON text); paths in a file are relative to that file's folder."""
+        cfg = super().from_json(path_or_text)
+        try:
+            is_file = Path(path_or_text).is_file()
+        except OSError:
+            is_file = False
+        return cfg.absolute(Path(path_or_text).resolve().parent) if is_file else cfg
 
 
 def resolve_recipe(cfg: TrainConfig, init_kind: str | None = None) -> TrainConfig:

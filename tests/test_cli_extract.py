@@ -1,6 +1,7 @@
 """`cli.py extract` and `cache info|verify` end to end on a synthetic folder (tiny random CLIP)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,9 @@ def test_extract_info_verify_end_to_end(tmp_path):
 
     res = _run("cache", "info", str(out))
     assert res.exit_code == 0 and "4: 3 done, 1 failed, 0 missing" in res.output and "T=4 grid=2x2" in res.output
+    assert " descriptions (" in res.output and '"templates"' not in res.output   # readable, not a JSON dump
+    full = json.loads(_run("cache", "info", "--json", str(out)).output)
+    assert full["config"]["descriptions"]["name"] in res.output
     res = _run("cache", "verify", str(out))
     assert res.exit_code == 0 and "OK" in res.output
 
@@ -89,7 +93,7 @@ def _make_old(store: Path) -> None:
 
 
 def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
-    from train.predict import RecordedExtraction, _rebuild_extract_config
+    from clifvqa_core.extract_config import RecordedExtraction
 
     root = tmp_path / "videos"
     write_video(root / "clip0.mp4", moving_frames(6, 240, 320), fps=6)
@@ -109,7 +113,6 @@ def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
     res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), *BASE[:4], *one)
     assert res.exit_code == 1 and "clip_activation (stored <absent>, asked \"gelu\")" in res.output
     # a checkpoint trained on such a store: predict's on-the-fly stage one refuses it, naming the field
-    st = open_store(out)
-    rec = RecordedExtraction(dict(st.attrs["extract_config"]), dict(st.config), str(st.key), "old.pt")
-    with pytest.raises(CacheKeyMismatchError, match=r"clip_activation: trained '<absent>', now 'gelu'"):
-        _rebuild_extract_config(rec, None)
+    rec = RecordedExtraction.read(dict(open_store(out).attrs), source="old.pt")
+    with pytest.raises(CacheKeyMismatchError, match=r'clip_activation: recorded "<absent>", now "gelu"'):
+        rec.rebuild(tmp_path / "scratch")

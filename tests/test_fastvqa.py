@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.fastvqa import FastVQA, SpatialConfig, demo_sigmoid, score_video, video_fragments
+from clifvqa_core.fastvqa import FastVQA, SpatialConfig, demo_sigmoid, video_fragments
 
 ATOL = 1e-4
 
@@ -74,25 +73,30 @@ def test_demo_sigmoid():
     assert float(demo_sigmoid(torch.tensor(0.0))) == pytest.approx(1 / (1 + np.exp(-0.110198185 / 0.04178565)))
 
 
-def test_score_video_deterministic(tmp_path):
+def test_fastvqa_scorer_deterministic_on_path_and_frames(tmp_path):
     from conftest import moving_frames
 
+    from clifvqa_core.scorer import FastVQAScorer
     from clifvqa_core.videowrite import write_video
 
     path = tmp_path / "clip.mkv"
-    write_video(path, moving_frames(40, 48, 64, seed=1), fps=25, codec="ffv1")
+    frames = moving_frames(40, 48, 64, seed=1)
+    write_video(path, frames, fps=25, codec="ffv1")
     frag = video_fragments(path, SpatialConfig.tiny().fragments, seed=0)
     assert frag.shape == (4, 3, 32, 224, 224)
-    torch.manual_seed(0)
-    m = FastVQA(SpatialConfig.tiny()).train()
     assert torch.equal(frag, video_fragments(path, SpatialConfig.tiny().fragments, seed=0))
-    a = score_video(m, path, seed=0)
-    assert np.isfinite(a) and m.training  # mode restored
-    p = score_video(m, path, seed=0, sigmoid=True)  # same seed -> same raw score -> its sigmoid
-    assert 0 < p < 1 and p == pytest.approx(demo_sigmoid(a), abs=1e-7)
+    # lossless file: the decoded frames give the same fragments as the file
+    assert torch.equal(frag, video_fragments(torch.from_numpy(frames), SpatialConfig.tiny().fragments, seed=0))
+    torch.manual_seed(0)
+    scorer = FastVQAScorer(FastVQA(SpatialConfig.tiny()), device="cpu")
+    a = scorer(path)
+    assert np.isfinite(a.score) and a.score == a.raw == a.spatial and np.isnan(a.semantic)
+    assert scorer(torch.from_numpy(frames), fps=25).score == pytest.approx(a.score, abs=1e-6)
+    p = FastVQAScorer(scorer.net, device="cpu", sigmoid=True)(path).score   # same seed -> its sigmoid
+    assert 0 < p < 1 and p == pytest.approx(demo_sigmoid(a.score), abs=1e-7)
 
 
-def test_cli_score_fastvqa(tmp_path):
+def test_cli_fastvqa_baseline_bad_checkpoint_one_line(tmp_path):
     from click.testing import CliRunner
     from conftest import moving_frames
 
@@ -101,11 +105,8 @@ def test_cli_score_fastvqa(tmp_path):
 
     path = tmp_path / "clip.mkv"
     write_video(path, moving_frames(36, 40, 56, seed=2), fps=25, codec="ffv1")
-    res = CliRunner().invoke(main, ["score-fastvqa", str(path), "--preset", "tiny", "--sigmoid"])
-    assert res.exit_code == 0, res.output
-    line = [ln for ln in res.output.splitlines() if ln.startswith("{")][0]
-    assert 0 < json.loads(line)["score"] < 1
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
-    res = CliRunner().invoke(main, ["score-fastvqa", str(path), "--preset", "tiny", "--checkpoint", str(bad)])
+    res = CliRunner().invoke(main, ["predict", str(path), "--baseline", "fastvqa", "--checkpoint", str(bad),
+                                    "--device", "cpu", "--no-progress"])
     assert res.exit_code == 1 and "bad.pth" in res.output and "Traceback" not in res.output

@@ -210,3 +210,84 @@ def test_checkpoint_records_extraction_so_predict_needs_no_store(trained, tmp_pa
         shutil.move(str(moved), str(store))
     assert [r.status for r in after] == ["ok", "ok"]
     assert [r.score for r in after] == before
+
+
+def test_evaluate_equals_predict(trained, tmp_path):
+    """`evaluate` and `predict` score through the same Scorer: the same number (1e-6) for the same video and
+    checkpoint, with maps from the store and with CLIP on the fly."""
+    from train.protocol import evaluate_checkpoint
+
+    items = trained["items"]
+    evaluate_checkpoint(trained["ckpt"], items, [str(trained["store"])], out=tmp_path / "ev", device="cpu",
+                        workers=0)
+    ev = {r["video_id"]: float(r["pred"]) for r in _read_csv(tmp_path / "ev" / "predictions.csv")}
+    paths = [it.path for it in items]
+    for rows in (predict_paths(paths, trained["ckpt"], cached=trained["store"], device="cpu"),
+                 predict_paths(paths, trained["ckpt"], device="cpu")):
+        assert [r.status for r in rows] == ["ok"] * len(items)
+        for r in rows:
+            assert abs(r.score - ev[r.video_id]) <= 1e-6, (r.video_id, r.score, ev[r.video_id])
+
+
+def test_predictions_csv_escapes_formulas_and_table_escapes_control_chars(tmp_path):
+    from train.predict import format_table
+
+    rows = [PredictionRow("=HYPERLINK(\"x\")", video_id="@id", score=1.5, raw=0.5),
+            PredictionRow("a\nb\tc.mp4", "error", reason="bad\nfile"), PredictionRow("-1.mp4", video_id="+x")]
+    out = write_predictions(rows, tmp_path / "p.csv")
+    got = _read_csv(out)
+    assert [r["path"] for r in got] == ["'=HYPERLINK(\"x\")", "a\nb\tc.mp4", "'-1.mp4"]
+    assert [r["video_id"] for r in got] == ["'@id", "", "'+x"] and got[0]["score"] == "1.500000"
+    table = format_table(rows).splitlines()
+    assert len(table) == 1 + len(rows)                   # one line per row, whatever the names hold
+    assert "a\\nb\\tc.mp4" in table[2] and "bad\\nfile" in table[2]
+
+
+def test_predict_out_checked_before_scoring_and_rows_kept_on_crash(trained, tmp_path, monkeypatch):
+    """An unwritable --out fails before any scoring; a crash midway keeps the rows already scored."""
+    from clifvqa_core.errors import StorageError
+    from train.predict import PredictionWriter
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="cannot write predictions"):
+        PredictionWriter(blocker / "p.csv")
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", "/nonexistent.pt",
+                                    "--out", str(blocker / "p.csv"), "--no-progress"])
+    assert res.exit_code == 1 and "cannot write predictions" in res.output and "Traceback" not in res.output
+
+    import clifvqa_core.scorer as scorer_mod
+
+    real = scorer_mod.Scorer._forward
+    calls = {"n": 0}
+
+    def crash_on_third(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt   # not a per-file error: stops the run
+        return real(self, batch)
+
+    monkeypatch.setattr(scorer_mod.Scorer, "_forward", crash_on_third)
+    out = tmp_path / "p.csv"
+    with pytest.raises(KeyboardInterrupt):
+        with PredictionWriter(out) as w:
+            predict_paths([it.path for it in trained["items"]], trained["ckpt"], device="cpu", writer=w)
+            w.close()
+    kept = _read_csv(out.with_name("p.csv.partial"))
+    assert [r["status"] for r in kept] == ["ok", "ok"] and not out.exists()
+
+
+def test_device_gpu_is_one_line_listing_the_choices(trained):
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(trained["ckpt"]),
+                                    "--device", "gpu", "--no-progress"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "--device gpu: not a device; choices: auto, cpu, cuda, cuda:N" in res.output
+
+
+def test_checkpoint_errors_say_what_the_file_is(trained, tmp_path):
+    for given, said in ((trained["items"][0].path, "a video file"), (trained["root"], "is a folder"),
+                        (tmp_path / "absent.pt", "checkpoint not found")):
+        res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path), "--checkpoint", str(given),
+                                        "--no-progress"])
+        assert res.exit_code == 1 and said in res.output and "model.pt" in res.output, res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

@@ -265,7 +265,8 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     assert (run / "results.json").is_file() and (run / "results.md").is_file()
     assert (run / "train_config.json").is_file()
     written = TrainConfig.from_json(run / "train_config.json")
-    assert written == resolve_recipe(cfg) and written.recipe["row"] == "*" and written.ema is False
+    assert written.replace(cached_keys=()) == resolve_recipe(cfg) and written.recipe["row"] == "*"
+    assert written.ema is False
     rows = res["parts"]["test"]["per_split"]
     assert len(rows) == 2 and res["parts"]["test"]["summary"]["srocc"]["n"] <= 2
     split0 = json.loads((run / "split_0" / "split.json").read_text())
@@ -277,6 +278,41 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
                                      workers=0, out=tmp_path / "eval")
     b = protocol.evaluate_checkpoint(run / "split_0" / "model.pt", items, [str(store)], device="cpu", workers=0)
     assert a["n"] == 8 and a["srocc"] == b["srocc"] and (tmp_path / "eval" / "predictions.csv").is_file()
+
+
+def test_train_config_from_another_folder_uses_the_recorded_files(data, tmp_path, monkeypatch):
+    """Relative paths of a config file are read against its folder, the run records them absolute with the
+    stores' keys, and repeating the run after its store was replaced by another extraction is refused."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    import train.protocol as protocol
+    from cli import main
+
+    root, items, store = data
+    monkeypatch.setattr(protocol, "_load_items", lambda cfg, split: list(items))
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copytree(store, a / "feat.zarr")
+    (b / "feat.zarr").mkdir()                                  # a decoy where a cwd-relative reading would look
+    cfg = TrainConfig(cached=("feat.zarr",), out="run", dataset="csv", root=str(root),
+                      model=small_model_cfg(use_spatial=False), splits=1, epochs=1, batch_size=2,
+                      test_fraction=0.5, val_fraction=0.0, workers=0, device="cpu", test_clips=1)
+    cfg.to_json(a / "cfg.json")
+    monkeypatch.chdir(b)
+    res = CliRunner().invoke(main, ["train", "--config", str(a / "cfg.json")])
+    assert res.exit_code == 0, res.output
+    recorded = TrainConfig.from_json(a / "run" / "train_config.json")
+    assert recorded.cached == (str(a / "feat.zarr"),) and recorded.out == str(a / "run")
+    assert len(recorded.cached_keys) == 1
+    # the store is replaced by one of another extraction: the recorded config refuses it
+    shutil.rmtree(a / "feat.zarr")
+    make_store(a / "feat.zarr", [it.video_id for it in items], [it.mos for it in items],
+               clip_weights="other")
+    res = CliRunner().invoke(main, ["train", "--config", str(a / "run" / "train_config.json")])
+    assert res.exit_code == 1 and "extraction key" in res.output and "Traceback" not in res.output
 
 
 def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, monkeypatch):

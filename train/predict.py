@@ -57,6 +57,7 @@ import torch
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError
 from clifvqa_core.extract_config import RecordedExtraction, describe_diff, diff_identity
+from clifvqa_core.fileio import fsync_dir
 from clifvqa_core.scorer import FastVQAScorer, Scorer, ScoreResult
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def recorded_extraction(ckpt: dict[str, Any], checkpoint: str | Path) -> Recorde
     if rec is not None:
         return rec
     from cache import open_store
+    from train.data import store_extraction
 
     try:
         cached = json.loads(ckpt.get("train_config") or "{}").get("cached") or []
@@ -141,15 +143,11 @@ def recorded_extraction(ckpt: dict[str, Any], checkpoint: str | Path) -> Recorde
     return None
 
 
-def store_extraction(store: Any) -> RecordedExtraction | None:
-    """The provenance a feature store records (its extraction config, identity and key)."""
-    return RecordedExtraction.read({"extract_config": store.attrs.get("extract_config"), "key": store.key,
-                                    "config": dict(store.config)}, source=str(store.path))
-
-
-def check_store_key(store_path: str | Path, rec: RecordedExtraction | None) -> None:
+def check_store_key(store_path: str | Path, rec: RecordedExtraction | None, may_differ: Sequence[str] = ()) -> None:
     """Refuse a store made under another extraction key than the checkpoint's training features
-    (CacheKeyMismatchError naming the differing fields); only warn when the checkpoint records no key."""
+    (CacheKeyMismatchError naming the differing fields); only warn when the checkpoint records no key.
+    ``may_differ``: top-level identity fields allowed to differ (the window sweep scores one model over
+    stores of other grids: ``("grid", "store_embeddings")``); every other field must still match."""
     from cache import open_store
 
     if rec is None:
@@ -158,10 +156,16 @@ def check_store_key(store_path: str | Path, rec: RecordedExtraction | None) -> N
         return
     with open_store(store_path, "r") as store:
         key, identity = str(store.key), dict(store.config)
-    if key != rec.key:
-        what = describe_diff(diff_identity(rec.identity, identity), "trained", "store") if rec.identity else ""
-        raise CacheKeyMismatchError(f"{store_path} was made with another extraction (key {key}) than the model's "
-                                    f"training features (key {rec.key}){': ' + what if what else ''}")
+    if key == rec.key:
+        return
+    diffs = diff_identity(rec.identity, identity) if rec.identity else []
+    if may_differ and rec.identity:
+        diffs = [d for d in diffs if d[0].split(".", 1)[0].split("[", 1)[0] not in may_differ]
+        if not diffs:
+            return
+    what = describe_diff(diffs, "trained", "store") if diffs else ""
+    raise CacheKeyMismatchError(f"{store_path} was made with another extraction (key {key}) than the model's "
+                                f"training features (key {rec.key}){': ' + what if what else ''}")
 
 
 def _match_cache_ids(files: Sequence[Path], ids: Sequence[str]) -> list[str | None]:
@@ -298,8 +302,8 @@ class PredictionWriter:
     """``out``: ``.json`` -> {"meta", "summary", "rows": [...]} written at :meth:`close`; anything else -> CSV
     with :data:`OUTPUT_COLUMNS` (NaN empty), each row written and flushed by :meth:`write`.
 
-    Opening checks that the file can be written (CacheError, one line, naming the path and "no space left"
-    when that is the cause) before any video is scored. The CSV is written under ``out`` + ``.partial`` and
+    Opening checks that the file can be written (StorageError, one line, naming the path and "no space left
+    on device" when that is the cause) before any video is scored. The CSV is written under ``out`` + ``.partial`` and
     renamed at close; after a crash the ``.partial`` file holds every row scored so far.
     """
 
@@ -353,10 +357,16 @@ class PredictionWriter:
             self._fh.close()
             self._fh = None
             self.partial.replace(self.path)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             self._abort()
             raise _write_error(self.path, exc) from None
         return self.path
+
+    def discard(self) -> None:
+        """Close and remove the partial file (nothing worth keeping)."""
+        self._abort()
+        self.partial.unlink(missing_ok=True)
 
     def _abort(self) -> None:
         if self._fh is not None:
@@ -373,11 +383,10 @@ class PredictionWriter:
         self._abort()      # on an exception the .partial file stays with the rows scored so far
 
 
-def _write_error(path: Path, exc: OSError) -> CacheError:
-    import errno
+def _write_error(path: Path, exc: OSError) -> ClifVQAError:
+    from clifvqa_core.fileio import storage_error
 
-    why = "no space left on the device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-    return CacheError(f"{path}: cannot write predictions: {why}")
+    return storage_error(path, exc, "cannot write predictions")
 
 
 def write_predictions(rows: Sequence[PredictionRow], out: str | Path, meta: dict[str, Any] | None = None) -> Path:

@@ -29,7 +29,6 @@ Outputs: ``RUN/train_config.json``, per split ``split.json``, ``last.pt``, ``mod
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import random
@@ -43,10 +42,11 @@ from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
 from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
 from clifvqa_core.model import CLiFVQA, ModelConfig
+from clifvqa_core.scorer import Scorer
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
-from .data import MapTable, MosScale, VideoQualityDataset, join_items, load_map_table, source_items, store_source
-from .loop import DistEnv, fit, init_distributed, predict_dataset, resolve_device, unwrap
+from .data import MapTable, MosScale, join_items, load_map_table, source_items, store_source
+from .loop import DistEnv, fit, init_distributed, resolve_device, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
     if cfg.labels is None and cfg.cached:
         src = store_source(cfg.cached[0])
         if src is not None and src.dataset == cfg.dataset:
-            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing)
+            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing, cfg.allow_outside_root)
     return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
                         allow_outside_root=cfg.allow_outside_root)
 
@@ -126,7 +126,11 @@ def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, 
     none) and root; a dataset with official splits (LSVQ) defaults to the paper's fixed protocol (train on
     ``train``, test on the store's other splits) unless a split mode is asked for.
     """
-    src = store_source(cached[0]) if cached else None
+    from cache import detect_backend
+
+    # A path that is no store, with --root given: nothing to fill in; the store's own error comes where
+    # the store is read, after the options are checked.
+    src = store_source(cached[0]) if cached and (root is None or detect_backend(cached[0]) is not None) else None
     if dataset is None:
         dataset = src.dataset if src is not None else "csv"
     ours = src is not None and src.dataset == dataset
@@ -167,6 +171,33 @@ def model_config_for_cache(cfg: ModelConfig, table: MapTable) -> ModelConfig:
     return cfg.replace(description_set=table.description_set, description_hash=table.description_hash)
 
 
+def model_config_from_spec(spec: str, descriptions: str = "all", no_semantic: bool = False,
+                           no_spatial: bool = False, no_regressor: bool = False, cached: Sequence[str] = ()
+                           ) -> ModelConfig:
+    """``--model-config``: a preset (fastvqa-b | cpu | tiny; T and r' then come from the first store) or a
+    ModelConfig JSON file; the branch switches and the description selection applied to it."""
+    from clifvqa_core.train_config import model_preset
+
+    switches = dict(use_semantic=not no_semantic and descriptions != "none", use_spatial=not no_spatial,
+                    use_regressor=not no_regressor, descriptions=descriptions)
+    if is_model_preset(spec):
+        return fit_model_to_cache(model_preset(spec, **switches), cached)
+    return ModelConfig.from_json(Path(spec)).replace(**switches)
+
+
+def is_model_preset(spec: str) -> bool:
+    """True when ``--model-config`` names a preset rather than a ModelConfig JSON file; an unknown name that is
+    not a file either is refused at once (ConfigError listing the presets), before any store is opened."""
+    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+
+    if spec in MODEL_PRESETS:
+        return True
+    if Path(spec).is_file():
+        return False
+    model_preset(spec)   # raises, naming the valid presets
+    return True
+
+
 def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
     """Derive T and r' from the (first) store: used by the CLI when the model comes from a preset."""
     from cache import open_store
@@ -188,17 +219,34 @@ def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, p
             w = csv.writer(fh)
             w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
             for it, p, z in zip(items, pred_mos, pred_z):
-                w.writerow([it.video_id, str(it.path), f"{it.mos:.6g}", f"{p:.6g}", f"{z:.6g}"])
+                w.writerow([it.video_id, str(it.path), f"{it.mos:.9g}", f"{p:.9g}", f"{z:.9g}"])
 
     atomic_write(path, write)
 
 
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
                 cfg: TrainConfig, env: DistEnv = DistEnv()) -> tuple[np.ndarray, np.ndarray]:
-    """Test-time scores of ``items`` (``cfg.test_clips`` seeded clips each). -> (MOS scale [n], z [n])."""
-    ds = VideoQualityDataset(items, table, scale, unwrap(model).cfg, "eval", seed=cfg.seed, num_clips=cfg.test_clips)
-    z = predict_dataset(model, ds, device, batch_size=max(1, cfg.batch_size // max(env.world, 1) // 2),
-                        workers=cfg.workers, amp=cfg.amp and device.type == "cuda", env=env)
+    """Test-time scores of ``items`` with their cached maps -> (MOS scale [n], z [n]), through the one
+    scoring path (:class:`clifvqa_core.Scorer`, ``cfg.test_clips`` seeded clips). Under DDP each rank
+    scores every world-th video and the scores are gathered on all ranks."""
+    scorer = Scorer(unwrap(model), scale, test_clips=cfg.test_clips, device=device,
+                    amp=cfg.amp and device.type == "cuda")
+    mine = list(range(env.rank, len(items), env.world))
+    maps = table.rows([items[i].video_id for i in mine])
+    got = {}
+    for k, res in scorer.iter_scores([items[i].path for i in mine], batch_size=max(1, cfg.batch_size // 2),
+                                     workers=cfg.workers, progress=False, maps=list(maps)):
+        if not res.ok:   # a labelled test video must not be dropped silently
+            raise ClifVQAError(f"{items[mine[k]].path}: cannot be scored: {res.reason}")
+        got[mine[k]] = res.raw
+    if env.enabled:
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * env.world
+        dist.all_gather_object(parts, got)
+        for p in parts:
+            got.update(p)
+    z = np.array([got[i] for i in range(len(items))], np.float64)
     return np.asarray(scale.to_mos(z)), z
 
 
@@ -259,6 +307,23 @@ def reference_bests(history: Sequence[dict[str, Any]], part: str, weights: str) 
     return out
 
 
+def check_cached_keys(cfg: TrainConfig) -> tuple[str, ...]:
+    """The extraction key of each store of ``cfg.cached``; refuses (CacheKeyMismatchError) a store whose key
+    differs from the one ``cfg.cached_keys`` recorded (a config repeated after its store was replaced)."""
+    from cache import open_store
+    from clifvqa_core.errors import CacheKeyMismatchError
+
+    keys = []
+    for k, path in enumerate(cfg.cached):
+        with open_store(path, "r") as store:
+            key = str(store.key)
+        if cfg.cached_keys and cfg.cached_keys[k] != key:
+            raise CacheKeyMismatchError(f"{path}: the store's extraction key is {key} but this training config "
+                                        f"recorded {cfg.cached_keys[k]}: it is another store than the run used")
+        keys.append(key)
+    return tuple(keys)
+
+
 # ---- entry points ----------------------------------------------------------------------------------------
 def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run the whole protocol of ``cfg``; -> the results dict (also written to RUN/results.json + .md).
@@ -272,6 +337,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     cfg = resolve_recipe(cfg)   # the recipe table's epochs / EMA / frozen epochs, recorded in train_config.json
     device = resolve_device(cfg.device)
     env = init_distributed(device)
+    cfg = cfg.absolute().replace(cached_keys=check_cached_keys(cfg))   # train --config: same files from any folder
     out = Path(cfg.out)
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -371,24 +437,34 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Sequence[str],
                         out: str | Path | None = None, device: str = "auto", workers: int = 2, batch_size: int = 4,
-                        test_clips: int = 4, skip_missing: bool = False, title: str = "") -> dict[str, Any]:
+                        test_clips: int | None = None, skip_missing: bool = False, title: str = "",
+                        may_differ: Sequence[str] = ()) -> dict[str, Any]:
     """Intra/cross-dataset test of a trained model on ``items`` (dataset items with MOS) using ``cached`` maps.
 
+    Scores come from :class:`clifvqa_core.Scorer` (the path ``predict`` uses: same clips, the checkpoint's
+    ``test_clips`` unless given), with maps from ``cached``; each store must carry the extraction key the
+    model was trained on (CacheKeyMismatchError naming the differing fields otherwise), except for the
+    identity fields in ``may_differ`` (the window sweep: ``("grid", "store_embeddings")``).
     -> the metrics dict (``evaluate_scores``: raw and logistic SROCC/KROCC/PLCC/RMSE, on the MOS scale of
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
     """
-    dev = resolve_device(device)
-    model, ck = CLiFVQA.from_checkpoint(checkpoint)
-    model.to(dev)
-    table = load_map_table(cached, model.cfg)
+    from clifvqa_core.model import read_clifvqa_checkpoint
+
+    from .predict import check_store_key, recorded_extraction
+
+    rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
+    for c in cached:
+        check_store_key(c, rec, may_differ)
+    scorer = Scorer.from_checkpoint(checkpoint, device, clip=False, test_clips=test_clips)
+    table = load_map_table(cached, scorer.cfg)
     items = join_items(items, table, skip_missing)
     labelled = [it for it in items if math.isfinite(it.mos)]
     if len(labelled) < len(items):
         log.warning("%d videos have no MOS; they are not scored", len(items) - len(labelled))
-    scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
-    cfg = TrainConfig(batch_size=max(2, 2 * batch_size), workers=workers, test_clips=test_clips, device=device)
-    pred, z = score_items(model, labelled, table, scale, dev, cfg)
+    cfg = TrainConfig(batch_size=max(2, 2 * batch_size), workers=workers, test_clips=scorer.test_clips,
+                      amp=False)
+    pred, z = score_items(scorer.model, labelled, table, scorer.scale, scorer.device, cfg)
     metrics = evaluate_scores(pred, [it.mos for it in labelled])
     metrics.update(checkpoint=str(checkpoint))
     if out is not None:

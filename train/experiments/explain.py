@@ -4,14 +4,15 @@ FAST-VQA's local quality map, as a PNG panel plus a short text summary.
 ``explain_video(video, checkpoint, out)``:
 
 1. The model and its CLIP: the checkpoint gives the architecture, the description selection and the
-   logit scale; the CLIP model, weights and window grid come from the extraction config stored in the
-   feature store the model was trained on (``train_config.cached[0]``, or ``cached=`` / explicit
-   ``clip_model`` + ``clip_pretrained`` + ``grid``). A store made with other descriptions is refused.
+   logit scale; the CLIP model, weights and window grid come from the extraction the checkpoint records
+   (else the feature store the model was trained on, ``train_config.cached[0]``; or ``cached=`` / explicit
+   ``clip_model`` + ``clip_pretrained`` + ``grid``), read by ``RecordedExtraction`` with its key checked.
+   A store made with other descriptions is refused.
 2. Semantic maps: T frames sampled as in extraction -> window similarities [T, rows, cols, r] ->
    maps [2r', T] of the selected descriptions (``sims_to_maps``), i.e. the features the model was
    trained on (equal to the cached ones up to float16 storage of the sims).
-3. Score: the test-time protocol of train/ (``VideoQualityDataset`` in eval mode: the same seeded
-   ``test_clips`` fragment clips), so the score equals what evaluation/prediction gives for this video.
+3. Score: the fragments of ``clifvqa_core.Scorer`` (the same seeded ``test_clips`` clips as
+   evaluation/prediction), so the score equals what they give for this video.
 4. Description weights (gradient x input): ``w_i = sum_t (M[i, t] * dS/dM[i, t] + M[r'+i, t] *
    dS/dM[r'+i, t])`` where S is the predicted score (model units, z-scored MOS) and rows i / r'+i are
    the average- and max-pooled maps of description i. It is the first-order (Taylor) contribution of
@@ -46,27 +47,28 @@ __all__ = ["explain_video", "resolve_extract_config"]
 def resolve_extract_config(ckpt: dict[str, Any], cached: str | Path | None = None, clip_model: str | None = None,
                            clip_pretrained: str | None = None, grid: str | None = None):
     """The ExtractConfig whose CLIP + grid made the features of this checkpoint (module doc, step 1)."""
-    from clifvqa_core.extract_config import ExtractConfig
+    from clifvqa_core.extract_config import ExtractConfig, RecordedExtraction
     from clifvqa_core.windows import WindowConfig
 
     base = None
     store_path = cached
-    if store_path is None and clip_model is None:
+    if store_path is None and clip_model is None and RecordedExtraction.read(ckpt) is None:
         tc = json.loads(ckpt.get("train_config") or "{}")
         paths = tc.get("cached") or []
         store_path = paths[0] if paths else None
     if store_path is not None:
         from cache import open_store
 
-        store = open_store(store_path, "r")
-        try:
-            ec = store.attrs.get("extract_config")
-            if not isinstance(ec, dict):
-                raise CacheError(f"{store_path}: the store does not record its extraction config; give "
-                                 "--clip-model, --clip-pretrained and --grid")
-            base = ExtractConfig.from_dict(ec)
-        finally:
-            store.close()
+        from train.data import store_extraction
+
+        with open_store(store_path, "r") as store:
+            rec = store_extraction(store)
+        if rec is None:
+            raise CacheError(f"{store_path}: the store does not record its extraction config; give "
+                             "--clip-model, --clip-pretrained and --grid")
+        base = rec.rebuild()
+    elif clip_model is None and RecordedExtraction.read(ckpt) is not None:   # recorded in the checkpoint
+        base = RecordedExtraction.read(ckpt).rebuild()
     if base is None:
         if clip_model is None:
             raise ConfigError("cannot tell which CLIP made the features: the checkpoint names no feature store; "
@@ -133,7 +135,6 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
     from clifvqa_core.model import CLiFVQA
     from clifvqa_core.semantic import sims_to_maps
     from clifvqa_core.video import probe, sample_uniform
-    from train.data import MapTable, MosScale, VideoQualityDataset
 
     if panels < 1 or top < 1:
         raise ConfigError("explain: panels and top must be >= 1")
@@ -142,7 +143,9 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
 
         require_matplotlib()
     video = Path(video)
-    dev = torch.device(device)
+    from clifvqa_core.runtime import resolve_device
+
+    dev = resolve_device(device)
     model, ck = CLiFVQA.from_checkpoint(checkpoint)
     model.to(dev).requires_grad_(False)
     mcfg = model.cfg
@@ -164,17 +167,16 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
     r_sel = len(sel)
     response = maps[:r_sel].mean(1).numpy()                                             # mean probability
 
-    # score with the test protocol of train/ (same clips and fragments as evaluation)
+    # score through the one scoring path (clifvqa_core.Scorer: the same seeded test clips as predict/evaluate)
+    from clifvqa_core.scorer import MosScale, Scorer
+
     scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
     tc = json.loads(ck.get("train_config") or "{}")
     k = int(test_clips or tc.get("test_clips") or 4)
-    item = _Item(video.stem, video, math.nan)
-    table = MapTable(ids=[item.video_id], maps=maps[None].float() if mcfg.use_semantic else
-                     torch.zeros(1, 0, t), mos=np.array([math.nan]), sources=["explain"],
-                     description_set=dset.name, description_hash=dset.content_hash(), selected=tuple(sel),
-                     logit_scale=logit_scale)
-    sample = VideoQualityDataset([item], table, scale, mcfg, "eval", num_clips=k)[0]
-    frags = sample["fragments"][None].to(dev) if mcfg.use_spatial else None
+    scorer = Scorer(model, scale, extractor=extractor, extract_cfg=ecfg, selected=sel, logit_scale=logit_scale,
+                    full_maps=False, test_clips=k, device=dev)
+    frags = scorer.fragments(video)[None].to(dev) if mcfg.use_spatial else None
+    sample = {"maps": maps.float() if mcfg.use_semantic else torch.zeros(0, t)}
     m_in = sample["maps"][None].to(dev).clone().requires_grad_(mcfg.use_semantic)
     with torch.enable_grad():
         outd = model(frags, m_in if mcfg.use_semantic else None)
@@ -240,11 +242,6 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
         if plots:
             result["figure"] = str(_plot(result, frames, rows, top_idx, names, o / "explain.png"))
     return result
-
-
-class _Item:
-    def __init__(self, video_id: str, path: Path, mos: float) -> None:
-        self.video_id, self.path, self.mos, self.group, self.extra = video_id, path, mos, None, ()
 
 
 def _num(x: torch.Tensor) -> float | None:

@@ -1,0 +1,115 @@
+"""clifvqa_core/scorer.py: the README's 3-line example, CLIP built once, paths == frames, errors as values."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from clifvqa_core.extract_config import ExtractConfig
+from clifvqa_core.fastvqa import SpatialConfig
+from clifvqa_core.fragments import FragmentConfig
+from clifvqa_core.model import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
+from clifvqa_core.scorer import Scorer, ScoreResult
+from clifvqa_core.videowrite import write_video
+from clifvqa_core.windows import WindowConfig
+from conftest import REPO, moving_frames
+
+TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
+T = 4
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A synthetic checkpoint (random weights, our key layout, the extraction it records) + 2 lossless videos."""
+    root = tmp_path_factory.mktemp("scorer")
+    ecfg = ExtractConfig(clip_model=TINY_CLIP, clip_pretrained="none", frames=T, grid=WindowConfig.parse("1x2"),
+                         workers=0, batch_size=64, device="cpu")
+    r = ecfg.description_set.r
+    spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=4, fragment=16, grid=4), window_size=(2, 4, 4),
+                                 head_dropout=0.0)
+    mcfg = ModelConfig(spatial=spatial, spatial_grid=(2, 2, 2), frames=T, num_descriptions=r, semantic_hidden=8,
+                       regression_hidden=16)
+    torch.manual_seed(0)
+    model = CLiFVQA(mcfg)
+    ckpt = root / "model.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "model_config": mcfg.to_json(),
+                "train_config": '{"test_clips": 2}', "model": model.state_dict(), "mos_mean": 3.0, "mos_std": 0.5,
+                "selected": list(range(r)), "logit_scale": None, "extract_config": ecfg.to_dict(),
+                "extract_identity": ecfg.identity(), "extract_key": ecfg.key()}, ckpt)
+    videos, frames = [], []
+    for i in range(2):
+        f = moving_frames(12, 72, 96, seed=i)
+        path = root / f"v{i}.mkv"
+        write_video(path, f, fps=12, codec="ffv1")   # lossless: decoded frames == these frames
+        videos.append(path)
+        frames.append(f)
+    return {"root": root, "ckpt": ckpt, "videos": videos, "frames": frames, "model": model}
+
+
+def test_readme_example_runs(setup, capsys):
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- scorer-example[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    assert block is not None, "README lost its scorer example"
+    code = block.group(1)
+    assert len(code.strip().splitlines()) == 3
+    code = code.replace('"model.pt"', repr(str(setup["ckpt"]))).replace('"video.mp4"', repr(str(setup["videos"][0])))
+    exec(compile(code, "README.md", "exec"), {})
+    printed = float(capsys.readouterr().out.strip())
+    assert np.isfinite(printed)
+
+
+def test_second_call_does_not_rebuild_clip(setup, monkeypatch):
+    import clifvqa_core.extract_config as ec
+
+    real, calls = ec.build_clip, []
+    monkeypatch.setattr(ec, "build_clip", lambda *a, **k: calls.append(a) or real(*a, **k))
+    scorer = Scorer.from_checkpoint(setup["ckpt"], device="cpu")
+    first = scorer(setup["videos"][0])
+    second = scorer(setup["videos"][0])
+    many = scorer.score_many(setup["videos"], batch_size=2, progress=False)
+    assert len(calls) == 1                                   # CLIP built once, in from_checkpoint
+    assert first.score == second.score == many[0].score      # deterministic, batch size does not matter
+    assert first.score == pytest.approx(first.raw * 0.5 + 3.0, abs=1e-9)
+    assert all(np.isfinite([first.semantic, first.spatial]))
+
+
+def test_frames_score_like_the_file(setup):
+    scorer = Scorer.from_checkpoint(setup["ckpt"], device="cpu")
+    for path, frames in zip(setup["videos"], setup["frames"]):
+        a, b = scorer(path), scorer(torch.from_numpy(frames), fps=12)
+        assert b.path == "<frames>" and b.score == pytest.approx(a.score, abs=1e-6)
+
+
+def test_score_many_errors_are_values(setup, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 20)
+    scorer = Scorer.from_checkpoint(setup["ckpt"], device="cpu")
+    res = scorer.score_many([setup["videos"][0], bad, tmp_path / "absent.mp4", setup["videos"][1]],
+                            batch_size=2, progress=False)
+    assert [r.status for r in res] == ["ok", "error", "error", "ok"]
+    assert res[1].reason and np.isnan(res[1].score) and res[2].reason
+    from clifvqa_core.errors import ClifVQAError
+
+    with pytest.raises(ClifVQAError):
+        scorer(bad)
+
+
+def test_maps_given_need_no_clip(setup):
+    scorer = Scorer.from_checkpoint(setup["ckpt"], device="cpu", clip=False)
+    assert scorer.extractor is None
+    full = Scorer.from_checkpoint(setup["ckpt"], device="cpu")
+    maps = full.maps_from_sims(full.sims(full.semantic_frames(setup["videos"][0])))
+    assert scorer(setup["videos"][0], maps=maps).score == pytest.approx(full(setup["videos"][0]).score, abs=1e-6)
+    res = scorer.score_many(setup["videos"][:1], progress=False)       # no maps, no CLIP: an error value
+    assert isinstance(res[0], ScoreResult) and not res[0].ok and "clip=False" in res[0].reason
+
+
+def test_device_choice_one_line_error():
+    from clifvqa_core.errors import ConfigError
+    from clifvqa_core.runtime import resolve_device
+
+    with pytest.raises(ConfigError, match=r"--device gpu: not a device; choices: auto, cpu, cuda, cuda:N"):
+        resolve_device("gpu")
+    assert resolve_device("cpu") == torch.device("cpu")
