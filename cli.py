@@ -345,12 +345,13 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
     store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
     """
     from clifvqa_core.train_config import TrainConfig
-    from train.protocol import data_defaults, model_config_from_spec, run_training
+    from train.protocol import data_defaults, is_model_preset, model_config_from_spec, run_training
 
     try:
         if config_path is not None:
             cfg = TrainConfig.from_json(config_path)
         else:
+            is_model_preset(model_config)   # an unknown preset name is refused before any store is opened
             ctx = click.get_current_context()
             data = data_defaults([str(c) for c in cached], dataset, None if root is None else str(root), train_split,
                                  [s for s in eval_splits.split(",") if s],
@@ -479,9 +480,8 @@ def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) 
     """Synthetic data -> CLIP maps (ViT-B-32) -> small CLiF-VQA -> held-out scenes -> predict (CPU, < 15 min)."""
     from train.demo import DemoConfig, format_summary, run_demo
 
-    for name in ("train.demo", "train.loop"):   # stage messages and per-epoch lines are the demo's progress
-        if logging.getLogger(name).getEffectiveLevel() > logging.INFO:
-            logging.getLogger(name).setLevel(logging.INFO)
+    if logging.getLogger("train.demo").getEffectiveLevel() > logging.INFO:   # stage messages; training has its bar
+        logging.getLogger("train.demo").setLevel(logging.INFO)
     try:
         result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained), out)
     except ClifVQAError as exc:

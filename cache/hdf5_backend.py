@@ -114,11 +114,10 @@ class Hdf5Backend(Backend):
             got["key"] = got["key"].decode()
         for k in ("shard", "start", "stop"):
             got[k] = None if got[k] is None else int(got[k])
-        # a shard written before the store grew may end before the shard's range now does: its missing
-        # rows read as not done until the owner rewrites the file (grow()), so a shorter stop is sound
-        grown_short = got["stop"] is not None and s0 < got["stop"] < s1
+        # a shard written before the store grew may stop earlier than the shard does now (see grow)
+        short_ok = got["stop"] is not None and s0 < got["stop"] < s1
         wrong = [f"{k} {got[k]!r} (index says {want[k]!r})" for k in want
-                 if got[k] != want[k] and not (k == "stop" and grown_short)]
+                 if got[k] != want[k] and not (k == "stop" and short_ok)]
         return ("shard attributes do not match the store index: " + ", ".join(wrong)) if wrong else None
 
     def read_done(self, start: int = 0, stop: int | None = None) -> np.ndarray:

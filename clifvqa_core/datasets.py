@@ -696,7 +696,8 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
     ``yfcc-batch1/0`` in train and ``ia-batch1/0`` in test are both ``0`` in their own files), both take
     their relative path without extension as id; one video listed by two splits keeps one id. Ids are
     computed from the label names, never from which files are present.
-    Errors as :func:`load_dataset` (``allow_outside_root`` as there); ConfigError when no split's label file is found.
+    Errors as :func:`load_dataset` (``allow_outside_root`` as there); ConfigError when no split's label
+    file is found.
     """
     try:
         ds = DATASETS[name]
@@ -705,11 +706,13 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
     if label_files is not None:
         root_path = _check_root(root, name)
         listings = [SplitListing(sp, lp, tuple(ds.load(root_path, labels=lp, split=None if sp == ALL_SPLIT else sp,
-                                                       skip_missing=skip_missing, allow_outside_root=allow_outside_root)))
+                                                       skip_missing=skip_missing,
+                                                       allow_outside_root=allow_outside_root)))
                     for sp, lp in label_files.items()]
         return _dataset_wide_ids(ds, root_path, listings), []
     if not ds.splits or split is not None:
-        items = ds.load(root, labels=labels, split=split, skip_missing=skip_missing, allow_outside_root=allow_outside_root)
+        items = ds.load(root, labels=labels, split=split, skip_missing=skip_missing,
+                        allow_outside_root=allow_outside_root)
         if labels is None and not isinstance(ds, FolderDataset):
             labels = ds.find_labels(_check_root(root, name), split)
         listing = [SplitListing(split or ALL_SPLIT, None if labels is None else Path(labels).expanduser(),
@@ -727,7 +730,8 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
             looked = ", ".join(dict(getattr(ds, "split_files", ())).get(sp, ds.label_files))
             absent.append(f"split {sp} left out: no label file under {root_path} (looked for {looked})")
             continue
-        items = ds.load(root_path, labels=label_path, split=sp, skip_missing=skip_missing, allow_outside_root=allow_outside_root)
+        items = ds.load(root_path, labels=label_path, split=sp, skip_missing=skip_missing,
+                        allow_outside_root=allow_outside_root)
         listings.append(SplitListing(sp, label_path, tuple(items)))
     if not listings:
         raise ConfigError(f"no label file of any {name} split under {root_path}: " + "; ".join(absent))

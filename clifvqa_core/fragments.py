@@ -109,8 +109,8 @@ class _Cutter:
     """Cuts the fragment canvas of N frames [H, W, C] one frame at a time into ``out`` float32
     [num_clips, C, N / num_clips, S * S]: 0-255, or normalised with FAST-VQA's mean/std (``normalize``).
 
-    The grid is computed on the (possibly upscaled) frame of :func:`_upscaled_size`; canvas pixel p of
-    chunk k comes from grid-frame pixel (src_r[k, p], src_c[k, p]). Three ways to get there:
+    The grid is computed on the (possibly upscaled) frame of :func:`_upscaled_size`; canvas cell (i, j) of
+    chunk k comes from the F x F grid-frame block at (rows[i, j, k], cols[i, j, k]). Three ways to get there:
 
     * ``direct`` (both sides >= S, the reference case): one ``np.take`` of C-byte pixels per frame;
     * ``whole`` (small frame, upscaled frame <= ``_MAX_UPSCALED_PIXELS``): the frame is upscaled whole with
@@ -144,13 +144,7 @@ class _Cutter:
         cols = np.minimum((gw // g) * cell, gw - f)[None, :, None] + off[1]
         if (off < 0).any() or (rows + f > gh).any() or (cols + f > gw).any():
             raise ValueError(f"offsets put fragments outside the {gh}x{gw} frame")
-        # Canvas pixel (i*F + a, j*F + b) of chunk k <- grid-frame pixel (rows[i, j, k] + a, cols[i, j, k] + b),
-        # in canvas raster order: [K, i, a, j, b] -> [K, S*S].
         ar = np.arange(f)
-        src_r = rows.transpose(2, 0, 1)[:, :, None, :, None] + ar[None, None, :, None, None]
-        src_c = cols.transpose(2, 0, 1)[:, :, None, :, None] + ar[None, None, None, None, :]
-        src_r, src_c = np.broadcast_arrays(src_r, src_c)
-        src_r, src_c = src_r.reshape(chunks, s * s), src_c.reshape(chunks, s * s)
         self.h, self.w, self.grid_size, self.clip_len, self.fragment = h, w, (gh, gw), cfg.clip_len, f
         # Fragment rows: canvas row i*F + a, fragment j <- F pixels (F*C values, contiguous in an [H, W*C] frame)
         # from row rows[i, j, k] + a at value column cols[i, j, k] * C: one fancy index over a sliding-window
@@ -164,6 +158,12 @@ class _Cutter:
             self.mode = "whole"
         else:
             self.mode = "region"
+            # Canvas pixel (i*F + a, j*F + b) of chunk k <- grid-frame pixel (rows[i, j, k] + a,
+            # cols[i, j, k] + b), in canvas raster order: [K, i, a, j, b] -> [K, S*S]; 4 source taps each.
+            src_r = rows.transpose(2, 0, 1)[:, :, None, :, None] + ar[None, None, :, None, None]
+            src_c = cols.transpose(2, 0, 1)[:, :, None, :, None] + ar[None, None, None, None, :]
+            src_r, src_c = np.broadcast_arrays(src_r, src_c)
+            src_r, src_c = src_r.reshape(chunks, s * s), src_c.reshape(chunks, s * s)
             y0, y1, wy = _bilinear_taps(h, gh, src_r)
             x0, x1, wx = _bilinear_taps(w, gw, src_c)
             self.taps = (y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1)  # each [K, S*S]
@@ -187,9 +187,13 @@ class _Cutter:
         if arr.dtype != np.uint8 and arr.dtype != np.float32:
             arr = arr.astype(np.float32)
         if self.mode == "whole":
-            up = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
-            up = F.interpolate(up, size=self.grid_size, mode="bilinear", align_corners=False).clamp_(0, 255)
-            arr = up[0].permute(1, 2, 0).contiguous().numpy()  # [H', W', C], at most _MAX_UPSCALED_PIXELS
+            # One torch op per frame (the rest in numpy): small per-frame torch ops pay the intra-op thread
+            # pool's hand-off each time, which dominated on a loaded machine. The float frame is handed over
+            # channels-last, the layout the whole-clip upscale used, so the kernel (and the bits) are the same.
+            hwc = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            up = F.interpolate(hwc.permute(2, 0, 1)[None], size=self.grid_size, mode="bilinear", align_corners=False)
+            arr = np.ascontiguousarray(up[0].permute(1, 2, 0).numpy())  # [H', W', C], <= _MAX_UPSCALED_PIXELS
+            np.clip(arr, 0, 255, out=arr)
         c = arr.shape[-1]
         if self.mode == "region":
             pixels = arr.reshape(-1, c)

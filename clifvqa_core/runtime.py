@@ -4,7 +4,7 @@ switch. Used by extraction, training and scoring alike (none of them has its own
     dev = resolve_device("auto")           # cuda when available (cuda:LOCAL_RANK under torchrun), else cpu
     env = init_distributed(dev)            # rank / world of torchrun, world 1 otherwise
     bar = progress_bar(10, enabled=env.main, desc="predict")
-    go_offline_if_unreachable()            # HF_HUB_OFFLINE=1 when huggingface.co cannot be reached
+    network_reachable(), hf_offline()      # the offline switch semantic.build_clip consults for a tag
 """
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 #: What ``--device`` accepts (the error for anything else lists these).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-#: Host probed by :func:`network_reachable` (where open_clip's weights live).
-WEIGHTS_HOST = ("huggingface.co", 443)
 
 
 # ---- device -------------------------------------------------------------------------------------------
@@ -142,8 +140,16 @@ def progress_bar(total: int, enabled: bool = True, desc: str = "", unit: str = "
 
 
 # ---- offline switch -----------------------------------------------------------------------------------------
-def network_reachable(host: tuple[str, int] = WEIGHTS_HOST, timeout: float = 2.0) -> bool:
-    """True when a TCP connection to ``host`` opens within ``timeout`` seconds (DNS included)."""
+def network_reachable(host: tuple[str, int] | None = None, timeout: float = 2.0) -> bool:
+    """True when a TCP connection to ``host`` opens within ``timeout`` seconds (DNS included). Default host:
+    the Hugging Face endpoint open_clip's weights come from (``HF_ENDPOINT``, else huggingface.co:443)."""
+    if host is None:
+        from urllib.parse import urlparse
+
+        from huggingface_hub import constants
+
+        url = urlparse(constants.ENDPOINT)
+        host = (url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80))
     try:
         with socket.create_connection(host, timeout=timeout):
             return True
@@ -151,11 +157,12 @@ def network_reachable(host: tuple[str, int] = WEIGHTS_HOST, timeout: float = 2.0
         return False
 
 
-def go_offline_if_unreachable() -> bool:
-    """Without network, make huggingface_hub fail at once instead of retrying for about a minute; weights
-    already in the local HF cache still load. -> True when offline mode is (now) on."""
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
-        return True
+def hf_offline() -> bool:
+    """True when huggingface_hub is told to stay offline (``HF_HUB_OFFLINE`` set now or at its import)."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return env or bool(constants.HF_HUB_OFFLINE)
     if network_reachable():
         return False
     log.info("no network: HF_HUB_OFFLINE=1 (only locally cached CLIP weights can be used)")

@@ -317,13 +317,7 @@ class Scorer(_ScorerBase):
                     "extraction config); score with maps from the training store (predict --cached STORE)")
             with tempfile.TemporaryDirectory(prefix="clifvqa-scorer-") as scratch:
                 ecfg = rec.rebuild(scratch, clip_pretrained)
-                if extractor is None:
-                    from .runtime import go_offline_if_unreachable
-                    from .semantic import weights_id
-
-                    wid = weights_id(ecfg.clip_pretrained)
-                    if wid != "none" and not wid.startswith("sha256:"):   # a tag: may need the hub
-                        go_offline_if_unreachable()
+                if extractor is None:  # a tag neither cached nor reachable fails at once (build_clip)
                     extractor = build_extractor(ecfg)
             full = selected == list(range(len(ecfg.description_set.texts))) and cfg.logit_scale is None
         return cls(model, scale, extractor=extractor if clip else None, extract_cfg=ecfg, selected=selected,

@@ -70,7 +70,6 @@ __all__ = [
     "build_clip",
     "clip_activation",
     "clip_model_id",
-    "hub_reachable",
     "load_model_json",
     "weights_id",
     "SemanticExtractor",
@@ -246,35 +245,13 @@ def clip_activation(model: str, pretrained: str | None, activation: str = "auto"
     return activation
 
 
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when a TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``, DNS included) opens
-    within ``timeout`` seconds."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _hf_offline() -> bool:
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    return env or bool(constants.HF_HUB_OFFLINE)
-
-
 def _tag_file(model: str, tag: str, pcfg: dict[str, Any]) -> str:
     """Local path of a tag's weights: the Hugging Face cache when it holds them (no network at all), else a
     download through open_clip; ``ClipWeightsError`` at once when offline or the hub is unreachable."""
     import open_clip
     from huggingface_hub import constants, try_to_load_from_cache
+
+    from . import runtime
 
     hub = str(pcfg.get("hf_hub", ""))
     repo, filename = os.path.split(hub)
@@ -293,10 +270,10 @@ def _tag_file(model: str, tag: str, pcfg: dict[str, Any]) -> str:
     act = " --clip-activation quick_gelu" if pcfg.get("quick_gelu") and not _model_declares_quick_gelu(model) else ""
     fix = (f"Download it where there is network and pass the file: --clip-pretrained /path/to/{safe or filename}"
            f"{act} (from {where}), or copy a filled HF cache here (HF_HOME)")
-    if _hf_offline():
+    if runtime.hf_offline():
         raise ClipWeightsError(f"CLIP weights {tag!r} of {model!r} are not in the Hugging Face cache "
                                f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set. {fix}.")
-    if not hub_reachable():
+    if not runtime.network_reachable():
         raise ClipWeightsError(f"CLIP weights {tag!r} of {model!r} are not in the Hugging Face cache "
                                f"({constants.HF_HUB_CACHE}) and {constants.ENDPOINT} cannot be reached (no "
                                f"network). {fix}; HF_HUB_OFFLINE=1 skips the network check.")
@@ -394,7 +371,9 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
         log.warning("CLIP %s built with RANDOM weights (--clip-pretrained none, seed 0): features carry no "
                     "semantics; use only for tests and smoke runs", model)
     elif wid.startswith("sha256:"):
-        oc_pretrained = str(Path(str(pretrained)).expanduser().resolve())  # absolute: never read as a tag
+        # absolute, so never read as a tag; symlinks kept: open_clip picks the loader by the file name, and
+        # an HF cache snapshot file links to a blob without suffix
+        oc_pretrained = os.path.abspath(Path(str(pretrained)).expanduser())
         if activation == "auto" and act == "gelu" and any(
                 open_clip.get_pretrained_cfg(name, t).get("quick_gelu")
                 for t in open_clip.list_pretrained_tags_by_model(name)):

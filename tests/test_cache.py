@@ -235,42 +235,6 @@ def test_disk_full_while_writing_a_shard_is_one_storage_error(tmp_path, backend,
     assert not [p for p in (tmp_path / "s").rglob("*") if p.name.endswith(".partial")]
 
 
-@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
-def test_grow_keeps_written_rows_and_adds_new_ones(tmp_path, backend):
-    from cache.source import StoreSource
-
-    path = tmp_path / f"g.{backend}"
-    _make(path, backend).close()
-    before = open_store(path)                  # a reader opened before the store grows
-    old_maps, old_sims = before.load_maps(), before.load_sims()
-    st = open_store(path, "a", IDENTITY)
-    src = StoreSource(dataset="csv", root=str(tmp_path), splits={"all": [[0, 8]]})
-    st.grow(["new5", "new6", "new7"], [6.0, 7.0, 8.0], src)
-    assert st.n == 8 and st.layout.shard_size == 2 and st.source == src
-    grown = open_store(path)
-    assert grown.ids == IDS + ["new5", "new6", "new7"] and grown.mos[5:].tolist() == [6.0, 7.0, 8.0]
-    assert grown.done.tolist() == [True] * 5 + [False] * 3
-    np.testing.assert_array_equal(grown.load_maps()[:5], old_maps)
-    np.testing.assert_array_equal(grown.load_sims()[:5].view(np.uint16), old_sims.view(np.uint16))
-    assert np.isnan(grown.load_maps()[5:]).all() and grown.verify() == []
-    assert before.n == 5 and before.ids == IDS and before.load_maps().shape[0] == 5
-    # the old last shard [4, 5) is now [4, 6): its owner rewrites it whole, keeping row 4
-    layout = grown.layout
-    data = grown.read_shard(2)
-    data.maps[1], data.sims[1], data.embeds[1], data.done[1] = (_shard(LAYOUT, 0).maps[0], _shard(LAYOUT, 0).sims[0],
-                                                                _shard(LAYOUT, 0).embeds[0], True)
-    st.write_shard(2, data)
-    for s in (3,):
-        st.write_shard(s, _shard(layout, s))
-    final = open_store(path)
-    assert final.done.all() and final.verify() == []
-    np.testing.assert_array_equal(final.load_maps()[:5], old_maps)
-    with pytest.raises(CacheError, match="already present"):
-        st.grow(["vid0"])
-    with pytest.raises(CacheError, match="read-only"):
-        final.grow(["x"])
-
-
 # ---- one validation for verify and every reader ------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["zarr", "hdf5"])
@@ -386,3 +350,49 @@ def test_creation_race_lost_to_the_other_backend_names_the_winner(tmp_path, monk
     msg = str(info.value)
     assert "is a hdf5 store, not zarr" in msg and "Delete" not in msg
     assert open_store(path).backend == "hdf5" and not list(tmp_path.glob(".s.*.creating"))
+
+
+def test_undecodable_ids_chunk_is_one_line(tmp_path):
+    from clifvqa_core.errors import DamagedStoreError
+
+    _make(tmp_path / "s", "zarr")
+    chunk = tmp_path / "s" / "ids" / "c" / "0"
+    chunk.write_bytes(b"\0" * 8 + chunk.read_bytes()[8:])
+    with pytest.raises(DamagedStoreError, match="array 'ids' or 'mos' cannot be decoded"):
+        open_store(tmp_path / "s")
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5"])
+def test_grow_keeps_written_rows_and_adds_new_ones(tmp_path, backend):
+    from cache.source import StoreSource
+
+    path = tmp_path / f"g.{backend}"
+    _make(path, backend).close()
+    before = open_store(path)                  # a reader opened before the store grows
+    old_maps, old_sims = before.load_maps(), before.load_sims()
+    st = open_store(path, "a", IDENTITY)
+    src = StoreSource(dataset="csv", root=str(tmp_path), splits={"all": [[0, 8]]})
+    st.grow(["new5", "new6", "new7"], [6.0, 7.0, 8.0], src)
+    assert st.n == 8 and st.layout.shard_size == 2 and st.source == src
+    grown = open_store(path)
+    assert grown.ids == IDS + ["new5", "new6", "new7"] and grown.mos[5:].tolist() == [6.0, 7.0, 8.0]
+    assert grown.done.tolist() == [True] * 5 + [False] * 3
+    np.testing.assert_array_equal(grown.load_maps()[:5], old_maps)
+    np.testing.assert_array_equal(grown.load_sims()[:5].view(np.uint16), old_sims.view(np.uint16))
+    assert np.isnan(grown.load_maps()[5:]).all() and grown.verify() == []
+    assert before.n == 5 and before.ids == IDS and before.load_maps().shape[0] == 5
+    # the old last shard [4, 5) is now [4, 6): its owner rewrites it whole, keeping row 4
+    layout = grown.layout
+    data = grown.read_shard(2)
+    data.maps[1], data.sims[1], data.embeds[1], data.done[1] = (_shard(LAYOUT, 0).maps[0], _shard(LAYOUT, 0).sims[0],
+                                                                _shard(LAYOUT, 0).embeds[0], True)
+    st.write_shard(2, data)
+    for s in (3,):
+        st.write_shard(s, _shard(layout, s))
+    final = open_store(path)
+    assert final.done.all() and final.verify() == []
+    np.testing.assert_array_equal(final.load_maps()[:5], old_maps)
+    with pytest.raises(CacheError, match="already present"):
+        st.grow(["vid0"])
+    with pytest.raises(CacheError, match="read-only"):
+        final.grow(["x"])

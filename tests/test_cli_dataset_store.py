@@ -63,7 +63,7 @@ def lsvq(tmp_path_factory):
     --skip-missing)."""
     root = tmp_path_factory.mktemp("lsvq")
     train = [(f"yfcc-batch1/{k}", 20.0 + 7 * k) for k in range(8)]
-    test = [(f"ia-batch1/{k}", 25.0 + 9 * (k - 10)) for k in range(10, 14)]
+    test = [(f"ia-batch1/{k}", 25.0 + 9 * (k - 10)) for k in range(10, 14)]  # LSVQ MOS lies in [0, 100]
     big = [("ia-batch1/13", test[3][1]), ("yfcc-batch9/5", 61.0), ("yfcc-batch9/b1", 33.0)]
     (root / "labels_train_test.csv").write_text(
         LSVQ_HEADER + "".join(_lsvq_row(n, m, False) for n, m in train) + "".join(_lsvq_row(n, m, True) for n, m in test))

@@ -113,7 +113,6 @@ def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
     res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), *BASE[:4], *one)
     assert res.exit_code == 1 and "clip_activation (stored <absent>, asked \"gelu\")" in res.output
     # a checkpoint trained on such a store: predict's on-the-fly stage one refuses it, naming the field
-    st = open_store(out)
-    rec = RecordedExtraction(dict(st.attrs["extract_config"]), dict(st.config), str(st.key), "old.pt")
+    rec = RecordedExtraction.read(dict(open_store(out).attrs), source="old.pt")
     with pytest.raises(CacheKeyMismatchError, match=r'clip_activation: recorded <absent>, now "gelu"'):
-        rec.rebuild()
+        rec.rebuild(tmp_path / "scratch")

@@ -343,45 +343,6 @@ def test_cli_datasets_lists_registry() -> None:
     assert "labels_train_test.csv" in result.output and "KoNViD_1k_attributes.csv" in result.output
 
 
-def test_list_dataset_every_split_and_absent_ones(lsvq_root: Path) -> None:
-    from clifvqa_core.datasets import ALL_SPLIT, list_dataset
-
-    listings, absent = list_dataset("lsvq", lsvq_root)
-    assert [lst.split for lst in listings] == ["train", "test", "test_1080p"] and absent == []
-    assert [it.video_id for it in listings[1].items] == ["x", "y"]
-    assert listings[0].labels == lsvq_root / "labels_train_test.csv"
-    # one file name in two splits for two videos: dataset-wide ids are the relative paths
-    assert [it.video_id for it in listings[0].items] == ["yfcc-batch1/1", "yfcc-batch2/1"]
-    # ... also when a split is extracted alone, so a store grown later keeps its ids
-    (lsvq_root / "labels_test_1080p.csv").unlink()
-    listings, absent = list_dataset("lsvq", lsvq_root)
-    assert [lst.split for lst in listings] == ["train", "test"]
-    assert absent == [f"split test_1080p left out: no label file under {lsvq_root} (looked for labels_1080p.txt, "
-                      "labels_test_1080p.csv)"]
-    with pytest.raises(ConfigError, match="one label file per split.*--split"):
-        list_dataset("lsvq", lsvq_root, labels=lsvq_root / "labels_train_test.csv")
-    (listing,), _ = list_dataset("csv", None, labels=_csv(lsvq_root))
-    assert listing.split == ALL_SPLIT and listing.labels == lsvq_root / "c.csv" and len(listing.items) == 1
-
-
-def test_list_dataset_ids_do_not_depend_on_split_or_presence(tmp_path: Path) -> None:
-    from clifvqa_core.datasets import list_dataset
-
-    (tmp_path / "labels_train_test.csv").write_text(
-        LSVQ_HEADER + _lsvq_row("yfcc-batch1/5", 50.0, "False") + _lsvq_row("ia-batch1/7", 40.0, "True"))
-    (tmp_path / "labels_test_1080p.csv").write_text(LSVQ_HEADER + _lsvq_row("yfcc-batch9/5", 55.0, "True"))
-    touch(tmp_path, "yfcc-batch9/5.mp4", "ia-batch1/7.mp4")           # the train video is absent
-    (big,), _ = list_dataset("lsvq", tmp_path, split="test_1080p")
-    assert [it.video_id for it in big.items] == ["yfcc-batch9/5"]
-    (test,), _ = list_dataset("lsvq", tmp_path, split="test")
-    assert [it.video_id for it in test.items] == ["7"]
-
-
-def _csv(root: Path) -> Path:
-    (root / "c.csv").write_text("path,mos\nyfcc-batch1/1.mp4,3\n")
-    return root / "c.csv"
-
-
 # ---- hostile label files ---------------------------------------------------------------------------------
 
 def test_label_paths_escaping_root_are_refused(tmp_path: Path) -> None:
@@ -419,3 +380,42 @@ def test_control_characters_in_names_are_shown_escaped(tmp_path: Path) -> None:
         load_dataset("csv", tmp_path, labels=labels)
     msg = str(info.value)
     assert "evil\\n\\x1b[2Jname" in msg and "\n" not in msg and "\x1b" not in msg
+
+
+def test_list_dataset_every_split_and_absent_ones(lsvq_root: Path) -> None:
+    from clifvqa_core.datasets import ALL_SPLIT, list_dataset
+
+    listings, absent = list_dataset("lsvq", lsvq_root)
+    assert [lst.split for lst in listings] == ["train", "test", "test_1080p"] and absent == []
+    assert [it.video_id for it in listings[1].items] == ["x", "y"]
+    assert listings[0].labels == lsvq_root / "labels_train_test.csv"
+    # one file name in two splits for two videos: dataset-wide ids are the relative paths
+    assert [it.video_id for it in listings[0].items] == ["yfcc-batch1/1", "yfcc-batch2/1"]
+    # ... also when a split is extracted alone, so a store grown later keeps its ids
+    (lsvq_root / "labels_test_1080p.csv").unlink()
+    listings, absent = list_dataset("lsvq", lsvq_root)
+    assert [lst.split for lst in listings] == ["train", "test"]
+    assert absent == [f"split test_1080p left out: no label file under {lsvq_root} (looked for labels_1080p.txt, "
+                      "labels_test_1080p.csv)"]
+    with pytest.raises(ConfigError, match="one label file per split.*--split"):
+        list_dataset("lsvq", lsvq_root, labels=lsvq_root / "labels_train_test.csv")
+    (listing,), _ = list_dataset("csv", None, labels=_csv(lsvq_root))
+    assert listing.split == ALL_SPLIT and listing.labels == lsvq_root / "c.csv" and len(listing.items) == 1
+
+
+def test_list_dataset_ids_do_not_depend_on_split_or_presence(tmp_path: Path) -> None:
+    from clifvqa_core.datasets import list_dataset
+
+    (tmp_path / "labels_train_test.csv").write_text(
+        LSVQ_HEADER + _lsvq_row("yfcc-batch1/5", 50.0, "False") + _lsvq_row("ia-batch1/7", 40.0, "True"))
+    (tmp_path / "labels_test_1080p.csv").write_text(LSVQ_HEADER + _lsvq_row("yfcc-batch9/5", 55.0, "True"))
+    touch(tmp_path, "yfcc-batch9/5.mp4", "ia-batch1/7.mp4")           # the train video is absent
+    (big,), _ = list_dataset("lsvq", tmp_path, split="test_1080p")
+    assert [it.video_id for it in big.items] == ["yfcc-batch9/5"]
+    (test,), _ = list_dataset("lsvq", tmp_path, split="test")
+    assert [it.video_id for it in test.items] == ["7"]
+
+
+def _csv(root: Path) -> Path:
+    (root / "c.csv").write_text("path,mos\nyfcc-batch1/1.mp4,3\n")
+    return root / "c.csv"

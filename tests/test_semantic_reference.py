@@ -208,11 +208,11 @@ def test_uncached_tag_without_network_fails_in_one_line(tmp_path):
 def test_uncached_tag_with_hf_hub_offline_fails_without_probing(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    import clifvqa_core.semantic as sem
+    from clifvqa_core import runtime
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(sem, "hub_reachable", lambda *a, **k: pytest.fail("probed the network although offline"))
+    monkeypatch.setattr(runtime, "network_reachable", lambda *a, **k: pytest.fail("probed the network although offline"))
     with pytest.raises(ClipWeightsError, match="not in the Hugging Face cache .* HF_HUB_OFFLINE is set"):
         build_clip("ViT-B-32", "openai")
 
@@ -290,11 +290,11 @@ def test_tag_builds_with_its_activation_from_the_cache(full, tag, activation, mo
     from huggingface_hub import constants
     from open_clip.transformer import QuickGELU
 
-    import clifvqa_core.semantic as sem
+    from clifvqa_core import runtime
 
     hf_home, _, state = full
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
-    monkeypatch.setattr(sem, "hub_reachable", lambda *a, **k: pytest.fail("network probed for a cached tag"))
+    monkeypatch.setattr(runtime, "network_reachable", lambda *a, **k: pytest.fail("network probed for a cached tag"))
     bundle = build_clip("ViT-B-32", tag)
     kinds = {type(m) for m in bundle.model.modules()}
     assert bundle.activation == activation and (QuickGELU in kinds) == (activation == "quick_gelu")

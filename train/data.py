@@ -202,7 +202,8 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     table = MapTable(ids=ids, maps=chunks[0] if len(chunks) == 1 else torch.cat(chunks), mos=np.concatenate(mos), sources=[str(p) for p in paths],
                      description_set=name, description_hash=dhash, selected=tuple(selected),
                      logit_scale=scale_used, extraction=extraction)
-    if cfg.use_semantic and not torch.isfinite(table.maps).all():
+    # in blocks: torch.isfinite over the whole table holds temporaries of ~2x its size (600 MB at LSVQ size)
+    if cfg.use_semantic and not all(bool(torch.isfinite(b).all()) for b in table.maps.split(4096)):
         raise CacheError(f"{', '.join(table.sources)}: non-finite values in maps marked done; run "
                          "`python cli.py cache verify`")
     log.info("maps in RAM: %d videos x %s from %s", len(ids), list(table.maps.shape[1:]), table.sources)
@@ -218,7 +219,7 @@ def store_source(path: str | Path) -> Any:
 
 
 def source_items(path: str | Path, root: str | Path | None = None, split: str | None = None,
-                 skip_missing: bool = False) -> list[Any]:
+                 skip_missing: bool = False, allow_outside_root: bool = False) -> list[Any]:
     """Dataset items of the store's videos of ``split`` (None: every split), from the store's own record.
 
     The label file of each split is the one recorded at extraction, under ``root`` (default: the recorded
@@ -237,7 +238,7 @@ def source_items(path: str | Path, root: str | Path | None = None, split: str | 
                          "--dataset, --root and --labels")
     root = Path(root if root is not None else src.root)
     # every recorded split is listed (not only ``split``): ids are made unique over the whole dataset
-    listings, _ = list_dataset(src.dataset, root, skip_missing=True,
+    listings, _ = list_dataset(src.dataset, root, skip_missing=True, allow_outside_root=allow_outside_root,
                                label_files={sp: src.checked_label_path(sp, root) for sp in src.split_names})
     by_split = {lst.split: lst.items for lst in listings}
     out: dict[str, Any] = {}

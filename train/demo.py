@@ -53,12 +53,21 @@ class DemoConfig(JsonConfig):
 
     Data (``synthetic.make_demo_data``): ``scenes`` x 13 clips of ``data_frames`` frames, ``width`` x
     ``height``. Stage one: ``clip_model`` / ``clip_pretrained`` (tried, with the random-init fallback),
-    ``frames`` (T) at uniform timestamps, ``grid`` windows per frame. Stage two: the ``tiny`` spatial
-    preset with ``fragment_grid`` x ``fragment_grid`` fragments of ``fragment`` pixels and
-    ``clip_len``-frame clips (a CPU-size FAST-VQA branch; ``window`` is its Swin window), trained
-    ``epochs`` epochs (or as many as fit in ``minutes`` when set) with batch ``batch_size``;
-    ``test_fraction`` of the scenes held out. Learning rate 3e-4 for every group: the tiny backbone starts
-    from random weights (higher than the paper's 7.5e-5), but at 1e-3 it collapses to a constant output.
+    ``frames`` (T) at uniform timestamps, ``grid`` windows per frame. Stage two: the model preset ``model``
+    (``cpu``: a one-block-per-stage Swin on 4x4 fragments of 16 px of 4-frame clips, see
+    ``train_config.model_preset``), trained ``epochs`` epochs (or as many as fit in ``minutes`` when set)
+    with batch ``batch_size``; ``test_fraction`` of the scenes held out. Learning rate 3e-4 for every group:
+    the tiny backbone starts from random weights (higher than the paper's 7.5e-5), but at 1e-3 it collapses
+    to a constant output.
+
+    From scratch, the ``cpu`` model first sits on a constant-output plateau (output std ~0.01 in z units,
+    training loss flat) and whether it leaves it within the budget depends on the seed. Measured (seed 1,
+    6 kinds): the gradient of one batch is almost pure noise at initialisation (signal-to-noise of the
+    whole gradient 0.0917 over 12 batches, where pure noise gives 1/12 = 0.083), the initial quality map the
+    regressor reads carries no quality information (ridge probe: SROCC 0.04 on the training clips). The
+    learning check's own run (seed 0, 5 kinds) leaves the plateau only around epoch 18 (mean loss 1.45-1.59
+    for epochs 1-17, 0.37 at epoch 48); FAST-VQA's loss, a 10x head lr, no patch-embedding norm and 8x8
+    fragments of 8 px were each run 10-15 epochs on seed 1 without leaving it, too short to rule them out.
     """
 
     seed: int = 0
@@ -311,8 +320,8 @@ def kind_table(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
     """Held-out scores per distortion kind and level, and how often pristine beats its own distorted clips.
 
     items: VideoItem with ``extra`` holding the demo labels' distortion and level (pristine: "none", 0);
-    pred [n] predicted MOS. -> {"rows": [{kind, level, n, true, pred}] (means; pristine first, then the
-    kinds in data order by level), "pristine_wins": pairs (scene, distorted clip) where the scene's pristine
+    pred [n] predicted MOS. -> {"rows": [{kind, level, n, true, pred}] (means; pristine first, then each
+    kind in data order, level by level), "pristine_wins": pairs (scene, distorted clip) where the scene's pristine
     clip is predicted higher, "pairs": number of such pairs, "pristine_minus_distorted": mean over pairs of
     pred(pristine) - pred(distorted) in MOS units}.
     """
@@ -327,7 +336,8 @@ def kind_table(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
             pristine[str(it.group)] = float(p)
     rows = [{"kind": k, "level": lv, "n": len(v), "true": float(np.mean([t for t, _ in v])),
              "pred": float(np.mean([q for _, q in v]))} for (k, lv), v in groups.items()]
-    rows.sort(key=lambda r: (r["kind"] != "pristine", r["level"]))  # stable: kinds keep their data order
+    first = {k: i for i, (k, _) in reversed(list(enumerate(groups)))}     # kinds in data order, then by level
+    rows.sort(key=lambda r: (r["kind"] != "pristine", first[r["kind"]], r["level"]))
     gaps = [pristine[str(it.group)] - float(p) for it, p in zip(items, pred)
             if dict(it.extra).get("distortion", "none") != "none" and str(it.group) in pristine]
     return {"rows": rows, "pristine_wins": int(sum(g > 0 for g in gaps)), "pairs": len(gaps),
@@ -399,7 +409,8 @@ def format_summary(r: DemoResult) -> str:
         "| " + " | ".join(f"{m[k]:.4f}" if m.get(k) is not None and math.isfinite(m[k]) else "nan"
                          for k in ("srocc", "plcc", "krocc", "rmse")) + " |",
         "",
-        "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model):",
+        "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model; the",
+        "training losses fix the order and spread of the scores, not their level):",
         format_kind_table(r.kinds) if r.kinds else "(no kind labels)",
         "",
         "predict on a few held-out files:",

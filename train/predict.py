@@ -143,9 +143,11 @@ def recorded_extraction(ckpt: dict[str, Any], checkpoint: str | Path) -> Recorde
     return None
 
 
-def check_store_key(store_path: str | Path, rec: RecordedExtraction | None) -> None:
+def check_store_key(store_path: str | Path, rec: RecordedExtraction | None, may_differ: Sequence[str] = ()) -> None:
     """Refuse a store made under another extraction key than the checkpoint's training features
-    (CacheKeyMismatchError naming the differing fields); only warn when the checkpoint records no key."""
+    (CacheKeyMismatchError naming the differing fields); only warn when the checkpoint records no key.
+    ``may_differ``: top-level identity fields allowed to differ (the window sweep scores one model over
+    stores of other grids: ``("grid", "store_embeddings")``); every other field must still match."""
     from cache import open_store
 
     if rec is None:
@@ -154,10 +156,16 @@ def check_store_key(store_path: str | Path, rec: RecordedExtraction | None) -> N
         return
     with open_store(store_path, "r") as store:
         key, identity = str(store.key), dict(store.config)
-    if key != rec.key:
-        what = describe_diff(diff_identity(rec.identity, identity), "trained", "store") if rec.identity else ""
-        raise CacheKeyMismatchError(f"{store_path} was made with another extraction (key {key}) than the model's "
-                                    f"training features (key {rec.key}){': ' + what if what else ''}")
+    if key == rec.key:
+        return
+    diffs = diff_identity(rec.identity, identity) if rec.identity else []
+    if may_differ and rec.identity:
+        diffs = [d for d in diffs if d[0].split(".", 1)[0].split("[", 1)[0] not in may_differ]
+        if not diffs:
+            return
+    what = describe_diff(diffs, "trained", "store") if diffs else ""
+    raise CacheKeyMismatchError(f"{store_path} was made with another extraction (key {key}) than the model's "
+                                f"training features (key {rec.key}){': ' + what if what else ''}")
 
 
 def _match_cache_ids(files: Sequence[Path], ids: Sequence[str]) -> list[str | None]:

@@ -114,7 +114,7 @@ def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
     if cfg.labels is None and cfg.cached:
         src = store_source(cfg.cached[0])
         if src is not None and src.dataset == cfg.dataset:
-            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing)
+            return source_items(cfg.cached[0], cfg.root or None, split, cfg.skip_missing, cfg.allow_outside_root)
     return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=split, skip_missing=cfg.skip_missing,
                         allow_outside_root=cfg.allow_outside_root)
 
@@ -126,7 +126,11 @@ def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, 
     none) and root; a dataset with official splits (LSVQ) defaults to the paper's fixed protocol (train on
     ``train``, test on the store's other splits) unless a split mode is asked for.
     """
-    src = store_source(cached[0]) if cached else None
+    from cache import detect_backend
+
+    # A path that is no store, with --root given: nothing to fill in; the store's own error comes where
+    # the store is read, after the options are checked.
+    src = store_source(cached[0]) if cached and (root is None or detect_backend(cached[0]) is not None) else None
     if dataset is None:
         dataset = src.dataset if src is not None else "csv"
     ours = src is not None and src.dataset == dataset
@@ -171,15 +175,27 @@ def model_config_from_spec(spec: str, descriptions: str = "all", no_semantic: bo
                            no_spatial: bool = False, no_regressor: bool = False, cached: Sequence[str] = ()
                            ) -> ModelConfig:
     """``--model-config``: a preset (fastvqa-b | cpu | tiny; T and r' then come from the first store) or a
-    ModelConfig JSON file; the branch switches and the description selection applied to it. A name that is
-    neither a preset nor a file lists the presets."""
-    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+    ModelConfig JSON file; the branch switches and the description selection applied to it."""
+    from clifvqa_core.train_config import model_preset
 
     switches = dict(use_semantic=not no_semantic and descriptions != "none", use_spatial=not no_spatial,
                     use_regressor=not no_regressor, descriptions=descriptions)
-    if spec in MODEL_PRESETS or not (Path(spec).is_file() or spec.lstrip().startswith("{")):
-        return fit_model_to_cache(model_preset(spec, **switches), cached)   # an unknown name lists the presets
+    if is_model_preset(spec):
+        return fit_model_to_cache(model_preset(spec, **switches), cached)
     return ModelConfig.from_json(Path(spec)).replace(**switches)
+
+
+def is_model_preset(spec: str) -> bool:
+    """True when ``--model-config`` names a preset rather than a ModelConfig JSON file; an unknown name that is
+    not a file either is refused at once (ConfigError listing the presets), before any store is opened."""
+    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+
+    if spec in MODEL_PRESETS:
+        return True
+    if Path(spec).is_file():
+        return False
+    model_preset(spec)   # raises, naming the valid presets
+    return True
 
 
 def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
@@ -422,13 +438,13 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Sequence[str],
                         out: str | Path | None = None, device: str = "auto", workers: int = 2, batch_size: int = 4,
                         test_clips: int | None = None, skip_missing: bool = False, title: str = "",
-                        check_key: bool = True) -> dict[str, Any]:
+                        may_differ: Sequence[str] = ()) -> dict[str, Any]:
     """Intra/cross-dataset test of a trained model on ``items`` (dataset items with MOS) using ``cached`` maps.
 
     Scores come from :class:`clifvqa_core.Scorer` (the path ``predict`` uses: same clips, the checkpoint's
     ``test_clips`` unless given), with maps from ``cached``; each store must carry the extraction key the
-    model was trained on (CacheKeyMismatchError naming the differing fields otherwise; ``check_key=False``
-    for the window sweep, whose caller checks that only the grid differs).
+    model was trained on (CacheKeyMismatchError naming the differing fields otherwise), except for the
+    identity fields in ``may_differ`` (the window sweep: ``("grid", "store_embeddings")``).
     -> the metrics dict (``evaluate_scores``: raw and logistic SROCC/KROCC/PLCC/RMSE, on the MOS scale of
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
@@ -438,8 +454,8 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     from .predict import check_store_key, recorded_extraction
 
     rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
-    for c in cached if check_key else ():
-        check_store_key(c, rec)
+    for c in cached:
+        check_store_key(c, rec, may_differ)
     scorer = Scorer.from_checkpoint(checkpoint, device, clip=False, test_clips=test_clips)
     table = load_map_table(cached, scorer.cfg)
     items = join_items(items, table, skip_missing)
