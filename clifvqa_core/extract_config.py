@@ -196,7 +196,7 @@ def _norm(value: Any) -> Any:
 def describe_diff(diffs: list[tuple[str, Any, Any]], a: str = "stored", b: str = "asked", limit: int = 5) -> str:
     """``"grid.rows: stored 3, asked 5; ..."`` for the first ``limit`` differences (values shortened)."""
     def short(v: Any) -> str:
-        text = json.dumps(v, ensure_ascii=False, default=str)
+        text = v if isinstance(v, str) and v == "<absent>" else json.dumps(v, ensure_ascii=False, default=str)
         return text if len(text) <= 60 else text[:57] + "..."
 
     more = f"; ... {len(diffs) - limit} more" if len(diffs) > limit else ""
