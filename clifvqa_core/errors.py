@@ -48,8 +48,9 @@ class FrameSizeError(ClifVQAError):
     """A frame is too large to cut windows from within the memory bound (``windows.MAX_FRAME_PIXELS``)."""
 
 
-class LabelFormatError(ClifVQAError):
-    """A label file cannot be parsed: names the file, the line and what was expected."""
+class _PathError(ClifVQAError):
+    """An error about one file: ``path`` and ``reason``, shown as "PATH: REASON"; picklable (DataLoader
+    workers send exceptions to the main process)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
@@ -58,6 +59,10 @@ class LabelFormatError(ClifVQAError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.reason))
+
+
+class LabelFormatError(_PathError):
+    """A label file cannot be parsed: names the file, the line and what was expected."""
 
 
 class MissingVideosError(ClifVQAError):
@@ -90,16 +95,8 @@ class DamagedStoreError(CacheError):
     """A feature store holds rows or chunks that fail the value checks or cannot be decoded."""
 
 
-class StorageError(ClifVQAError):
+class StorageError(_PathError):
     """A file cannot be written or read back (disk full, permission, I/O error). Names the path."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
 
 
 class CacheKeyMismatchError(CacheError):
