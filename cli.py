@@ -476,14 +476,17 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the data, the split and training.")
 @click.option("--clip-pretrained", default="openai", show_default=True,
               help="CLIP weights to try (tag or file); random weights are used when they cannot be had.")
-def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str) -> None:
+@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto",
+              show_default=True, help="As for extract: quick_gelu for OpenAI's ViT-B-32 weights given as a file.")
+def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str, clip_activation: str) -> None:
     """Synthetic data -> CLIP maps (ViT-B-32) -> small CLiF-VQA -> held-out scenes -> predict (CPU, < 15 min)."""
     from train.demo import DemoConfig, format_summary, run_demo
 
     if logging.getLogger("train.demo").getEffectiveLevel() > logging.INFO:   # stage messages; training has its bar
         logging.getLogger("train.demo").setLevel(logging.INFO)
     try:
-        result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained), out)
+        result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained,
+                                     clip_activation=clip_activation), out)
     except ClifVQAError as exc:
         _fail(exc)
         return

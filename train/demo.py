@@ -82,6 +82,7 @@ class DemoConfig(JsonConfig):
     # stage one
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "openai"
+    clip_activation: str = "auto"
     frames: int = 8
     grid: str = "1x1"
     extract_batch: int = 64
@@ -119,7 +120,9 @@ class DemoConfig(JsonConfig):
         from clifvqa_core.extract_config import ExtractConfig
         from clifvqa_core.windows import WindowConfig
 
-        return ExtractConfig(clip_model=self.clip_model, clip_pretrained=clip_pretrained, frames=self.frames,
+        return ExtractConfig(clip_model=self.clip_model, clip_pretrained=clip_pretrained,
+                             clip_activation=self.clip_activation if clip_pretrained != "none" else "auto",
+                             frames=self.frames,
                              grid=WindowConfig.parse(self.grid), batch_size=self.extract_batch,
                              workers=self.workers, device=self.device)
 
@@ -148,15 +151,16 @@ class DemoResult:
     kinds: dict[str, Any] = field(default_factory=dict)     # kind_table of the held-out scenes
 
 
-def resolve_clip_weights(model: str, pretrained: str) -> tuple[str, str]:
-    """-> (weights to use, note). Tries ``pretrained`` quickly; on failure returns ("none", why)."""
+def resolve_clip_weights(model: str, pretrained: str, activation: str = "auto") -> tuple[str, str]:
+    """-> (weights to use, note). Tries ``pretrained`` (built with ``activation``) quickly; on failure returns
+    ("none", why)."""
     from clifvqa_core.semantic import ClipWeightsError, build_clip, weights_id
 
     if weights_id(pretrained) == "none":
         return "none", "random CLIP weights asked for"
     t0 = time.perf_counter()
     try:
-        build_clip(model, pretrained)
+        build_clip(model, pretrained, activation)
     except ClipWeightsError as exc:
         note = (f"CLIP {model} weights {pretrained!r} unavailable ({str(exc).split('. ')[0]}); using RANDOM "
                 "weights: the semantic maps carry no meaning and the held-out numbers show the pipeline, not "
@@ -236,7 +240,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     log.info("[1/5] data: %d clips of %d scenes (%.1f s)", len(items), cfg.scenes, seconds["data"])
 
     t0 = time.perf_counter()
-    weights, note = resolve_clip_weights(cfg.clip_model, cfg.clip_pretrained)
+    weights, note = resolve_clip_weights(cfg.clip_model, cfg.clip_pretrained, cfg.clip_activation)
     ecfg = cfg.extract_config(weights)
     store = out / "features" / f"{ecfg.key()}.zarr"
     summary = run_extraction(ecfg, items, store, progress=True)
