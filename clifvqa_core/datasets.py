@@ -331,7 +331,11 @@ class _Finder:
             return [Path(v) for v in self._variants(name)]
         return [self.root / sub / v for sub in self.subdirs for v in self._variants(name)]
 
-    def _lookup(self, basename: str) -> Path | None:
+    def _lookup(self, name: str) -> Path | None:
+        """The one file under root with ``name``'s file name whose folders agree with ``name``'s as far as both
+        go, from the end (``KoNViD_1k_videos/1.mp4`` finds ``ROOT/1.mp4`` and ``ROOT/x/KoNViD_1k_videos/1.mp4``;
+        LSVQ's ``ia-batch1/0.mp4`` never finds ``yfcc-batch1/0.mp4``), else None (absent or ambiguous)."""
+        parts = PurePosixPath(name).parts
         if self._index is None:
             self._index, count = {}, 0
             for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
@@ -344,7 +348,12 @@ class _Finder:
                                 self.root, count)
                     break
             log.debug("indexed %d file names under %s", len(self._index), self.root)
-        hits = self._index.get(basename, [])
+        def agrees(hit: Path) -> bool:
+            rel = hit.relative_to(self.root).parts
+            k = min(len(rel), len(parts))
+            return rel[-k:] == parts[-k:]
+
+        hits = [h for h in self._index.get(parts[-1], []) if agrees(h)]
         return hits[0] if len(hits) == 1 else None
 
     def find(self, names: Sequence[str]) -> Path | None:
@@ -354,7 +363,7 @@ class _Finder:
                     return cand
         for name in names:
             for v in self._variants(name):
-                hit = self._lookup(PurePosixPath(v).name)
+                hit = self._lookup(v)
                 if hit is not None:
                     return hit
         return None

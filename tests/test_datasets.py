@@ -419,3 +419,16 @@ def test_list_dataset_ids_do_not_depend_on_split_or_presence(tmp_path: Path) -> 
 def _csv(root: Path) -> Path:
     (root / "c.csv").write_text("path,mos\nyfcc-batch1/1.mp4,3\n")
     return root / "c.csv"
+
+
+def test_a_missing_video_is_never_found_under_another_folder_by_its_file_name(tmp_path: Path) -> None:
+    """LSVQ names test and train videos alike (ia-batch1/0 vs yfcc-batch1/0): the by-name fallback must match
+    the label's folders too, else a missing video silently becomes another one."""
+    touch(tmp_path, "yfcc-batch1/0.mp4", "elsewhere/ia-batch1/1.mp4", "deep/2.mp4")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,mos\nia-batch1/0.mp4,3\nia-batch1/1.mp4,4\n2.mp4,5\n")
+    with pytest.raises(MissingVideosError, match=r"1 of 3 videos .*ia-batch1/0"):
+        load_dataset("csv", tmp_path, labels=labels)
+    items = load_dataset("csv", tmp_path, labels=labels, skip_missing=True)
+    assert {i.video_id: i.path.relative_to(tmp_path).as_posix() for i in items} == {
+        "1": "elsewhere/ia-batch1/1.mp4", "2": "deep/2.mp4"}
