@@ -445,7 +445,8 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
     least one file was scored, 1 when none was.
     """
-    from train.predict import PredictionWriter, format_table, predict_paths, summary_line
+    from cache.predict import predict_paths
+    from clifvqa_core.predictions import PredictionWriter, format_table, summary_line
 
     writer = None
     try:

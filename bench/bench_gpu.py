@@ -119,7 +119,8 @@ def train_loader_section(plan: Plan, workers: int, tmp: Path) -> dict:
     from clifvqa_core.losses import clif_loss
     from clifvqa_core.model import CLiFVQA
     from clifvqa_core.train_config import TrainConfig
-    from train.data import MapTable, MosScale, VideoQualityDataset
+    from cache.maps import MapTable
+    from train.data import MosScale, VideoQualityDataset
     from train.loop import build_optimizer, train_step
 
     dev = torch.device(plan.device)

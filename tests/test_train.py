@@ -1,5 +1,5 @@
 """Stage two on tiny synthetic data (CPU): a step lowers the loss, resume is bit-for-bit, DDP (2 gloo
-processes) equals one process with the doubled batch, a mismatched cache is refused, splits are
+processes) equals one process with the doubled batch, splits are
 disjoint and reproducible, the protocol writes its reports."""
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import torch
 import torch.multiprocessing as mp
 
 from clifvqa_core.descriptions import Description, DescriptionSet
-from clifvqa_core.errors import CacheError, CacheKeyMismatchError
 from clifvqa_core.fastvqa import SpatialConfig
 from clifvqa_core.fragments import FragmentConfig
 from clifvqa_core.losses import clif_loss
@@ -25,7 +24,8 @@ from clifvqa_core.train_config import TrainConfig, resolve_recipe
 from clifvqa_core.videowrite import write_video
 from conftest import moving_frames
 
-from train.data import MosScale, VideoQualityDataset, load_map_table
+from cache.maps import load_map_table
+from train.data import MosScale, VideoQualityDataset
 from train.loop import BACKBONE_PREFIX, DistEnv, build_optimizer, fit, lr_factor, train_step
 from train.protocol import make_split
 
@@ -112,33 +112,6 @@ def test_training_step_decreases_loss_on_fixed_batch(data):
     loss_fn = lambda p, q: clif_loss(p, q)  # noqa: E731
     losses = [train_step(model, batch, opt, loss_fn, torch.device("cpu")) for _ in range(4)]
     assert losses[-1] < losses[0], losses
-
-
-def test_mismatched_cache_is_refused(data, tmp_path):
-    _, items, store = data
-    with pytest.raises(CacheError, match="T=8 frames.*T=16"):
-        load_map_table([store], small_model_cfg(frames=16))
-    with pytest.raises(CacheError, match="r'=3"):
-        load_map_table([store], small_model_cfg(num_descriptions=4))
-    with pytest.raises(CacheError, match="description set is 'test-set'"):
-        load_map_table([store], small_model_cfg(description_set="clif-v1"))
-    with pytest.raises(CacheError, match="hash"):
-        load_map_table([store], small_model_cfg(description_hash="0123456789abcdef"))
-    # a subset is recomputed from the cached sims (no CLIP): 2 objective descriptions -> [4, T]
-    sub = load_map_table([store], small_model_cfg(descriptions="objective", num_descriptions=2))
-    full = load_map_table([store], small_model_cfg())
-    assert sub.maps.shape == (8, 4, T) and full.maps.shape == (8, 6, T)
-    assert not torch.allclose(sub.maps[:, :2], full.maps[:, :2])   # softmax over 2, not 3 descriptions
-    # a store made with other descriptions cannot be joined
-    other = make_store(tmp_path / "other.zarr", ["x"], [1.0], frames=16)
-    with pytest.raises(CacheError):
-        load_map_table([store, other], small_model_cfg())
-    # nor one made with other CLIP weights, although its maps have the same shape: the field is named
-    weights = make_store(tmp_path / "weights.zarr", ["y"], [1.0], clip_weights="sha256:0123")
-    with pytest.raises(CacheKeyMismatchError, match=r"weights.zarr was made with another extraction config.*"
-                                                    r'clip_weights \("none" vs "sha256:0123"\)'):
-        load_map_table([store, weights], small_model_cfg())
-    assert len(load_map_table([store, make_store(tmp_path / "same.zarr", ["z"], [1.0])], small_model_cfg()).ids) == 9
 
 
 def test_splits_disjoint_grouped_and_reproducible(data):

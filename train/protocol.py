@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
 from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
@@ -45,7 +46,7 @@ from clifvqa_core.model import CLiFVQA, ModelConfig
 from clifvqa_core.scorer import Scorer
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
-from .data import MapTable, MosScale, join_items, load_map_table, source_items, store_source
+from .data import MosScale, join_items, source_items, store_source
 from .loop import DistEnv, fit, init_distributed, resolve_device, unwrap
 
 log = logging.getLogger(__name__)
@@ -450,8 +451,6 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
     """
     from clifvqa_core.model import read_clifvqa_checkpoint
-
-    from .predict import check_store_key, recorded_extraction
 
     rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
     for c in cached:
