@@ -6,7 +6,7 @@
     print(format_table(rows))
 
 Inputs: files are taken as given (any name; a file that is not a video becomes an error row at scoring);
-folders are searched recursively for :data:`clifvqa_core.datasets.VIDEO_EXTENSIONS` (sorted, hidden
+folders are searched recursively for :data:`clifvqa_core.labels.VIDEO_EXTENSIONS` (sorted, hidden
 entries skipped). A path that does not exist, or a folder without videos, is one error row.
 
 Output (:class:`PredictionWriter`): the ``--out`` file is opened (and so checked writable) before anything
