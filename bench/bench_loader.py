@@ -43,9 +43,9 @@ if str(REPO) not in sys.path:
 
 from bench.bench_video import _texture_frames  # noqa: E402
 from cache.maps import MapTable  # noqa: E402
-from clifvqa_core.fragments import FragmentConfig, fragments_from_frames  # noqa: E402
+from clifvqa_core.fragments import FragmentConfig, fastvqa_clip_indices, fragments_from_frames  # noqa: E402
 from clifvqa_core.model import ModelConfig  # noqa: E402
-from clifvqa_core.video import fastvqa_clip_indices, index_video, read_frames  # noqa: E402
+from clifvqa_core.video import index_video, read_frames  # noqa: E402
 from clifvqa_core.videowrite import write_video  # noqa: E402
 from train.data import MosScale, VideoQualityDataset  # noqa: E402
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from cache.maps import MapTable
-from clifvqa_core.fragments import MEAN, STD, FragmentConfig
+from clifvqa_core.fragments import MEAN, STD, FragmentConfig, fastvqa_clip_indices
 from clifvqa_core.model import ModelConfig
-from clifvqa_core.video import fastvqa_clip_indices, probe, read_frames
+from clifvqa_core.video import probe, read_frames
 from clifvqa_core.videowrite import write_video
 from tests.conftest import moving_frames
 from train.data import MosScale, VideoQualityDataset
