@@ -241,7 +241,7 @@ def memory_section(plan: Plan) -> dict:
             break
         finally:
             del x
-    return {"model": "fastvqa_b" if plan.full_model else "tiny", "amp_bf16": dev.type == "cuda", "rows": rows}
+    return {"model": "fastvqa-b" if plan.full_model else "tiny", "amp_bf16": dev.type == "cuda", "rows": rows}
 
 
 # ---- 5. two epochs of the demo pipeline ----------------------------------------------------------------------
