@@ -26,7 +26,7 @@ from conftest import moving_frames
 
 from cache.maps import load_map_table
 from train.data import MosScale, VideoQualityDataset
-from train.loop import BACKBONE_PREFIX, DistEnv, build_optimizer, fit, lr_factor, train_step
+from train.loop import BACKBONE_PREFIX, DistEnv, build_optimizer, fit, lr_factor, score_videos, train_step
 from train.protocol import make_split
 
 T, R = 8, 3
@@ -112,6 +112,26 @@ def test_training_step_decreases_loss_on_fixed_batch(data):
     loss_fn = lambda p, q: clif_loss(p, q)  # noqa: E731
     losses = [train_step(model, batch, opt, loss_fn, torch.device("cpu")) for _ in range(4)]
     assert losses[-1] < losses[0], losses
+
+
+def test_validation_scores_are_the_scorers_and_keep_train_mode(data):
+    """Validation during training scores through clifvqa_core.Scorer (the path of predict/evaluate): the same
+    numbers bit for bit, and the model is left in train mode."""
+    import copy
+
+    from clifvqa_core.scorer import Scorer
+
+    _, items, store = data
+    cfg = small_model_cfg()
+    table = load_map_table([store], cfg)
+    torch.manual_seed(0)
+    model = CLiFVQA(cfg).train()
+    maps = table.rows([it.video_id for it in items[:3]])
+    z = score_videos(model, items[:3], maps, torch.device("cpu"), test_clips=2, batch_size=2)
+    assert model.training
+    ref = Scorer(copy.deepcopy(model), MosScale(0.0, 1.0), test_clips=2).score_many([it.path for it in items[:3]],
+                                                                                   maps=list(maps), progress=False)
+    assert z.tolist() == [r.raw for r in ref] and len(set(z.tolist())) == 3
 
 
 def test_splits_disjoint_grouped_and_reproducible(data):

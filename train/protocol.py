@@ -47,7 +47,7 @@ from clifvqa_core.scorer import Scorer
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
 from .data import MosScale, join_items, source_items, store_source
-from .loop import DistEnv, fit, init_distributed, resolve_device, unwrap
+from .loop import DistEnv, fit, init_distributed, resolve_device, score_videos
 
 log = logging.getLogger(__name__)
 
@@ -228,26 +228,10 @@ def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, p
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
                 cfg: TrainConfig, env: DistEnv = DistEnv()) -> tuple[np.ndarray, np.ndarray]:
     """Test-time scores of ``items`` with their cached maps -> (MOS scale [n], z [n]), through the one
-    scoring path (:class:`clifvqa_core.Scorer`, ``cfg.test_clips`` seeded clips). Under DDP each rank
-    scores every world-th video and the scores are gathered on all ranks."""
-    scorer = Scorer(unwrap(model), scale, test_clips=cfg.test_clips, device=device,
-                    amp=cfg.amp and device.type == "cuda")
-    mine = list(range(env.rank, len(items), env.world))
-    maps = table.rows([items[i].video_id for i in mine])
-    got = {}
-    for k, res in scorer.iter_scores([items[i].path for i in mine], batch_size=max(1, cfg.batch_size // 2),
-                                     workers=cfg.workers, progress=False, maps=list(maps)):
-        if not res.ok:   # a labelled test video must not be dropped silently
-            raise ClifVQAError(f"{items[mine[k]].path}: cannot be scored: {res.reason}")
-        got[mine[k]] = res.raw
-    if env.enabled:
-        import torch.distributed as dist
-
-        parts: list[Any] = [None] * env.world
-        dist.all_gather_object(parts, got)
-        for p in parts:
-            got.update(p)
-    z = np.array([got[i] for i in range(len(items))], np.float64)
+    scoring path (:func:`train.loop.score_videos`: :class:`clifvqa_core.Scorer`, ``cfg.test_clips`` seeded
+    clips; under DDP each rank scores every world-th video)."""
+    z = score_videos(model, items, table.rows([it.video_id for it in items]), device, cfg.test_clips,
+                     batch_size=max(1, cfg.batch_size // 2), workers=cfg.workers, amp=cfg.amp, env=env)
     return np.asarray(scale.to_mos(z)), z
 
 
