@@ -4,7 +4,7 @@ switch. Used by extraction, training and scoring alike (none of them has its own
     dev = resolve_device("auto")           # cuda when available (cuda:LOCAL_RANK under torchrun), else cpu
     env = init_distributed(dev)            # rank / world of torchrun, world 1 otherwise
     bar = progress_bar(10, enabled=env.main, desc="predict")
-    network_reachable(), hf_offline()      # the offline switch semantic.build_clip consults for a tag
+    network_reachable(), hf_offline()      # the offline switch clip_weights consults for a tag (no torch import)
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where a device is made: the offline switch must not pay for it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
     Raises ConfigError (one line, listing the choices) for a name that is not a device, and for CUDA asked
     where there is none. The chosen CUDA device becomes the current one.
     """
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     text = str(name).strip().lower()
@@ -163,14 +166,3 @@ def hf_offline() -> bool:
 
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     return env or bool(constants.HF_HUB_OFFLINE)
-    if network_reachable():
-        return False
-    log.info("no network: HF_HUB_OFFLINE=1 (only locally cached CLIP weights can be used)")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:  # the constant is read when huggingface_hub is imported; set it too if that already happened
-        import huggingface_hub.constants as hf_constants
-
-        hf_constants.HF_HUB_OFFLINE = True
-    except Exception:  # noqa: BLE001 - no huggingface_hub: nothing to configure
-        pass
-    return True
