@@ -598,9 +598,6 @@ def probe_group() -> None:
 def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, frames, grid, changes, steps, seed,
                         device, batch_size) -> None:
     """Paper figures 3-4: objective descriptions vs graded changes; subjective ones across VIDEOS."""
-    from clifvqa_core.clip_weights import check_clip_weights
-
-    check_clip_weights(clip_model, clip_pretrained)  # before torch is imported: an unusable tag fails in < 1 s
     from clifvqa_core.windows import WindowConfig
     from train.experiments.probe import ProbeConfig, run_probe
 
