@@ -12,6 +12,8 @@ import logging
 import os
 import re
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -153,11 +155,34 @@ def network_reachable(host: tuple[str, int] | None = None, timeout: float = 2.0)
 
         url = urlparse(constants.ENDPOINT)
         host = (url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80))
-    try:
-        with socket.create_connection(host, timeout=timeout):
-            return True
-    except OSError:
+    deadline = time.monotonic() + timeout
+    # getaddrinfo has no timeout of its own: with an unreachable resolver it blocks for the resolver's
+    # retries (10 s and more). It runs in a daemon thread, waited for until the deadline and then abandoned.
+    found: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host[0], host[1], type=socket.SOCK_STREAM))
+        except OSError:
+            pass
+
+    lookup = threading.Thread(target=resolve, name="clifvqa-dns", daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    if lookup.is_alive():  # the resolver has not answered in time: no network, as far as we can wait
         return False
+    for family, kind, proto, _, addr in found:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(addr)
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def hf_offline() -> bool:
