@@ -52,6 +52,12 @@ CHECKPOINT_FORMAT = "clifvqa-checkpoint"
 BACKBONE_PREFIX = "spatial.fragments_backbone."
 
 
+#: ModelConfig.regressor_init choices
+REGRESSOR_INITS = ("default", "additive")
+#: the shift that puts the additive unit of :meth:`Regressor.init_additive` where GELU(x) = x to 1e-3 (|x| <= 0.5)
+ADDITIVE_SHIFT = 4.0
+
+
 @dataclass(frozen=True)
 class ModelConfig(JsonConfig):
     """Architecture of CLiF-VQA. Stored as JSON inside every checkpoint.
@@ -67,6 +73,11 @@ class ModelConfig(JsonConfig):
       for a smooth temporal weighting, and keeps the branch at ~2k parameters.
     - ``regression_hidden``: width of FC3. Not given in the paper; 128 matches the order of FAST-VQA's
       64-channel hidden head while mixing the 2r' + 784 inputs.
+    - ``regressor_init``: "default" (PyTorch's init of FC3/FC4) or "additive": FC3's first hidden unit reads
+      mean(F_s) + mean(F_f) on a +4 shift where GELU is the identity to 1e-3, and FC4 passes it through, so
+      at initialisation the head computes the no-regressor ablation's score (semantic + spatial) plus the
+      small output of the other, default-initialised units (see :meth:`Regressor.init_additive`). The
+      ``cpu`` preset, trained from scratch, needs it; the paper's model keeps "default".
     - ``logit_scale``: CLIP's temperature used when maps are recomputed from cached sims for a subset
       (None = the value stored in the cache, i.e. the one of the CLIP model that made the sims).
     """
@@ -84,6 +95,7 @@ class ModelConfig(JsonConfig):
     use_semantic: bool = True
     use_spatial: bool = True
     use_regressor: bool = True
+    regressor_init: str = "default"
 
     def __post_init__(self) -> None:
         if not (self.use_semantic or self.use_spatial):
@@ -94,6 +106,9 @@ class ModelConfig(JsonConfig):
         for name in ("frames", "semantic_hidden", "regression_hidden"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.regressor_init not in REGRESSOR_INITS:
+            raise ConfigError(f"ModelConfig.regressor_init must be one of {', '.join(REGRESSOR_INITS)}, "
+                              f"got {self.regressor_init!r}")
         if len(self.spatial_grid) != 3 or min(self.spatial_grid) < 1:
             raise ConfigError(f"ModelConfig.spatial_grid must be 3 positive ints, got {self.spatial_grid!r}")
 
@@ -133,6 +148,26 @@ class Regressor(nn.Module):
     def forward(self, feats: Tensor) -> Tensor:
         return self.fc4(self.act(self.fc3(feats))).squeeze(-1)
 
+    @torch.no_grad()
+    def init_additive(self, semantic_dim: int, spatial_dim: int, shift: float = ADDITIVE_SHIFT) -> None:
+        """Start as the additive rule: unit 0 of FC3 = mean(F_s) + mean(F_f) + shift, FC4 weight 1 on it and
+        bias -shift; F_v = [F_s (semantic_dim), F_f (spatial_dim)]. The other units keep their init.
+
+        Why (measured on the ``cpu`` preset from scratch, issue 10): with the default init every cell of the
+        quality map reaches the score through a random-signed weight, so the quality signal common to all
+        cells (a distortion covers the whole frame) cancels in the gradient that the shared Swin and head
+        receive, and training sits on a constant-output plateau; started additively, every cell gets the same
+        gradient, as in FAST-VQA (score = mean of the map), and the regressor learns its own mix from there.
+        """
+        self.fc3.weight[0].zero_()
+        if semantic_dim:
+            self.fc3.weight[0, :semantic_dim] = 1.0 / semantic_dim
+        if spatial_dim:
+            self.fc3.weight[0, semantic_dim:semantic_dim + spatial_dim] = 1.0 / spatial_dim
+        self.fc3.bias[0] = shift
+        self.fc4.weight[0, 0] = 1.0
+        self.fc4.bias.fill_(-shift)
+
 
 class CLiFVQA(nn.Module):
     """CLiF-VQA. ``forward(fragments, maps) -> {"score", "semantic", "spatial"}``, each [B].
@@ -150,6 +185,8 @@ class CLiFVQA(nn.Module):
                                                  if cfg.use_semantic else None)
         self.regressor: Regressor | None = (Regressor(cfg.semantic_dim + cfg.spatial_dim, cfg.regression_hidden)
                                             if cfg.use_regressor else None)
+        if self.regressor is not None and cfg.regressor_init == "additive":
+            self.regressor.init_additive(cfg.semantic_dim, cfg.spatial_dim)
 
     # -- branches ------------------------------------------------------------------------------------
     def semantic_features(self, maps: Tensor) -> Tensor:
