@@ -7,6 +7,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -15,36 +16,54 @@ from train.demo import (DemoConfig, _data, format_kind_table, format_summary, ki
                         run_demo)
 
 TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
+LEARNING_EPOCHS = 40
+#: thresholds of the multi-seed learning check (held-out SROCC of each seed, and of their median). Measured on the
+#: 2-core box (workers 0): seeds 0/1/2 -> 0.674 / 0.676 / 0.650; the plateau this guards against gives 0.0-0.25.
+SROCC_EACH, SROCC_MEDIAN = 0.55, 0.6
 
 #: The learning check's configuration (the demo's stage two, CPU size): 16 scenes of 32 frames at 320x240 with
-#: the demo's defaults for distortions (5 kinds x 2 levels: 176 clips, 4 scenes held out), tiny random CLIP
-#: (T=4, one window), the tiny spatial branch on 4x4 fragments of 16 px, 4-frame clips, 60 epochs at batch 16.
-LEARNING_CHECK = DemoConfig(clip_model=TINY_CLIP, clip_pretrained="none", frames=4, grid="1x1", workers=0,
-                            predict_files=2)
-SROCC_TARGET = 0.8
+#: all six distortion kinds at 2 levels (208 clips, 4 scenes held out), tiny random CLIP (T=4, one window), the
+#: ``cpu`` model preset (tiny Swin on 7x7 fragments of 16 px, 4-frame clips, additive regressor init), batch 16.
+LEARNING_CHECK = DemoConfig(clip_model=TINY_CLIP, clip_pretrained="none", frames=4, grid="1x1", workers=1,
+                            predict_files=2, epochs=LEARNING_EPOCHS)
+#: Seeds of the check: each changes the data (scenes, distortion draws, labels' jitter), the split's model init
+#: and the training order; before the additive regressor init only seed 0 (of 0-2) left the plateau.
+SEEDS = (0, 1, 2)
 
 
 @pytest.mark.slow
-def test_learning_check_held_out_scenes(tmp_path):
-    t0 = time.perf_counter()
-    result = run_demo(LEARNING_CHECK, tmp_path / "demo")
-    seconds = time.perf_counter() - t0
-    srocc = result.metrics["srocc"]
-    print(f"\nlearning check: held-out SROCC {srocc:.4f}, PLCC {result.metrics['plcc']:.4f} on {result.n_test} clips "
-          f"of scenes {result.test_scenes}; {seconds:.0f} s wall, {result.cpu_seconds:.0f} s CPU (main process)")
-    print(format_summary(result))
-    # the demo's outputs are there whatever the number
-    data = json.loads((tmp_path / "demo" / "results.json").read_text())
+def test_learning_check_held_out_scenes_every_seed(tmp_path):
+    rows = []
+    for seed in SEEDS:
+        t0 = time.perf_counter()
+        cfg = LEARNING_CHECK.replace(seed=seed)
+        result = run_demo(cfg, tmp_path / f"demo{seed}")
+        rows.append((seed, result.metrics["srocc"], result.metrics["plcc"], result.kinds, time.perf_counter() - t0))
+        print(f"\nlearning check seed {seed}: held-out SROCC {result.metrics['srocc']:.4f}, PLCC "
+              f"{result.metrics['plcc']:.4f} on {result.n_test} clips of scenes {result.test_scenes}; "
+              f"{rows[-1][-1]:.0f} s wall")
+        print(format_kind_table(result.kinds))
+        _check_outputs(tmp_path / f"demo{seed}", cfg)
+    sroccs = [r[1] for r in rows]
+    assert all(math.isfinite(s) for s in sroccs)
+    assert min(sroccs) >= SROCC_EACH and float(np.median(sroccs)) >= SROCC_MEDIAN, sroccs
+    # the model ranks pristine clips above their own distorted versions, on average, for every seed
+    assert all(r[3]["pristine_minus_distorted"] > 0 for r in rows)
+
+
+def _check_outputs(out, cfg: DemoConfig) -> None:
+    """The demo's outputs are there whatever the number."""
+    data = json.loads((out / "results.json").read_text())
     kinds = data["held_out_per_kind"]
-    assert [r["kind"] for r in kinds["rows"]][0] == "pristine" and kinds["pairs"] == 4 * 2 * len(LEARNING_CHECK.distortions)
+    assert [r["kind"] for r in kinds["rows"]][0] == "pristine" and kinds["pairs"] == 4 * 2 * len(cfg.distortions)
+    assert len(cfg.distortions) == 6
     assert set(data["held_out"]) >= {"srocc", "plcc", "krocc", "rmse"}
     assert data["clip"]["weights"] == "none" and data["config"]["frames"] == 4 and data["config"]["scenes"] == 16
-    assert not set(data["held_out_scenes"]) & {it for it in _train_scenes(tmp_path / "demo")}
-    with (tmp_path / "demo" / "predictions.csv").open() as fh:
+    assert not set(data["held_out_scenes"]) & {it for it in _train_scenes(out)}
+    with (out / "predictions.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["status"] for r in rows] == ["ok", "ok", "error"]
-    assert (tmp_path / "demo" / "model.pt").is_file()
-    assert math.isfinite(srocc) and srocc >= SROCC_TARGET
+    assert (out / "model.pt").is_file()
 
 
 def _train_scenes(out) -> set[str]:
@@ -75,7 +94,7 @@ def test_demo_config_validation():
     with pytest.raises(Exception, match="minutes"):
         DemoConfig(minutes=0)
     m = LEARNING_CHECK.model_config()
-    assert m.spatial_grid == (2, 2, 2) and m.spatial.fragments.size == 64
+    assert m.spatial_grid == (2, 4, 4) and m.spatial.fragments.size == 112 and m.regressor_init == "additive"
 
 
 def test_kind_table_means_per_kind_and_pristine_pairs():
