@@ -1,5 +1,6 @@
-"""Stage-two samples (train/data.py): bit-identical to the pipeline before the one-pass loader, per-video
-index cache, epoch shared with persistent DataLoader workers."""
+"""Stage-two samples (train/data.py): raw (uint8) samples that, normalised on the device, are bit-identical to
+the pipeline before the one-pass loader; per-video index cache, epoch shared with persistent DataLoader workers,
+mixed uint8/float batches."""
 from __future__ import annotations
 
 import hashlib
@@ -11,15 +12,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clifvqa_core.fragments import MEAN, STD, FragmentConfig
+from clifvqa_core.fragments import MEAN, STD, FragmentConfig, prepare_fragments
 from clifvqa_core.model import ModelConfig
 from clifvqa_core.video import fastvqa_clip_indices, probe, read_frames
 from clifvqa_core.videowrite import write_video
 from tests.conftest import moving_frames
-from train.data import MapTable, MosScale, VideoQualityDataset
+from train.data import MapTable, MosScale, VideoQualityDataset, collate_samples
 
 # sha256 of the float32 training samples (seed 7) made by the loader *before* the one-pass rewrite
 # (probe -> read_frames -> whole-clip gather -> normalise), commit 0f2b954, for the lossless videos below.
+# The dataset now returns raw uint8 fragments; these are the hashes of prepare_fragments(raw), i.e. of the
+# model input after normalisation on the device.
 # Plain IEEE float32 arithmetic on exact pixels, so the hashes hold on any machine. (The upscaled 120x160 video
 # goes through F.interpolate, whose last bits may depend on the CPU: it is checked against reference_sample.)
 GOLDEN = {
@@ -103,8 +106,11 @@ def test_train_samples_bit_identical_to_previous_loader(videos, epoch):
     ds = make_dataset(videos)
     ds.set_epoch(epoch)
     for i, item in enumerate(videos):
-        x = ds[i]["fragments"]
-        assert x.shape == (3, 32, 224, 224) and x.dtype == torch.float32
+        raw = ds[i]["fragments"]
+        # a frame >= 224 px is cut as uint8; the upscaled 120x160 one is float32 0-255 (not integer)
+        assert raw.shape == (3, 32, 224, 224) and raw.dtype == (torch.uint8 if i == 0 else torch.float32)
+        x = prepare_fragments(raw, "cpu")
+        assert x.dtype == torch.float32
         assert torch.equal(x, reference_sample(ds, i)[0]), item.video_id
         if (item.video_id, epoch) in GOLDEN:
             assert sample_hash(x) == GOLDEN[(item.video_id, epoch)]  # (the two epochs' hashes differ)
@@ -113,10 +119,10 @@ def test_train_samples_bit_identical_to_previous_loader(videos, epoch):
 def test_eval_samples_bit_identical_to_previous_loader(videos):
     ds = make_dataset(videos, "eval")
     for i, item in enumerate(videos):
-        x = ds[i]["fragments"]
+        x = prepare_fragments(ds[i]["fragments"], "cpu")
         assert x.shape == (4, 3, 32, 224, 224)
         assert torch.equal(x, reference_sample(ds, i)), item.video_id
-    assert sample_hash(ds[0]["fragments"]) == GOLDEN[("v240x320", "eval")]
+    assert sample_hash(prepare_fragments(ds[0]["fragments"])) == GOLDEN[("v240x320", "eval")]
 
 
 def test_video_index_built_once_per_video(videos, monkeypatch):
@@ -139,8 +145,24 @@ def test_persistent_workers_follow_set_epoch(videos):
     loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=1, persistent_workers=True)
     for epoch in (0, 1):
         ds.set_epoch(epoch)
-        got = next(iter(loader))["fragments"][0]
+        got = prepare_fragments(next(iter(loader))["fragments"][0])
         assert torch.equal(got, reference_sample(ds, 0)[0]), epoch
+
+
+def test_batch_mixing_uint8_and_upscaled_float_samples(videos):
+    """One uint8 sample (240x320) and one float32 sample (120x160, upscaled) in a batch made by a worker:
+    stacked as float32, and normalised the batch equals the references."""
+    ds = make_dataset(videos)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1, collate_fn=collate_samples)
+    batch = next(iter(loader))
+    assert batch["fragments"].dtype == torch.float32 and batch["index"].tolist() == [0, 1]
+    got = prepare_fragments(batch["fragments"])
+    assert torch.equal(got[0], reference_sample(ds, 0)[0])
+    # the upscaled sample: F.interpolate's last bits depend on the intra-op thread count (1 in a worker, all
+    # cores in this process, where the reference runs), so equal to float rounding only
+    assert torch.allclose(got[1], reference_sample(ds, 1)[0], rtol=0, atol=1e-4)
+    same = collate_samples([ds[0], ds[0]])   # one dtype: stays uint8 (4x fewer bytes to the device)
+    assert same["fragments"].dtype == torch.uint8
 
 
 class _Threads(torch.utils.data.Dataset):

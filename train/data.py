@@ -5,7 +5,9 @@
   description subset (or another temperature), and keeps ``maps [N, 2r', T]`` float32 in memory.
 - :class:`VideoQualityDataset` gives one sample per video: its maps, its z-scored MOS and, when the
   model has the spatial branch, fragments decoded in the DataLoader worker: training = 1 random clip
-  ``[3, 32, 224, 224]``; evaluation = ``test_clips`` seeded clips ``[K, 3, 32, 224, 224]``.
+  ``[3, 32, 224, 224]``; evaluation = ``test_clips`` seeded clips ``[K, 3, 32, 224, 224]``. Fragments are
+  raw (uint8; float32 0-255 for videos upscaled to 224): the step that moves a batch to the device
+  normalises it (``fragments.prepare_fragments``). Batch them with :func:`collate_samples`.
 
 Randomness of a training sample depends only on (seed, epoch, sample index), never on which worker or
 rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterrupted process.
@@ -20,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, VideoError
 from clifvqa_core.extract_config import RecordedExtraction
@@ -284,12 +286,25 @@ def decoder_threads() -> int:
     return max(1, cores // max(1, info.num_workers))
 
 
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """DataLoader ``collate_fn`` of :class:`VideoQualityDataset`: ``default_collate``, except that a batch
+    mixing uint8 fragments with float32 ones (a video smaller than 224 is upscaled, so its canvas is not
+    integer) is stacked as float32. uint8 -> float32 is exact, so normalised values do not change; in a
+    worker, ``default_collate`` would instead stack into the first sample's dtype and fail."""
+    dtypes = {s["fragments"].dtype for s in samples if "fragments" in s}
+    if len(dtypes) > 1:
+        samples = [{**s, "fragments": s["fragments"].float()} if "fragments" in s else s for s in samples]
+    return default_collate(list(samples))
+
+
 class VideoQualityDataset(Dataset):
     """One sample per video -> dict(index int, maps [2r', T], mos float32 z-scored, fragments ...).
 
     ``mode="train"``: one clip, offsets from ``np.random.default_rng([seed, epoch, index])`` (call
     :meth:`set_epoch`); fragments [3, 32, 224, 224]. ``mode="eval"``: ``num_clips`` clips from a fixed
-    seed; fragments [K, 3, 32, 224, 224]. No fragments key when the spatial branch is off.
+    seed; fragments [K, 3, 32, 224, 224]. Fragments are raw, uint8 (float32 0-255 for an upscaled video):
+    the consumer normalises them on its device (``prepare_fragments``); batch with :func:`collate_samples`.
+    No fragments key when the spatial branch is off.
     A video that fails to decode raises its VideoError (training must not silently drop labelled data).
     """
 

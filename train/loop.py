@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError
+from clifvqa_core.fragments import prepare_fragments
 from clifvqa_core.fileio import atomic_write
 from clifvqa_core.losses import LOSSES
 from clifvqa_core.metrics import evaluate_scores
@@ -38,7 +39,7 @@ from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, Mode
 from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
-from .data import MapTable, MosScale, VideoQualityDataset
+from .data import MapTable, MosScale, VideoQualityDataset, collate_samples
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def train_step(model: nn.Module, batch: dict[str, Any], optimizer: torch.optim.O
     """
     model.train()
     frags = batch.get("fragments")
-    frags = frags.to(device, non_blocking=True) if frags is not None else None
+    frags = prepare_fragments(frags, device) if frags is not None else None   # uint8 -> normalised on device
     maps = batch["maps"].to(device, non_blocking=True)
     mos = batch["mos"].to(device, non_blocking=True).float()
     if schedule is not None:
@@ -194,12 +195,12 @@ def predict_dataset(model: nn.Module, dataset: VideoQualityDataset, device: torc
     mine = list(range(env.rank, len(dataset), env.world))
     sub = torch.utils.data.Subset(dataset, mine)
     loader = DataLoader(sub, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        persistent_workers=False)
+                        persistent_workers=False, collate_fn=collate_samples, pin_memory=device.type == "cuda")
     got: dict[int, float] = {}
     for batch in loader:
         frags = batch.get("fragments")
         with autocast_for(device, amp):
-            out = net(frags.to(device) if frags is not None else None, batch["maps"].to(device))
+            out = net(prepare_fragments(frags, device) if frags is not None else None, batch["maps"].to(device))
         for i, s in zip(batch["index"].tolist(), out["score"].float().cpu().tolist()):
             got[int(i)] = float(s)
     if env.enabled:
@@ -349,7 +350,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
     # reaches them through shared memory (set_epoch).
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
+                        collate_fn=collate_samples)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)
