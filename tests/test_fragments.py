@@ -152,6 +152,11 @@ def test_prepare_fragments_normalises_bit_for_bit_as_on_the_cpu():
     assert got.dtype == torch.float32 and want.dtype == np.float32
     assert np.array_equal(got.numpy(), want)
     assert torch.equal(prepare_fragments(raw.float()), got)
+    # the CPU's numpy path == torch's float32 arithmetic (the path on other devices and dtypes)
+    m, s = torch.tensor(MEAN).view(3, 1, 1, 1), torch.tensor(STD).view(3, 1, 1, 1)
+    assert torch.equal(got, (raw.float() - m) / s)
+    assert torch.equal(prepare_fragments(raw.float().requires_grad_()), got)   # (torch path: keeps the graph)
+    assert torch.equal(normalize_fragments(raw[:, :, ::2].transpose(-1, -2)), got[:, :, ::2].transpose(-1, -2))
 
 
 @pytest.mark.gpu
