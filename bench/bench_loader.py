@@ -20,8 +20,13 @@ reported: the first (cold) sample, which builds the video index, and the fragmen
 Video classes, generated (libx264, moving texture): 540p 16:9, 720p portrait, 1080p with 2 s GOPs, 240p;
 plus every mp4 in ../shared/videos when present.
 
+``--workers N`` adds the DataLoader setting training uses (N persistent workers, ``collate_samples``, batches
+of 4): samples/s of ours with decoder threads = the worker's share of the cores (the default,
+``train.data.decoder_threads``) and = FFmpeg's own choice, each with ``prefetch_factor`` 2 and 4, against the
+limit run in the same workers with the same threads.
+
     python -m bench.bench_loader [--out results.json] [--samples 6] [--repeats 2] [--seconds 8]
-        [--classes 540p,720p_portrait,1080p_2s_gop,240p] [--no-shared] [--workdir DIR]
+        [--classes 540p,720p_portrait,1080p_2s_gop,240p] [--no-shared] [--workdir DIR] [--workers N]
 
 Timings on a shared CPU are noisy: each sample's figure is the best of --repeats runs.
 """
@@ -50,7 +55,7 @@ from clifvqa_core.fragments import FragmentConfig, fragments_from_frames, prepar
 from clifvqa_core.model import ModelConfig  # noqa: E402
 from clifvqa_core.video import fastvqa_clip_indices, index_video, read_frames  # noqa: E402
 from clifvqa_core.videowrite import write_video  # noqa: E402
-from train.data import MapTable, MosScale, VideoQualityDataset  # noqa: E402
+from train.data import MapTable, MosScale, VideoQualityDataset, collate_samples, decoder_threads  # noqa: E402
 
 FPS = 30
 #: name -> (width, height, x264 options beyond preset/crf)
@@ -88,12 +93,15 @@ def make_videos(workdir: Path, names: Sequence[str], seconds: float) -> dict[str
     return out
 
 
-def _dataset(path: Path, seed: int) -> VideoQualityDataset:
-    """A one-video training set with the FAST-VQA-B fragment sampler (maps are placeholders)."""
+def _dataset(path: Path, seed: int, n: int = 1, threads: int | None = None) -> VideoQualityDataset:
+    """A training set of ``n`` items of one video (each its own clips) with the FAST-VQA-B fragment sampler
+    (maps are placeholders)."""
     cfg = ModelConfig()
-    table = MapTable(ids=["v"], maps=torch.zeros(1, 2 * cfg.num_descriptions, cfg.frames), mos=np.array([1.0]),
-                     sources=["bench"], description_set="", description_hash="", selected=(), logit_scale=None)
-    return VideoQualityDataset([_Item("v", path, 1.0)], table, MosScale(0.0, 1.0), cfg, "train", seed=seed)
+    table = MapTable(ids=[f"v{i}" for i in range(n)], maps=torch.zeros(n, 2 * cfg.num_descriptions, cfg.frames),
+                     mos=np.ones(n), sources=["bench"], description_set="", description_hash="", selected=(),
+                     logit_scale=None)
+    return VideoQualityDataset([_Item(f"v{i}", path, 1.0) for i in range(n)], table, MosScale(0.0, 1.0), cfg,
+                               "train", seed=seed, threads=threads)
 
 
 def _sample_indices(ds: VideoQualityDataset, epoch: int, frame_count: int) -> np.ndarray:
@@ -116,9 +124,9 @@ def _keyframes(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(np.asarray(pts, np.int64)), np.sort(np.asarray(keys, np.int64))
 
 
-def decode_limit(path: Path, indices: np.ndarray, pts: np.ndarray, keys: np.ndarray) -> int:
+def decode_limit(path: Path, indices: np.ndarray, pts: np.ndarray, keys: np.ndarray, threads: int = 0) -> int:
     """Decode exactly the frames ``indices`` need: seek to the keyframe before the first, decode to the last,
-    convert the needed ones to RGB. -> number of frames decoded."""
+    convert the needed ones to RGB (``threads`` decoder threads, 0 = FFmpeg's choice). -> frames decoded."""
     need = np.unique(indices)
     first, last = int(need[0]), int(need[-1])
     key = keys[np.searchsorted(keys, pts[first], side="right") - 1]
@@ -127,6 +135,8 @@ def decode_limit(path: Path, indices: np.ndarray, pts: np.ndarray, keys: np.ndar
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         s.thread_type = "AUTO"
+        if threads:
+            s.codec_context.thread_count = threads
         c.seek(int(key), stream=s, backward=True, any_frame=False)
         for frame in c.decode(s):
             decoded += 1
@@ -185,6 +195,59 @@ def run_one(name: str, path: Path, samples: int, repeats: int, seed: int = 0) ->
             "normalise_cpu_ms": round(1e3 * best_n, 1)}
 
 
+class _LimitSet(torch.utils.data.Dataset):
+    """The limit as a dataset: item i decodes what the training sample (seed, epoch 0, index i) needs, with
+    the dataset's decoder threads (None: the worker's share), and returns a token (no pixels travel)."""
+
+    def __init__(self, ds: VideoQualityDataset, path: Path) -> None:
+        self.ds, self.path, self.tables = ds, path, None
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> int:
+        if self.tables is None:   # per worker, as the dataset's index
+            self.tables = (index_video(self.path).info.frame_count, *_keyframes(self.path))
+        n, pts, keys = self.tables
+        rng = np.random.default_rng([self.ds.seed, 0, i])
+        rng.integers(0, 2**62)
+        idx = fastvqa_clip_indices(n, 1, 32, 2, rng=rng).reshape(-1)
+        return decode_limit(self.path, idx, pts, keys,
+                            threads=decoder_threads() if self.ds.threads is None else self.ds.threads)
+
+
+def _loader_rate(ds: torch.utils.data.Dataset, workers: int, prefetch: int, batch: int = 4) -> float:
+    """Samples/s through persistent DataLoader workers, after the first batch (workers started, indexes built)."""
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, persistent_workers=True,
+                                         prefetch_factor=prefetch, collate_fn=collate_samples
+                                         if isinstance(ds, VideoQualityDataset) else None)
+    it = iter(loader)
+    next(it)
+    t0, done = time.perf_counter(), 0
+    for b in it:
+        done += len(b["index"]) if isinstance(b, dict) else len(b)
+    rate = done / (time.perf_counter() - t0)
+    del it, loader
+    return rate
+
+
+def run_workers(name: str, path: Path, workers: int, samples: int) -> dict:
+    """The DataLoader setting: ours with the worker's share of decoder threads / FFmpeg's choice, prefetch 2 / 4,
+    against the limit in the same workers (see the module doc)."""
+    n = 4 * (max(samples, 2 * workers) + 1)   # one warm-up batch, then whole batches
+    out = {"video": name, "workers": workers, "samples": n - 4,
+           "threads_share": max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                    else os.cpu_count() or 1) // workers)}
+    for threads, tname in ((None, "share"), (0, "ffmpeg")):
+        limit = _loader_rate(_LimitSet(_dataset(path, 0, n, threads), path), workers, 2)
+        out[f"limit_{tname}_samples_per_s"] = round(limit, 3)
+        for prefetch in (2, 4):
+            ours = _loader_rate(_dataset(path, 0, n, threads), workers, prefetch)
+            out[f"ours_{tname}_prefetch{prefetch}_samples_per_s"] = round(ours, 3)
+            out[f"ratio_{tname}_prefetch{prefetch}"] = round(ours / limit, 3)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -194,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--classes", default=",".join(CLASSES), help="comma-separated generated classes")
     ap.add_argument("--no-shared", action="store_true", help="skip ../shared/videos")
     ap.add_argument("--workdir", type=Path, help="keep/reuse the generated videos here (default: a temp dir)")
+    ap.add_argument("--workers", type=int, default=0, help="also measure N DataLoader workers (default: skip)")
     args = ap.parse_args(argv)
     names = [n for n in args.classes.split(",") if n]
     unknown = [n for n in names if n not in CLASSES]
@@ -215,11 +279,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             print(f"{name[:34]:34s} {r['size']:>10s} {r['ours_samples_per_s']:8.2f} {r['limit_samples_per_s']:8.2f} "
                   f"{r['ratio']:6.2f} {r['cpu_ratio']:6.2f} {r['fragments_step_ms']:8.1f} {r['normalise_cpu_ms']:8.1f} "
                   f"{r['cold_first_sample_s']:7.2f}", flush=True)
+        worker_rows = []
+        for name, path in (videos.items() if args.workers > 0 else ()):
+            w = run_workers(name, path, args.workers, max(1, args.samples))
+            worker_rows.append(w)
+            print(json.dumps(w), flush=True)
     summary = {"min_ratio": min(r["ratio"] for r in rows), "all_at_least_0.9": all(r["ratio"] >= 0.9 for r in rows),
                "min_cpu_ratio": min(r["cpu_ratio"] for r in rows), "load_avg_start": load_start,
                "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None, "cpu_count": os.cpu_count()}
     print(json.dumps(summary))
-    result = {"rows": rows, "summary": summary, "repeats": args.repeats,
+    result = {"rows": rows, "workers": worker_rows, "summary": summary, "repeats": args.repeats,
               "note": "one process, FFmpeg threads = its default; shared CPU, best of repeats per sample"}
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

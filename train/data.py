@@ -309,7 +309,7 @@ class VideoQualityDataset(Dataset):
     """
 
     def __init__(self, items: Sequence[Any], table: MapTable, scale: MosScale, cfg: ModelConfig,
-                 mode: str = "train", seed: int = 0, num_clips: int = 4) -> None:
+                 mode: str = "train", seed: int = 0, num_clips: int = 4, threads: int | None = None) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         self.items = list(items)
@@ -320,6 +320,9 @@ class VideoQualityDataset(Dataset):
         self.mode = mode
         self.seed = int(seed)
         self.num_clips = 1 if mode == "train" else int(num_clips)
+        # decoder threads per video: None = decoder_threads() (the worker's share of the cores), 0 = FFmpeg's
+        # choice, n = n threads (bench loader compares them)
+        self.threads = threads
         # The epoch lives in shared memory so that persistent DataLoader workers (which keep their copy of
         # this object, and with it the per-video indexes below) see set_epoch() of the main process.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -353,7 +356,7 @@ class VideoQualityDataset(Dataset):
         if video is None:
             video = self._videos[path] = index_video(path)
         frag = sample_clip_fragments(path, self.num_clips, self._frag_cfg, rng, index=video,
-                                     threads=decoder_threads())
+                                     threads=decoder_threads() if self.threads is None else self.threads)
         return frag[0] if self.mode == "train" else frag        # [3, t, 224, 224] / [K, 3, t, 224, 224]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
