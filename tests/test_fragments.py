@@ -93,7 +93,8 @@ def test_small_frame_upscaled_and_grid_on_upscaled():
     frame[:, :, 60:, 80:] = 255  # bottom-right quadrant white
     out = grid_fragments(frame, generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 32, 224, 224)
-    assert out[:, :, -32:, -32:].min() == 255  # bottom-right cell comes from the white quadrant
+    # bottom-right cell comes from the white quadrant (255 up to the bilinear weights' float rounding)
+    assert out[:, :, -32:, -32:].min() > 254.999
     assert out[:, :, :32, :32].max() == 0
     assert out.min() >= 0 and out.max() <= 255
 
