@@ -205,6 +205,9 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
     dataset, root and label files, so `train --cached OUT` needs nothing else. Re-running on an
     existing OUT adds only the videos it lacks (a new split, a grown label file).
     """
+    from clifvqa_core.clip_weights import check_clip_weights
+
+    check_clip_weights(clip_model, clip_pretrained)  # before torch is imported: an unusable tag fails in < 1 s
     from clifvqa_core.datasets import list_dataset
     from clifvqa_core.extract_config import ExtractConfig
     from clifvqa_core.windows import WindowConfig

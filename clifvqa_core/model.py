@@ -211,9 +211,11 @@ class CLiFVQA(nn.Module):
 
     # -- loading ------------------------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str = "cpu") -> tuple["CLiFVQA", dict[str, Any]]:
-        """Rebuild a model from one of our checkpoints (config + weights). -> (model in eval mode, checkpoint)."""
-        ckpt = read_clifvqa_checkpoint(path, map_location)
+    def from_checkpoint(cls, path: str | Path, map_location: str = "cpu",
+                        ckpt: dict[str, Any] | None = None) -> tuple["CLiFVQA", dict[str, Any]]:
+        """Rebuild a model from one of our checkpoints (config + weights). -> (model in eval mode, checkpoint).
+        ``ckpt``: the checkpoint of ``path`` already read (``read_clifvqa_checkpoint``), not read again."""
+        ckpt = read_clifvqa_checkpoint(path, map_location) if ckpt is None else ckpt
         cfg = ModelConfig.from_json(ckpt["model_config"])
         model = cls(cfg)
         state = ckpt["model"]  # the inference weights (the EMA average when training used EMA)

@@ -4,7 +4,7 @@ switch. Used by extraction, training and scoring alike (none of them has its own
     dev = resolve_device("auto")           # cuda when available (cuda:LOCAL_RANK under torchrun), else cpu
     env = init_distributed(dev)            # rank / world of torchrun, world 1 otherwise
     bar = progress_bar(10, enabled=env.main, desc="predict")
-    network_reachable(), hf_offline()      # the offline switch semantic.build_clip consults for a tag
+    network_reachable(), hf_offline()      # the offline switch clip_weights consults for a tag (no torch import)
 """
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import logging
 import os
 import re
 import socket
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where a device is made: the offline switch must not pay for it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ def resolve_device(name: str | torch.device) -> torch.device:
     Raises ConfigError (one line, listing the choices) for a name that is not a device, and for CUDA asked
     where there is none. The chosen CUDA device becomes the current one.
     """
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     text = str(name).strip().lower()
@@ -150,11 +155,34 @@ def network_reachable(host: tuple[str, int] | None = None, timeout: float = 2.0)
 
         url = urlparse(constants.ENDPOINT)
         host = (url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80))
-    try:
-        with socket.create_connection(host, timeout=timeout):
-            return True
-    except OSError:
+    deadline = time.monotonic() + timeout
+    # getaddrinfo has no timeout of its own: with an unreachable resolver it blocks for the resolver's
+    # retries (10 s and more). It runs in a daemon thread, waited for until the deadline and then abandoned.
+    found: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host[0], host[1], type=socket.SOCK_STREAM))
+        except OSError:
+            pass
+
+    lookup = threading.Thread(target=resolve, name="clifvqa-dns", daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    if lookup.is_alive():  # the resolver has not answered in time: no network, as far as we can wait
         return False
+    for family, kind, proto, _, addr in found:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(addr)
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def hf_offline() -> bool:
@@ -163,14 +191,3 @@ def hf_offline() -> bool:
 
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     return env or bool(constants.HF_HUB_OFFLINE)
-    if network_reachable():
-        return False
-    log.info("no network: HF_HUB_OFFLINE=1 (only locally cached CLIP weights can be used)")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    try:  # the constant is read when huggingface_hub is imported; set it too if that already happened
-        import huggingface_hub.constants as hf_constants
-
-        hf_constants.HF_HUB_OFFLINE = True
-    except Exception:  # noqa: BLE001 - no huggingface_hub: nothing to configure
-        pass
-    return True

@@ -293,9 +293,12 @@ class Scorer(_ScorerBase):
         notebooks); ``test_clips``: default the training config's. Raises CheckpointError, ClipWeightsError,
         CacheKeyMismatchError."""
         from .extract_config import RecordedExtraction, build_extractor
-        from .model import CLiFVQA
+        from .model import CLiFVQA, ModelConfig, read_clifvqa_checkpoint
 
-        model, ck = CLiFVQA.from_checkpoint(checkpoint)
+        # CLIP before the model (whose construction takes seconds): a recorded tag that is neither cached nor
+        # reachable fails at once (build_clip checks before it imports open_clip)
+        ck = read_clifvqa_checkpoint(checkpoint)
+        cfg = ModelConfig.from_json(ck["model_config"])
         if "mos_mean" not in ck or "mos_std" not in ck:
             raise CheckpointError(f"{checkpoint}: no MOS scale (mos_mean / mos_std) recorded")
         scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
@@ -304,7 +307,6 @@ class Scorer(_ScorerBase):
                 test_clips = int(json.loads(ck.get("train_config") or "{}").get("test_clips") or DEFAULT_TEST_CLIPS)
             except (TypeError, ValueError, AttributeError):
                 test_clips = DEFAULT_TEST_CLIPS
-        cfg = model.cfg
         selected = list(ck.get("selected") or range(cfg.num_descriptions))
         logit_scale = cfg.logit_scale if cfg.logit_scale is not None else ck.get("logit_scale")
         ecfg = None
@@ -317,9 +319,10 @@ class Scorer(_ScorerBase):
                     "extraction config); score with maps from the training store (predict --cached STORE)")
             with tempfile.TemporaryDirectory(prefix="clifvqa-scorer-") as scratch:
                 ecfg = rec.rebuild(scratch, clip_pretrained)
-                if extractor is None:  # a tag neither cached nor reachable fails at once (build_clip)
+                if extractor is None:
                     extractor = build_extractor(ecfg)
             full = selected == list(range(len(ecfg.description_set.texts))) and cfg.logit_scale is None
+        model, _ = CLiFVQA.from_checkpoint(checkpoint, ckpt=ck)
         return cls(model, scale, extractor=extractor if clip else None, extract_cfg=ecfg, selected=selected,
                    logit_scale=logit_scale, full_maps=full, test_clips=test_clips, device=device,
                    source=str(checkpoint))

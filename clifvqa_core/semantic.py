@@ -28,11 +28,12 @@ or ``activation="quick_gelu"``. An explicit activation that contradicts a declar
 resolved activation ("quick_gelu" | "gelu") is part of the extraction identity. (open_clip >= 3 no longer
 switches to QuickGELU for the ``openai`` tag by itself, so the flag is always passed explicitly.)
 
-Offline behaviour: a tag is looked up in the Hugging Face cache first (``HF_HOME`` / ``HF_HUB_CACHE``) and
-loaded from there without any network access. Only when it is not cached is it downloaded; with
+Offline behaviour (``clip_weights``, which resolves what ``pretrained`` means without importing torch or
+open_clip): a tag is looked up in the Hugging Face cache first (``HF_HOME`` / ``HF_HUB_CACHE``) and loaded
+from there without any network access. Only when it is not cached is it downloaded; with
 ``HF_HUB_OFFLINE=1`` or when the hub cannot be reached within 2 s, ``ClipWeightsError`` is raised at once
 (one line: the tag, how to pass a local file, ``HF_HUB_OFFLINE``) instead of huggingface_hub's minute of
-retries.
+retries, and ``build_clip`` checks this before it imports open_clip.
 
 Device and precision are the caller's: move the extractor with ``.to(device)`` and wrap calls in
 ``torch.autocast`` for fp16/bf16. Image encoding then runs in reduced precision, but the cosine
@@ -57,8 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .clip_weights import ClipWeightsError, check_clip_weights, model_quick_gelu, tag_config, tag_file, weights_id
+from .clip_weights import is_json_model as _is_json_model
 from .descriptions import DescriptionSet
-from .errors import ClifVQAError, ConfigError
+from .errors import ConfigError
 from .windows import WindowConfig, cut_windows
 
 log = logging.getLogger(__name__)
@@ -78,16 +81,6 @@ __all__ = [
 
 #: Values of ``activation``: "auto" = what the weights (tag) or the model config declare, else GELU.
 ACTIVATIONS = ("auto", "quick_gelu", "gelu")
-_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
-_LOCAL_HINT = (
-    "If this machine cannot download weights, download them elsewhere and point to the file: "
-    "--clip-pretrained /path/to/open_clip_pytorch_model.bin (a state_dict of the same architecture), "
-    "or use --clip-pretrained none for random weights (tests and smoke runs only)."
-)
-
-
-class ClipWeightsError(ClifVQAError):
-    """CLIP weights cannot be had: unknown tag, missing/unfit local file, or no download possible."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,10 +105,6 @@ class ClipBundle:
 
 # --------------------------------------------------------------------------------------------------
 # identities (cheap, no open_clip import): used by ExtractConfig.identity()
-
-
-def _is_json_model(model: str) -> bool:
-    return str(model).lower().endswith(".json")
 
 
 def load_model_json(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -156,65 +145,12 @@ def clip_model_id(model: str) -> str:
     return str(model).replace("/", "-")
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _file_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()[:16]
-    return _SHA_CACHE[key]
-
-
-def _is_none(pretrained: str | None) -> bool:
-    return pretrained is None or str(pretrained).strip().lower() in ("", "none")
-
-
-def _looks_like_path(pretrained: str) -> bool:
-    return os.sep in pretrained or "/" in pretrained or pretrained.lower().endswith(_WEIGHT_SUFFIXES)
-
-
-def weights_id(pretrained: str | None) -> str:
-    """"none"; "sha256:<first 16 hex>" of an existing weights file (cached per path, mtime, size); else the
-    tag itself. A path-like value that does not exist raises ``ClipWeightsError``."""
-    if _is_none(pretrained):
-        return "none"
-    p = Path(str(pretrained)).expanduser()
-    if p.is_file():
-        return f"sha256:{_file_sha256(p)}"
-    if _looks_like_path(str(pretrained)):
-        raise ClipWeightsError(f"CLIP weights file {pretrained} does not exist. {_LOCAL_HINT}")
-    return str(pretrained)
-
-
 def _model_declares_quick_gelu(model: str) -> bool:
     """True when the model config says ``quick_gelu: true`` (a ``*-quickgelu`` name, a JSON config)."""
     if _is_json_model(model):
         cfg, _ = load_model_json(model)
         return bool(cfg.get("quick_gelu", False))
-    import open_clip
-
-    return bool((open_clip.get_model_config(str(model).replace("/", "-")) or {}).get("quick_gelu", False))
-
-
-def _tag_cfg(model: str, tag: str) -> dict[str, Any]:
-    """open_clip's pretrained config of ``tag`` for ``model``; ``ClipWeightsError`` listing the known tags."""
-    import open_clip
-
-    name = str(model).replace("/", "-")
-    cfg = {} if _is_json_model(model) else open_clip.get_pretrained_cfg(name, tag)
-    if not cfg:
-        tags = [] if _is_json_model(model) else open_clip.list_pretrained_tags_by_model(name)
-        raise ClipWeightsError(
-            f"{tag!r} is neither a weights file nor a pretrained tag of {model!r} "
-            f"(tags: {', '.join(tags) or 'none known'}). {_LOCAL_HINT}"
-        )
-    return dict(cfg)
+    return model_quick_gelu(str(model).replace("/", "-"))
 
 
 def clip_activation(model: str, pretrained: str | None, activation: str = "auto") -> str:
@@ -233,7 +169,7 @@ def clip_activation(model: str, pretrained: str | None, activation: str = "auto"
     declared: str | None = None
     source = ""
     if wid != "none" and not wid.startswith("sha256:"):
-        declared = "quick_gelu" if _tag_cfg(model, wid).get("quick_gelu", False) else "gelu"
+        declared = "quick_gelu" if tag_config(model, wid).get("quick_gelu", False) else "gelu"
         source = f"the {wid!r} weights were trained with it (open_clip's pretrained config)"
     elif _model_declares_quick_gelu(model):
         declared, source = "quick_gelu", f"the model config {model!r} says quick_gelu"
@@ -243,49 +179,6 @@ def clip_activation(model: str, pretrained: str | None, activation: str = "auto"
         raise ConfigError(f"CLIP activation {activation!r} contradicts {declared!r}: {source}; drop "
                           "--clip-activation (or use a weights file with a model of the activation you want)")
     return activation
-
-
-def _tag_file(model: str, tag: str, pcfg: dict[str, Any]) -> str:
-    """Local path of a tag's weights: the Hugging Face cache when it holds them (no network at all), else a
-    download through open_clip; ``ClipWeightsError`` at once when offline or the hub is unreachable."""
-    import open_clip
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    from . import runtime
-
-    hub = str(pcfg.get("hf_hub", ""))
-    repo, filename = os.path.split(hub)
-    filename = filename or "open_clip_pytorch_model.bin"
-    # the names open_clip's download tries, in its order: a safetensors twin first, then the file itself
-    stem, ext = os.path.splitext(filename)
-    safe = "open_clip_model.safetensors" if filename == "open_clip_pytorch_model.bin" else (
-        stem + ".safetensors" if ext in (".bin", ".pth") else None)
-    if repo:
-        for name in [n for n in (safe, filename) if n]:
-            found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str) and os.path.isfile(found):
-                log.info("CLIP %s %r weights from the HF cache: %s", model, tag, found)
-                return found
-    where = f"https://huggingface.co/{repo}" if repo else str(pcfg.get("url", "?"))
-    act = " --clip-activation quick_gelu" if pcfg.get("quick_gelu") and not _model_declares_quick_gelu(model) else ""
-    fix = (f"Download it where there is network and pass the file: --clip-pretrained /path/to/{safe or filename}"
-           f"{act} (from {where}), or copy a filled HF cache here (HF_HOME)")
-    if runtime.hf_offline():
-        raise ClipWeightsError(f"CLIP weights {tag!r} of {model!r} are not in the Hugging Face cache "
-                               f"({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set. {fix}.")
-    if not runtime.network_reachable():
-        raise ClipWeightsError(f"CLIP weights {tag!r} of {model!r} are not in the Hugging Face cache "
-                               f"({constants.HF_HUB_CACHE}) and {constants.ENDPOINT} cannot be reached (no "
-                               f"network). {fix}; HF_HUB_OFFLINE=1 skips the network check.")
-    log.info("CLIP %s: downloading the %r weights (%s)", model, tag, where)
-    try:
-        path = open_clip.download_pretrained(pcfg)
-    except Exception as exc:  # noqa: BLE001 - any hub/HTTP error ends as one line
-        raise ClipWeightsError(f"cannot download CLIP weights {tag!r} of {model!r} ({str(exc).splitlines()[0]}). "
-                               f"{fix}.") from exc
-    if not path or not os.path.isfile(path):
-        raise ClipWeightsError(f"cannot download CLIP weights {tag!r} of {model!r}. {fix}.")
-    return str(path)
 
 
 class _DropRootWarning(logging.Filter):
@@ -341,6 +234,8 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
     weights cannot be had (within ~2 s when offline: see the module docstring).
     Example: ``build_clip("tests/data/tiny_clip.json", "none")`` -> random tiny model, weights_id "none".
     """
+    # before open_clip's import (~2-5 s): an unusable tag fails at once
+    check_clip_weights(model, pretrained)
     import open_clip
 
     force: dict[str, Any] = {}
@@ -383,8 +278,8 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
     else:
         # the tag's file, from the HF cache when there (no network) - and the tag's own preprocessing,
         # which open_clip applies only when it resolves the tag itself
-        pcfg = _tag_cfg(model, wid)
-        oc_pretrained = _tag_file(model, wid, pcfg)
+        pcfg = tag_config(model, wid)
+        oc_pretrained = tag_file(model, wid, pcfg)
         for ours, theirs in (("image_mean", "mean"), ("image_std", "std"), ("image_interpolation", "interpolation"),
                              ("image_resize_mode", "resize_mode")):
             if pcfg.get(theirs) is not None:

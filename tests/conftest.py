@@ -52,3 +52,18 @@ def moving_frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
         out[t] = tex[:, 2 * t : 2 * t + w]
         out[t, 0, :, 0] = t % 256
     return out
+
+
+def hf_cache_file(hub: Path, repo: str, filename: str, src: Path) -> Path:
+    """Lay ``src`` out as huggingface_hub leaves a downloaded file: blobs/, refs/main, snapshots/<commit>/."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = hub / ("models--" + repo.replace("/", "--"))
+    blob = root / "blobs" / ("e" * 64)
+    blob.parent.mkdir(parents=True)
+    os.link(src, blob)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    snap = root / "snapshots" / commit / filename
+    snap.parent.mkdir(parents=True)
+    snap.symlink_to(os.path.relpath(blob, snap.parent))
+    return snap

@@ -113,3 +113,25 @@ def test_device_choice_one_line_error():
     with pytest.raises(ConfigError, match=r"--device gpu: not a device; choices: auto, cpu, cuda, cuda:N"):
         resolve_device("gpu")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_unavailable_recorded_tag_fails_before_the_model_is_built(setup, tmp_path, monkeypatch):
+    """A checkpoint recording the openai tag, an empty HF cache, HF_HUB_OFFLINE: ClipWeightsError before any
+    model is constructed (that takes seconds at full size) or open_clip is asked to build CLIP."""
+    from huggingface_hub import constants
+
+    import clifvqa_core.semantic as semantic
+    from clifvqa_core.semantic import ClipWeightsError
+
+    ck = torch.load(setup["ckpt"], weights_only=True)
+    ecfg = ExtractConfig(clip_model="ViT-B-32", clip_pretrained="openai", frames=T, grid=WindowConfig.parse("1x2"),
+                         workers=0, device="cpu")
+    ck.update(extract_config=ecfg.to_dict(), extract_identity=ecfg.identity(), extract_key=ecfg.key())
+    path = tmp_path / "tagged.pt"
+    torch.save(ck, path)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(CLiFVQA, "__init__", lambda *a, **k: pytest.fail("model built before the CLIP check"))
+    monkeypatch.setattr(semantic, "ClipBundle", lambda *a, **k: pytest.fail("CLIP built although unavailable"))
+    with pytest.raises(ClipWeightsError, match="'openai' of 'ViT-B-32' are not in the Hugging Face cache"):
+        Scorer.from_checkpoint(path, device="cpu")

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from clifvqa_core.descriptions import CLIF_V1
 from clifvqa_core.semantic import ClipWeightsError, SemanticExtractor, build_clip
 from clifvqa_core.windows import WindowConfig, cut_windows
-from conftest import moving_frames
+from conftest import hf_cache_file, moving_frames
 
 REPO = Path(__file__).resolve().parents[1]
 #: OpenAI's normalisation constants, as in OpenAI's clip.py (the reference side hard-codes them on purpose).
@@ -218,21 +218,6 @@ def test_uncached_tag_with_hf_hub_offline_fails_without_probing(tmp_path, monkey
 
 
 # ---- slow: full-size ViT-B/32, tags from a Hugging Face cache ---------------------------------------------
-def _hf_cache_file(hub: Path, repo: str, filename: str, src: Path) -> Path:
-    """Lay ``src`` out as huggingface_hub leaves a downloaded file: blobs/, refs/main, snapshots/<commit>/."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    root = hub / ("models--" + repo.replace("/", "--"))
-    blob = root / "blobs" / ("e" * 64)
-    blob.parent.mkdir(parents=True)
-    os.link(src, blob)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(commit)
-    snap = root / "snapshots" / commit / filename
-    snap.parent.mkdir(parents=True)
-    snap.symlink_to(os.path.relpath(blob, snap.parent))
-    return snap
-
-
 @pytest.fixture(scope="module")
 def full(openai_clip, tmp_path_factory):
     """HF_HOME holding random full-size ViT-B/32 weights (float16, OpenAI layout) under the openai and the
@@ -254,7 +239,7 @@ def full(openai_clip, tmp_path_factory):
     src = d / "weights.safetensors"
     save_file(state, str(src))
     for repo, filename in HUB_FILES.values():
-        _hf_cache_file(d / "home" / "hub", repo, filename, src)
+        hf_cache_file(d / "home" / "hub", repo, filename, src)
     return d / "home", ref_model, state
 
 

@@ -1,0 +1,35 @@
+"""clifvqa_core.runtime: the offline switch's network probe (device and distributed are exercised by the
+scorer, extraction and training tests)."""
+from __future__ import annotations
+
+import socket
+import threading
+
+from clifvqa_core import runtime
+
+
+def test_network_reachable_open_and_closed_port():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        assert runtime.network_reachable(("127.0.0.1", port), timeout=5)
+    assert not runtime.network_reachable(("127.0.0.1", port), timeout=5)  # closed now: refused
+
+
+def test_network_reachable_does_not_wait_for_a_hanging_resolver(monkeypatch):
+    """A resolver that never answers (no network, unreachable DNS server) counts as no network once the
+    timeout is over; the probe does not wait for getaddrinfo, which has no timeout of its own."""
+    release, returned = threading.Event(), threading.Event()
+
+    def hanging_getaddrinfo(*args, **kwargs):
+        release.wait(60)  # bounded, so a regression fails the test instead of hanging it
+        returned.set()
+        raise socket.gaierror("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+    try:
+        assert not runtime.network_reachable(("huggingface.invalid", 443), timeout=0.2)
+        assert not returned.is_set()  # answered while the lookup was still blocked
+    finally:
+        release.set()
