@@ -448,7 +448,8 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
     least one file was scored, 1 when none was.
     """
-    from train.predict import PredictionWriter, format_table, predict_paths, summary_line
+    from cache.predict import predict_paths
+    from clifvqa_core.predictions import PredictionWriter, format_table, summary_line
 
     writer = None
     try:
@@ -519,7 +520,7 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (one run per table row).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Base train_config.json; then only --what/--cached/--dataset/--root/--labels/--out/--windows apply.")
-@click.option("--model-config", default="fastvqa-b", show_default=True, help="tiny | fastvqa-b | a ModelConfig JSON.")
+@click.option("--model-config", default="fastvqa-b", show_default=True, help="A preset (fastvqa-b | cpu | tiny) or a ModelConfig JSON.")
 @click.option("--descriptions", default="all", show_default=True, help="Base selection (modules/windows rows).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--test-fraction", default=0.2, show_default=True, type=float)

@@ -119,7 +119,8 @@ def train_loader_section(plan: Plan, workers: int, tmp: Path) -> dict:
     from clifvqa_core.losses import clif_loss
     from clifvqa_core.model import CLiFVQA
     from clifvqa_core.train_config import TrainConfig
-    from train.data import MapTable, MosScale, VideoQualityDataset, collate_samples
+    from cache.maps import MapTable
+    from train.data import MosScale, VideoQualityDataset, collate_samples
     from train.loop import build_optimizer, train_step
 
     dev = torch.device(plan.device)
@@ -241,7 +242,7 @@ def memory_section(plan: Plan) -> dict:
             break
         finally:
             del x
-    return {"model": "fastvqa_b" if plan.full_model else "tiny", "amp_bf16": dev.type == "cuda", "rows": rows}
+    return {"model": "fastvqa-b" if plan.full_model else "tiny", "amp_bf16": dev.type == "cuda", "rows": rows}
 
 
 # ---- 5. two epochs of the demo pipeline ----------------------------------------------------------------------

@@ -51,11 +51,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.bench_video import _texture_frames  # noqa: E402
-from clifvqa_core.fragments import FragmentConfig, fragments_from_frames, prepare_fragments  # noqa: E402
+from cache.maps import MapTable  # noqa: E402
+from clifvqa_core.fragments import (FragmentConfig, fastvqa_clip_indices, fragments_from_frames,  # noqa: E402
+                                    prepare_fragments)
 from clifvqa_core.model import ModelConfig  # noqa: E402
-from clifvqa_core.video import fastvqa_clip_indices, index_video, read_frames  # noqa: E402
+from clifvqa_core.video import index_video, read_frames  # noqa: E402
 from clifvqa_core.videowrite import write_video  # noqa: E402
-from train.data import MapTable, MosScale, VideoQualityDataset, collate_samples, decoder_threads  # noqa: E402
+from train.data import MosScale, VideoQualityDataset, collate_samples, decoder_threads  # noqa: E402
 
 FPS = 30
 #: name -> (width, height, x264 options beyond preset/crf)

@@ -2,7 +2,7 @@
 
 Measures, in one run:
   * the fp32 matmul peak: best of a few 2048x2048 sgemm (GFLOP/s, 2 FLOP = 1 MAC);
-  * eval forward of one 32x224x224 clip (fastvqa_b, fp32, inference mode); the first call (which builds the
+  * eval forward of one 32x224x224 clip (fastvqa-b, fp32, inference mode); the first call (which builds the
     cached window masks, GRPB gates and per-block biases) is reported apart;
   * training step fwd+bwd at batch 2 (train mode, drop path on).
 Throughput uses the spec's 87.8 GMAC per clip forward (69.9 linear/conv + 17.9 attention); a training step
@@ -10,7 +10,7 @@ counts 3x the forward MACs (backward ~ 2x forward). ratio = achieved GFLOP/s / s
 the forward is >= 0.5. On CUDA (``--device cuda``) it also times bf16 autocast forward and a training step at
 ``--train-batch`` (12 in the paper) with peak memory.
 
-    python -m bench.bench_spatial [--out results.json] [--repeats 3] [--preset fastvqa_b|tiny] [--device cpu]
+    python -m bench.bench_spatial [--out results.json] [--repeats 3] [--preset fastvqa-b|tiny] [--device cpu]
 
 Timings on a shared CPU are noisy: each figure is the best of --repeats runs; say so when reporting.
 """
@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from clifvqa_core.fastvqa import FastVQA, SpatialConfig  # noqa: E402
+from clifvqa_core.fastvqa import SPATIAL_PRESETS, FastVQA, preset_name, spatial_preset  # noqa: E402
 
-GMAC_PER_CLIP = 87.8  # fastvqa_b forward, one 32x224x224 clip
+GMAC_PER_CLIP = 87.8  # fastvqa-b forward, one 32x224x224 clip
 
 
 def _sync(device: torch.device) -> None:
@@ -63,11 +63,12 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / t / 1e9
 
 
-def run(preset: str = "fastvqa_b", device: str = "cpu", repeats: int = 3, train_batch: int = 2,
+def run(preset: str = "fastvqa-b", device: str = "cpu", repeats: int = 3, train_batch: int = 2,
         train_repeats: int = 1) -> dict:
     dev = torch.device(device)
-    cfg = getattr(SpatialConfig, preset)()
-    scale = 1.0 if preset == "fastvqa_b" else float("nan")  # MAC counts are for fastvqa_b only
+    preset = preset_name(preset)
+    cfg = spatial_preset(preset)
+    scale = 1.0 if preset == "fastvqa-b" else float("nan")  # MAC counts are for fastvqa-b only
     torch.manual_seed(0)
     model = FastVQA(cfg).to(dev)
     res: dict = {"preset": preset, "device": str(dev), "threads": torch.get_num_threads(),
@@ -175,7 +176,7 @@ def _table(res: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
-    ap.add_argument("--preset", default="fastvqa_b", choices=["fastvqa_b", "tiny"])
+    ap.add_argument("--preset", default="fastvqa-b", type=preset_name, choices=SPATIAL_PRESETS.names())
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3, help="forward repeats (best is kept)")
     ap.add_argument("--train-batch", type=int, default=2)

@@ -4,7 +4,7 @@ Writes (once, into --workdir) a synthetic Zarr store the size of LSVQ: --videos 
 LSVQ train + test + test_1080p), T = 32, a 3x3 grid, r = 32 (clif-v1), 64 videos per shard, every
 video done; maps are random softmax maps (incompressible, as real ones), sims are zeros (they are not
 read when the model uses all descriptions, and zeros keep the file small). Then, in a fresh process
-each time (cold Python, warm page cache after the first), it times ``train.data.load_map_table`` (open
+each time (cold Python, warm page cache after the first), it times ``cache.maps.load_map_table`` (open
 the store, read ids, mos, done, maps; check the key; keep float32 maps in RAM) and reports the peak
 RSS of that process above its RSS after imports.
 
@@ -79,7 +79,7 @@ def child(path: str) -> None:
     import torch  # noqa: F401  (imported before the baseline: every training process has it)
 
     from clifvqa_core.model import ModelConfig
-    from train.data import load_map_table
+    from cache.maps import load_map_table
 
     base = _rss_mb()
     r0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -1,23 +1,13 @@
-"""Dataset registry and label parsers: a dataset root + a label file -> a list of :class:`VideoItem`.
+"""Dataset registry: a dataset root + a label file -> a list of :class:`VideoItem`.
 
     items = load_dataset("konvid1k", "/data/KoNViD_1k")                 # finds labels.txt / the CSVs itself
     items = load_dataset("lsvq", "/data/LSVQ", split="train")            # official labels_train_test.csv
     items = load_dataset("csv", "demo_data")                            # demo_data/labels.csv
     DATASETS["konvid1k"].expected_files()                                # what it looks for
 
-Two label formats are read, whichever a file holds (sniffed from its first non-blank line):
-
-* **FAST-VQA / DOVER ``labels.txt``**: no header, fields separated by ``,`` (usually ``", "``):
-  ``relative/path.mp4, c2, c3, mos``; c2 and c3 are numbers (duration in s and fps for KoNViD-1k and
-  LIVE-VQC, ``-1`` otherwise) and are kept in ``VideoItem.extra`` as ``("c2", text), ("c3", text)``.
-* **CSV with a header** (``,`` ``;`` or tab separated; UTF-8, a BOM is fine): header names are matched
-  case-insensitively after turning spaces and hyphens into ``_`` (``"MOS full"`` -> ``mos_full``):
-
-  - path-like column, first present of :data:`PATH_ALIASES` (a dataset may prefer others, e.g. KoNViD-1k's
-    ``flickr_id``); a value without a video extension gets the dataset's suffixes appended (``.mp4``);
-  - MOS column, first present of :data:`MOS_ALIASES` (DMOS is *not* accepted silently: it runs the other way);
-  - optional group/scene column, first present of :data:`GROUP_ALIASES` -> ``VideoItem.group``;
-  - every other column is kept in ``VideoItem.extra`` as ``(normalised_name, text)`` pairs.
+Label files (two formats, sniffed: FAST-VQA/DOVER ``labels.txt`` or a CSV with a header; the column
+aliases; MOS checks) are parsed by :mod:`clifvqa_core.labels`; the ``extra`` fields of a label row become
+``VideoItem.extra`` and its group column ``VideoItem.group``.
 
 Video files are looked up under ``root`` (and the dataset's usual sub-folders); a name not found there is
 looked up once by file name in a recursive listing of ``root`` (unique matches only), so a flat folder of
@@ -31,9 +21,7 @@ warning with the count); a missing root or label file raises :class:`ConfigError
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import math
 import os
@@ -41,30 +29,11 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from .errors import ConfigError, LabelFormatError, MissingVideosError, printable
+from .labels import (DEFAULT_MOS_RANGE, GROUP_ALIASES, MOS_ALIASES, PATH_ALIASES, VIDEO_EXTENSIONS, LabelRow,
+                     check_mos_range, read_labels, strip_video_ext)
 from .registry import Registry
 
 log = logging.getLogger(__name__)
-
-#: file extensions taken as videos (lower case), by the ``folder`` dataset and for extension stripping
-#: Plausible MOS of a dataset whose rating scale is not known (the 'csv' and 'folder' datasets): wide
-#: enough for any rating scale in use, narrow enough that z-scoring cannot overflow to inf/NaN.
-DEFAULT_MOS_RANGE: tuple[float, float] = (-1e6, 1e6)
-
-VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
-    ".flv", ".wmv", ".3gp", ".ogv", ".y4m",
-)
-#: path-like CSV columns, in order of preference (normalised names)
-PATH_ALIASES: tuple[str, ...] = (
-    "path", "video_path", "file_path", "filepath", "relpath", "rel_path", "file_name", "filename", "file",
-    "video_name", "videoname", "video", "name", "vid", "video_id", "flickr_id",
-)
-#: MOS columns, in order of preference (normalised names)
-MOS_ALIASES: tuple[str, ...] = ("mos", "mos_full", "mean_opinion_score", "mos_score", "score", "quality")
-#: optional content/scene columns, in order of preference (normalised names)
-GROUP_ALIASES: tuple[str, ...] = (
-    "group", "scene", "scene_id", "group_id", "content", "content_id", "source", "src", "reference", "ref",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,205 +48,6 @@ class VideoItem:
     group: str | None = None
     extra: tuple = ()
 
-
-@dataclasses.dataclass(frozen=True)
-class LabelRow:
-    """One parsed row of a label file, before video files are looked up.
-
-    ``name`` is the path-like value as written (relative path, file name or id without extension);
-    ``alt_names`` are other path-like columns a dataset asked for, tried when ``name`` is not found;
-    ``line`` is the 1-based line number in the label file.
-    """
-
-    name: str
-    mos: float
-    line: int
-    group: str | None = None
-    alt_names: tuple[str, ...] = ()
-    extra: tuple[tuple[str, str], ...] = ()
-
-
-# ---- label parsing -------------------------------------------------------------------------------
-
-
-def _norm_header(name: str) -> str:
-    key = name.strip().strip('"').strip().lower().replace("-", "_").replace(" ", "_")
-    while "__" in key:
-        key = key.replace("__", "_")
-    return key
-
-
-def _norm_name(name: str) -> str:
-    """Label-file path as a clean POSIX relative path (backslashes and a leading ./ removed)."""
-    name = name.strip().replace("\\", "/")
-    while name.startswith("./"):
-        name = name[2:]
-    return name
-
-
-def _strip_video_ext(name: str) -> str:
-    p = PurePosixPath(name)
-    return str(p.with_suffix("")) if p.suffix.lower() in VIDEO_EXTENSIONS else name
-
-
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise ConfigError(f"label file {path} does not exist or is not a file")
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LabelFormatError(path, f"not UTF-8 text (byte {exc.start}); expected a labels.txt or CSV file") from None
-    except OSError as exc:
-        raise LabelFormatError(path, f"cannot be read ({exc.strerror or exc})") from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _first_line(text: str) -> tuple[int, str] | None:
-    for i, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            return i, line
-    return None
-
-
-def _looks_fastvqa(line: str) -> bool:
-    fields = [f.strip() for f in line.split(",")]
-    return len(fields) == 4 and bool(fields[0]) and all(_is_number(f) for f in fields[1:])
-
-
-def sniff_label_format(path: str | Path) -> str:
-    """``"fastvqa"`` (headerless ``path, c2, c3, mos``) or ``"csv"`` (a header row), from the first
-    non-blank line. Raises LabelFormatError for an empty file."""
-    path = Path(path)
-    first = _first_line(_read_text(path))
-    if first is None:
-        raise LabelFormatError(path, "empty file; expected 'path, c2, c3, mos' lines or a CSV with a header")
-    return "fastvqa" if _looks_fastvqa(first[1]) else "csv"
-
-
-def _parse_mos(path: Path, line: int, text: str, column: str = "MOS") -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise LabelFormatError(path, f"line {line}: {column} {text.strip()!r} is not a number") from None
-    if not math.isfinite(value):
-        raise LabelFormatError(path, f"line {line}: {column} {text.strip()!r} is not a finite number")
-    return value
-
-
-def _parse_fastvqa(path: Path, text: str) -> list[LabelRow]:
-    rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) != 4:
-            raise LabelFormatError(
-                path, f"line {i}: expected 4 comma-separated fields (path, c2, c3, mos), got {len(fields)}: {line.strip()[:80]!r}")
-        name, c2, c3, mos = fields
-        if not name:
-            raise LabelFormatError(path, f"line {i}: empty video path")
-        for col, val in (("column 2", c2), ("column 3", c3)):
-            if not _is_number(val):
-                raise LabelFormatError(path, f"line {i}: {col} {val!r} is not a number (FAST-VQA format: path, c2, c3, mos)")
-        rows.append(LabelRow(_norm_name(name), _parse_mos(path, i, mos), i, extra=(("c2", c2), ("c3", c3))))
-    return rows
-
-
-def _sniff_delimiter(header: str) -> str:
-    counts = {d: header.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=lambda d: (counts[d], d == ","))
-    return best if counts[best] else ","
-
-
-def _parse_csv(path: Path, text: str, path_columns: Sequence[str]) -> list[LabelRow]:
-    first = _first_line(text)
-    if first is None:
-        raise LabelFormatError(path, "empty file; expected a CSV header line")
-    reader = csv.reader(io.StringIO(text), delimiter=_sniff_delimiter(first[1]))
-    header: list[str] | None = None
-    header_line = 0
-    rows: list[LabelRow] = []
-    for fields in reader:
-        if not any(f.strip() for f in fields):
-            continue
-        if header is None:
-            header, header_line = [_norm_header(f) for f in fields], reader.line_num
-            pref = [c for c in path_columns if c in header] or [c for c in PATH_ALIASES if c in header]
-            mos_cols = [c for c in MOS_ALIASES if c in header]
-            if not pref or not mos_cols:
-                want = []
-                if not pref:
-                    accepted = list(dict.fromkeys((*path_columns, *PATH_ALIASES)))
-                    want.append(f"a path column (one of {', '.join(accepted)})")
-                if not mos_cols:
-                    want.append(f"a MOS column (one of {', '.join(MOS_ALIASES)})")
-                raise LabelFormatError(
-                    path,
-                    f"line {header_line}: expected a FAST-VQA labels.txt line 'path, c2, c3, mos' or a CSV header "
-                    f"with {' and '.join(want)}; got {first[1].strip()[:100]!r}")
-            ipath = header.index(pref[0])
-            ialt = [header.index(c) for c in pref[1:]]
-            imos = header.index(mos_cols[0])
-            groups = [c for c in GROUP_ALIASES if c in header]
-            igroup = header.index(groups[0]) if groups else None
-            used = {ipath, imos, *ialt} | ({igroup} if igroup is not None else set())
-            iextra = [j for j in range(len(header)) if j not in used]
-            continue
-        line = reader.line_num
-        if len(fields) != len(header):
-            raise LabelFormatError(path, f"line {line}: expected {len(header)} fields as in the header (line {header_line}), "
-                                         f"got {len(fields)}")
-        name = _norm_name(fields[ipath])
-        if not name:
-            raise LabelFormatError(path, f"line {line}: empty {header[ipath]!r} (the video path column)")
-        group = fields[igroup].strip() if igroup is not None else None
-        rows.append(LabelRow(
-            name=name,
-            mos=_parse_mos(path, line, fields[imos], f"{header[imos]!r}"),
-            line=line,
-            group=group or None,
-            alt_names=tuple(_norm_name(fields[j]) for j in ialt if fields[j].strip()),
-            extra=tuple((header[j], fields[j].strip()) for j in iextra),
-        ))
-    if not rows:
-        raise LabelFormatError(path, f"no data rows after the header on line {header_line}")
-    return rows
-
-
-def read_labels(path: str | Path, fmt: str = "auto", path_columns: Sequence[str] = ()) -> list[LabelRow]:
-    """Parse a label file (no video lookup): ``fmt`` is ``"auto"`` (sniffed), ``"fastvqa"`` or ``"csv"``.
-
-    ``path_columns`` (normalised names) are the preferred path-like CSV columns; the first present one gives
-    ``name`` and the others ``alt_names``. Raises LabelFormatError for an empty file, a wrong field count,
-    a non-numeric or non-finite MOS, a CSV without path/MOS columns, and a video listed twice (compared
-    without the video extension), naming the line.
-    """
-    path = Path(path)
-    text = _read_text(path)
-    if _first_line(text) is None:
-        raise LabelFormatError(path, "empty file; expected 'path, c2, c3, mos' lines or a CSV with a header")
-    if fmt == "auto":
-        fmt = "fastvqa" if _looks_fastvqa(_first_line(text)[1]) else "csv"  # type: ignore[index]
-    if fmt == "fastvqa":
-        rows = _parse_fastvqa(path, text)
-    elif fmt == "csv":
-        rows = _parse_csv(path, text, tuple(_norm_header(c) for c in path_columns))
-    else:
-        raise ConfigError(f"unknown label format {fmt!r}; known: auto, fastvqa, csv")
-    seen: dict[str, int] = {}
-    for row in rows:
-        key = _strip_video_ext(row.name)
-        if key in seen:
-            raise LabelFormatError(path, f"line {row.line}: video {row.name!r} is listed twice (first on line {seen[key]})")
-        seen[key] = row.line
-    return rows
 
 
 # ---- video lookup ------------------------------------------------------------------------------
@@ -303,7 +73,7 @@ def video_ids(names: Sequence[str], strip: Sequence[str] = ()) -> list[str]:
             out[k] = out.get(k, 0) + 1
         return out
 
-    full = [cut(_strip_video_ext(n)) for n in names]
+    full = [cut(strip_video_ext(n)) for n in names]
     short = [PurePosixPath(f).name for f in full]
     n_short = counts(short)
     ids = [s if n_short[s] == 1 else f for s, f in zip(short, full)]
@@ -435,23 +205,11 @@ class Dataset:
         root = _check_root(root, self.name)
         label_path = Path(labels).expanduser() if labels is not None else self.find_labels(root, split)
         rows = self._select(read_labels(label_path, path_columns=self.path_columns), split, label_path)
-        _check_mos_range(rows, label_path, self.name, self.mos_range)
+        check_mos_range(rows, label_path, self.name, self.mos_range)
         items = _items_from_rows(rows, root, label_path, self.video_dirs, self.suffixes, self.id_strip, skip_missing)
         if not allow_outside_root:
             _check_inside_root(items, rows, root, label_path)
         return items
-
-
-def _check_mos_range(rows: Sequence[LabelRow], label_path: Path, name: str, mos_range: tuple[float, float]) -> None:
-    lo, hi = mos_range
-    for row in rows:
-        if math.isnan(row.mos):  # unlabelled rows (allowed by some formats) are not ratings
-            continue
-        if not (math.isfinite(row.mos) and lo <= row.mos <= hi):
-            raise LabelFormatError(label_path, f"line {row.line}: MOS {row.mos!r} of {printable(row.name)!r} is "
-                                               f"outside the plausible range [{lo:g}, {hi:g}] of dataset {name!r}; "
-                                               "fix the label file" + (" (or use the 'csv' dataset for another "
-                                                                       "rating scale)" if name != "csv" else ""))
 
 
 def _check_inside_root(items: Sequence[VideoItem], rows: Sequence[LabelRow], root: Path, label_path: Path) -> None:
@@ -766,7 +524,7 @@ def _dataset_wide_ids(ds: Dataset, root: Path, listings: list[SplitListing]) -> 
     for sp, path in files.items():
         rows = ds._select(read_labels(path, path_columns=ds.path_columns), sp, path)
         names = [r.name for r in rows]
-        full = [_strip_video_ext(n) for n in names]
+        full = [strip_video_ext(n) for n in names]
         for suf in ds.id_strip:
             full = [f[: -len(suf)] if f.endswith(suf) else f for f in full]
         own_of[sp] = dict(zip(video_ids(names, ds.id_strip), full))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -20,7 +22,9 @@ from torch import Tensor, nn
 
 from .checkpoints import LoadReport, load_into
 from .config import JsonConfig
+from .errors import ConfigError
 from .fragments import FragmentConfig, clip_fragments
+from .registry import Registry
 from .swin3d import SwinTransformer3D
 
 logger = logging.getLogger(__name__)
@@ -63,6 +67,36 @@ class SpatialConfig(JsonConfig):
     @property
     def num_features(self) -> int:
         return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+
+#: Spatial-branch presets by their one user spelling (``fastvqa-b``, as ``train --model-config`` spells the
+#: model preset built on it); the method names ``SpatialConfig.fastvqa_b()`` / ``tiny()`` are Python names.
+SPATIAL_PRESETS: Registry[Callable[..., SpatialConfig]] = Registry("spatial preset")
+SPATIAL_PRESETS.add("fastvqa-b", SpatialConfig.fastvqa_b)
+SPATIAL_PRESETS.add("tiny", SpatialConfig.tiny)
+#: Old spellings of preset names -> the one spelling; still read (scripts and bench results written before
+#: the spelling was fixed). This table is the only place that knows them.
+_OLD_PRESET_SPELLINGS = {"fastvqa_b": "fastvqa-b"}
+
+
+def preset_name(name: str) -> str:
+    """The one spelling of a preset name (spatial or model presets): an old spelling (``fastvqa_b``) is read
+    as the new one (``fastvqa-b``) with a FutureWarning saying so; any other name is returned as given."""
+    new = _OLD_PRESET_SPELLINGS.get(str(name).lower())
+    if new is None:
+        return name
+    warnings.warn(f"preset {name!r} is spelled {new!r} now; read as {new!r}", FutureWarning, stacklevel=2)
+    return new
+
+
+def spatial_preset(name: str, **changes: Any) -> SpatialConfig:
+    """SpatialConfig of preset ``name`` (:data:`SPATIAL_PRESETS`) with ``changes``; ConfigError listing the
+    presets for an unknown name."""
+    try:
+        make = SPATIAL_PRESETS[preset_name(name)]
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+    return make(**changes)
 
 
 class VQAHead(nn.Module):

@@ -83,11 +83,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None], what: str = "cannot write") -> Path:
     """Write ``data`` (bytes, text, or a function that writes the file it is given) to ``path`` atomically.
 
     Example: ``atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))``. Raises :class:`StorageError`
-    (one line, names ``path``) on any ``OSError``/``RuntimeError`` of the write; the partial file is removed.
+    (one line, names ``path``, starts its reason with ``what``) on any ``OSError``/``RuntimeError`` of the
+    write; the partial file is removed.
     """
     path = Path(path)
     tmp = partial_path(path)
@@ -105,7 +106,7 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[Path], None]) -
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
-        raise storage_error(path, exc) from exc
+        raise storage_error(path, exc, what) from exc
     finally:
         try:
             tmp.unlink()

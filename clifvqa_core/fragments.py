@@ -299,10 +299,48 @@ def prepare_fragments(x: Tensor, device: torch.device | str | None = None, non_b
     return normalize_fragments(x)
 
 
+# ---- FAST-VQA temporal sampling: which frames make the clips ----------------------------------------
+#: Seed of the deterministic clip offsets when no generator is given.
+_CLIP_SEED = 0
+
+
+def fastvqa_clip_indices(
+    n_frames: int,
+    num_clips: int,
+    clip_len: int = 32,
+    stride: int = 2,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """FAST-VQA clip frame indices -> int64 [num_clips, clip_len].
+
+    The video is cut into ``num_clips`` segments of length L = n_frames // num_clips; clip k starts at
+    k * L plus an offset drawn uniformly from [0, L - clip_len * stride) when that range is non-empty
+    (else 0), and takes clip_len frames at ``stride``; indices wrap modulo n_frames. num_clips = 1 is the
+    training rule (one clip anywhere in [0, N - 64)), num_clips = 4 the test rule. ``rng`` None uses a
+    fixed seed, so test-time sampling is deterministic.
+
+    Worked examples (clip_len 32, stride 2, span 64): N = 240, 4 clips -> L = 60 < 64, offsets 0, clips
+    start at 0, 60, 120, 180 and the last one wraps: [180, 182, ..., 238, 0, 2]. N = 300, 4 clips ->
+    L = 75, offsets in [0, 11). N = 300, 1 clip -> start in [0, 236). Edge rule: N = 1 gives all zeros;
+    N < num_clips gives segments of length 0, so every clip starts at 0 and wraps.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if num_clips < 1 or clip_len < 1 or stride < 1:
+        raise ValueError(f"num_clips, clip_len and stride must be >= 1, got {num_clips}, {clip_len}, {stride}")
+    gen = rng if rng is not None else np.random.default_rng(_CLIP_SEED)
+    seg = n_frames // num_clips
+    room = seg - clip_len * stride
+    offsets = gen.integers(0, room, size=num_clips) if room > 0 else np.zeros(num_clips, dtype=np.int64)
+    starts = np.arange(num_clips, dtype=np.int64) * seg + offsets.astype(np.int64)
+    idx = starts[:, None] + np.arange(clip_len, dtype=np.int64)[None, :] * stride
+    return np.mod(idx, n_frames).astype(np.int64)
+
+
 def fragments_from_frames(frames: np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig = FragmentConfig(),
                           generator: torch.Generator | None = None) -> Tensor:
     """frames uint8 [num_clips * clip_len, H, W, 3] (clips one after the other, e.g. read with the indices of
-    ``video.fastvqa_clip_indices(...).reshape(-1)``) -> raw fragments [num_clips, 3, clip_len, 224, 224]
+    ``fastvqa_clip_indices(...).reshape(-1)``) -> raw fragments [num_clips, 3, clip_len, 224, 224]
     (uint8; float32 0-255 for upscaled or float frames; :func:`prepare_fragments` normalises).
 
     Each clip is one aligned chunk with its own 49 fragment positions (as the reference does for its 4 test
@@ -346,11 +384,11 @@ def read_fragments(path: str | Path, indices: np.ndarray, cfg: FragmentConfig = 
 def clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
                    rng: np.random.Generator, generator: torch.Generator, index: Any = None,
                    threads: int = 0) -> Tensor:
-    """``num_clips`` FAST-VQA clips (``video.fastvqa_clip_indices`` with ``rng``) of a video file, decoded and
+    """``num_clips`` FAST-VQA clips (:func:`fastvqa_clip_indices` with ``rng``) of a video file, decoded and
     cut in one pass (:func:`read_fragments`), or of its decoded uint8 frames [N, H, W, 3] (all of them, in
     order) -> raw fragments [num_clips, 3, clip_len, S, S] (uint8, float32 0-255 when upscaled);
     ``generator`` draws the fragment offsets."""
-    from .video import fastvqa_clip_indices, index_video   # lazy: decoding is optional here
+    from .video import index_video   # lazy: decoding is optional here
 
     if isinstance(video, (str, Path)):
         vi = index if index is not None else index_video(video)

@@ -233,7 +233,7 @@ CHECKPOINT_HINT = ("a checkpoint is the model.pt (or last.pt) that `train` write
 
 def _not_a_checkpoint(p: Path, exc: BaseException | None = None) -> CheckpointError:
     """A one-line error saying what the file is and what a checkpoint looks like."""
-    from .datasets import VIDEO_EXTENSIONS
+    from .labels import VIDEO_EXTENSIONS
 
     if p.suffix.lower() in VIDEO_EXTENSIONS:
         what = "a video file"

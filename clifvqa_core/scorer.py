@@ -418,22 +418,23 @@ class FastVQAScorer(_ScorerBase):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None, device: str | torch.device = "auto", *,
-                        trust: bool = False, preset: str = "fastvqa_b", seed: int = 0,
+                        trust: bool = False, preset: str = "fastvqa-b", seed: int = 0,
                         sigmoid: bool = False) -> "FastVQAScorer":
         """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects), or
-        the spatial branch of one of our checkpoints; None: random weights of ``preset`` (smoke tests)."""
-        from .fastvqa import FastVQA, SpatialConfig
+        the spatial branch of one of our checkpoints; None: random weights of ``preset`` (smoke tests).
+        ``preset``: the architecture of a foreign file, a name of ``fastvqa.SPATIAL_PRESETS`` (``fastvqa-b``)."""
+        from .fastvqa import FastVQA, spatial_preset
         from .model import CLiFVQA, is_clifvqa_checkpoint
 
         if checkpoint is None:
             log.warning("no checkpoint: FAST-VQA with random weights (a smoke test, not a quality score)")
-            return cls(FastVQA(getattr(SpatialConfig, preset)()), device, seed, sigmoid)
+            return cls(FastVQA(spatial_preset(preset)), device, seed, sigmoid)
         if is_clifvqa_checkpoint(checkpoint):
             full, _ = CLiFVQA.from_checkpoint(checkpoint)
             if full.spatial is None:
                 raise CheckpointError(f"{checkpoint}: this model has no spatial branch (use_spatial=false)")
             return cls(full.spatial, device, seed, sigmoid)
-        net, report = FastVQA.from_checkpoint(checkpoint, trust=trust, cfg=getattr(SpatialConfig, preset)())
+        net, report = FastVQA.from_checkpoint(checkpoint, trust=trust, cfg=spatial_preset(preset))
         log.info("%s", report.summary())
         if report.missing:
             log.warning("%s: %d weights missing from the FAST-VQA checkpoint (e.g. %s)", checkpoint,

@@ -82,9 +82,10 @@ def model_preset(name: str, **changes) -> ModelConfig:
       FAST-VQA-B's shapes at a fraction of the parameters, for shape and loading tests; too slow to train
       on a CPU.
     """
-    from .fastvqa import SpatialConfig
+    from .fastvqa import SpatialConfig, preset_name
     from .fragments import FragmentConfig
 
+    name = preset_name(name)
     if name == "fastvqa-b":
         return ModelConfig(spatial=SpatialConfig.fastvqa_b(), **changes)
     if name == "cpu":

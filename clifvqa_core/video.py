@@ -1,4 +1,4 @@
-"""Video reading primitives (PyAV only): probe, frames by index or timestamp, uniform and FAST-VQA sampling.
+"""Video reading primitives (PyAV only): probe, frames by index or timestamp, uniform sampling.
 
 Frame indices
     Index ``i`` is the i-th *presented* frame: packets are demuxed once (cheap, no decoding) and their
@@ -51,7 +51,6 @@ __all__ = [
     "read_frames_at",
     "uniform_timestamps",
     "sample_uniform",
-    "fastvqa_clip_indices",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,8 +64,6 @@ _TIMEOUT = (15.0, 15.0)
 _MAX_BAD_PACKETS = 64
 # Seek retries when the demuxer lands after the wanted frame, before falling back to a restart.
 _MAX_SEEK_RETRIES = 3
-# Seed of the deterministic (test-time) FAST-VQA clip offsets.
-_FIXED_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -717,40 +714,3 @@ def _replace(info: VideoInfo, **changes: Any) -> VideoInfo:
     from dataclasses import replace
 
     return replace(info, **changes)
-
-
-# ---------------------------------------------------------------------------------------------------
-# FAST-VQA temporal sampling
-
-
-def fastvqa_clip_indices(
-    n_frames: int,
-    num_clips: int,
-    clip_len: int = 32,
-    stride: int = 2,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """FAST-VQA clip frame indices -> int64 [num_clips, clip_len].
-
-    The video is cut into ``num_clips`` segments of length L = n_frames // num_clips; clip k starts at
-    k * L plus an offset drawn uniformly from [0, L - clip_len * stride) when that range is non-empty
-    (else 0), and takes clip_len frames at ``stride``; indices wrap modulo n_frames. num_clips = 1 is the
-    training rule (one clip anywhere in [0, N - 64)), num_clips = 4 the test rule. ``rng`` None uses a
-    fixed seed, so test-time sampling is deterministic.
-
-    Worked examples (clip_len 32, stride 2, span 64): N = 240, 4 clips -> L = 60 < 64, offsets 0, clips
-    start at 0, 60, 120, 180 and the last one wraps: [180, 182, ..., 238, 0, 2]. N = 300, 4 clips ->
-    L = 75, offsets in [0, 11). N = 300, 1 clip -> start in [0, 236). Edge rule: N = 1 gives all zeros;
-    N < num_clips gives segments of length 0, so every clip starts at 0 and wraps.
-    """
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-    if num_clips < 1 or clip_len < 1 or stride < 1:
-        raise ValueError(f"num_clips, clip_len and stride must be >= 1, got {num_clips}, {clip_len}, {stride}")
-    gen = rng if rng is not None else np.random.default_rng(_FIXED_SEED)
-    seg = n_frames // num_clips
-    room = seg - clip_len * stride
-    offsets = gen.integers(0, room, size=num_clips) if room > 0 else np.zeros(num_clips, dtype=np.int64)
-    starts = np.arange(num_clips, dtype=np.int64) * seg + offsets.astype(np.int64)
-    idx = starts[:, None] + np.arange(clip_len, dtype=np.int64)[None, :] * stride
-    return np.mod(idx, n_frames).astype(np.int64)

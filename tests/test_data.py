@@ -12,12 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clifvqa_core.fragments import MEAN, STD, FragmentConfig, prepare_fragments
+from cache.maps import MapTable
+from clifvqa_core.fragments import MEAN, STD, FragmentConfig, fastvqa_clip_indices, prepare_fragments
 from clifvqa_core.model import ModelConfig
-from clifvqa_core.video import fastvqa_clip_indices, probe, read_frames
+from clifvqa_core.video import probe, read_frames
 from clifvqa_core.videowrite import write_video
 from tests.conftest import moving_frames
-from train.data import MapTable, MosScale, VideoQualityDataset, collate_samples
+from train.data import MosScale, VideoQualityDataset, collate_samples
 
 # sha256 of the float32 training samples (seed 7) made by the loader *before* the one-pass rewrite
 # (probe -> read_frames -> whole-clip gather -> normalise), commit 0f2b954, for the lossless videos below.

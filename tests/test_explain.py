@@ -35,7 +35,8 @@ def extractor():
 def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     from cache import open_store
     from clifvqa_core.model import CLiFVQA
-    from train.data import MosScale, load_map_table
+    from cache.maps import load_map_table
+    from train.data import MosScale
     from train.experiments.explain import explain_size, explain_video
     from train.protocol import score_items
     from clifvqa_core.train_config import TrainConfig
@@ -100,8 +101,9 @@ def test_explain_weight_is_gradient_times_input(trained, extractor, tmp_path):
     eps = 0.05   # the model runs in float32: a smaller step drowns in rounding (score ~0.1, change ~1e-6)
     bumped = maps.clone()
     bumped[0, [i, 32 + i]] *= 1 + eps
+    from cache.maps import MapTable
     from clifvqa_core.fragments import prepare_fragments
-    from train.data import MapTable, MosScale, VideoQualityDataset
+    from train.data import MosScale, VideoQualityDataset
 
     item = type("I", (), {"video_id": "v", "path": video, "mos": 1.0, "group": None, "extra": ()})()
     table = MapTable(["v"], maps.float(), np.ones(1), ["t"], "clif-v1", "", tuple(range(32)), None)

@@ -110,3 +110,21 @@ def test_cli_fastvqa_baseline_bad_checkpoint_one_line(tmp_path):
     res = CliRunner().invoke(main, ["predict", str(path), "--baseline", "fastvqa", "--checkpoint", str(bad),
                                     "--device", "cpu", "--no-progress"])
     assert res.exit_code == 1 and "bad.pth" in res.output and "Traceback" not in res.output
+
+
+def test_one_preset_spelling_old_one_read_with_a_warning():
+    """`fastvqa-b` everywhere users type it (train --model-config, the spatial presets, bench); the old
+    `fastvqa_b` is read as it, with a FutureWarning naming the new spelling; an unknown name lists the presets."""
+    from clifvqa_core.errors import ConfigError
+    from clifvqa_core.fastvqa import SPATIAL_PRESETS, spatial_preset
+    from clifvqa_core.train_config import model_preset
+
+    assert SPATIAL_PRESETS.names() == ["fastvqa-b", "tiny"]
+    assert spatial_preset("fastvqa-b") == SpatialConfig.fastvqa_b()
+    assert spatial_preset("tiny", head_dropout=0.0) == SpatialConfig.tiny(head_dropout=0.0)
+    with pytest.warns(FutureWarning, match="'fastvqa_b' is spelled 'fastvqa-b' now"):
+        assert spatial_preset("fastvqa_b") == SpatialConfig.fastvqa_b()
+    with pytest.warns(FutureWarning, match="'fastvqa_b' is spelled 'fastvqa-b' now"):
+        assert model_preset("fastvqa_b") == model_preset("fastvqa-b")
+    with pytest.raises(ConfigError, match="unknown spatial preset 'fastvqa-c'; known: fastvqa-b, tiny"):
+        spatial_preset("fastvqa-c")

@@ -1,4 +1,5 @@
-"""Fragment sampler: golden sha256 of the reference rule, grid geometry, edge rules, normalisation."""
+"""Fragment sampler: golden sha256 of the reference rule, grid geometry, edge rules, normalisation, and the
+FAST-VQA clip indices (which frames make the clips)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.fragments import (MEAN, STD, FragmentConfig, draw_offsets, fragments_from_frames,
-                                    grid_fragments, normalize_fragments, prepare_fragments)
+from clifvqa_core.fragments import (MEAN, STD, FragmentConfig, draw_offsets, fastvqa_clip_indices,
+                                    fragments_from_frames, grid_fragments, normalize_fragments, prepare_fragments)
 
 
 def _golden_inputs(h: int, w: int):
@@ -219,7 +220,7 @@ def test_region_upscale_matches_whole_upscale(h, w, monkeypatch):
 def test_read_fragments_equals_frames_path_and_is_bounded(tmp_path):
     """Decode-and-cut in one pass == read_frames + fragments_from_frames, holding one frame at a time."""
     from clifvqa_core.fragments import read_fragments
-    from clifvqa_core.video import fastvqa_clip_indices, index_video, read_frames
+    from clifvqa_core.video import index_video, read_frames
     from clifvqa_core.videowrite import write_video
 
     path = write_video(tmp_path / "wide.mp4", np.random.default_rng(0).integers(0, 256, (40, 64, 1280, 3), np.uint8),
@@ -231,3 +232,36 @@ def test_read_fragments_equals_frames_path_and_is_bounded(tmp_path):
                                                    index=vi, threads=1))
     assert torch.equal(got, want)
     assert peak < got.numel() * 4 + 16 * 2**20, peak  # 64 frames of 64x1280 upscaled whole: 0.8 GB
+
+
+# ---- FAST-VQA clip indices ----------------------------------------------------------------------
+
+def test_fastvqa_240_frames_4_clips():
+    # N // 4 = 60 < 64: no offset; clips start at 0, 60, 120, 180, stride 2, the last wraps modulo N
+    idx = fastvqa_clip_indices(240, 4)
+    assert idx.shape == (4, 32) and idx.dtype == np.int64
+    for k in range(4):
+        np.testing.assert_array_equal(idx[k], (60 * k + 2 * np.arange(32)) % 240)
+    assert idx[3, -2:].tolist() == [0, 2] and idx[3, 29] == 238
+
+
+def test_fastvqa_300_frames():
+    # test: N // 4 = 75, offsets in [0, 75 - 64) = [0, 11); deterministic without rng
+    idx = fastvqa_clip_indices(300, 4)
+    np.testing.assert_array_equal(idx, fastvqa_clip_indices(300, 4))
+    offsets = idx[:, 0] - 75 * np.arange(4)
+    assert np.all((offsets >= 0) & (offsets < 11))
+    np.testing.assert_array_equal(np.diff(idx, axis=1), 2)
+    # train: one clip starting in [0, 300 - 64) = [0, 236), never wrapping
+    starts = {int(fastvqa_clip_indices(300, 1, rng=np.random.default_rng(s))[0, 0]) for s in range(200)}
+    assert min(starts) >= 0 and max(starts) < 236 and len(starts) > 50
+    seen = np.concatenate([fastvqa_clip_indices(300, 4, rng=np.random.default_rng(s))[:, 0] for s in range(300)])
+    assert set((seen.reshape(-1, 4) - 75 * np.arange(4)).ravel().tolist()) == set(range(11))
+
+
+def test_fastvqa_short_videos():
+    np.testing.assert_array_equal(fastvqa_clip_indices(64, 1), 2 * np.arange(32)[None] % 64)  # N <= 64 -> 0
+    np.testing.assert_array_equal(fastvqa_clip_indices(1, 4), np.zeros((4, 32)))
+    np.testing.assert_array_equal(fastvqa_clip_indices(3, 4)[0], 2 * np.arange(32) % 3)
+    with pytest.raises(ValueError):
+        fastvqa_clip_indices(0, 1)

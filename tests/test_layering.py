@@ -1,7 +1,8 @@
 """The layering contract (DESIGN.md), checked by parsing imports: nothing imports upward, so there is no cycle.
 
-    clifvqa_core (the method, the Scorer) <- cache <- extract <- train (data, loop, protocol, predict)
-        <- apps (train.demo, train.experiments) <- bench, cli.py
+    clifvqa_core (the method; inference: the Scorer, prediction files) <- cache (stores; maps from stores checked
+        for a model; `predict`) <- extract <- train (data, loop, protocol) <- apps (train.demo,
+        train.experiments) <- bench, cli.py
 
 Imports inside functions count too (a lazy import upward is still an upward dependency).
 """

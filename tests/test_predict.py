@@ -1,5 +1,6 @@
-"""train/predict.py: CLI end to end on tiny synthetic videos (+ bad files), determinism, on-the-fly maps equal
-cached maps, scores equal the evaluation protocol's, mismatched caches refused, FAST-VQA baseline."""
+"""The `predict` command (cache/predict.py): CLI end to end on tiny synthetic videos (+ bad files), determinism,
+on-the-fly maps equal cached maps, scores equal the evaluation protocol's, mismatched caches refused, FAST-VQA
+baseline. The prediction files themselves: tests/test_predictions.py."""
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,8 @@ from clifvqa_core.videowrite import write_video
 from clifvqa_core.windows import WindowConfig
 from conftest import REPO, moving_frames
 
-from train.predict import PredictionRow, collect_videos, predict_paths, write_predictions
+from cache.predict import predict_paths
+from clifvqa_core.predictions import PredictionWriter, write_predictions
 
 TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
 T = 4
@@ -47,7 +49,7 @@ def _model_cfg(r: int) -> ModelConfig:
 def trained(tmp_path_factory):
     """6 tiny videos (72 x 96, 12 frames), their tiny-CLIP store and a model trained 1 epoch on them."""
     from extract import run_extraction
-    from train.data import load_map_table
+    from cache.maps import load_map_table
     from train.loop import fit
     from train.protocol import model_config_for_cache
 
@@ -175,18 +177,6 @@ def test_fastvqa_baseline_from_our_checkpoint(trained, tmp_path):
     assert rows[0].score == rows[0].spatial == again[0].score and math.isnan(rows[0].semantic)
 
 
-def test_collect_videos_skips_hidden_and_dedups(tmp_path):
-    (tmp_path / "a").mkdir()
-    for name in ("a/x.mp4", "a/.hidden.mp4", "a/notes.txt", "y.MKV"):
-        (tmp_path / name).write_bytes(b"")
-    files, errors = collect_videos([tmp_path, tmp_path / "y.MKV"])
-    assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a/x.mp4", "y.MKV"] and not errors
-
-
-def test_row_to_dict_nan_is_none():
-    assert PredictionRow("p", "error", reason="r").to_dict()["score"] is None
-
-
 def test_checkpoint_records_extraction_so_predict_needs_no_store(trained, tmp_path):
     """The checkpoint carries the store's extraction config, identity and key (plain types, weights_only);
     predicting after the store has moved away gives the same scores."""
@@ -229,24 +219,9 @@ def test_evaluate_equals_predict(trained, tmp_path):
             assert abs(r.score - ev[r.video_id]) <= 1e-6, (r.video_id, r.score, ev[r.video_id])
 
 
-def test_predictions_csv_escapes_formulas_and_table_escapes_control_chars(tmp_path):
-    from train.predict import format_table
-
-    rows = [PredictionRow("=HYPERLINK(\"x\")", video_id="@id", score=1.5, raw=0.5),
-            PredictionRow("a\nb\tc.mp4", "error", reason="bad\nfile"), PredictionRow("-1.mp4", video_id="+x")]
-    out = write_predictions(rows, tmp_path / "p.csv")
-    got = _read_csv(out)
-    assert [r["path"] for r in got] == ["'=HYPERLINK(\"x\")", "a\nb\tc.mp4", "'-1.mp4"]
-    assert [r["video_id"] for r in got] == ["'@id", "", "'+x"] and got[0]["score"] == "1.500000"
-    table = format_table(rows).splitlines()
-    assert len(table) == 1 + len(rows)                   # one line per row, whatever the names hold
-    assert "a\\nb\\tc.mp4" in table[2] and "bad\\nfile" in table[2]
-
-
 def test_predict_out_checked_before_scoring_and_rows_kept_on_crash(trained, tmp_path, monkeypatch):
     """An unwritable --out fails before any scoring; a crash midway keeps the rows already scored."""
     from clifvqa_core.errors import StorageError
-    from train.predict import PredictionWriter
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -291,23 +266,3 @@ def test_checkpoint_errors_say_what_the_file_is(trained, tmp_path):
                                         "--no-progress"])
         assert res.exit_code == 1 and said in res.output and "model.pt" in res.output, res.output
         assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
-
-
-def test_predictions_disk_full_is_one_line(tmp_path, monkeypatch):
-    """A full disk while finishing the predictions file: one StorageError line naming the file, no traceback."""
-    import errno
-
-    import train.predict as predict_mod
-    from clifvqa_core.errors import StorageError
-    from train.predict import PredictionWriter
-
-    w = PredictionWriter(tmp_path / "p.csv")
-    w.write(PredictionRow("a.mp4", score=1.0))
-
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(predict_mod.os, "fsync", full)
-    with pytest.raises(StorageError, match=r"p\.csv: cannot write predictions: no space left on device"):
-        w.close()
-    assert not (tmp_path / "p.csv").exists() and (tmp_path / "p.csv.partial").is_file()   # rows kept

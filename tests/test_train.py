@@ -1,5 +1,5 @@
 """Stage two on tiny synthetic data (CPU): a step lowers the loss, resume is bit-for-bit, DDP (2 gloo
-processes) equals one process with the doubled batch, a mismatched cache is refused, splits are
+processes) equals one process with the doubled batch, splits are
 disjoint and reproducible, the protocol writes its reports."""
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import torch
 import torch.multiprocessing as mp
 
 from clifvqa_core.descriptions import Description, DescriptionSet
-from clifvqa_core.errors import CacheError, CacheKeyMismatchError
 from clifvqa_core.fastvqa import SpatialConfig
 from clifvqa_core.fragments import FragmentConfig
 from clifvqa_core.losses import clif_loss
@@ -25,8 +24,9 @@ from clifvqa_core.train_config import TrainConfig, resolve_recipe
 from clifvqa_core.videowrite import write_video
 from conftest import moving_frames
 
-from train.data import MosScale, VideoQualityDataset, load_map_table
-from train.loop import BACKBONE_PREFIX, DistEnv, build_optimizer, fit, lr_factor, train_step
+from cache.maps import load_map_table
+from train.data import MosScale, VideoQualityDataset
+from train.loop import BACKBONE_PREFIX, DistEnv, build_optimizer, fit, lr_factor, score_videos, train_step
 from train.protocol import make_split
 
 T, R = 8, 3
@@ -114,31 +114,24 @@ def test_training_step_decreases_loss_on_fixed_batch(data):
     assert losses[-1] < losses[0], losses
 
 
-def test_mismatched_cache_is_refused(data, tmp_path):
+def test_validation_scores_are_the_scorers_and_keep_train_mode(data):
+    """Validation during training scores through clifvqa_core.Scorer (the path of predict/evaluate): the same
+    numbers bit for bit, and the model is left in train mode."""
+    import copy
+
+    from clifvqa_core.scorer import Scorer
+
     _, items, store = data
-    with pytest.raises(CacheError, match="T=8 frames.*T=16"):
-        load_map_table([store], small_model_cfg(frames=16))
-    with pytest.raises(CacheError, match="r'=3"):
-        load_map_table([store], small_model_cfg(num_descriptions=4))
-    with pytest.raises(CacheError, match="description set is 'test-set'"):
-        load_map_table([store], small_model_cfg(description_set="clif-v1"))
-    with pytest.raises(CacheError, match="hash"):
-        load_map_table([store], small_model_cfg(description_hash="0123456789abcdef"))
-    # a subset is recomputed from the cached sims (no CLIP): 2 objective descriptions -> [4, T]
-    sub = load_map_table([store], small_model_cfg(descriptions="objective", num_descriptions=2))
-    full = load_map_table([store], small_model_cfg())
-    assert sub.maps.shape == (8, 4, T) and full.maps.shape == (8, 6, T)
-    assert not torch.allclose(sub.maps[:, :2], full.maps[:, :2])   # softmax over 2, not 3 descriptions
-    # a store made with other descriptions cannot be joined
-    other = make_store(tmp_path / "other.zarr", ["x"], [1.0], frames=16)
-    with pytest.raises(CacheError):
-        load_map_table([store, other], small_model_cfg())
-    # nor one made with other CLIP weights, although its maps have the same shape: the field is named
-    weights = make_store(tmp_path / "weights.zarr", ["y"], [1.0], clip_weights="sha256:0123")
-    with pytest.raises(CacheKeyMismatchError, match=r"weights.zarr was made with another extraction config.*"
-                                                    r'clip_weights \("none" vs "sha256:0123"\)'):
-        load_map_table([store, weights], small_model_cfg())
-    assert len(load_map_table([store, make_store(tmp_path / "same.zarr", ["z"], [1.0])], small_model_cfg()).ids) == 9
+    cfg = small_model_cfg()
+    table = load_map_table([store], cfg)
+    torch.manual_seed(0)
+    model = CLiFVQA(cfg).train()
+    maps = table.rows([it.video_id for it in items[:3]])
+    z = score_videos(model, items[:3], maps, torch.device("cpu"), test_clips=2, batch_size=2)
+    assert model.training
+    ref = Scorer(copy.deepcopy(model), MosScale(0.0, 1.0), test_clips=2).score_many([it.path for it in items[:3]],
+                                                                                   maps=list(maps), progress=False)
+    assert z.tolist() == [r.raw for r in ref] and len(set(z.tolist())) == 3
 
 
 def test_splits_disjoint_grouped_and_reproducible(data):

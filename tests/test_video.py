@@ -340,36 +340,3 @@ def test_undecodable_stream_is_decode_error(tmp_path):
         V.probe(bad)
     with pytest.raises(VideoError):
         V.read_frames(bad, [0])
-
-
-# ---- FAST-VQA clip indices ----------------------------------------------------------------------
-
-def test_fastvqa_240_frames_4_clips():
-    # N // 4 = 60 < 64: no offset; clips start at 0, 60, 120, 180, stride 2, the last wraps modulo N
-    idx = V.fastvqa_clip_indices(240, 4)
-    assert idx.shape == (4, 32) and idx.dtype == np.int64
-    for k in range(4):
-        np.testing.assert_array_equal(idx[k], (60 * k + 2 * np.arange(32)) % 240)
-    assert idx[3, -2:].tolist() == [0, 2] and idx[3, 29] == 238
-
-
-def test_fastvqa_300_frames():
-    # test: N // 4 = 75, offsets in [0, 75 - 64) = [0, 11); deterministic without rng
-    idx = V.fastvqa_clip_indices(300, 4)
-    np.testing.assert_array_equal(idx, V.fastvqa_clip_indices(300, 4))
-    offsets = idx[:, 0] - 75 * np.arange(4)
-    assert np.all((offsets >= 0) & (offsets < 11))
-    np.testing.assert_array_equal(np.diff(idx, axis=1), 2)
-    # train: one clip starting in [0, 300 - 64) = [0, 236), never wrapping
-    starts = {int(V.fastvqa_clip_indices(300, 1, rng=np.random.default_rng(s))[0, 0]) for s in range(200)}
-    assert min(starts) >= 0 and max(starts) < 236 and len(starts) > 50
-    seen = np.concatenate([V.fastvqa_clip_indices(300, 4, rng=np.random.default_rng(s))[:, 0] for s in range(300)])
-    assert set((seen.reshape(-1, 4) - 75 * np.arange(4)).ravel().tolist()) == set(range(11))
-
-
-def test_fastvqa_short_videos():
-    np.testing.assert_array_equal(V.fastvqa_clip_indices(64, 1), 2 * np.arange(32)[None] % 64)  # N <= 64 -> 0
-    np.testing.assert_array_equal(V.fastvqa_clip_indices(1, 4), np.zeros((4, 32)))
-    np.testing.assert_array_equal(V.fastvqa_clip_indices(3, 4)[0], 2 * np.arange(32) % 3)
-    with pytest.raises(ValueError):
-        V.fastvqa_clip_indices(0, 1)

@@ -9,9 +9,9 @@ Public entry points (each a plain function the CLI calls):
 """
 from __future__ import annotations
 
-from .data import MapTable, MosScale, VideoQualityDataset, load_map_table
+from .data import MosScale, VideoQualityDataset
 from .loop import DistEnv, fit, train_step
 from .protocol import evaluate_checkpoint, make_split, run_training
 
-__all__ = ["run_training", "evaluate_checkpoint", "fit", "train_step", "make_split", "load_map_table",
-           "MapTable", "MosScale", "VideoQualityDataset", "DistEnv"]
+__all__ = ["run_training", "evaluate_checkpoint", "fit", "train_step", "make_split", "MosScale",
+           "VideoQualityDataset", "DistEnv"]

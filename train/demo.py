@@ -217,14 +217,15 @@ def _epochs_for_budget(cfg: DemoConfig, tcfg: Any, mcfg: Any, table: Any, items:
 def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     """Run the whole demo into ``out`` (see the module doc). -> DemoResult (also written as results.json)."""
     from cache import open_store
+    from cache.maps import load_map_table
+    from cache.predict import predict_paths
     from clifvqa_core.datasets import load_dataset
     from clifvqa_core.metrics import evaluate_scores
+    from clifvqa_core.predictions import write_predictions
     from clifvqa_core.train_config import TrainConfig
     from extract import run_extraction
 
-    from .data import load_map_table
     from .loop import fit
-    from .predict import predict_paths, write_predictions
     from .protocol import _write_predictions, make_split, model_config_for_cache, score_items
 
     out = Path(out)
@@ -400,7 +401,7 @@ def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
 
 def format_summary(r: DemoResult) -> str:
     """The text the CLI prints at the end."""
-    from .predict import format_table
+    from clifvqa_core.predictions import format_table
 
     m = r.metrics
     lines = [

@@ -31,12 +31,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError
-from clifvqa_core.fragments import prepare_fragments
 from clifvqa_core.fileio import atomic_write
+from clifvqa_core.fragments import prepare_fragments
 from clifvqa_core.losses import LOSSES
 from clifvqa_core.metrics import evaluate_scores
 from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
 from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
+from clifvqa_core.scorer import Scorer
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
 from .data import MapTable, MosScale, VideoQualityDataset, collate_samples
@@ -182,34 +183,35 @@ def train_step(model: nn.Module, batch: dict[str, Any], optimizer: torch.optim.O
     return float(loss.detach())
 
 
-@torch.no_grad()
-def predict_dataset(model: nn.Module, dataset: VideoQualityDataset, device: torch.device, batch_size: int = 4,
-                    workers: int = 0, amp: bool = False, env: DistEnv = DistEnv()) -> np.ndarray:
-    """Scores (model scale, z units) of every video of ``dataset`` in its order -> float64 [n].
+def score_videos(model: nn.Module, items: Sequence[Any], maps: Tensor, device: torch.device, test_clips: int,
+                 batch_size: int = 4, workers: int = 0, amp: bool = False, env: DistEnv = DistEnv()) -> np.ndarray:
+    """Test-time scores (model output, z units) of ``items`` (``.path``) with their maps [n, 2r', T] -> float64 [n].
 
-    Under DDP each rank scores every world-th video and the scores are gathered on all ranks.
+    Through the one scoring path (:class:`clifvqa_core.Scorer`: ``test_clips`` clips seeded with EVAL_SEED),
+    so validation during training, the protocol's test pass, ``evaluate`` and ``predict`` give one number
+    for one video. Under DDP each rank scores every world-th video and the scores are gathered on all
+    ranks. A video that cannot be scored raises (labelled data is never dropped silently); the model's
+    train/eval mode is restored.
     """
     net = unwrap(model)
     was_training = net.training
-    net.eval()
-    mine = list(range(env.rank, len(dataset), env.world))
-    sub = torch.utils.data.Subset(dataset, mine)
-    loader = DataLoader(sub, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        persistent_workers=False, collate_fn=collate_samples, pin_memory=device.type == "cuda")
+    scorer = Scorer(net, MosScale(0.0, 1.0), test_clips=test_clips, device=device, amp=amp and device.type == "cuda")
+    mine = list(range(env.rank, len(items), env.world))
     got: dict[int, float] = {}
-    for batch in loader:
-        frags = batch.get("fragments")
-        with autocast_for(device, amp):
-            out = net(prepare_fragments(frags, device) if frags is not None else None, batch["maps"].to(device))
-        for i, s in zip(batch["index"].tolist(), out["score"].float().cpu().tolist()):
-            got[int(i)] = float(s)
+    try:
+        for k, res in scorer.iter_scores([items[i].path for i in mine], batch_size=batch_size, workers=workers,
+                                         progress=False, maps=[maps[i] for i in mine]):
+            if not res.ok:
+                raise ClifVQAError(f"{items[mine[k]].path}: cannot be scored: {res.reason}")
+            got[mine[k]] = res.raw
+    finally:
+        net.train(was_training)
     if env.enabled:
         parts: list[Any] = [None] * env.world
         dist.all_gather_object(parts, got)
         for p in parts:
             got.update(p)
-    net.train(was_training)
-    return np.array([got[i] for i in range(len(dataset))], np.float64)
+    return np.array([got[i] for i in range(len(items))], np.float64)
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
@@ -428,8 +430,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                                "lr_head": optimizer.param_groups[1]["lr"], "frozen_backbone": frozen_now}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             for which, eval_model in candidates():
-                pred = predict_dataset(eval_model, val_ds, device, batch_size=max(1, per_rank // 2),
-                                       workers=cfg.workers, amp=amp, env=env)
+                pred = score_videos(eval_model, val_ds.items, val_ds.maps, device, cfg.test_clips,
+                                    batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
                 m = evaluate_scores(pred, val_ds.mos.numpy())
                 pre = "" if which == "raw" else "ema_"
                 row.update({f"{pre}val_srocc": m["srocc"], f"{pre}val_plcc": m["plcc"], f"{pre}val_krocc": m["krocc"]})
@@ -443,8 +445,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                 mos = np.asarray(scale.to_mos(ds.mos.numpy()))
                 row["monitor"][part] = {}
                 for which, eval_model in candidates():
-                    z = predict_dataset(eval_model, ds, device, batch_size=max(1, per_rank // 2),
-                                        workers=cfg.workers, amp=amp, env=env)
+                    z = score_videos(eval_model, ds.items, ds.maps, device, cfg.test_clips,
+                                     batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
                     m = evaluate_scores(np.asarray(scale.to_mos(z)), mos)
                     row["monitor"][part][which] = {k: m[k] for k in ("n", "srocc", "krocc", "plcc", "rmse",
                                                                        "plcc_logistic", "rmse_logistic")}

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
 from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
@@ -45,8 +46,8 @@ from clifvqa_core.model import CLiFVQA, ModelConfig
 from clifvqa_core.scorer import Scorer
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
-from .data import MapTable, MosScale, join_items, load_map_table, source_items, store_source
-from .loop import DistEnv, fit, init_distributed, resolve_device, unwrap
+from .data import MosScale, join_items, source_items, store_source
+from .loop import DistEnv, fit, init_distributed, resolve_device, score_videos
 
 log = logging.getLogger(__name__)
 
@@ -227,26 +228,10 @@ def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, p
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
                 cfg: TrainConfig, env: DistEnv = DistEnv()) -> tuple[np.ndarray, np.ndarray]:
     """Test-time scores of ``items`` with their cached maps -> (MOS scale [n], z [n]), through the one
-    scoring path (:class:`clifvqa_core.Scorer`, ``cfg.test_clips`` seeded clips). Under DDP each rank
-    scores every world-th video and the scores are gathered on all ranks."""
-    scorer = Scorer(unwrap(model), scale, test_clips=cfg.test_clips, device=device,
-                    amp=cfg.amp and device.type == "cuda")
-    mine = list(range(env.rank, len(items), env.world))
-    maps = table.rows([items[i].video_id for i in mine])
-    got = {}
-    for k, res in scorer.iter_scores([items[i].path for i in mine], batch_size=max(1, cfg.batch_size // 2),
-                                     workers=cfg.workers, progress=False, maps=list(maps)):
-        if not res.ok:   # a labelled test video must not be dropped silently
-            raise ClifVQAError(f"{items[mine[k]].path}: cannot be scored: {res.reason}")
-        got[mine[k]] = res.raw
-    if env.enabled:
-        import torch.distributed as dist
-
-        parts: list[Any] = [None] * env.world
-        dist.all_gather_object(parts, got)
-        for p in parts:
-            got.update(p)
-    z = np.array([got[i] for i in range(len(items))], np.float64)
+    scoring path (:func:`train.loop.score_videos`: :class:`clifvqa_core.Scorer`, ``cfg.test_clips`` seeded
+    clips; under DDP each rank scores every world-th video)."""
+    z = score_videos(model, items, table.rows([it.video_id for it in items]), device, cfg.test_clips,
+                     batch_size=max(1, cfg.batch_size // 2), workers=cfg.workers, amp=cfg.amp, env=env)
     return np.asarray(scale.to_mos(z)), z
 
 
@@ -450,8 +435,6 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
     """
     from clifvqa_core.model import read_clifvqa_checkpoint
-
-    from .predict import check_store_key, recorded_extraction
 
     rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
     for c in cached:

@@ -142,7 +142,7 @@ def ensure_grid_store(base: str | Path, rows: int, cols: int, items: Sequence[An
     from clifvqa_core.extract_config import ExtractConfig
     from clifvqa_core.windows import WindowConfig
     from extract import run_extraction
-    from train.data import store_extraction
+    from cache.maps import store_extraction
 
     if extract_config is not None and not Path(base).exists():
         base_cfg = ExtractConfig.from_dict(extract_config)

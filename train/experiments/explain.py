@@ -58,8 +58,7 @@ def resolve_extract_config(ckpt: dict[str, Any], cached: str | Path | None = Non
         store_path = paths[0] if paths else None
     if store_path is not None:
         from cache import open_store
-
-        from train.data import store_extraction
+        from cache.maps import store_extraction
 
         with open_store(store_path, "r") as store:
             rec = store_extraction(store)

@@ -136,7 +136,8 @@ def run_vsfa(cfg: VSFATrainConfig, items: Sequence[Any] | None = None) -> dict[s
     Writes ``vsfa_config.json``, ``split_<k>/{split.json, predictions_test.csv}``, ``results.json``,
     ``results.md`` in ``cfg.out``.
     """
-    from train.data import MosScale, join_items, load_map_table
+    from cache.maps import load_map_table
+    from train.data import MosScale, join_items
     from train.protocol import TABLE_KEYS, fit_model_to_cache, make_split, write_report
 
     out = Path(cfg.out)
