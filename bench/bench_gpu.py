@@ -120,7 +120,7 @@ def train_loader_section(plan: Plan, workers: int, tmp: Path) -> dict:
     from clifvqa_core.model import CLiFVQA
     from clifvqa_core.train_config import TrainConfig
     from cache.maps import MapTable
-    from train.data import MosScale, VideoQualityDataset
+    from train.data import MosScale, VideoQualityDataset, collate_samples
     from train.loop import build_optimizer, train_step
 
     dev = torch.device(plan.device)
@@ -133,7 +133,8 @@ def train_loader_section(plan: Plan, workers: int, tmp: Path) -> dict:
                      sources=["bench"], description_set="", description_hash="", selected=(), logit_scale=None)
     ds = VideoQualityDataset(items, table, MosScale.fit([it.mos for it in items]), mcfg, "train")
     loader = torch.utils.data.DataLoader(ds, batch_size=plan.batch, num_workers=workers, drop_last=True,
-                                         pin_memory=dev.type == "cuda", persistent_workers=workers > 0)
+                                         pin_memory=dev.type == "cuda", persistent_workers=workers > 0,
+                                         collate_fn=collate_samples)
     torch.manual_seed(0)
     model = CLiFVQA(mcfg).to(dev)
     opt = build_optimizer(model, TrainConfig(model=mcfg))

@@ -164,7 +164,8 @@ def demo_sigmoid(score: float | Tensor) -> float | Tensor:
 def video_fragments(video: str | Path | np.ndarray | Tensor, cfg: FragmentConfig = FragmentConfig(), seed: int = 0,
                     num_clips: int | None = None) -> Tensor:
     """FAST-VQA's test-time fragments of a video file (or of its uint8 frames [N, H, W, 3], all of them in
-    order): [num_clips (4), 3, 32, 224, 224], normalised, deterministic per seed (clip indices from
+    order): raw [num_clips (4), 3, 32, 224, 224] (uint8, float32 0-255 when upscaled; normalise with
+    ``fragments.prepare_fragments``), deterministic per seed (clip indices from
     ``default_rng(seed)``, fragment offsets from ``manual_seed(seed)``, as FAST-VQA's test). Scored by
     ``clifvqa_core.scorer.FastVQAScorer``."""
     k = cfg.test_clips if num_clips is None else num_clips

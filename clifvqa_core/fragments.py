@@ -18,6 +18,13 @@ bilinearly by 224 / min(H, W) (aspect kept, output sides rounded, at least 224) 
 A 120x160 frame becomes 224x299 (cells of 32 and 42 pixels). Upscaled values are not rounded (float output).
 A frame count that is not a multiple of ``clip_len`` gets one more, shorter chunk with its own offsets.
 
+Raw fragments, normalised on the device: the samplers return the canvas as cut, uint8 0-255 (frames of at
+least 224 on both sides: 4.8 MB per 32-frame clip), or float32 0-255 when the frame was upscaled (the
+upscaled values are not integers). :func:`prepare_fragments` moves a batch to the model's device and
+normalises it there with FAST-VQA's mean/std (:func:`normalize_fragments`), so a DataLoader worker writes
+and ships a quarter of the bytes of a float32 sample, and the normalised values are bit for bit those of
+normalising on the CPU while cutting (float32 ``(x - mean) / std`` of the same inputs, IEEE on both).
+
 Memory: frames are cut one at a time (``read_fragments`` cuts each frame as it is decoded), so fragment cutting
 holds the output, one decoded frame and at most one upscaled frame of ``_MAX_UPSCALED_PIXELS`` (9.6 MB of
 float) whatever the geometry. A small frame whose upscaled size exceeds that (8192x16 -> 224x114688) gets
@@ -106,8 +113,9 @@ def _bilinear_taps(n_in: int, n_out: int, pos: np.ndarray) -> tuple[np.ndarray, 
 
 
 class _Cutter:
-    """Cuts the fragment canvas of N frames [H, W, C] one frame at a time into ``out`` float32
-    [num_clips, C, N / num_clips, S * S]: 0-255, or normalised with FAST-VQA's mean/std (``normalize``).
+    """Cuts the fragment canvas of N frames [H, W, C] one frame at a time into ``out``
+    [num_clips, C, N / num_clips, S * S], 0-255, not normalised: uint8 when the frames are uint8 and cut
+    directly, else float32 (upscaled frames, float input).
 
     The grid is computed on the (possibly upscaled) frame of :func:`_upscaled_size`; canvas cell (i, j) of
     chunk k comes from the F x F grid-frame block at (rows[i, j, k], cols[i, j, k]). Three ways to get there:
@@ -118,14 +126,13 @@ class _Cutter:
     * ``region`` (small frame with an extreme aspect ratio, e.g. 8192x16 -> 224x114688): the bilinear rule is
       evaluated at the canvas pixels only (4 taps each); agrees with ``whole`` to float rounding.
 
-    Each frame is normalised while its 224x224 pixels are in cache, straight into ``out`` (no uint8 or float
-    canvas pass over the whole clip). Memory is ``out`` plus at most one upscaled frame of
-    ``_MAX_UPSCALED_PIXELS``, whatever the geometry.
+    Each frame's gathered pixels [S*S, C] are written channels-first into ``out`` while in cache (a
+    transposing copy of 150 kB per frame; no pass over the whole clip). Memory is ``out`` plus at most one
+    upscaled frame of ``_MAX_UPSCALED_PIXELS``, whatever the geometry.
     """
 
     def __init__(self, h: int, w: int, n: int, cfg: FragmentConfig, offsets: Tensor | None = None,
-                 generator: torch.Generator | None = None, channels: int = 3, num_clips: int = 1,
-                 normalize: bool = True) -> None:
+                 generator: torch.Generator | None = None, channels: int = 3, num_clips: int = 1) -> None:
         g, f, s = cfg.grid, cfg.fragment, cfg.size
         if n < 1:
             raise ValueError("video has no frames")
@@ -171,12 +178,9 @@ class _Cutter:
             logger.debug("%dx%d frames: bilinear upscale to %dx%d evaluated per fragment region", h, w, gh, gw)
         if num_clips < 1 or n % num_clips:
             raise ValueError(f"{n} frames cannot be {num_clips} clips of equal length")
-        if normalize and channels != 3:
-            raise ValueError(f"normalisation needs 3 (RGB) channels, got {channels}")
         self.per_clip = n // num_clips
-        self.out = np.empty((num_clips, channels, self.per_clip, s * s), np.float32)
-        self._norm = (np.asarray(MEAN, np.float32).reshape(3, 1), np.asarray(STD, np.float32).reshape(3, 1)) \
-            if normalize else None
+        self._shape = (num_clips, channels, self.per_clip, s * s)
+        self.out: np.ndarray | None = None   # allocated at the first frame: its dtype decides uint8 / float32
         self._seen = np.zeros(n, bool)
 
     def put(self, frame: np.ndarray | Tensor, slots: np.ndarray | Sequence[int]) -> None:
@@ -186,12 +190,29 @@ class _Cutter:
             raise ValueError(f"frame is {arr.shape[0]}x{arr.shape[1]}, the cutter was built for {self.h}x{self.w}")
         if arr.dtype != np.uint8 and arr.dtype != np.float32:
             arr = arr.astype(np.float32)
+        if self.out is None:
+            exact = self.mode == "direct" and arr.dtype == np.uint8
+            self.out = np.empty(self._shape, np.uint8 if exact else np.float32)
+        elif self.out.dtype == np.uint8 and arr.dtype != np.uint8:
+            raise ValueError(f"a {arr.dtype} frame after uint8 frames: one cutter takes frames of one dtype")
         if self.mode == "whole":
             # One torch op per frame (the rest in numpy): small per-frame torch ops pay the intra-op thread
             # pool's hand-off each time, which dominated on a loaded machine. The float frame is handed over
-            # channels-last, the layout the whole-clip upscale used, so the kernel (and the bits) are the same.
+            # channels-last, the layout the whole-clip upscale used, so the kernel is the same. It runs on one
+            # intra-op thread: its last bits depend on how the pool splits the frame (vectorised body vs scalar
+            # tail), so one thread gives the same sample in the main process as in a DataLoader worker (which
+            # runs torch with one thread); also 5x faster than 2 threads on a loaded 2-core box (62 vs 350 ms
+            # for 32 frames of 192x144).
             hwc = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-            up = F.interpolate(hwc.permute(2, 0, 1)[None], size=self.grid_size, mode="bilinear", align_corners=False)
+            threads = torch.get_num_threads()
+            if threads != 1:
+                torch.set_num_threads(1)
+            try:
+                up = F.interpolate(hwc.permute(2, 0, 1)[None], size=self.grid_size, mode="bilinear",
+                                   align_corners=False)
+            finally:
+                if threads != 1:
+                    torch.set_num_threads(threads)
             arr = np.ascontiguousarray(up[0].permute(1, 2, 0).numpy())  # [H', W', C], <= _MAX_UPSCALED_PIXELS
             np.clip(arr, 0, 255, out=arr)
         c = arr.shape[-1]
@@ -210,17 +231,13 @@ class _Cutter:
                 vals = np.clip(top * (1 - wy) + bottom * wy, 0, 255)
             else:
                 vals = runs[self.run_rows[k], self.run_cols[k]].reshape(-1, c)  # [S, G, F*C] -> [S*S, C]
-            dst = self.out[slot // self.per_clip, :, slot % self.per_clip]  # [C, S*S]
-            if self._norm is None:
-                dst[...] = vals.T
-            else:  # (x - mean) / std in float32, as normalize_fragments (uint8 -> float32 is exact)
-                np.subtract(vals.T, self._norm[0], out=dst)
-                np.divide(dst, self._norm[1], out=dst)
+            self.out[slot // self.per_clip, :, slot % self.per_clip] = vals.T  # [C, S*S] <- [S*S, C]
             self._seen[slot] = True
 
     def result(self) -> Tensor:
-        """-> float32 [num_clips, C, N / num_clips, S, S] (every frame must have been cut)."""
-        if not self._seen.all():
+        """-> raw [num_clips, C, N / num_clips, S, S], 0-255: uint8, or float32 for upscaled / float frames
+        (every frame must have been cut)."""
+        if self.out is None or not self._seen.all():
             raise ValueError(f"{int((~self._seen).sum())} of {self._seen.size} frames were never cut")
         k, c, t, ss = self.out.shape
         s = int(round(ss ** 0.5))
@@ -229,7 +246,8 @@ class _Cutter:
 
 def grid_fragments(video: Tensor, offsets: Tensor | None = None, generator: torch.Generator | None = None,
                    cfg: FragmentConfig = FragmentConfig()) -> Tensor:
-    """Cut the fragment canvas: video uint8 (or float 0-255) [C, T, H, W] -> float32 [C, T, 224, 224], 0-255.
+    """Cut the fragment canvas: video uint8 (or float 0-255) [C, T, H, W] -> float32 [C, T, 224, 224], 0-255
+    (the samplers below keep uint8; this one is for inspection, e.g. ``explain``'s canvases).
 
     ``offsets`` int64 [2, G, G, ceil(T / clip_len)] (row offsets, column offsets inside each grid cell, per
     aligned chunk) makes the result equal the reference bit for bit; otherwise offsets are drawn from
@@ -241,10 +259,10 @@ def grid_fragments(video: Tensor, offsets: Tensor | None = None, generator: torc
     frames = video.permute(1, 2, 3, 0)  # [T, H, W, C] view; the cutter copies one frame at a time
     if frames.dtype != torch.uint8:
         frames = frames.to(torch.float32)
-    cutter = _Cutter(h, w, t, cfg, offsets, generator, channels=c, normalize=False)
+    cutter = _Cutter(h, w, t, cfg, offsets, generator, channels=c)
     for i in range(t):
         cutter.put(frames[i], [i])
-    return cutter.result()[0]
+    return cutter.result()[0].float()
 
 
 def normalize_fragments(x: Tensor) -> Tensor:
@@ -253,9 +271,32 @@ def normalize_fragments(x: Tensor) -> Tensor:
     if x.dim() < 4 or x.shape[-4] != 3:
         raise ValueError(f"expected [..., 3, T, H, W], got {tuple(x.shape)}")
     dtype = x.dtype if x.is_floating_point() else torch.float32
+    if x.device.type == "cpu" and dtype == torch.float32 and not x.requires_grad:
+        # On the CPU: numpy, one thread, one new array written in place (about 2 ms per 32-frame clip);
+        # torch's three multi-threaded passes (cast, subtract, divide) took 12 ms with 1 thread and 30+ ms
+        # with 2 on the shared 2-core box. Same IEEE float32 subtract and divide, so the same bits.
+        a = x.numpy()
+        out = np.empty(a.shape, np.float32)
+        np.subtract(a, np.asarray(MEAN, np.float32).reshape(3, 1, 1, 1), out=out)
+        np.divide(out, np.asarray(STD, np.float32).reshape(3, 1, 1, 1), out=out)
+        return torch.from_numpy(out)
     mean = torch.tensor(MEAN, dtype=dtype, device=x.device).view(3, 1, 1, 1)
     std = torch.tensor(STD, dtype=dtype, device=x.device).view(3, 1, 1, 1)
     return (x.to(dtype) - mean) / std
+
+
+def prepare_fragments(x: Tensor, device: torch.device | str | None = None, non_blocking: bool = True) -> Tensor:
+    """Model input from raw fragments: x [..., 3, T, H, W] as the samplers return them (uint8, or float32
+    0-255 for upscaled frames) -> normalised float32 on ``device`` (default: where x is).
+
+    The one normalisation step of every consumer (training step, validation, scorers, benchmarks): the copy
+    moves uint8 (a quarter of float32's bytes) and the normalisation runs on the device. ``non_blocking``
+    lets the copy overlap from pinned memory (``DataLoader(pin_memory=True)``); from pageable memory it is
+    an ordinary copy. Bit for bit what normalising before the copy gives.
+    """
+    if device is not None:
+        x = x.to(device, non_blocking=non_blocking)
+    return normalize_fragments(x)
 
 
 # ---- FAST-VQA temporal sampling: which frames make the clips ----------------------------------------
@@ -299,7 +340,8 @@ def fastvqa_clip_indices(
 def fragments_from_frames(frames: np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig = FragmentConfig(),
                           generator: torch.Generator | None = None) -> Tensor:
     """frames uint8 [num_clips * clip_len, H, W, 3] (clips one after the other, e.g. read with the indices of
-    ``fastvqa_clip_indices(...).reshape(-1)``) -> normalised float32 [num_clips, 3, clip_len, 224, 224].
+    ``fastvqa_clip_indices(...).reshape(-1)``) -> raw fragments [num_clips, 3, clip_len, 224, 224]
+    (uint8; float32 0-255 for upscaled or float frames; :func:`prepare_fragments` normalises).
 
     Each clip is one aligned chunk with its own 49 fragment positions (as the reference does for its 4 test
     clips); num_clips = 1 is the training case, ``cfg.test_clips`` (4) the test case.
@@ -320,8 +362,9 @@ def fragments_from_frames(frames: np.ndarray | Tensor, num_clips: int, cfg: Frag
 
 def read_fragments(path: str | Path, indices: np.ndarray, cfg: FragmentConfig = FragmentConfig(),
                    generator: torch.Generator | None = None, index: Any = None, threads: int = 0) -> Tensor:
-    """Decode and cut in one pass: frame indices int [num_clips, clip_len] of a video file -> normalised
-    float32 [num_clips, 3, clip_len, 224, 224], equal bit for bit to ``fragments_from_frames(read_frames(...))``.
+    """Decode and cut in one pass: frame indices int [num_clips, clip_len] of a video file -> raw fragments
+    [num_clips, 3, clip_len, 224, 224] (uint8, float32 0-255 when upscaled), equal bit for bit to
+    ``fragments_from_frames(read_frames(...))``.
 
     Each frame is cut as it is decoded, so memory is one decoded frame plus the canvas, not N full frames
     (128 frames of 4K would be 3.4 GB). ``index`` (a ``video.VideoIndex``) saves the probe and demux passes;
@@ -343,7 +386,8 @@ def clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg:
                    threads: int = 0) -> Tensor:
     """``num_clips`` FAST-VQA clips (:func:`fastvqa_clip_indices` with ``rng``) of a video file, decoded and
     cut in one pass (:func:`read_fragments`), or of its decoded uint8 frames [N, H, W, 3] (all of them, in
-    order) -> normalised float32 [num_clips, 3, clip_len, S, S]; ``generator`` draws the fragment offsets."""
+    order) -> raw fragments [num_clips, 3, clip_len, S, S] (uint8, float32 0-255 when upscaled);
+    ``generator`` draws the fragment offsets."""
     from .video import index_video   # lazy: decoding is optional here
 
     if isinstance(video, (str, Path)):
@@ -359,7 +403,9 @@ def clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg:
 
 def sample_clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg: FragmentConfig,
                           rng: np.random.Generator, index: Any = None, threads: int = 0) -> Tensor:
-    """FAST-VQA clips of a video file or of decoded frames -> normalised float32 [num_clips, 3, clip_len, S, S].
+    """FAST-VQA clips of a video file or of decoded frames -> raw fragments [num_clips, 3, clip_len, S, S]
+    (uint8, or float32 0-255 when frames were upscaled; the consumer normalises on its device with
+    :func:`prepare_fragments`).
 
     The one sampling rule of stage two: a torch seed is drawn from ``rng`` first (the fragment offsets),
     then the clip indices (:func:`clip_fragments` with the same ``rng``). Training passes

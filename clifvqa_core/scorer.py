@@ -358,7 +358,8 @@ class Scorer(_ScorerBase):
         return sims_to_maps(sims.to(torch.float16), scale, self.selected)
 
     def fragments(self, video: Any) -> Tensor:
-        """Test-time fragments -> float32 [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED)."""
+        """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
+        0-255 when upscaled); :meth:`forward` normalises them on the device (``fragments.prepare_fragments``)."""
         from .fragments import sample_clip_fragments
 
         return sample_clip_fragments(video, self.test_clips, self.fragment_cfg, np.random.default_rng(EVAL_SEED))
@@ -372,13 +373,15 @@ class Scorer(_ScorerBase):
         return out
 
     def forward(self, fragments: Tensor | None, maps: Tensor | None) -> dict[str, Tensor]:
-        """The model on a batch: fragments [B, K, 3, t, H, W], maps [B, 2r', T] -> {"score", "semantic",
-        "spatial"} [B] (z units); inference mode, autocast on CUDA when ``amp``."""
+        """The model on a batch: raw fragments [B, K, 3, t, H, W] (as :meth:`fragments` gives them), maps
+        [B, 2r', T] -> {"score", "semantic", "spatial"} [B] (z units); inference mode, autocast on CUDA when ``amp``."""
         from contextlib import nullcontext
+
+        from .fragments import prepare_fragments
 
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         with torch.inference_mode(), ctx:
-            return self.model(None if fragments is None else fragments.to(self.device),
+            return self.model(None if fragments is None else prepare_fragments(fragments, self.device),
                               None if maps is None else maps.float().to(self.device))
 
     def _forward(self, batch: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
@@ -445,11 +448,12 @@ class FastVQAScorer(_ScorerBase):
 
     def _forward(self, batch: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
         from .fastvqa import demo_sigmoid
+        from .fragments import prepare_fragments
 
-        x = torch.stack([inp["fragments"] for inp in batch])                 # [B, K, 3, t, H, W]
+        x = torch.stack([inp["fragments"] for inp in batch])                 # [B, K, 3, t, H, W] raw
         b, k = x.shape[:2]
         with torch.inference_mode():
-            s = self.net.score(x.flatten(0, 1).to(self.device)).float().view(b, k).mean(1).cpu().tolist()
+            s = self.net.score(prepare_fragments(x.flatten(0, 1), self.device)).float().view(b, k).mean(1).cpu().tolist()
         out = []
         for v in s:
             v = float(demo_sigmoid(v)) if self.sigmoid else float(v)

@@ -479,10 +479,13 @@ def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: d
             ti += 1
         sink(arr, np.concatenate([slots[int(t)] for t in targets[first:ti]]))
 
+    key_of = (-1, -1)  # (target, its keyframe position): looked up once per target, not per decoded frame
     while ti < n_targets:
         target = int(targets[ti])
         if table is not None:
-            k = table.key_at_or_before(target)
+            if key_of[0] != target:
+                key_of = (target, table.key_at_or_before(target))
+            k = key_of[1]
             if k > sought and table.keys[k] > pos + 1:
                 sought = k
                 frame = _seek_to(frames, table, k, target)
@@ -495,7 +498,12 @@ def _gather(frames: _Frames, table: _Table | None, targets: np.ndarray, slots: d
         count += 1
         if rotation is None:
             rotation, size = _rotation_cw(frame), (frame.width, frame.height)
-        idx = table.index_of(frame.pts) if (table is not None and frame.pts is not None) else count
+        if table is None or frame.pts is None:
+            idx = count
+        elif pos + 1 < table.n and table.pts[pos + 1] == frame.pts:   # the usual case: the next frame in order
+            idx = pos + 1
+        else:
+            idx = table.index_of(frame.pts)
         last, pos = frame, idx
         if idx >= target:
             put(frame, idx)

@@ -1,5 +1,6 @@
-"""Stage-two samples (train/data.py): bit-identical to the pipeline before the one-pass loader, per-video
-index cache, epoch shared with persistent DataLoader workers."""
+"""Stage-two samples (train/data.py): raw (uint8) samples that, normalised on the device, are bit-identical to
+the pipeline before the one-pass loader; per-video index cache, epoch shared with persistent DataLoader workers,
+mixed uint8/float batches."""
 from __future__ import annotations
 
 import hashlib
@@ -12,17 +13,20 @@ import torch
 import torch.nn.functional as F
 
 from cache.maps import MapTable
-from clifvqa_core.fragments import MEAN, STD, FragmentConfig, fastvqa_clip_indices
+from clifvqa_core.fragments import MEAN, STD, FragmentConfig, fastvqa_clip_indices, prepare_fragments
 from clifvqa_core.model import ModelConfig
 from clifvqa_core.video import probe, read_frames
 from clifvqa_core.videowrite import write_video
 from tests.conftest import moving_frames
-from train.data import MosScale, VideoQualityDataset
+from train.data import MosScale, VideoQualityDataset, collate_samples
 
 # sha256 of the float32 training samples (seed 7) made by the loader *before* the one-pass rewrite
 # (probe -> read_frames -> whole-clip gather -> normalise), commit 0f2b954, for the lossless videos below.
+# The dataset now returns raw uint8 fragments; these are the hashes of prepare_fragments(raw), i.e. of the
+# model input after normalisation on the device.
 # Plain IEEE float32 arithmetic on exact pixels, so the hashes hold on any machine. (The upscaled 120x160 video
-# goes through F.interpolate, whose last bits may depend on the CPU: it is checked against reference_sample.)
+# goes through F.interpolate, whose last bits depend on the CPU and on the intra-op thread count: the cutter
+# upscales on one thread, the reference on all of this process's, so they agree to float rounding.)
 GOLDEN = {
     ("v240x320", 0): "73778f0f0f7e087206726d7e744d554595a403fec7b839cf9d28cee6241d8e6f",
     ("v240x320", 1): "89d3eac4ba56d6a867efb9eacad19d90c4dc6be0dd62694acbaabd89b41698f1",
@@ -104,9 +108,15 @@ def test_train_samples_bit_identical_to_previous_loader(videos, epoch):
     ds = make_dataset(videos)
     ds.set_epoch(epoch)
     for i, item in enumerate(videos):
-        x = ds[i]["fragments"]
-        assert x.shape == (3, 32, 224, 224) and x.dtype == torch.float32
-        assert torch.equal(x, reference_sample(ds, i)[0]), item.video_id
+        raw = ds[i]["fragments"]
+        # a frame >= 224 px is cut as uint8; the upscaled 120x160 one is float32 0-255 (not integer)
+        assert raw.shape == (3, 32, 224, 224) and raw.dtype == (torch.uint8 if i == 0 else torch.float32)
+        x = prepare_fragments(raw, "cpu")
+        assert x.dtype == torch.float32
+        if i == 0:
+            assert torch.equal(x, reference_sample(ds, i)[0]), item.video_id
+        else:   # upscaled: F.interpolate per frame on 1 thread vs the whole clip on all threads
+            assert torch.allclose(x, reference_sample(ds, i)[0], rtol=0, atol=1e-4), item.video_id
         if (item.video_id, epoch) in GOLDEN:
             assert sample_hash(x) == GOLDEN[(item.video_id, epoch)]  # (the two epochs' hashes differ)
 
@@ -114,10 +124,13 @@ def test_train_samples_bit_identical_to_previous_loader(videos, epoch):
 def test_eval_samples_bit_identical_to_previous_loader(videos):
     ds = make_dataset(videos, "eval")
     for i, item in enumerate(videos):
-        x = ds[i]["fragments"]
+        x = prepare_fragments(ds[i]["fragments"], "cpu")
         assert x.shape == (4, 3, 32, 224, 224)
-        assert torch.equal(x, reference_sample(ds, i)), item.video_id
-    assert sample_hash(ds[0]["fragments"]) == GOLDEN[("v240x320", "eval")]
+        if i == 0:
+            assert torch.equal(x, reference_sample(ds, i)), item.video_id
+        else:
+            assert torch.allclose(x, reference_sample(ds, i), rtol=0, atol=1e-4), item.video_id
+    assert sample_hash(prepare_fragments(ds[0]["fragments"])) == GOLDEN[("v240x320", "eval")]
 
 
 def test_video_index_built_once_per_video(videos, monkeypatch):
@@ -140,8 +153,31 @@ def test_persistent_workers_follow_set_epoch(videos):
     loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=1, persistent_workers=True)
     for epoch in (0, 1):
         ds.set_epoch(epoch)
-        got = next(iter(loader))["fragments"][0]
+        got = prepare_fragments(next(iter(loader))["fragments"][0])
         assert torch.equal(got, reference_sample(ds, 0)[0]), epoch
+
+
+def test_batch_mixing_uint8_and_upscaled_float_samples(videos):
+    """One uint8 sample (240x320) and one float32 sample (120x160, upscaled) in a batch made by a worker:
+    stacked as float32, normalised equal to the reference, and bit for bit the samples this process makes
+    (the upscale runs on one thread in both, so the worker does not change the sample)."""
+    ds = make_dataset(videos)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1, collate_fn=collate_samples)
+    batch = next(iter(loader))
+    assert batch["fragments"].dtype == torch.float32 and batch["index"].tolist() == [0, 1]
+    got = prepare_fragments(batch["fragments"])
+    assert torch.equal(got[0], reference_sample(ds, 0)[0])
+    assert torch.allclose(got[1], reference_sample(ds, 1)[0], rtol=0, atol=1e-4)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))   # this process with >= 2 intra-op threads: the cutter ignores them
+    try:
+        for i in range(2):
+            assert torch.equal(batch["fragments"][i], ds[i]["fragments"].float()), i
+        assert torch.get_num_threads() == max(2, threads)   # (and restores the caller's setting)
+    finally:
+        torch.set_num_threads(threads)
+    same = collate_samples([ds[0], ds[0]])   # one dtype: stays uint8 (4x fewer bytes to the device)
+    assert same["fragments"].dtype == torch.uint8
 
 
 class _Threads(torch.utils.data.Dataset):

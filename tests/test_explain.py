@@ -102,11 +102,13 @@ def test_explain_weight_is_gradient_times_input(trained, extractor, tmp_path):
     bumped = maps.clone()
     bumped[0, [i, 32 + i]] *= 1 + eps
     from cache.maps import MapTable
+    from clifvqa_core.fragments import prepare_fragments
     from train.data import MosScale, VideoQualityDataset
 
     item = type("I", (), {"video_id": "v", "path": video, "mos": 1.0, "group": None, "extra": ()})()
     table = MapTable(["v"], maps.float(), np.ones(1), ["t"], "clif-v1", "", tuple(range(32)), None)
-    frag = VideoQualityDataset([item], table, MosScale(0, 1), model.cfg, "eval", num_clips=1)[0]["fragments"][None]
+    frag = prepare_fragments(VideoQualityDataset([item], table, MosScale(0, 1), model.cfg, "eval",
+                                                 num_clips=1)[0]["fragments"][None])
     with torch.no_grad():
         d = (model(frag, bumped)["score"] - model(frag, maps)["score"]).item() / eps
     # same clip as explain (test_clips=1): the finite difference equals the gradient x input of that description

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from clifvqa_core.fragments import (MEAN, STD, FragmentConfig, draw_offsets, fastvqa_clip_indices,
-                                    fragments_from_frames, grid_fragments, normalize_fragments)
+                                    fragments_from_frames, grid_fragments, normalize_fragments, prepare_fragments)
 
 
 def _golden_inputs(h: int, w: int):
@@ -94,7 +94,8 @@ def test_small_frame_upscaled_and_grid_on_upscaled():
     frame[:, :, 60:, 80:] = 255  # bottom-right quadrant white
     out = grid_fragments(frame, generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 32, 224, 224)
-    assert out[:, :, -32:, -32:].min() == 255  # bottom-right cell comes from the white quadrant
+    # bottom-right cell comes from the white quadrant (255 up to the bilinear weights' float rounding)
+    assert out[:, :, -32:, -32:].min() > 254.999
     assert out[:, :, :32, :32].max() == 0
     assert out.min() >= 0 and out.max() <= 255
 
@@ -128,14 +129,46 @@ def test_fragments_from_frames_train_and_test():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (128, 240, 320, 3), dtype=np.uint8)
     cfg = FragmentConfig()
-    x = fragments_from_frames(frames, 4, cfg, torch.Generator().manual_seed(0))
-    assert x.shape == (4, 3, 32, 224, 224) and x.dtype == torch.float32
+    raw = fragments_from_frames(frames, 4, cfg, torch.Generator().manual_seed(0))
+    assert raw.shape == (4, 3, 32, 224, 224) and raw.dtype == torch.uint8    # raw: normalised on the device
     y = fragments_from_frames(frames[:32], 1, cfg, torch.Generator().manual_seed(0))
-    assert y.shape == (1, 3, 32, 224, 224)
-    # clip 0 of the 4-clip call = the 1-clip call with the same generator state (offsets drawn together)
-    assert torch.allclose(x.mean(), x.mean()) and abs(float(x.mean())) < 0.5
+    assert y.shape == (1, 3, 32, 224, 224) and y.dtype == torch.uint8
+    x = prepare_fragments(raw)
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.5
+    # every clip is grid_fragments of its frames with its own offsets (drawn together, chunk k = clip k)
+    offsets = draw_offsets(240, 320, 4, torch.Generator().manual_seed(0))
+    want = grid_fragments(torch.from_numpy(frames).permute(3, 0, 1, 2), offsets)    # [3, 128, S, S] float
+    assert torch.equal(raw.float(), want.view(3, 4, 32, 224, 224).transpose(0, 1))
     with pytest.raises(ValueError):
         fragments_from_frames(frames[:100], 4, cfg)
+
+
+def test_prepare_fragments_normalises_bit_for_bit_as_on_the_cpu():
+    """uint8 raw fragments normalised by prepare_fragments == float32 (x - mean) / std computed in numpy (the
+    former in-cutter normalisation), and float 0-255 raw (upscaled videos) gives the same for integer values."""
+    raw = torch.randint(0, 256, (2, 3, 4, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    got = prepare_fragments(raw, "cpu")
+    mean = np.asarray(MEAN, np.float32).reshape(3, 1, 1, 1)
+    std = np.asarray(STD, np.float32).reshape(3, 1, 1, 1)
+    want = (raw.numpy() - mean) / std
+    assert got.dtype == torch.float32 and want.dtype == np.float32
+    assert np.array_equal(got.numpy(), want)
+    assert torch.equal(prepare_fragments(raw.float()), got)
+    # the CPU's numpy path == torch's float32 arithmetic (the path on other devices and dtypes)
+    m, s = torch.tensor(MEAN).view(3, 1, 1, 1), torch.tensor(STD).view(3, 1, 1, 1)
+    assert torch.equal(got, (raw.float() - m) / s)
+    assert torch.equal(prepare_fragments(raw.float().requires_grad_()), got)   # (torch path: keeps the graph)
+    assert torch.equal(normalize_fragments(raw[:, :, ::2].transpose(-1, -2)), got[:, :, ::2].transpose(-1, -2))
+
+
+@pytest.mark.gpu
+def test_prepare_fragments_on_cuda_equals_cpu():
+    """The copy + normalisation on the GPU gives the CPU's bits (IEEE float32 subtract and divide)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    raw = torch.randint(0, 256, (2, 3, 32, 224, 224), dtype=torch.uint8).pin_memory()
+    got = prepare_fragments(raw, "cuda")
+    assert got.device.type == "cuda" and torch.equal(got.cpu(), prepare_fragments(raw))
 
 
 def test_config_roundtrip():

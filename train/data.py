@@ -4,7 +4,9 @@
   float32 in memory); :func:`join_items` keeps the dataset items that have maps.
 - :class:`VideoQualityDataset` gives one sample per video: its maps, its z-scored MOS and, when the
   model has the spatial branch, fragments decoded in the DataLoader worker: training = 1 random clip
-  ``[3, 32, 224, 224]``; evaluation = ``test_clips`` seeded clips ``[K, 3, 32, 224, 224]``.
+  ``[3, 32, 224, 224]``; evaluation = ``test_clips`` seeded clips ``[K, 3, 32, 224, 224]``. Fragments are
+  raw (uint8; float32 0-255 for videos upscaled to 224): the step that moves a batch to the device
+  normalises it (``fragments.prepare_fragments``). Batch them with :func:`collate_samples`.
 
 Randomness of a training sample depends only on (seed, epoch, sample index), never on which worker or
 rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterrupted process.
@@ -18,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from cache.maps import MapTable
 from clifvqa_core.errors import CacheError, ClifVQAError, VideoError
@@ -102,17 +104,30 @@ def decoder_threads() -> int:
     return max(1, cores // max(1, info.num_workers))
 
 
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """DataLoader ``collate_fn`` of :class:`VideoQualityDataset`: ``default_collate``, except that a batch
+    mixing uint8 fragments with float32 ones (a video smaller than 224 is upscaled, so its canvas is not
+    integer) is stacked as float32. uint8 -> float32 is exact, so normalised values do not change; in a
+    worker, ``default_collate`` would instead stack into the first sample's dtype and fail."""
+    dtypes = {s["fragments"].dtype for s in samples if "fragments" in s}
+    if len(dtypes) > 1:
+        samples = [{**s, "fragments": s["fragments"].float()} if "fragments" in s else s for s in samples]
+    return default_collate(list(samples))
+
+
 class VideoQualityDataset(Dataset):
     """One sample per video -> dict(index int, maps [2r', T], mos float32 z-scored, fragments ...).
 
     ``mode="train"``: one clip, offsets from ``np.random.default_rng([seed, epoch, index])`` (call
     :meth:`set_epoch`); fragments [3, 32, 224, 224]. ``mode="eval"``: ``num_clips`` clips from a fixed
-    seed; fragments [K, 3, 32, 224, 224]. No fragments key when the spatial branch is off.
+    seed; fragments [K, 3, 32, 224, 224]. Fragments are raw, uint8 (float32 0-255 for an upscaled video):
+    the consumer normalises them on its device (``prepare_fragments``); batch with :func:`collate_samples`.
+    No fragments key when the spatial branch is off.
     A video that fails to decode raises its VideoError (training must not silently drop labelled data).
     """
 
     def __init__(self, items: Sequence[Any], table: MapTable, scale: MosScale, cfg: ModelConfig,
-                 mode: str = "train", seed: int = 0, num_clips: int = 4) -> None:
+                 mode: str = "train", seed: int = 0, num_clips: int = 4, threads: int | None = None) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         self.items = list(items)
@@ -123,6 +138,9 @@ class VideoQualityDataset(Dataset):
         self.mode = mode
         self.seed = int(seed)
         self.num_clips = 1 if mode == "train" else int(num_clips)
+        # decoder threads per video: None = decoder_threads() (the worker's share of the cores), 0 = FFmpeg's
+        # choice, n = n threads (bench loader compares them)
+        self.threads = threads
         # The epoch lives in shared memory so that persistent DataLoader workers (which keep their copy of
         # this object, and with it the per-video indexes below) see set_epoch() of the main process.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -156,7 +174,7 @@ class VideoQualityDataset(Dataset):
         if video is None:
             video = self._videos[path] = index_video(path)
         frag = sample_clip_fragments(path, self.num_clips, self._frag_cfg, rng, index=video,
-                                     threads=decoder_threads())
+                                     threads=decoder_threads() if self.threads is None else self.threads)
         return frag[0] if self.mode == "train" else frag        # [3, t, 224, 224] / [K, 3, t, 224, 224]
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError
 from clifvqa_core.fileio import atomic_write
+from clifvqa_core.fragments import prepare_fragments
 from clifvqa_core.losses import LOSSES
 from clifvqa_core.metrics import evaluate_scores
 from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
@@ -39,7 +40,7 @@ from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # no
 from clifvqa_core.scorer import Scorer
 from clifvqa_core.train_config import TrainConfig, resolve_recipe
 
-from .data import MapTable, MosScale, VideoQualityDataset
+from .data import MapTable, MosScale, VideoQualityDataset, collate_samples
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def train_step(model: nn.Module, batch: dict[str, Any], optimizer: torch.optim.O
     """
     model.train()
     frags = batch.get("fragments")
-    frags = frags.to(device, non_blocking=True) if frags is not None else None
+    frags = prepare_fragments(frags, device) if frags is not None else None   # uint8 -> normalised on device
     maps = batch["maps"].to(device, non_blocking=True)
     mos = batch["mos"].to(device, non_blocking=True).float()
     if schedule is not None:
@@ -351,7 +352,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
     # reaches them through shared memory (set_epoch).
     loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
+                        collate_fn=collate_samples)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)

@@ -107,7 +107,7 @@ def _centred_clip(center: int, n_frames: int, clip_len: int, stride: int) -> np.
 @torch.no_grad()
 def _local_quality(model: Any, video: Path, info: Any, center: int, seed: int) -> dict[str, Any]:
     """FAST-VQA head map of a clip centred on frame ``center``. -> canvas uint8 [S, S, 3], qmap [h, w], slot."""
-    from clifvqa_core.fragments import FragmentConfig, grid_fragments, normalize_fragments
+    from clifvqa_core.fragments import FragmentConfig, grid_fragments, prepare_fragments
     from clifvqa_core.video import read_frames
 
     fc = getattr(model.cfg.spatial, "fragments", None) or FragmentConfig()
@@ -116,7 +116,7 @@ def _local_quality(model: Any, video: Path, info: Any, center: int, seed: int) -
     gen = torch.Generator().manual_seed(seed)
     raw = grid_fragments(frames.permute(3, 0, 1, 2), generator=gen, cfg=fc)            # [3, L, S, S] 0-255
     dev = next(model.parameters()).device
-    qmap = model.spatial.head_map(model.spatial.features(normalize_fragments(raw)[None].to(dev)))[0, 0]
+    qmap = model.spatial.head_map(model.spatial.features(prepare_fragments(raw[None], dev)))[0, 0]
     pos = int(np.searchsorted(idx, center, side="right")) - 1                          # the centre frame in the clip
     pos = min(max(pos, 0), fc.clip_len - 1)
     slot = min(pos * qmap.shape[0] // fc.clip_len, qmap.shape[0] - 1)
@@ -167,6 +167,7 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
     response = maps[:r_sel].mean(1).numpy()                                             # mean probability
 
     # score through the one scoring path (clifvqa_core.Scorer: the same seeded test clips as predict/evaluate)
+    from clifvqa_core.fragments import prepare_fragments
     from clifvqa_core.scorer import MosScale, Scorer
 
     scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
@@ -174,7 +175,7 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
     k = int(test_clips or tc.get("test_clips") or 4)
     scorer = Scorer(model, scale, extractor=extractor, extract_cfg=ecfg, selected=sel, logit_scale=logit_scale,
                     full_maps=False, test_clips=k, device=dev)
-    frags = scorer.fragments(video)[None].to(dev) if mcfg.use_spatial else None
+    frags = prepare_fragments(scorer.fragments(video)[None], dev) if mcfg.use_spatial else None
     sample = {"maps": maps.float() if mcfg.use_semantic else torch.zeros(0, t)}
     m_in = sample["maps"][None].to(dev).clone().requires_grad_(mcfg.use_semantic)
     with torch.enable_grad():
