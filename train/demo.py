@@ -87,7 +87,7 @@ class DemoConfig(JsonConfig):
     extract_batch: int = 64
     # stage two
     model: str = "cpu"
-    epochs: int = 40
+    epochs: int = 60
     minutes: float | None = None
     batch_size: int = 16
     lr_backbone: float = 3e-4
