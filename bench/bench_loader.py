@@ -55,6 +55,7 @@ from cache.maps import MapTable  # noqa: E402
 from clifvqa_core.fragments import (FragmentConfig, fastvqa_clip_indices, fragments_from_frames,  # noqa: E402
                                     prepare_fragments)
 from clifvqa_core.model import ModelConfig  # noqa: E402
+from clifvqa_core.runtime import cpu_cores  # noqa: E402
 from clifvqa_core.video import index_video, read_frames  # noqa: E402
 from clifvqa_core.videowrite import write_video  # noqa: E402
 from train.data import MosScale, VideoQualityDataset, collate_samples, decoder_threads  # noqa: E402
@@ -238,8 +239,7 @@ def run_workers(name: str, path: Path, workers: int, samples: int) -> dict:
     against the limit in the same workers (see the module doc)."""
     n = 4 * (max(samples, 2 * workers) + 1)   # one warm-up batch, then whole batches
     out = {"video": name, "workers": workers, "samples": n - 4,
-           "threads_share": max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                    else os.cpu_count() or 1) // workers)}
+           "threads_share": max(1, cpu_cores() // workers)}
     for threads, tname in ((None, "share"), (0, "ffmpeg")):
         limit = _loader_rate(_LimitSet(_dataset(path, 0, n, threads), path), workers, 2)
         out[f"limit_{tname}_samples_per_s"] = round(limit, 3)

@@ -14,7 +14,6 @@ rank decodes it, so DDP and ``--resume`` see the same clips as a single uninterr
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +24,7 @@ from torch.utils.data import Dataset, default_collate
 from cache.maps import MapTable
 from clifvqa_core.errors import CacheError, ClifVQAError, VideoError
 from clifvqa_core.model import ModelConfig
+from clifvqa_core.runtime import cpu_cores
 from clifvqa_core.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,7 @@ def decoder_threads() -> int:
     info = torch.utils.data.get_worker_info()
     if info is None:
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, info.num_workers))
+    return max(1, cpu_cores() // max(1, info.num_workers))
 
 
 def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
