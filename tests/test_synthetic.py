@@ -31,10 +31,11 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def small_sets(tmp_path_factory) -> dict[str, Path]:
-    """The same small set twice with seed 0 and once with seed 1 (about 1 s each)."""
+    """The same small set twice with seed 0 (made by 2 threads and by 1: the data must not depend on the
+    count) and once with seed 1 (about 1 s each)."""
     out = {}
-    for tag, seed in (("a", 0), ("b", 0), ("c", 1)):
-        out[tag] = make_demo_data(tmp_path_factory.mktemp(f"demo_{tag}"), seed=seed, **SMALL)
+    for tag, seed, workers in (("a", 0, 2), ("b", 0, 1), ("c", 1, 2)):
+        out[tag] = make_demo_data(tmp_path_factory.mktemp(f"demo_{tag}"), seed=seed, workers=workers, **SMALL)
     return out
 
 
