@@ -322,6 +322,9 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
               help="Learning rate of the head/semantic MLP; the backbone gets 0.1x (the reference's backbone_lr_mult) "
                    "[default: the paper's 7.5e-4 / 7.5e-5].")
 @click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="clif loss: weight of the monotonicity term L_mon (eq. 16; L_lin keeps weight 1). 0 = L_lin only: "
+                   "what the demo trains the cpu preset from scratch with (L_mon slowed that learning; docs/benchmarks.md).")
 @click.option("--ema/--no-ema", default=None,
               help="EMA of the weights (decay 0.999); raw vs EMA selected on validation [default: the recipe].")
 @click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0),
@@ -337,8 +340,8 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
               train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
-              batch_size, lr, loss, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume, workers,
-              device, seed, skip_missing, allow_outside_root) -> None:
+              batch_size, lr, loss, alpha, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume,
+              workers, device, seed, skip_missing, allow_outside_root) -> None:
     """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std.
 
     Epochs, EMA and frozen-backbone epochs not given come from the per-dataset recipe table (README,
@@ -369,7 +372,8 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
                 eval_splits=data["eval_splits"],
                 model=model_config_from_spec(model_config, descriptions, no_semantic, no_spatial, no_regressor,
                                              tuple(str(c) for c in cached)),
-                init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, ema=ema,
+                init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, alpha=alpha,
+                ema=ema,
                 freeze_backbone_epochs=freeze_backbone_epochs, test_fraction=test_fraction, protocol=protocol,
                 test_clips=test_clips, workers=workers, device=device, seed=seed,
                 **({} if val_fraction is None and protocol == "default" else {"val_fraction": val_fraction or 0.0}),
@@ -687,8 +691,8 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
-_BENCHES = ("video", "spatial", "extract", "store", "loader", "gpu")
-_CPU_BENCHES = ("video", "spatial", "extract", "store", "loader")  # `bench all`; gpu needs CUDA (or --dry-run)
+_BENCHES = ("video", "spatial", "extract", "store", "loader", "attention", "gpu")
+_CPU_BENCHES = ("video", "spatial", "extract", "store", "loader", "attention")  # `bench all`; gpu needs CUDA (or --dry-run)
 
 
 @main.command("bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
