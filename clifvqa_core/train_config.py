@@ -80,7 +80,9 @@ def model_preset(name: str, **changes) -> ModelConfig:
       canvas), of 4-frame clips; quality map 2x4x4, semantic MLP 16 wide, regressor 32 wide started
       additively (``regressor_init="additive"``), no head dropout. Why these (issue 10, measured): with the
       default regressor init the model sat on a constant-output plateau for whole runs; with 4x4 fragments
-      one sample shows too little of the video for the gradient to rise above its noise.
+      one sample shows too little of the video for the gradient to rise above its noise. Trained from
+      scratch it learns faster with ``TrainConfig.alpha = 0`` (L_lin alone, what the demo uses: 70 epochs
+      reached what alpha 1 reached in 100; see ``train.demo.DemoConfig``).
     - "tiny": the one-block-per-stage Swin at the paper's input size (7x7 fragments of 32 px, 32 frames):
       FAST-VQA-B's shapes at a fraction of the parameters, for shape and loading tests; too slow to train
       on a CPU.

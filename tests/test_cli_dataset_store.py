@@ -104,7 +104,7 @@ def test_extract_lsvq_every_split_into_one_store(lsvq):
 def test_train_and_evaluate_with_only_the_store(lsvq, tmp_path):
     root, store = lsvq
     before = _tree_state(store)
-    res = _run("train", "--cached", str(store), "--out", str(tmp_path / "run"), *_train_args(store))
+    res = _run("train", "--cached", str(store), "--out", str(tmp_path / "run"), "--alpha", "0.5", *_train_args(store))
     assert res.exit_code == 0, res.output
     assert "test: SROCC" in res.output and "test_1080p: SROCC" in res.output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -112,6 +112,7 @@ def test_train_and_evaluate_with_only_the_store(lsvq, tmp_path):
     assert results["parts"]["test_1080p"]["per_split"][0]["n"] == 3
     cfg = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert cfg["dataset"] == "lsvq" and cfg["train_split"] == "train" and cfg["root"] == str(root.resolve())
+    assert cfg["alpha"] == 0.5 and cfg["beta"] == 1.0       # --alpha weighs L_mon in the recorded config
     split = json.loads((tmp_path / "run" / "split_0" / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 6     # the failed video is left out
 
