@@ -285,8 +285,8 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
                        labels=str(labels.resolve()), out=str(run_dir.resolve()), splits=1,
                        test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, model=mcfg,
                        epochs=cfg.epochs, batch_size=cfg.batch_size, lr_backbone=cfg.lr_backbone,
-                       lr_head=cfg.lr_head, warmup_epochs=cfg.warmup_epochs, loss=cfg.loss, alpha=cfg.alpha, amp=False,
-                       grad_checkpoint=False, device=cfg.device, workers=cfg.workers, seed=cfg.seed,
+                       lr_head=cfg.lr_head, warmup_epochs=cfg.warmup_epochs, loss=cfg.loss, alpha=cfg.alpha,
+                       amp=False, grad_checkpoint=False, device=cfg.device, workers=cfg.workers, seed=cfg.seed,
                        test_clips=cfg.test_clips)
     if cfg.minutes is not None:
         tcfg = tcfg.replace(epochs=_epochs_for_budget(cfg, tcfg, mcfg, table, train_items))
@@ -432,7 +432,7 @@ def format_summary(r: DemoResult) -> str:
                          for k in ("srocc", "plcc", "krocc", "rmse")) + " |",
         "",
         "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model; the",
-        ("training loss (L_lin alone) fixes the order of the scores, not their level or spread:"
+        ("training loss (L_lin alone) fixes the order of the scores, not their level or spread):"
          if r.config.loss == "clif" and r.config.alpha == 0 else
          "training losses fix the order and spread of the scores, not their level):"),
         format_kind_table(r.kinds) if r.kinds else "(no kind labels)",
