@@ -115,7 +115,7 @@ def info_cmd(ctx: click.Context, videos: tuple[Path, ...]) -> None:
 
     A file that cannot be used prints {"path": ..., "error": reason}; the exit status is 1 if any failed.
     """
-    from clifvqa_core.video import probe
+    from clifvqa_core.media.video import probe
 
     failed = 0
     for path in videos:
@@ -133,7 +133,7 @@ def info_cmd(ctx: click.Context, videos: tuple[Path, ...]) -> None:
 @main.command("datasets")
 def datasets_cmd() -> None:
     """List the dataset registry: a description and the expected label/video files of each."""
-    from clifvqa_core.datasets import DATASETS
+    from clifvqa_core.data.datasets import DATASETS
 
     for name, ds in DATASETS.items():
         splits = f" (splits: {', '.join(ds.splits)})" if ds.splits else ""
@@ -150,8 +150,8 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
     """Write the synthetic demo set into OUT: textured scenes with graded distortions + labels.csv."""
     import time
 
-    from clifvqa_core.datasets import load_dataset
-    from clifvqa_core.synthetic import make_demo_data
+    from clifvqa_core.data.datasets import load_dataset
+    from train.synthetic import make_demo_data
 
     t0 = time.perf_counter()
     try:
@@ -205,12 +205,12 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
     dataset, root and label files, so `train --cached OUT` needs nothing else. Re-running on an
     existing OUT adds only the videos it lacks (a new split, a grown label file).
     """
-    from clifvqa_core.clip_weights import check_clip_weights
+    from clifvqa_core.semantic.clip_weights import check_clip_weights
 
     check_clip_weights(clip_model, clip_pretrained)  # before torch is imported: an unusable tag fails in < 1 s
-    from clifvqa_core.datasets import list_dataset
-    from clifvqa_core.extract_config import ExtractConfig
-    from clifvqa_core.windows import WindowConfig
+    from clifvqa_core.data.datasets import list_dataset
+    from clifvqa_core.semantic.extract_config import ExtractConfig
+    from clifvqa_core.semantic.windows import WindowConfig
     from extract import run_extraction
     from extract.runner import DatasetOrigin
 
@@ -345,12 +345,12 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
     """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std.
 
     Epochs, EMA and frozen-backbone epochs not given come from the per-dataset recipe table (README,
-    clifvqa_core/train_config.py); train_config.json records the values used and where they came from.
+    train/config.py); train_config.json records the values used and where they came from.
 
     `train --cached STORE --out RUN` needs nothing else: dataset, root and label files come from the
     store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
     """
-    from clifvqa_core.train_config import TrainConfig
+    from train.config import TrainConfig
     from train.protocol import data_defaults, is_model_preset, model_config_from_spec, run_training
 
     try:
@@ -407,7 +407,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers,
     `evaluate --cached STORE --checkpoint MODEL` needs nothing else: the store says what it holds. With
     several parts (LSVQ: test and test_1080p) the JSON has one object per part and --out one folder each.
     """
-    from clifvqa_core.train_config import TrainConfig
+    from train.config import TrainConfig
     from train.protocol import data_defaults, evaluate_parts
 
     keys = ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
@@ -453,7 +453,7 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
     least one file was scored, 1 when none was.
     """
     from cache.predict import predict_paths
-    from clifvqa_core.predictions import PredictionWriter, format_table, summary_line
+    from clifvqa_core.inference.predictions import PredictionWriter, format_table, summary_line
 
     writer = None
     try:
@@ -551,7 +551,7 @@ def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path
     Table 5 as the paper ran it: `--what windows --checkpoint MODEL --dataset livevqc ...` scores one trained
     model at every window count (one store per grid, extracted on demand, reused), per resolution group.
     """
-    from clifvqa_core.train_config import TrainConfig
+    from train.config import TrainConfig
     from train.experiments.ablate import AblationConfig, run_ablation
     from train.protocol import model_config_from_spec
 
@@ -603,7 +603,7 @@ def probe_group() -> None:
 def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, frames, grid, changes, steps, seed,
                         device, batch_size) -> None:
     """Paper figures 3-4: objective descriptions vs graded changes; subjective ones across VIDEOS."""
-    from clifvqa_core.windows import WindowConfig
+    from clifvqa_core.semantic.windows import WindowConfig
     from train.experiments.probe import ProbeConfig, run_probe
 
     try:
@@ -643,7 +643,7 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
 def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, test_fraction, val_fraction, epochs,
                    batch_size, lr, loss, pooling, seed, device, skip_missing) -> None:
     """Paper figure 5: VSFA-style GRU on cached per-frame CLIP features only (training split protocol)."""
-    from clifvqa_core.vsfa import VSFAConfig
+    from train.experiments.vsfa_model import VSFAConfig
     from train.experiments.vsfa import VSFATrainConfig, vsfa_selections
 
     try:

@@ -34,7 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from clifvqa_core.fileio import atomic_write  # noqa: E402
-from clifvqa_core.swin3d import WindowAttention3D  # noqa: E402
+from clifvqa_core.spatial.swin3d import WindowAttention3D  # noqa: E402
 
 #: name -> (batch, windows per sample, window, dim, heads)
 SHAPES = {"cpu": (16, 49, (2, 4, 4), 24, 1), "fastvqa-b": (4, 8, (8, 7, 7), 384, 12)}

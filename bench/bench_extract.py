@@ -40,7 +40,7 @@ class _Item:
 
 def _make_clip(path: Path, width: int, height: int, seconds: float, fps: int, seed: int) -> Path:
     """A textured pattern panning 3 px per frame (frames made one at a time: long videos stay small)."""
-    from clifvqa_core.videowrite import write_video
+    from clifvqa_core.media.videowrite import write_video
 
     rng = np.random.default_rng(seed)
     n = int(round(seconds * fps))
@@ -55,8 +55,8 @@ def _make_clip(path: Path, width: int, height: int, seconds: float, fps: int, se
 
 
 def _cfg(args):
-    from clifvqa_core.extract_config import ExtractConfig
-    from clifvqa_core.windows import WindowConfig
+    from clifvqa_core.semantic.extract_config import ExtractConfig
+    from clifvqa_core.semantic.windows import WindowConfig
 
     return ExtractConfig(clip_model=args.clip_model, clip_pretrained="none", frames=args.frames,
                          grid=WindowConfig.parse(args.grid), batch_size=args.batch_size, workers=args.workers,
@@ -66,7 +66,7 @@ def _cfg(args):
 def _throughput(args, tmp: Path) -> dict:
     import torch
 
-    from clifvqa_core.extract_config import build_extractor
+    from clifvqa_core.semantic.extract_config import build_extractor
     from extract import run_extraction
     from extract.mapper import WindowMapper
     from extract.reader import decode_windows

@@ -102,23 +102,23 @@ def extract_section(plan: Plan, workers: int, tmp: Path) -> dict:
 # ---- 2. stage-two steps: real loader vs on-device input -----------------------------------------------------
 def _model_config(plan: Plan) -> Any:
     """CLiF-VQA with FAST-VQA-B, or the demo's CPU-size model (4x4 fragments of 16 px, 4-frame clips)."""
-    from clifvqa_core.model import ModelConfig
+    from clifvqa_core.model.clifvqa import ModelConfig
     from train.demo import DemoConfig
 
     return ModelConfig() if plan.full_model else DemoConfig(frames=8).model_config()
 
 
 def _spatial_config(plan: Plan) -> Any:
-    from clifvqa_core.fastvqa import SpatialConfig
+    from clifvqa_core.spatial.fastvqa import SpatialConfig
 
     return SpatialConfig.fastvqa_b() if plan.full_model else _model_config(plan).spatial
 
 
 def train_loader_section(plan: Plan, workers: int, tmp: Path) -> dict:
     from bench.bench_loader import make_videos
-    from clifvqa_core.losses import clif_loss
-    from clifvqa_core.model import CLiFVQA
-    from clifvqa_core.train_config import TrainConfig
+    from clifvqa_core.objectives.losses import clif_loss
+    from clifvqa_core.model.clifvqa import CLiFVQA
+    from train.config import TrainConfig
     from cache.maps import MapTable
     from train.data import MosScale, VideoQualityDataset, collate_samples
     from train.loop import build_optimizer, train_step
@@ -171,7 +171,7 @@ def _parity_model(plan: Plan, dev: torch.device) -> tuple[Any, torch.Tensor, dic
     """FAST-VQA-B with the parity weights and input of ../shared/spec (+ golden), or a tiny random model."""
     import importlib.util
 
-    from clifvqa_core.fastvqa import FastVQA
+    from clifvqa_core.spatial.fastvqa import FastVQA
 
     if plan.full_model:
         spec = importlib.util.spec_from_file_location("fastvqa_parity_weights", SPEC / "fastvqa_parity_weights.py")
@@ -212,7 +212,7 @@ def agreement_section(plan: Plan) -> dict:
 
 # ---- 4. peak memory per batch size --------------------------------------------------------------------------
 def memory_section(plan: Plan) -> dict:
-    from clifvqa_core.fastvqa import FastVQA
+    from clifvqa_core.spatial.fastvqa import FastVQA
 
     dev = torch.device(plan.device)
     cfg = _spatial_config(plan)

@@ -52,12 +52,12 @@ if str(REPO) not in sys.path:
 
 from bench.bench_video import _texture_frames  # noqa: E402
 from cache.maps import MapTable  # noqa: E402
-from clifvqa_core.fragments import (FragmentConfig, fastvqa_clip_indices, fragments_from_frames,  # noqa: E402
+from clifvqa_core.spatial.fragments import (FragmentConfig, fastvqa_clip_indices, fragments_from_frames,  # noqa: E402
                                     prepare_fragments)
-from clifvqa_core.model import ModelConfig  # noqa: E402
+from clifvqa_core.model.clifvqa import ModelConfig  # noqa: E402
 from clifvqa_core.runtime import cpu_cores  # noqa: E402
-from clifvqa_core.video import index_video, read_frames  # noqa: E402
-from clifvqa_core.videowrite import write_video  # noqa: E402
+from clifvqa_core.media.video import index_video, read_frames  # noqa: E402
+from clifvqa_core.media.videowrite import write_video  # noqa: E402
 from train.data import MosScale, VideoQualityDataset, collate_samples, decoder_threads  # noqa: E402
 
 FPS = 30

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from clifvqa_core.fastvqa import SPATIAL_PRESETS, FastVQA, preset_name, spatial_preset  # noqa: E402
+from clifvqa_core.spatial.fastvqa import SPATIAL_PRESETS, FastVQA, preset_name, spatial_preset  # noqa: E402
 
 GMAC_PER_CLIP = 87.8  # fastvqa-b forward, one 32x224x224 clip
 

@@ -33,7 +33,7 @@ FRAMES, GRID, SHARD = 32, 3, 64
 
 
 def _identity() -> dict:
-    from clifvqa_core.descriptions import get_description_set
+    from clifvqa_core.semantic.descriptions import get_description_set
 
     return {"descriptions": get_description_set("clif-v1").to_dict(), "frames": FRAMES,
             "grid": {"rows": GRID, "cols": GRID, "size": 224}, "clip_weights": "none", "bench": "store"}
@@ -78,7 +78,7 @@ def child(path: str) -> None:
     """One measurement in this (fresh) process: prints a JSON line."""
     import torch  # noqa: F401  (imported before the baseline: every training process has it)
 
-    from clifvqa_core.model import ModelConfig
+    from clifvqa_core.model.clifvqa import ModelConfig
     from cache.maps import load_map_table
 
     base = _rss_mb()

@@ -2,7 +2,7 @@
 
 Generates (deterministically, into a temporary folder) a 1080p 10 s H.264 clip with the encoder's
 default GOP and a 60 s H.264 clip with 2 s GOPs, then for T = 8, 16, 32 times
-``clifvqa_core.video.sample_uniform`` (probe + packet table + forward decode with keyframe seeks)
+``clifvqa_core.media.video.sample_uniform`` (probe + packet table + forward decode with keyframe seeks)
 against a baseline that decodes every frame with the same threading and converts only the picked ones
 to RGB (the cheapest "decode all, pick" reader). Both give the same frames (checked). The ratio is
 baseline time / our time, so > 1 means ours is faster.
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from clifvqa_core.video import sample_uniform  # noqa: E402
-from clifvqa_core.videowrite import write_video  # noqa: E402
+from clifvqa_core.media.video import sample_uniform  # noqa: E402
+from clifvqa_core.media.videowrite import write_video  # noqa: E402
 
 FPS = 30
 TS = (8, 16, 32)

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError
-from clifvqa_core.extract_config import RecordedExtraction, describe_diff, diff_identity
+from clifvqa_core.semantic.extract_config import RecordedExtraction, describe_diff, diff_identity
 
 from .store import open_store
 
 if TYPE_CHECKING:   # typing only: reading a store needs no model code
-    from clifvqa_core.model import ModelConfig
-    from clifvqa_core.scorer import Scorer
+    from clifvqa_core.model.clifvqa import ModelConfig
+    from clifvqa_core.inference.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def store_extraction(store: Any) -> RecordedExtraction | None:
 
 def _store_descriptions(store: Any) -> tuple[Any, str]:
     """(DescriptionSet of the cache, its content hash) from the stored extraction identity."""
-    from clifvqa_core.descriptions import DescriptionSet
+    from clifvqa_core.semantic.descriptions import DescriptionSet
 
     desc = store.config.get("descriptions")
     if not isinstance(desc, dict):
@@ -142,8 +142,8 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     ``semantic.sims_to_maps`` (CLIP is never needed). Rows not done in a store are left out (warning).
     Several stores are joined by video id; an id present twice keeps the first store's row.
     """
-    from clifvqa_core.extract_config import check_identity_current
-    from clifvqa_core.semantic import sims_to_maps
+    from clifvqa_core.semantic.extract_config import check_identity_current
+    from clifvqa_core.semantic.extractor import sims_to_maps
 
     if not paths:
         raise CacheError("no feature store given (--cached STORE)")

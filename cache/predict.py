@@ -3,12 +3,12 @@
     rows = predict_paths(["clips/", "a.mp4"], "run/split_0/model.pt")          # stage one on the fly
     rows = predict_paths(["clips/"], "run/split_0/model.pt", cached="feats.zarr")  # maps from a cache
     rows = predict_paths(["a.mp4"], "FAST-VQA-B.pth", baseline="fastvqa", trust=True)
-    write_predictions(rows, "scores.csv")      # clifvqa_core.predictions: CSV / JSON, the terminal table
+    write_predictions(rows, "scores.csv")      # clifvqa_core.inference.predictions: CSV / JSON, the terminal table
 
 This is the ``predict`` command's function. It lives in ``cache/`` because it may read feature stores
 (DESIGN: the caller of the scorer that takes maps from a store sits above the core and checks the key;
 ``cache`` imports only ``clifvqa_core``); the scoring itself, the input walk and the output files are
-``clifvqa_core`` (:class:`~clifvqa_core.Scorer`, :mod:`clifvqa_core.predictions`).
+``clifvqa_core`` (:class:`~clifvqa_core.Scorer`, :mod:`clifvqa_core.inference.predictions`).
 
 Semantic maps:
 
@@ -27,7 +27,7 @@ Scoring itself is :class:`clifvqa_core.Scorer` (``FastVQAScorer`` for the baseli
 ``evaluate``, ``explain``, the demo and the protocol's test pass use too, so they cannot disagree
 (fragments: the checkpoint's ``test_clips`` seeded clips).
 
-Each row (:class:`clifvqa_core.scorer.ScoreResult`) holds ``score`` on the training set's MOS scale
+Each row (:class:`clifvqa_core.inference.scorer.ScoreResult`) holds ``score`` on the training set's MOS scale
 (``raw * mos_std + mos_mean``), ``raw`` (the model output, z units of the training MOS), ``semantic``
 (mean of F_s) and ``spatial`` (mean of F_f = FAST-VQA's own raw score of the branch); NaN for a branch the
 model does not have. With ``baseline="fastvqa"`` the spatial branch alone scores the video from a FAST-VQA
@@ -48,14 +48,14 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.extract_config import RecordedExtraction
-from clifvqa_core.predictions import PredictionRow, collect_videos, summary_line
-from clifvqa_core.scorer import FastVQAScorer, Scorer
+from clifvqa_core.semantic.extract_config import RecordedExtraction
+from clifvqa_core.inference.predictions import PredictionRow, collect_videos, summary_line
+from clifvqa_core.inference.scorer import FastVQAScorer, Scorer
 
 from .maps import cached_maps, recorded_extraction
 
 if TYPE_CHECKING:
-    from clifvqa_core.predictions import PredictionWriter
+    from clifvqa_core.inference.predictions import PredictionWriter
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,14 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path, cached: s
     if baseline == "fastvqa":
         scorer = FastVQAScorer.from_checkpoint(checkpoint, device, trust=trust)
     elif cached is not None:
-        from clifvqa_core.model import read_clifvqa_checkpoint
+        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
 
         rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
         scorer = Scorer.from_checkpoint(checkpoint, device, clip=False)
         if scorer.cfg.use_semantic:
             maps, ids = cached_maps(files, cached, scorer, rec)
     else:
-        from clifvqa_core.model import read_clifvqa_checkpoint
+        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
 
         extraction = None
         ck = read_clifvqa_checkpoint(checkpoint)

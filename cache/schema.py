@@ -21,7 +21,7 @@ from typing import Any
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError
 # one rule for keys and identity differences, the core's: ExtractConfig.key() hashes the same way
-from clifvqa_core.extract_config import canonical_json, diff_identity, identity_key  # noqa: F401
+from clifvqa_core.semantic.extract_config import canonical_json, diff_identity, identity_key  # noqa: F401
 
 FORMAT_NAME = "clifvqa-feature-store"
 FORMAT_VERSION = 1

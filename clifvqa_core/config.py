@@ -23,7 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigError
+from clifvqa_core.errors import ConfigError
 
 C = TypeVar("C", bound="JsonConfig")
 
@@ -86,7 +86,7 @@ class JsonConfig:
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent, sort_keys=True)
         if path is not None:
-            from .fileio import atomic_write  # lazy: config is imported by everything
+            from clifvqa_core.fileio import atomic_write  # lazy: config is imported by everything
 
             atomic_write(path, text + "\n")
         return text

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import StorageError
+from clifvqa_core.errors import StorageError
 
 log = logging.getLogger(__name__)
 

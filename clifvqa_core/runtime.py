@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import ConfigError
+from clifvqa_core.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported where a device is made: the offline switch must not pay for it
     import torch

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from clifvqa_core.semantic import SemanticExtractor, sims_to_maps
+from clifvqa_core.semantic.extractor import SemanticExtractor, sims_to_maps
 
 
 @dataclass

@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import Dataset
 
 from clifvqa_core.errors import FrameSizeError, VideoDecodeError, VideoError
-from clifvqa_core.video import sample_uniform
-from clifvqa_core.windows import WindowConfig, cut_windows
+from clifvqa_core.media.video import sample_uniform
+from clifvqa_core.semantic.windows import WindowConfig, cut_windows
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def decode_windows(path: str | Path, frames: int, grid: WindowConfig) -> torch.T
     """T uniformly timed frames of ``path`` cut into windows -> uint8 [T, rows, cols, 3, size, size].
 
     Each frame is cut as soon as it is decoded, so a worker holds one decoded frame plus the windows
-    (memory bound: ``clifvqa_core.windows``); a frame over ``MAX_FRAME_PIXELS`` is a failed video.
+    (memory bound: ``clifvqa_core.semantic.windows``); a frame over ``MAX_FRAME_PIXELS`` is a failed video.
     """
     def cut(frame: np.ndarray) -> torch.Tensor:
         return cut_windows(frame[None], grid)[0]

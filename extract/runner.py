@@ -27,11 +27,11 @@ import torch
 from cache import DEFAULT_SHARD_SIZE, FeatureStore, StoreLayout, detect_backend, open_store
 from cache.source import StoreSource
 from clifvqa_core import __version__
-from clifvqa_core.datasets import SplitListing
+from clifvqa_core.data.datasets import SplitListing
 from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
-from clifvqa_core.extract_config import ExtractConfig, build_extractor
+from clifvqa_core.semantic.extract_config import ExtractConfig, build_extractor
 from clifvqa_core.runtime import DistEnv, init_distributed, progress_bar, resolve_device
-from clifvqa_core.semantic import SemanticExtractor
+from clifvqa_core.semantic.extractor import SemanticExtractor
 
 from .mapper import WindowMapper
 from .reader import WindowReader, reader_loader

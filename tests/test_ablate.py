@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clifvqa_core.model import ModelConfig
+from clifvqa_core.model.clifvqa import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CLIP = REPO / "tests" / "data" / "tiny_clip.json"
@@ -26,8 +26,8 @@ T = 4
 
 def tiny_model(**changes) -> ModelConfig:
     """CPU-size model: Swin3D of width 8, 4-frame clips of 7x7 fragments of 8 px (canvas 56) -> map 2x2x2."""
-    from clifvqa_core.fastvqa import SpatialConfig
-    from clifvqa_core.fragments import FragmentConfig
+    from clifvqa_core.spatial.fastvqa import SpatialConfig
+    from clifvqa_core.spatial.fragments import FragmentConfig
 
     spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=4, fragment=8), window_size=(2, 7, 7),
                                  head_dropout=0.0, embed_dim=8)
@@ -40,10 +40,10 @@ def tiny_model(**changes) -> ModelConfig:
 @functools.lru_cache(maxsize=None)
 def demo_store(base: str) -> tuple[Path, Path]:
     """(demo root, feature store) under the session's base temp dir; made once per process."""
-    from clifvqa_core.datasets import load_dataset
-    from clifvqa_core.extract_config import ExtractConfig
-    from clifvqa_core.synthetic import make_demo_data
-    from clifvqa_core.windows import WindowConfig
+    from clifvqa_core.data.datasets import load_dataset
+    from clifvqa_core.semantic.extract_config import ExtractConfig
+    from train.synthetic import make_demo_data
+    from clifvqa_core.semantic.windows import WindowConfig
     from extract import run_extraction
 
     root = Path(base) / "experiments_demo"
@@ -58,7 +58,7 @@ def demo_store(base: str) -> tuple[Path, Path]:
 
 
 def base_train_config(root: Path, store: Path, out: Path, **changes):
-    from clifvqa_core.train_config import TrainConfig
+    from train.config import TrainConfig
 
     kw = dict(cached=(str(store),), dataset="csv", root=str(root), out=str(out), model=tiny_model(), splits=1,
               epochs=1, batch_size=3, test_fraction=0.34, val_fraction=0.0, workers=0, device="cpu", test_clips=1,
@@ -195,7 +195,7 @@ def test_window_sweep_cli_extracts_next_to_store(demo, tmp_path):
 
 
 def test_resolution_groups_and_group_metrics(tmp_path):
-    from clifvqa_core.metrics import evaluate_scores
+    from clifvqa_core.objectives.metrics import evaluate_scores
     from train.experiments.ablate import _group_metrics, resolution_group
 
     assert [resolution_group(*wh) for wh in [(1920, 1080), (1080, 1920), (1280, 720), (960, 540), (640, 360),
@@ -217,7 +217,7 @@ def test_resolution_groups_and_group_metrics(tmp_path):
 
 def test_bad_ablation_configs(demo, tmp_path):
     from clifvqa_core.errors import ConfigError
-    from clifvqa_core.train_config import TrainConfig
+    from train.config import TrainConfig
     from train.experiments.ablate import AblationConfig
 
     root, store = demo
@@ -242,8 +242,8 @@ def test_table5_one_checkpoint_over_grids_with_resolution_groups(demo, trained_m
     import torch
 
     import extract
-    from clifvqa_core.datasets import load_dataset
-    from clifvqa_core.metrics import evaluate_scores
+    from clifvqa_core.data.datasets import load_dataset
+    from clifvqa_core.objectives.metrics import evaluate_scores
     from cli import main
     from train.protocol import evaluate_checkpoint
 

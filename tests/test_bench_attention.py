@@ -19,7 +19,7 @@ def test_loop_reference_matches_module_path():
     """The reference loop is the former code: on a batch of 1 it must equal the module's plain path."""
     import torch
 
-    from clifvqa_core.swin3d import WindowAttention3D
+    from clifvqa_core.spatial.swin3d import WindowAttention3D
 
     torch.manual_seed(0)
     attn = WindowAttention3D(24, (2, 4, 4), 2)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.checkpoints import (detect_format, load_checkpoint_file, remap_dover_state_dict,
+from clifvqa_core.spatial.checkpoints import (detect_format, load_checkpoint_file, remap_dover_state_dict,
                                       remap_fastvqa_state_dict, remap_kinetics_swin_state_dict)
 from clifvqa_core.errors import CheckpointError
-from clifvqa_core.fastvqa import FastVQA, SpatialConfig
+from clifvqa_core.spatial.fastvqa import FastVQA, SpatialConfig
 
 KEYS_TSV = Path(__file__).resolve().parents[2] / "shared" / "spec" / "fastvqa_b_state_dict_keys.tsv"
 
@@ -185,8 +185,8 @@ def _one_line(msg: str) -> None:
 
 
 def test_unsafe_files_are_refused_in_one_line_by_every_loader(tmp_path, capsys):
-    from clifvqa_core.checkpoints import load_checkpoint_file
-    from clifvqa_core.model import read_clifvqa_checkpoint
+    from clifvqa_core.spatial.checkpoints import load_checkpoint_file
+    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
     from train.loop import load_checkpoint
 
     evil = _evil(tmp_path / "evil.pt")
@@ -198,7 +198,7 @@ def test_unsafe_files_are_refused_in_one_line_by_every_loader(tmp_path, capsys):
 
 
 def test_unsafe_clip_weights_file_is_one_line(tmp_path, capsys):
-    from clifvqa_core.semantic import ClipWeightsError, build_clip
+    from clifvqa_core.semantic.clip import ClipWeightsError, build_clip
 
     tiny = Path(__file__).resolve().parent / "data" / "tiny_clip.json"
     evil = _evil(tmp_path / "clip_weights.bin")

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cache import open_store
 from cli import main
-from clifvqa_core.videowrite import write_video
+from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from cache import open_store
 from cli import main
 from clifvqa_core.errors import CacheKeyMismatchError
-from clifvqa_core.videowrite import write_video
+from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
 
 TINY = str(Path(__file__).resolve().parent / "data" / "tiny_clip.json")
@@ -93,7 +93,7 @@ def _make_old(store: Path) -> None:
 
 
 def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
-    from clifvqa_core.extract_config import RecordedExtraction
+    from clifvqa_core.semantic.extract_config import RecordedExtraction
 
     root = tmp_path / "videos"
     write_video(root / "clip0.mp4", moving_frames(6, 240, 320), fps=6)

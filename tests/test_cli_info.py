@@ -9,7 +9,7 @@ from conftest import moving_frames
 from test_video import BAD_CASES, make_bad_inputs
 
 from cli import main
-from clifvqa_core.videowrite import write_video
+from clifvqa_core.media.videowrite import write_video
 
 KEYS = {"path", "width", "height", "rotation", "fps", "fps_float", "duration", "frame_count", "frame_count_exact",
         "codec", "pix_fmt"}

@@ -1,4 +1,4 @@
-"""clifvqa_core.clip_weights: what a --clip-pretrained value means and whether a tag's weights can be had,
+"""clifvqa_core.semantic.clip_weights: what a --clip-pretrained value means and whether a tag's weights can be had,
 decided without importing torch or open_clip (that is what lets `extract` fail in a fraction of a second).
 
 The early check runs in a fresh interpreter so that sys.modules tells what it imported; the in-process tests
@@ -14,17 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from clifvqa_core import clip_weights, runtime
-from clifvqa_core.clip_weights import ClipWeightsError, check_clip_weights, model_quick_gelu, tag_config, tag_file
+from clifvqa_core import runtime
+
+from clifvqa_core.semantic import clip_weights
+from clifvqa_core.semantic.clip_weights import ClipWeightsError, check_clip_weights, model_quick_gelu, tag_config, tag_file
 from conftest import REPO, hf_cache_file
 
 DEAD_ENDPOINT = "http://127.0.0.1:9"  # connection refused at once: "no network" without waiting
 OPENAI_B32 = ("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors")  # open_clip 3.x's file
-HEAVY = ("torch", "torchvision", "open_clip", "safetensors.torch", "clifvqa_core.semantic")
+HEAVY = ("torch", "torchvision", "open_clip", "safetensors.torch", "clifvqa_core.semantic.clip")
 
 _CHECK = """
 import json, sys
-from clifvqa_core.clip_weights import ClipWeightsError, check_clip_weights
+from clifvqa_core.semantic.clip_weights import ClipWeightsError, check_clip_weights
 try:
     check_clip_weights(sys.argv[1], sys.argv[2])
     err = None

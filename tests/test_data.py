@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from cache.maps import MapTable
-from clifvqa_core.fragments import MEAN, STD, FragmentConfig, fastvqa_clip_indices, prepare_fragments
-from clifvqa_core.model import ModelConfig
-from clifvqa_core.video import probe, read_frames
-from clifvqa_core.videowrite import write_video
+from clifvqa_core.spatial.fragments import MEAN, STD, FragmentConfig, fastvqa_clip_indices, prepare_fragments
+from clifvqa_core.model.clifvqa import ModelConfig
+from clifvqa_core.media.video import probe, read_frames
+from clifvqa_core.media.videowrite import write_video
 from tests.conftest import moving_frames
 from train.data import MosScale, VideoQualityDataset, collate_samples
 
@@ -134,7 +134,7 @@ def test_eval_samples_bit_identical_to_previous_loader(videos):
 
 
 def test_video_index_built_once_per_video(videos, monkeypatch):
-    import clifvqa_core.video as V
+    import clifvqa_core.media.video as V
 
     calls = []
     real = V.index_video

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from clifvqa_core.datasets import (
+from clifvqa_core.data.datasets import (
     DATASETS,
     VideoItem,
     dataset_names,
@@ -19,7 +19,7 @@ from clifvqa_core.datasets import (
     video_ids,
 )
 from clifvqa_core.errors import ClifVQAError, ConfigError, LabelFormatError, MissingVideosError
-from clifvqa_core.labels import read_labels
+from clifvqa_core.data.labels import read_labels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -220,7 +220,7 @@ def test_missing_videos_reported_at_once(tmp_path: Path, caplog) -> None:
     assert "7 of 8 videos listed are missing under" in msg
     assert "v0.mp4, v1.mp4, v2.mp4, v4.mp4, v5.mp4 (+2 more)" in msg and "--skip-missing" in msg
     assert err.value.missing == [n for n in names if n != "v3.mp4"]
-    with caplog.at_level(logging.WARNING, logger="clifvqa_core.datasets"):
+    with caplog.at_level(logging.WARNING, logger="clifvqa_core.data.datasets"):
         items = load_dataset("csv", tmp_path, skip_missing=True)
     assert [i.video_id for i in items] == ["v3"] and items[0].mos == 3.0
     assert "7 of 8 videos" in caplog.text
@@ -268,7 +268,7 @@ def test_registry_names_and_unknown_name() -> None:
 
 def test_docs_snippet_is_current() -> None:
     assert (REPO / "docs" / "datasets.md").read_text() == describe_datasets(), \
-        "docs/datasets.md is stale: regenerate it from clifvqa_core.datasets.describe_datasets()"
+        "docs/datasets.md is stale: regenerate it from clifvqa_core.data.datasets.describe_datasets()"
     for name in dataset_names():
         assert f"## `{name}`" in describe_datasets()
 
@@ -323,7 +323,7 @@ def test_control_characters_in_names_are_shown_escaped(tmp_path: Path) -> None:
 
 
 def test_list_dataset_every_split_and_absent_ones(lsvq_root: Path) -> None:
-    from clifvqa_core.datasets import ALL_SPLIT, list_dataset
+    from clifvqa_core.data.datasets import ALL_SPLIT, list_dataset
 
     listings, absent = list_dataset("lsvq", lsvq_root)
     assert [lst.split for lst in listings] == ["train", "test", "test_1080p"] and absent == []
@@ -344,7 +344,7 @@ def test_list_dataset_every_split_and_absent_ones(lsvq_root: Path) -> None:
 
 
 def test_list_dataset_ids_do_not_depend_on_split_or_presence(tmp_path: Path) -> None:
-    from clifvqa_core.datasets import list_dataset
+    from clifvqa_core.data.datasets import list_dataset
 
     (tmp_path / "labels_train_test.csv").write_text(
         LSVQ_HEADER + _lsvq_row("yfcc-batch1/5", 50.0, "False") + _lsvq_row("ia-batch1/7", 40.0, "True"))

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO
 
-from train.demo import (DemoConfig, _data, format_kind_table, format_summary, kind_table, resolve_clip_weights,
+from train.demo import (DemoConfig, _data, format_kind_table, kind_table, resolve_clip_weights,
                         run_demo)
 
 TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
@@ -116,7 +116,7 @@ def test_demo_config_validation():
 
 
 def test_kind_table_means_per_kind_and_pristine_pairs():
-    from clifvqa_core.datasets import VideoItem
+    from clifvqa_core.data.datasets import VideoItem
 
     def item(scene, kind, level, mos):
         name = f"{scene}_pristine" if kind == "none" else f"{scene}_{kind}_{level}"

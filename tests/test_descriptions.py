@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from clifvqa_core.descriptions import (
+from clifvqa_core.semantic.descriptions import (
     CLIF_V1,
     DESCRIPTION_SETS,
     Description,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clifvqa_core.distortions import CHANGES, PROBE_DESCRIPTIONS, apply_change, change_levels
-from clifvqa_core.descriptions import DESCRIPTION_SETS
+from train.experiments.distortions import CHANGES, PROBE_DESCRIPTIONS, apply_change, change_levels
+from clifvqa_core.semantic.descriptions import DESCRIPTION_SETS
 from clifvqa_core.errors import ConfigError
 from conftest import moving_frames
 

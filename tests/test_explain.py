@@ -4,7 +4,6 @@ the documented size, and the CLI prints the summary."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def extractor():
-    from clifvqa_core.extract_config import ExtractConfig, build_extractor
+    from clifvqa_core.semantic.extract_config import ExtractConfig, build_extractor
     from test_ablate import TINY_CLIP
 
     return build_extractor(ExtractConfig(clip_model=str(TINY_CLIP), clip_pretrained="none"))
@@ -34,12 +33,12 @@ def extractor():
 
 def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     from cache import open_store
-    from clifvqa_core.model import CLiFVQA
+    from clifvqa_core.model.clifvqa import CLiFVQA
     from cache.maps import load_map_table
     from train.data import MosScale
     from train.experiments.explain import explain_size, explain_video
     from train.protocol import score_items
-    from clifvqa_core.train_config import TrainConfig
+    from train.config import TrainConfig
 
     root, store, ckpt = trained
     video = root / "videos" / "s01_noise_1.mp4"
@@ -80,7 +79,7 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
 def test_explain_weight_is_gradient_times_input(trained, extractor, tmp_path):
     """The weight definition, by finite differences: scaling one description's avg and max maps by (1 + eps)
     moves the score by eps * w_i (first order), with the same fragments as explain used."""
-    from clifvqa_core.model import CLiFVQA
+    from clifvqa_core.model.clifvqa import CLiFVQA
     from train.experiments.explain import explain_video
 
     root, store, ckpt = trained
@@ -90,11 +89,11 @@ def test_explain_weight_is_gradient_times_input(trained, extractor, tmp_path):
     assert res["model"]["use_semantic"] and top["weight"] is not None
     # finite difference through the model's semantic branch + regressor with the spatial features fixed
     model, _ = CLiFVQA.from_checkpoint(ckpt)
-    from clifvqa_core.semantic import sims_to_maps
-    from clifvqa_core.video import sample_uniform
+    from clifvqa_core.semantic.extractor import sims_to_maps
+    from clifvqa_core.media.video import sample_uniform
 
     frames, _ = sample_uniform(video, model.cfg.frames)
-    sims = extractor.frames_to_sims(frames, __import__("clifvqa_core.windows", fromlist=["W"]).WindowConfig(1, 1))
+    sims = extractor.frames_to_sims(frames, __import__("clifvqa_core.semantic.windows", fromlist=["W"]).WindowConfig(1, 1))
     maps = sims_to_maps(sims, res["clip"]["logit_scale"])[None]                     # [1, 2r, T]
     names = [d["text"] for d in extractor.descriptions.to_dict()["descriptions"]]
     i = names.index(top["description"])
@@ -102,7 +101,7 @@ def test_explain_weight_is_gradient_times_input(trained, extractor, tmp_path):
     bumped = maps.clone()
     bumped[0, [i, 32 + i]] *= 1 + eps
     from cache.maps import MapTable
-    from clifvqa_core.fragments import prepare_fragments
+    from clifvqa_core.spatial.fragments import prepare_fragments
     from train.data import MosScale, VideoQualityDataset
 
     item = type("I", (), {"video_id": "v", "path": video, "mos": 1.0, "group": None, "extra": ()})()

@@ -21,9 +21,9 @@ import torch
 
 from cache import open_store
 from clifvqa_core.errors import CacheKeyMismatchError
-from clifvqa_core.extract_config import ExtractConfig
-from clifvqa_core.videowrite import write_video
-from clifvqa_core.windows import WindowConfig
+from clifvqa_core.semantic.extract_config import ExtractConfig
+from clifvqa_core.media.videowrite import write_video
+from clifvqa_core.semantic.windows import WindowConfig
 from conftest import moving_frames
 from extract import run_extraction
 
@@ -34,7 +34,7 @@ BATCH = 7  # windows per CLIP call: batches span videos (16 windows each) and en
 
 
 @dataclass(frozen=True)
-class Item:  # the fields of clifvqa_core.datasets.VideoItem the runner uses
+class Item:  # the fields of clifvqa_core.data.datasets.VideoItem the runner uses
     video_id: str
     path: Path
     mos: float
@@ -110,8 +110,8 @@ def test_runner_output_and_failures(reference, videos):
 
 def test_maps_equal_per_video_extraction(reference, videos):
     """Cross-video batching changes nothing: maps equal D1's one-video-at-a-time path within 1e-5."""
-    from clifvqa_core.extract_config import build_extractor
-    from clifvqa_core.video import sample_uniform
+    from clifvqa_core.semantic.extract_config import build_extractor
+    from clifvqa_core.media.video import sample_uniform
 
     cfg = _cfg()
     ext = build_extractor(cfg).eval()
@@ -204,7 +204,7 @@ def test_torchrun_two_ranks_equal_one(reference, videos, tmp_path):
 _RSS_SCRIPT = """
 import resource, sys, json
 sys.path.insert(0, {repo!r})
-from clifvqa_core.windows import WindowConfig
+from clifvqa_core.semantic.windows import WindowConfig
 from extract.reader import decode_windows
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 w = decode_windows({path!r}, {frames}, WindowConfig(3, 3))
@@ -228,7 +228,7 @@ def test_extreme_aspect_video_decodes_in_bounded_memory(tmp_path):
 
 
 def test_frame_over_the_pixel_cap_is_a_failed_video(tmp_path, monkeypatch):
-    import clifvqa_core.windows as windows
+    import clifvqa_core.semantic.windows as windows
     from clifvqa_core.errors import VideoDecodeError
     from extract.reader import WindowReader, decode_windows
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from clifvqa_core.descriptions import CLIF_V1, DESCRIPTION_SETS, Description
+from clifvqa_core.semantic.descriptions import CLIF_V1, DESCRIPTION_SETS, Description
 from clifvqa_core.errors import CacheKeyMismatchError, ConfigError
-from clifvqa_core.extract_config import (IDENTITY_FIELDS, RUNTIME_FIELDS, ExtractConfig, check_identity_current,
+from clifvqa_core.semantic.extract_config import (IDENTITY_FIELDS, RUNTIME_FIELDS, ExtractConfig, check_identity_current,
                                          identity_key)
-from clifvqa_core.semantic import ClipWeightsError
-from clifvqa_core.windows import WindowConfig
+from clifvqa_core.semantic.clip import ClipWeightsError
+from clifvqa_core.semantic.windows import WindowConfig
 
 TINY = Path(__file__).parent / "data" / "tiny_clip.json"
 
@@ -140,7 +140,7 @@ def test_weights_file_keyed_by_content(tmp_path, cfg):
 
 
 def test_build_extractor(cfg):
-    from clifvqa_core.extract_config import build_extractor
+    from clifvqa_core.semantic.extract_config import build_extractor
 
     ex = build_extractor(cfg.replace(descriptions="clif-v1"))
     assert ex.r == CLIF_V1.r and ex.image_size == cfg.grid.size

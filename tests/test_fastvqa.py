@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.fastvqa import FastVQA, SpatialConfig, demo_sigmoid, video_fragments
+from clifvqa_core.spatial.fastvqa import FastVQA, SpatialConfig, demo_sigmoid, video_fragments
 
 ATOL = 1e-4
 
@@ -76,8 +76,8 @@ def test_demo_sigmoid():
 def test_fastvqa_scorer_deterministic_on_path_and_frames(tmp_path):
     from conftest import moving_frames
 
-    from clifvqa_core.scorer import FastVQAScorer
-    from clifvqa_core.videowrite import write_video
+    from clifvqa_core.inference.scorer import FastVQAScorer
+    from clifvqa_core.media.videowrite import write_video
 
     path = tmp_path / "clip.mkv"
     frames = moving_frames(40, 48, 64, seed=1)
@@ -101,7 +101,7 @@ def test_cli_fastvqa_baseline_bad_checkpoint_one_line(tmp_path):
     from conftest import moving_frames
 
     from cli import main
-    from clifvqa_core.videowrite import write_video
+    from clifvqa_core.media.videowrite import write_video
 
     path = tmp_path / "clip.mkv"
     write_video(path, moving_frames(36, 40, 56, seed=2), fps=25, codec="ffv1")
@@ -116,8 +116,8 @@ def test_one_preset_spelling_old_one_read_with_a_warning():
     """`fastvqa-b` everywhere users type it (train --model-config, the spatial presets, bench); the old
     `fastvqa_b` is read as it, with a FutureWarning naming the new spelling; an unknown name lists the presets."""
     from clifvqa_core.errors import ConfigError
-    from clifvqa_core.fastvqa import SPATIAL_PRESETS, spatial_preset
-    from clifvqa_core.train_config import model_preset
+    from clifvqa_core.spatial.fastvqa import SPATIAL_PRESETS, spatial_preset
+    from train.config import model_preset
 
     assert SPATIAL_PRESETS.names() == ["fastvqa-b", "tiny"]
     assert spatial_preset("fastvqa-b") == SpatialConfig.fastvqa_b()

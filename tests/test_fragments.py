@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.fragments import (MEAN, STD, FragmentConfig, draw_offsets, fastvqa_clip_indices,
+from clifvqa_core.spatial.fragments import (MEAN, STD, FragmentConfig, draw_offsets, fastvqa_clip_indices,
                                     fragments_from_frames, grid_fragments, normalize_fragments, prepare_fragments)
 
 
@@ -193,7 +193,7 @@ def _peak_bytes(fn):
 def test_odd_aspect_cut_per_region_in_bounded_memory():
     """8192x16: a whole upscale would be 224x114688 float pixels per frame (308 MB each, 9.8 GB for 32
     frames); the bilinear rule is evaluated at the canvas pixels only, so the peak is the output + a frame."""
-    from clifvqa_core import fragments as Fr
+    from clifvqa_core.spatial import fragments as Fr
 
     frames = np.random.default_rng(0).integers(0, 256, (32, 16, 8192, 3), dtype=np.uint8)
     x, peak = _peak_bytes(lambda: fragments_from_frames(frames, 1, FragmentConfig(), torch.Generator().manual_seed(0)))
@@ -205,7 +205,7 @@ def test_odd_aspect_cut_per_region_in_bounded_memory():
 @pytest.mark.parametrize("h,w", [(16, 300), (40, 1000), (300, 20)])
 def test_region_upscale_matches_whole_upscale(h, w, monkeypatch):
     """Per-region bilinear = F.interpolate of the whole frame, to float rounding (0-255 scale)."""
-    from clifvqa_core import fragments as Fr
+    from clifvqa_core.spatial import fragments as Fr
 
     video = torch.from_numpy(np.random.default_rng(h + w).integers(0, 256, (3, 33, h, w), dtype=np.uint8))
     gh, gw = Fr._upscaled_size(h, w, 224)
@@ -219,9 +219,9 @@ def test_region_upscale_matches_whole_upscale(h, w, monkeypatch):
 
 def test_read_fragments_equals_frames_path_and_is_bounded(tmp_path):
     """Decode-and-cut in one pass == read_frames + fragments_from_frames, holding one frame at a time."""
-    from clifvqa_core.fragments import read_fragments
-    from clifvqa_core.video import index_video, read_frames
-    from clifvqa_core.videowrite import write_video
+    from clifvqa_core.spatial.fragments import read_fragments
+    from clifvqa_core.media.video import index_video, read_frames
+    from clifvqa_core.media.videowrite import write_video
 
     path = write_video(tmp_path / "wide.mp4", np.random.default_rng(0).integers(0, 256, (40, 64, 1280, 3), np.uint8),
                        fps=25, codec="libx264rgb", options={"qp": "0", "g": "8"})

@@ -1,4 +1,4 @@
-"""clifvqa_core/labels.py: the real FAST-VQA/DOVER label files in ../shared/labels, every bad-label case
+"""clifvqa_core/data/labels.py: the real FAST-VQA/DOVER label files in ../shared/labels, every bad-label case
 (named with its line), encodings, and the MOS range check."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clifvqa_core.errors import ConfigError, LabelFormatError
-from clifvqa_core.labels import check_mos_range, read_labels, sniff_label_format, strip_video_ext
+from clifvqa_core.data.labels import check_mos_range, read_labels, sniff_label_format, strip_video_ext
 
 
 REAL = [  # file, rows (spec), MOS range, first name

@@ -1,4 +1,4 @@
-"""The layering contract (DESIGN.md), checked by parsing imports: nothing imports upward, so there is no cycle.
+"""The layering contract (the project's ../shared/DESIGN.md), checked by parsing imports: nothing imports upward, so there is no cycle.
 
     clifvqa_core (the method; inference: the Scorer, prediction files) <- cache (stores; maps from stores checked
         for a model; `predict`) <- extract <- train (data, loop, protocol) <- apps (train.demo,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.losses import (clif_loss, linearity_loss, monotonicity_loss, plcc_loss, plcc_rank_loss,
+from clifvqa_core.objectives.losses import (clif_loss, linearity_loss, monotonicity_loss, plcc_loss, plcc_rank_loss,
                                  rank_loss)
 
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from clifvqa_core.errors import ClifVQAError
-from clifvqa_core.metrics import (MetricError, MetricWarning, evaluate_scores, fit_logistic, krocc, logistic4,
+from clifvqa_core.objectives.metrics import (MetricError, MetricWarning, evaluate_scores, fit_logistic, krocc, logistic4,
                                   plcc, rmse, srocc, summarize)
 
 

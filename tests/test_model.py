@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from clifvqa_core.errors import CheckpointError, ConfigError
-from clifvqa_core.fastvqa import SpatialConfig
-from clifvqa_core.fragments import FragmentConfig
-from clifvqa_core.model import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig, init_from_checkpoint
+from clifvqa_core.spatial.fastvqa import SpatialConfig
+from clifvqa_core.spatial.fragments import FragmentConfig
+from clifvqa_core.model.clifvqa import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig, init_from_checkpoint
 
 
 def small_spatial(**changes) -> SpatialConfig:
@@ -135,7 +135,7 @@ def test_additive_regressor_init_starts_as_the_ablation_rule():
     other units' small output), the quality-map cells' gradients share one sign (measured mean/std 1.1-1.4 for
     seeds 0-3, default init 0.03-0.1), and the default init's
     random stream is untouched for everything else."""
-    from clifvqa_core.train_config import model_preset
+    from train.config import model_preset
 
     cfg = model_preset("cpu", frames=4, num_descriptions=4)
     torch.manual_seed(0)

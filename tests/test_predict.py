@@ -14,18 +14,18 @@ import torch
 from click.testing import CliRunner
 
 from cli import main
-from clifvqa_core.datasets import VideoItem
-from clifvqa_core.extract_config import ExtractConfig
-from clifvqa_core.fastvqa import SpatialConfig
-from clifvqa_core.fragments import FragmentConfig
-from clifvqa_core.model import ModelConfig
-from clifvqa_core.train_config import TrainConfig
-from clifvqa_core.videowrite import write_video
-from clifvqa_core.windows import WindowConfig
+from clifvqa_core.data.datasets import VideoItem
+from clifvqa_core.semantic.extract_config import ExtractConfig
+from clifvqa_core.spatial.fastvqa import SpatialConfig
+from clifvqa_core.spatial.fragments import FragmentConfig
+from clifvqa_core.model.clifvqa import ModelConfig
+from train.config import TrainConfig
+from clifvqa_core.media.videowrite import write_video
+from clifvqa_core.semantic.windows import WindowConfig
 from conftest import REPO, moving_frames
 
 from cache.predict import predict_paths
-from clifvqa_core.predictions import PredictionWriter, write_predictions
+from clifvqa_core.inference.predictions import PredictionWriter, write_predictions
 
 TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
 T = 4
@@ -231,7 +231,7 @@ def test_predict_out_checked_before_scoring_and_rows_kept_on_crash(trained, tmp_
                                     "--out", str(blocker / "p.csv"), "--no-progress"])
     assert res.exit_code == 1 and "cannot write predictions" in res.output and "Traceback" not in res.output
 
-    import clifvqa_core.scorer as scorer_mod
+    import clifvqa_core.inference.scorer as scorer_mod
 
     real = scorer_mod.Scorer._forward
     calls = {"n": 0}

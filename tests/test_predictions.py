@@ -1,4 +1,4 @@
-"""clifvqa_core/predictions.py: the input walk, CSV/JSON prediction files (formula cells escaped, atomic finish,
+"""clifvqa_core/inference/predictions.py: the input walk, CSV/JSON prediction files (formula cells escaped, atomic finish,
 rows kept on a crash), the one-line terminal table."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clifvqa_core.errors import StorageError
-from clifvqa_core.predictions import (PredictionRow, PredictionWriter, collect_videos, format_table,
+from clifvqa_core.inference.predictions import (PredictionRow, PredictionWriter, collect_videos, format_table,
                                       write_predictions)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from clifvqa_core.descriptions import DESCRIPTION_SETS
+from clifvqa_core.semantic.descriptions import DESCRIPTION_SETS
 from test_ablate import TINY_CLIP, demo_store
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -51,7 +51,7 @@ def demo(tmp_path_factory):
 
 
 def test_probe_directions_with_known_extractor(demo, tmp_path):
-    from clifvqa_core.windows import WindowConfig
+    from clifvqa_core.semantic.windows import WindowConfig
     from train.experiments.plots import SIZES, png_size
     from train.experiments.probe import ProbeConfig, run_probe
 

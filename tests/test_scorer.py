@@ -1,4 +1,4 @@
-"""clifvqa_core/scorer.py: the README's 3-line example, CLIP built once, paths == frames, errors as values."""
+"""clifvqa_core/inference/scorer.py: the README's 3-line example, CLIP built once, paths == frames, errors as values."""
 from __future__ import annotations
 
 import re
@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.extract_config import ExtractConfig
-from clifvqa_core.fastvqa import SpatialConfig
-from clifvqa_core.fragments import FragmentConfig
-from clifvqa_core.model import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
-from clifvqa_core.scorer import Scorer, ScoreResult
-from clifvqa_core.videowrite import write_video
-from clifvqa_core.windows import WindowConfig
+from clifvqa_core.semantic.extract_config import ExtractConfig
+from clifvqa_core.spatial.fastvqa import SpatialConfig
+from clifvqa_core.spatial.fragments import FragmentConfig
+from clifvqa_core.model.clifvqa import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
+from clifvqa_core.inference.scorer import Scorer, ScoreResult
+from clifvqa_core.media.videowrite import write_video
+from clifvqa_core.semantic.windows import WindowConfig
 from conftest import REPO, moving_frames
 
 TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
@@ -61,7 +61,7 @@ def test_readme_example_runs(setup, capsys):
 
 
 def test_second_call_does_not_rebuild_clip(setup, monkeypatch):
-    import clifvqa_core.extract_config as ec
+    import clifvqa_core.semantic.extract_config as ec
 
     real, calls = ec.build_clip, []
     monkeypatch.setattr(ec, "build_clip", lambda *a, **k: calls.append(a) or real(*a, **k))
@@ -120,8 +120,8 @@ def test_unavailable_recorded_tag_fails_before_the_model_is_built(setup, tmp_pat
     model is constructed (that takes seconds at full size) or open_clip is asked to build CLIP."""
     from huggingface_hub import constants
 
-    import clifvqa_core.semantic as semantic
-    from clifvqa_core.semantic import ClipWeightsError
+    import clifvqa_core.semantic.clip as semantic
+    from clifvqa_core.semantic.clip import ClipWeightsError
 
     ck = torch.load(setup["ckpt"], weights_only=True)
     ecfg = ExtractConfig(clip_model="ViT-B-32", clip_pretrained="openai", frames=T, grid=WindowConfig.parse("1x2"),

@@ -19,18 +19,11 @@ import torch
 import torch.nn.functional as F
 from conftest import moving_frames
 
-from clifvqa_core.descriptions import CLIF_V1
+from clifvqa_core.semantic.descriptions import CLIF_V1
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.semantic import (
-    ClipWeightsError,
-    SemanticExtractor,
-    build_clip,
-    clip_activation,
-    clip_model_id,
-    sims_to_maps,
-    weights_id,
-)
-from clifvqa_core.windows import WindowConfig, scaled_size, upscale_small, window_origins
+from clifvqa_core.semantic.clip import ClipWeightsError, build_clip, clip_activation, clip_model_id, weights_id
+from clifvqa_core.semantic.extractor import SemanticExtractor, sims_to_maps
+from clifvqa_core.semantic.windows import WindowConfig, scaled_size, upscale_small, window_origins
 
 TINY = Path(__file__).parent / "data" / "tiny_clip.json"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -115,10 +108,10 @@ def test_random_init_is_reproducible_and_leaves_rng_alone(bundle):
 
 
 def test_pretrained_none_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger="clifvqa_core.semantic"):
+    with caplog.at_level(logging.WARNING, logger="clifvqa_core.semantic.clip"):
         b = build_clip(str(TINY), "none")
     assert b.weights_id == "none"
-    assert any("RANDOM weights" in r.getMessage() for r in caplog.records if r.name == "clifvqa_core.semantic")
+    assert any("RANDOM weights" in r.getMessage() for r in caplog.records if r.name == "clifvqa_core.semantic.clip")
 
 
 def test_maps_equal_slow_reference(bundle, extractor, frames, sims):

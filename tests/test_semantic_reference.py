@@ -30,9 +30,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clifvqa_core.descriptions import CLIF_V1
-from clifvqa_core.semantic import ClipWeightsError, SemanticExtractor, build_clip
-from clifvqa_core.windows import WindowConfig, cut_windows
+from clifvqa_core.semantic.descriptions import CLIF_V1
+from clifvqa_core.semantic.clip import ClipWeightsError, build_clip
+from clifvqa_core.semantic.extractor import SemanticExtractor
+from clifvqa_core.semantic.windows import WindowConfig, cut_windows
 from conftest import hf_cache_file, moving_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +184,7 @@ def _env(hf_home: Path, **extra: str) -> dict[str, str]:
 
 
 def _video_folder(tmp_path: Path) -> Path:
-    from clifvqa_core.videowrite import write_video
+    from clifvqa_core.media.videowrite import write_video
 
     root = tmp_path / "videos"
     write_video(root / "clip0.mp4", moving_frames(6, 240, 320, seed=5), fps=6)
@@ -292,6 +293,6 @@ def test_tag_builds_with_its_activation_from_the_cache(full, tag, activation, mo
 def test_local_file_with_a_plain_name_is_gelu_and_warns(full, caplog):
     hf_home, _, _ = full
     path = next((hf_home / "hub").glob("models--timm--*/snapshots/*/open_clip_model.safetensors"))
-    with caplog.at_level("WARNING", logger="clifvqa_core.semantic"):
+    with caplog.at_level("WARNING", logger="clifvqa_core.semantic.clip"):
         assert build_clip("ViT-B-32", str(path)).activation == "gelu"
     assert "use --clip-model ViT-B-32-quickgelu or --clip-activation quick_gelu" in caplog.text

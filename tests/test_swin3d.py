@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clifvqa_core.swin3d import (MASK_VALUE, SwinTransformer3D, WindowAttention3D, effective_window,
+from clifvqa_core.spatial.swin3d import (MASK_VALUE, SwinTransformer3D, WindowAttention3D, effective_window,
                                  fragment_gate, relative_position_index, shift_mask)
 
 CPU = torch.device("cpu")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clifvqa_core.datasets import load_dataset
+from clifvqa_core.data.datasets import load_dataset
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.synthetic import DISTORTIONS, MOS_WEIGHTS, DemoDataConfig, demo_mos, make_demo_data
+from train.synthetic import DISTORTIONS, MOS_WEIGHTS, DemoDataConfig, demo_mos, make_demo_data
 
 SMALL = dict(scenes=1, frames=32)  # 13 clips of 32 frames at the default 320x240
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from clifvqa_core.descriptions import Description, DescriptionSet
-from clifvqa_core.fastvqa import SpatialConfig
-from clifvqa_core.fragments import FragmentConfig
-from clifvqa_core.losses import clif_loss
-from clifvqa_core.model import CLiFVQA, ModelConfig
-from clifvqa_core.train_config import TrainConfig, resolve_recipe
-from clifvqa_core.videowrite import write_video
+from clifvqa_core.semantic.descriptions import Description, DescriptionSet
+from clifvqa_core.spatial.fastvqa import SpatialConfig
+from clifvqa_core.spatial.fragments import FragmentConfig
+from clifvqa_core.objectives.losses import clif_loss
+from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
+from train.config import TrainConfig, resolve_recipe
+from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
 
 from cache.maps import load_map_table
@@ -57,7 +57,7 @@ def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, se
                clip_weights: str = "none") -> Path:
     from cache import open_store
     from cache.schema import ShardData, StoreLayout
-    from clifvqa_core.semantic import sims_to_maps
+    from clifvqa_core.semantic.extractor import sims_to_maps
 
     rng = np.random.default_rng(seed)
     n = len(ids)
@@ -119,7 +119,7 @@ def test_validation_scores_are_the_scorers_and_keep_train_mode(data):
     numbers bit for bit, and the model is left in train mode."""
     import copy
 
-    from clifvqa_core.scorer import Scorer
+    from clifvqa_core.inference.scorer import Scorer
 
     _, items, store = data
     cfg = small_model_cfg()
@@ -504,7 +504,7 @@ def test_progress_bar_shows_epoch_loss_and_val_srocc(data, tmp_path, capfd):
 
 def test_model_presets_and_unknown_name():
     from clifvqa_core.errors import ConfigError
-    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+    from train.config import MODEL_PRESETS, model_preset
 
     assert MODEL_PRESETS == ("fastvqa-b", "cpu", "tiny")
     cpu = model_preset("cpu", frames=T, num_descriptions=R)

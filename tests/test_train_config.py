@@ -1,4 +1,4 @@
-"""The training recipe table (clifvqa_core/train_config.py): which epochs / EMA / frozen-backbone epochs a run
+"""The training recipe table (train/config.py): which epochs / EMA / frozen-backbone epochs a run
 gets when the user gives none, how ``init`` decides the frozen epochs, and the protocol switches."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from clifvqa_core.errors import CheckpointError, ConfigError
-from clifvqa_core.model import checkpoint_kind
-from clifvqa_core.train_config import RECIPES, TrainConfig, resolve_recipe
+from clifvqa_core.model.clifvqa import checkpoint_kind
+from train.config import RECIPES, TrainConfig, resolve_recipe
 
 
 @pytest.fixture(scope="module")

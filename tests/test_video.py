@@ -1,4 +1,4 @@
-"""clifvqa_core.video on tiny videos written here (lossless where pixels are compared exactly)."""
+"""clifvqa_core.media.video on tiny videos written here (lossless where pixels are compared exactly)."""
 from __future__ import annotations
 
 import os
@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 from conftest import moving_frames
 
-from clifvqa_core import video as V
+from clifvqa_core.media import video as V
 from clifvqa_core.errors import (
     NoVideoStreamError,
-    VideoDecodeError,
     VideoError,
     VideoNotFoundError,
     VideoOpenError,
 )
-from clifvqa_core.videowrite import write_video
+from clifvqa_core.media.videowrite import write_video
 
 H, W = 48, 64
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from clifvqa_core.descriptions import Description, DescriptionSet
+from clifvqa_core.semantic.descriptions import Description, DescriptionSet
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.vsfa import VSFA, VSFAConfig, vsfa_temporal_pooling
+from train.experiments.vsfa_model import VSFA, VSFAConfig, vsfa_temporal_pooling
 
 T = 8
 DSET = DescriptionSet("vsfa-test", 1, ("a {} frame.",), (Description("sharp", "objective"),
@@ -61,7 +61,7 @@ def _store(path: Path, n: int, seed: int = 0) -> tuple[Path, list[Item]]:
     """A store whose 'sharp' similarity rises with MOS (+ noise): the features carry the label."""
     from cache import open_store
     from cache.schema import ShardData, StoreLayout
-    from clifvqa_core.semantic import sims_to_maps
+    from clifvqa_core.semantic.extractor import sims_to_maps
 
     rng = np.random.default_rng(seed)
     mos = rng.uniform(1, 5, n)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import moving_frames
 
 from clifvqa_core.errors import ConfigError, FrameSizeError
-from clifvqa_core.windows import (
+from clifvqa_core.semantic.windows import (
     MAX_FRAME_PIXELS,
     WINDOW_PRESETS,
     WindowConfig,
@@ -173,7 +173,7 @@ def test_check_frame_size_caps_the_working_frame(h, w, ok):
 
 
 def test_cut_windows_refuses_a_frame_over_the_cap(monkeypatch):
-    import clifvqa_core.windows as windows
+    import clifvqa_core.semantic.windows as windows
 
     monkeypatch.setattr(windows, "MAX_FRAME_PIXELS", 224 * 500)
     with pytest.raises(FrameSizeError, match="aspect ratio or size too large"):

@@ -23,9 +23,9 @@ from torch.utils.data import Dataset, default_collate
 
 from cache.maps import MapTable
 from clifvqa_core.errors import CacheError, ClifVQAError, VideoError
-from clifvqa_core.model import ModelConfig
+from clifvqa_core.model.clifvqa import ModelConfig
 from clifvqa_core.runtime import cpu_cores
-from clifvqa_core.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
+from clifvqa_core.inference.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def source_items(path: str | Path, root: str | Path | None = None, split: str | 
     a store video whose file is absent under ``root`` is an error unless ``skip_missing``.
     """
     from cache import open_store
-    from clifvqa_core.datasets import list_dataset
+    from clifvqa_core.data.datasets import list_dataset
 
     with open_store(path, "r") as store:
         src, ids, done = store.source, store.ids, store.done
@@ -163,8 +163,8 @@ class VideoQualityDataset(Dataset):
         return len(self.items)
 
     def _fragments(self, index: int) -> torch.Tensor:
-        from clifvqa_core.fragments import FragmentConfig, sample_clip_fragments
-        from clifvqa_core.video import index_video
+        from clifvqa_core.spatial.fragments import FragmentConfig, sample_clip_fragments
+        from clifvqa_core.media.video import index_video
 
         if self._frag_cfg is None:
             self._frag_cfg = getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from clifvqa_core.config import JsonConfig
-from clifvqa_core.synthetic import DISTORTIONS
+from train.synthetic import DISTORTIONS
 from clifvqa_core.errors import ClifVQAError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,14 @@ class DemoConfig(JsonConfig):
             raise ConfigError("DemoConfig.minutes must be > 0")
 
     def data_config(self) -> Any:
-        from clifvqa_core.synthetic import DemoDataConfig
+        from train.synthetic import DemoDataConfig
 
         return DemoDataConfig(seed=self.seed, scenes=self.scenes, frames=self.data_frames, height=self.height,
                               width=self.width, distortions=tuple(self.distortions))
 
     def extract_config(self, clip_pretrained: str) -> Any:
-        from clifvqa_core.extract_config import ExtractConfig
-        from clifvqa_core.windows import WindowConfig
+        from clifvqa_core.semantic.extract_config import ExtractConfig
+        from clifvqa_core.semantic.windows import WindowConfig
 
         return ExtractConfig(clip_model=self.clip_model, clip_pretrained=clip_pretrained,
                              clip_activation=self.clip_activation if clip_pretrained != "none" else "auto",
@@ -138,7 +138,7 @@ class DemoConfig(JsonConfig):
 
     def model_config(self) -> Any:
         """The named model preset (``cpu``: the CPU-size CLiF-VQA) with the demo's T."""
-        from clifvqa_core.train_config import model_preset
+        from train.config import model_preset
 
         return model_preset(self.model, frames=self.frames)
 
@@ -165,7 +165,7 @@ class DemoResult:
 def resolve_clip_weights(model: str, pretrained: str, activation: str = "auto") -> tuple[str, str]:
     """-> (weights to use, note). Tries ``pretrained`` (built with ``activation``) quickly; on failure returns
     ("none", why)."""
-    from clifvqa_core.semantic import ClipWeightsError, build_clip, weights_id
+    from clifvqa_core.semantic.clip import ClipWeightsError, build_clip, weights_id
 
     if weights_id(pretrained) == "none":
         return "none", "random CLIP weights asked for"
@@ -183,7 +183,7 @@ def resolve_clip_weights(model: str, pretrained: str, activation: str = "auto") 
 
 def _data(cfg: DemoConfig, root: Path) -> Path:
     """labels.csv of the demo data under ``root``, reused when its demo_config.json matches."""
-    from clifvqa_core.synthetic import DemoDataConfig, make_demo_data
+    from train.synthetic import DemoDataConfig, make_demo_data
 
     want = cfg.data_config()
     labels, stored = root / "labels.csv", root / "demo_config.json"
@@ -205,8 +205,8 @@ def _epochs_for_budget(cfg: DemoConfig, tcfg: Any, mcfg: Any, table: Any, items:
     """Epochs that fit ``cfg.minutes`` of training, from the measured time of two training steps."""
     from torch.utils.data import DataLoader
 
-    from clifvqa_core.losses import LOSSES
-    from clifvqa_core.model import CLiFVQA
+    from clifvqa_core.objectives.losses import LOSSES
+    from clifvqa_core.model.clifvqa import CLiFVQA
 
     from .data import MosScale, VideoQualityDataset
     from .loop import build_optimizer, train_step
@@ -233,10 +233,10 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     from cache import open_store
     from cache.maps import load_map_table
     from cache.predict import predict_paths
-    from clifvqa_core.datasets import load_dataset
-    from clifvqa_core.metrics import evaluate_scores
-    from clifvqa_core.predictions import write_predictions
-    from clifvqa_core.train_config import TrainConfig
+    from clifvqa_core.data.datasets import load_dataset
+    from clifvqa_core.objectives.metrics import evaluate_scores
+    from clifvqa_core.inference.predictions import write_predictions
+    from train.config import TrainConfig
     from extract import run_extraction
 
     from .loop import fit
@@ -269,7 +269,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     t0 = time.perf_counter()
     mcfg = cfg.model_config()
     with open_store(store, "r") as st:
-        from clifvqa_core.descriptions import DescriptionSet
+        from clifvqa_core.semantic.descriptions import DescriptionSet
 
         r = DescriptionSet.from_dict(st.config["descriptions"]).r
     mcfg = mcfg.replace(num_descriptions=r)
@@ -418,7 +418,7 @@ def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
 
 def format_summary(r: DemoResult) -> str:
     """The text the CLI prints at the end."""
-    from clifvqa_core.predictions import format_table
+    from clifvqa_core.inference.predictions import format_table
 
     m = r.metrics
     lines = [

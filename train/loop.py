@@ -32,13 +32,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError
 from clifvqa_core.fileio import atomic_write
-from clifvqa_core.fragments import prepare_fragments
-from clifvqa_core.losses import LOSSES
-from clifvqa_core.metrics import evaluate_scores
-from clifvqa_core.model import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
+from clifvqa_core.spatial.fragments import prepare_fragments
+from clifvqa_core.objectives.losses import LOSSES
+from clifvqa_core.objectives.metrics import evaluate_scores
+from clifvqa_core.model.clifvqa import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
 from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
-from clifvqa_core.scorer import Scorer
-from clifvqa_core.train_config import TrainConfig, resolve_recipe
+from clifvqa_core.inference.scorer import Scorer
+from train.config import TrainConfig, resolve_recipe
 
 from .data import MapTable, MosScale, VideoQualityDataset, collate_samples
 
@@ -256,7 +256,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        from clifvqa_core.checkpoints import load_error
+        from clifvqa_core.spatial.checkpoints import load_error
 
         raise load_error(path, exc, "last.pt files hold only tensors and plain values; this one was not written "
                                     "by `train`: delete it to start the split again") from None
@@ -333,7 +333,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     model = CLiFVQA(model_cfg).to(device)
     init_kind = None
     if cfg.init:
-        from clifvqa_core.model import init_from_checkpoint
+        from clifvqa_core.model.clifvqa import init_from_checkpoint
         init_kind = init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)["source"]
     cfg = resolve_recipe(cfg, init_kind)
     freeze = cfg.freeze_backbone_epochs if model_cfg.use_spatial else 0

@@ -41,10 +41,10 @@ import torch
 from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
-from clifvqa_core.metrics import METRIC_KEYS, evaluate_scores, summarize
-from clifvqa_core.model import CLiFVQA, ModelConfig
-from clifvqa_core.scorer import Scorer
-from clifvqa_core.train_config import TrainConfig, resolve_recipe
+from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
+from clifvqa_core.inference.scorer import Scorer
+from train.config import TrainConfig, resolve_recipe
 
 from .data import MosScale, join_items, source_items, store_source
 from .loop import DistEnv, fit, init_distributed, resolve_device, score_videos
@@ -110,7 +110,7 @@ def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fra
 def _load_items(cfg: TrainConfig, split: str | None) -> list[Any]:
     """Items of ``split`` (None: the whole dataset). When the first store records ``cfg.dataset`` and no
     label file is given, the store's own label files are read (sha256 checked) and only its videos kept."""
-    from clifvqa_core.datasets import load_dataset
+    from clifvqa_core.data.datasets import load_dataset
 
     if cfg.labels is None and cfg.cached:
         src = store_source(cfg.cached[0])
@@ -177,7 +177,7 @@ def model_config_from_spec(spec: str, descriptions: str = "all", no_semantic: bo
                            ) -> ModelConfig:
     """``--model-config``: a preset (fastvqa-b | cpu | tiny; T and r' then come from the first store) or a
     ModelConfig JSON file; the branch switches and the description selection applied to it."""
-    from clifvqa_core.train_config import model_preset
+    from train.config import model_preset
 
     switches = dict(use_semantic=not no_semantic and descriptions != "none", use_spatial=not no_spatial,
                     use_regressor=not no_regressor, descriptions=descriptions)
@@ -189,7 +189,7 @@ def model_config_from_spec(spec: str, descriptions: str = "all", no_semantic: bo
 def is_model_preset(spec: str) -> bool:
     """True when ``--model-config`` names a preset rather than a ModelConfig JSON file; an unknown name that is
     not a file either is refused at once (ConfigError listing the presets), before any store is opened."""
-    from clifvqa_core.train_config import MODEL_PRESETS, model_preset
+    from train.config import MODEL_PRESETS, model_preset
 
     if spec in MODEL_PRESETS:
         return True
@@ -202,7 +202,7 @@ def is_model_preset(spec: str) -> bool:
 def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
     """Derive T and r' from the (first) store: used by the CLI when the model comes from a preset."""
     from cache import open_store
-    from clifvqa_core.descriptions import DescriptionSet
+    from clifvqa_core.semantic.descriptions import DescriptionSet
 
     store = open_store(cached[0], "r")
     try:
@@ -434,7 +434,7 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
     """
-    from clifvqa_core.model import read_clifvqa_checkpoint
+    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
 
     rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
     for c in cached:

@@ -6,13 +6,13 @@ same seed, splits and everything else, in ``OUT/<what>/<row>/``:
 
 - ``modules`` (Table 3): Semantic / Spatial / Regression switches of ``ModelConfig``, the paper's six
   rows: S, Sp, S+R, Sp+R, S+Sp, S+Sp+R. Without the regression head each branch's vector is averaged to
-  a score and the branch scores are added (see clifvqa_core/model.py).
+  a score and the branch scores are added (see clifvqa_core/model/clifvqa.py).
 - ``descriptions`` (Table 4): None (no semantic branch: the descriptions are gone, the FAST-VQA branch and
   the regression head stay), Only-Obj, Only-Sub, Obj+Sub, all from the one cache: subsets are recomputed
   from the cached similarities at load time, CLIP never runs again. Obj+Sub is the base model itself,
   so it equals a plain ``run_training`` of the base config with the same seed.
 - ``windows`` (Table 5): the window counts of ``windows`` (presets 1, 5, 9, 25, 45, 85 of
-  clifvqa_core/windows.py). One feature store per grid, next to the given store
+  clifvqa_core/semantic/windows.py). One feature store per grid, next to the given store
   (``NAME.grid<R>x<C>.zarr``), extracted on demand with the given store's extraction config (CLIP model,
   weights, descriptions, T, sampling) and only the grid changed; an existing one is reused (resumed).
   The store whose grid matches is the given store itself. Columns: the test part overall and, when the
@@ -46,8 +46,8 @@ import numpy as np
 
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import CacheError, ConfigError
-from clifvqa_core.metrics import evaluate_scores, summarize
-from clifvqa_core.train_config import TrainConfig
+from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class AblationConfig(JsonConfig):
     checkpoint: str | None = None
 
     def __post_init__(self) -> None:
-        from clifvqa_core.windows import WINDOW_PRESETS
+        from clifvqa_core.semantic.windows import WINDOW_PRESETS
 
         if self.what not in WHATS:
             raise ConfigError(f"ablation {self.what!r} unknown; known: {', '.join(WHATS)}")
@@ -115,7 +115,7 @@ def resolution_group(width: int, height: int) -> str:
 
 
 def _load_items(cfg: TrainConfig) -> list[Any]:
-    from clifvqa_core.datasets import load_dataset
+    from clifvqa_core.data.datasets import load_dataset
 
     return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=cfg.train_split,
                         skip_missing=cfg.skip_missing)
@@ -123,7 +123,7 @@ def _load_items(cfg: TrainConfig) -> list[Any]:
 
 def _store_descriptions(path: str | Path):
     from cache import open_store
-    from clifvqa_core.descriptions import DescriptionSet
+    from clifvqa_core.semantic.descriptions import DescriptionSet
 
     store = open_store(path, "r")
     try:
@@ -139,8 +139,8 @@ def ensure_grid_store(base: str | Path, rows: int, cols: int, items: Sequence[An
     and ``extract_config`` (a recorded ExtractConfig dict) is given, the stores are made from it for all
     of ``items`` (zarr, 64 videos per shard), ``base`` itself holding that config's own grid."""
     from cache import open_store
-    from clifvqa_core.extract_config import ExtractConfig
-    from clifvqa_core.windows import WindowConfig
+    from clifvqa_core.semantic.extract_config import ExtractConfig
+    from clifvqa_core.semantic.windows import WindowConfig
     from extract import run_extraction
     from cache.maps import store_extraction
 
@@ -257,7 +257,7 @@ def run_ablation(cfg: AblationConfig, items: Sequence[Any] | None = None) -> dic
             m = _fit_descriptions(mdl, dset, sel)
             plan.append((label, {"descriptions": sel or "none"}, base.replace(model=m)))
     else:
-        from clifvqa_core.windows import WINDOW_PRESETS
+        from clifvqa_core.semantic.windows import WINDOW_PRESETS
 
         items = list(items) if items is not None else _load_items(base)
         for n in cfg.windows:
@@ -296,9 +296,9 @@ def run_ablation(cfg: AblationConfig, items: Sequence[Any] | None = None) -> dic
 
 def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> dict[str, Any]:
     """Table 5 as the paper ran it (module doc): one trained model scored on every grid's store."""
-    from clifvqa_core.extract_config import RecordedExtraction
-    from clifvqa_core.model import read_clifvqa_checkpoint
-    from clifvqa_core.windows import WINDOW_PRESETS
+    from clifvqa_core.semantic.extract_config import RecordedExtraction
+    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+    from clifvqa_core.semantic.windows import WINDOW_PRESETS
     from train.protocol import evaluate_checkpoint
 
     base = cfg.train
@@ -349,7 +349,7 @@ def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> 
 def _resolutions(items: Sequence[Any], cache_file: Path) -> dict[str, str]:
     """video id -> resolution group, probing each video once (kept in ``resolutions.json``)."""
     from clifvqa_core.errors import VideoError
-    from clifvqa_core.video import probe
+    from clifvqa_core.media.video import probe
 
     known: dict[str, Any] = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     for it in items:

@@ -47,8 +47,8 @@ __all__ = ["explain_video", "resolve_extract_config"]
 def resolve_extract_config(ckpt: dict[str, Any], cached: str | Path | None = None, clip_model: str | None = None,
                            clip_pretrained: str | None = None, grid: str | None = None):
     """The ExtractConfig whose CLIP + grid made the features of this checkpoint (module doc, step 1)."""
-    from clifvqa_core.extract_config import ExtractConfig, RecordedExtraction
-    from clifvqa_core.windows import WindowConfig
+    from clifvqa_core.semantic.extract_config import ExtractConfig, RecordedExtraction
+    from clifvqa_core.semantic.windows import WindowConfig
 
     base = None
     store_path = cached
@@ -92,7 +92,7 @@ def resolve_extract_config(ckpt: dict[str, Any], cached: str | Path | None = Non
 
 def _frame_indices(info: Any, t: int) -> np.ndarray:
     """Video frame index of each of the T uniformly timestamped frames (for the FAST-VQA clips)."""
-    from clifvqa_core.video import uniform_timestamps
+    from clifvqa_core.media.video import uniform_timestamps
 
     ts = uniform_timestamps(info.duration, t)
     return np.clip(np.floor(ts * float(info.fps)).astype(np.int64), 0, max(info.frame_count - 1, 0))
@@ -107,8 +107,8 @@ def _centred_clip(center: int, n_frames: int, clip_len: int, stride: int) -> np.
 @torch.no_grad()
 def _local_quality(model: Any, video: Path, info: Any, center: int, seed: int) -> dict[str, Any]:
     """FAST-VQA head map of a clip centred on frame ``center``. -> canvas uint8 [S, S, 3], qmap [h, w], slot."""
-    from clifvqa_core.fragments import FragmentConfig, grid_fragments, prepare_fragments
-    from clifvqa_core.video import read_frames
+    from clifvqa_core.spatial.fragments import FragmentConfig, grid_fragments, prepare_fragments
+    from clifvqa_core.media.video import read_frames
 
     fc = getattr(model.cfg.spatial, "fragments", None) or FragmentConfig()
     idx = _centred_clip(center, max(info.frame_count, 1), fc.clip_len, fc.stride)
@@ -130,10 +130,10 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
                   test_clips: int | None = None, device: str = "cpu", extractor: Any = None,
                   plots: bool = True) -> dict[str, Any]:
     """Explain the score of ``video`` under ``checkpoint`` (module doc). -> result dict (JSON-ready)."""
-    from clifvqa_core.extract_config import build_extractor
-    from clifvqa_core.model import CLiFVQA
-    from clifvqa_core.semantic import sims_to_maps
-    from clifvqa_core.video import probe, sample_uniform
+    from clifvqa_core.semantic.extract_config import build_extractor
+    from clifvqa_core.model.clifvqa import CLiFVQA
+    from clifvqa_core.semantic.extractor import sims_to_maps
+    from clifvqa_core.media.video import probe, sample_uniform
 
     if panels < 1 or top < 1:
         raise ConfigError("explain: panels and top must be >= 1")
@@ -167,8 +167,8 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
     response = maps[:r_sel].mean(1).numpy()                                             # mean probability
 
     # score through the one scoring path (clifvqa_core.Scorer: the same seeded test clips as predict/evaluate)
-    from clifvqa_core.fragments import prepare_fragments
-    from clifvqa_core.scorer import MosScale, Scorer
+    from clifvqa_core.spatial.fragments import prepare_fragments
+    from clifvqa_core.inference.scorer import MosScale, Scorer
 
     scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
     tc = json.loads(ck.get("train_config") or "{}")
@@ -210,7 +210,7 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
             row["quality"] = _local_quality(model, video, info, int(fidx[j]), seed=j)
         rows.append(row)
 
-    from clifvqa_core.windows import scaled_size, window_origins
+    from clifvqa_core.semantic.windows import scaled_size, window_origins
 
     result: dict[str, Any] = {
         "video": str(video), "checkpoint": str(checkpoint),

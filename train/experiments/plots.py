@@ -78,7 +78,7 @@ def plot_objective_responses(probe: dict[str, Any], path: str | Path) -> Path:
         ax.set_xlabel("level  (- attenuated, 0 original, + enhanced)" if signed else
                       "level  (0 original, + more added)")
         ax.set_ylabel("response: mean probability (%)")
-        from clifvqa_core.distortions import CHANGE_STEPS
+        from train.experiments.distortions import CHANGE_STEPS
 
         import textwrap
 

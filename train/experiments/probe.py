@@ -1,7 +1,7 @@
 """Sec. 3 of the paper: does CLIP perceive quality factors (Fig. 3) and feelings (Fig. 4) in videos?
 
 ``run_probe(cfg, videos, out)``: for every video, T frames are sampled uniformly by timestamp (as the
-extraction does); each change of ``clifvqa_core.distortions`` is applied at each of its levels; the
+extraction does); each change of ``train.experiments.distortions`` is applied at each of its levels; the
 SemanticExtractor turns the frames into window similarities [T, rows, cols, r] and ``sims_to_maps`` into
 maps [2r, T] (softmax over the whole description set, exactly the features the model sees).
 
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from clifvqa_core.config import JsonConfig
-from clifvqa_core.distortions import CHANGES, PROBE_DESCRIPTIONS, apply_change, change_levels
+from train.experiments.distortions import CHANGES, PROBE_DESCRIPTIONS, apply_change, change_levels
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.semantic import SemanticExtractor, sims_to_maps
-from clifvqa_core.windows import WindowConfig
+from clifvqa_core.semantic.extractor import SemanticExtractor, sims_to_maps
+from clifvqa_core.semantic.windows import WindowConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def run_probe(cfg: ProbeConfig, videos: Sequence[str | Path], out: str | Path | 
 
     ``extractor`` (already built for ``cfg``'s model and description set) saves building CLIP again.
     """
-    from clifvqa_core.extract_config import ExtractConfig, build_extractor
-    from clifvqa_core.video import sample_uniform
+    from clifvqa_core.semantic.extract_config import ExtractConfig, build_extractor
+    from clifvqa_core.media.video import sample_uniform
 
     if not videos:
         raise ConfigError("probe: give at least one video")

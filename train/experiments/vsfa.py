@@ -1,8 +1,8 @@
 """Fig. 5 of the paper: "CLIP features alone" - a VSFA-style GRU on cached per-frame semantic features.
 
-``run_vsfa(cfg)`` trains :class:`clifvqa_core.vsfa.VSFA` on the maps of a feature store with the split
+``run_vsfa(cfg)`` trains :class:`train.experiments.vsfa_model.VSFA` on the maps of a feature store with the split
 protocol of ``train/`` (``train.protocol.make_split``: same seeds, same group-aware splits, validation
-carved from the training part) and reports the metrics of ``clifvqa_core.metrics`` per split and as
+carved from the training part) and reports the metrics of ``clifvqa_core.objectives.metrics`` per split and as
 mean +- std (``train.protocol.write_report``: results.json + results.md in ``cfg.out``).
 
 Training (our choices; the paper gives none for this experiment): inputs are the cached maps of the
@@ -26,10 +26,10 @@ import torch
 
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.losses import clif_loss
-from clifvqa_core.metrics import evaluate_scores, plcc, srocc, summarize
-from clifvqa_core.model import ModelConfig
-from clifvqa_core.vsfa import VSFA, VSFAConfig
+from clifvqa_core.objectives.losses import clif_loss
+from clifvqa_core.objectives.metrics import evaluate_scores, plcc, srocc, summarize
+from clifvqa_core.model.clifvqa import ModelConfig
+from train.experiments.vsfa_model import VSFA, VSFAConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class VSFATrainConfig(JsonConfig):
 
 
 def _load_items(cfg: Any) -> list[Any]:
-    from clifvqa_core.datasets import load_dataset
+    from clifvqa_core.data.datasets import load_dataset
 
     return load_dataset(cfg.dataset, cfg.root, labels=cfg.labels, split=None, skip_missing=cfg.skip_missing)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import ConfigError
+from clifvqa_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def _to_u8(x: np.ndarray) -> np.ndarray:
 
 
 def _compress(frames: np.ndarray, crf: int) -> np.ndarray:
-    from .video import read_frames
-    from .videowrite import write_video
+    from clifvqa_core.media.video import read_frames
+    from clifvqa_core.media.videowrite import write_video
 
     t, h, w, _ = frames.shape
     ph, pw = h % 2, w % 2

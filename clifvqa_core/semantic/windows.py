@@ -44,8 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import JsonConfig
-from .errors import ConfigError, FrameSizeError
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import ConfigError, FrameSizeError
 
 #: Identifies the geometry rules above (origins, upscaling); part of the extraction identity.
 WINDOW_RULE = "edge-to-edge-round-half-up/upscale-short-side-bilinear/v1"
@@ -176,7 +176,8 @@ def upscale_small(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
 
 
 def cut_windows(frames: torch.Tensor | np.ndarray, cfg: WindowConfig) -> torch.Tensor:
-    """uint8 frames [T, H, W, 3] (RGB) -> uint8 windows [T, rows, cols, 3, size, size].
+    """Paper eq. 1: {b_t^{i,j}} = Sampling(I_t). uint8 frames [T, H, W, 3] (RGB) -> uint8 windows
+    [T, rows, cols, 3, size, size].
 
     windows[t, i, j] is the crop at (ys[i], xs[j]) of ``window_origins``, channels first as CLIP wants.
     Vectorised per frame: the (upscaled) frame is viewed (no copy) as all possible size x size windows with

@@ -1,6 +1,6 @@
-"""Reading foreign spatial-branch checkpoints safely and remapping them onto :class:`~clifvqa_core.fastvqa.FastVQA`.
+"""Reading foreign spatial-branch checkpoints safely and remapping them onto :class:`~clifvqa_core.spatial.fastvqa.FastVQA`.
 
-Formats (``spec/fastvqa-b.md``), recognised by their keys, one remap function each:
+Formats (the project's ``../shared/spec/fastvqa-b.md``), recognised by their keys, one remap function each:
 
 * ``fastvqa``: official FAST-VQA-B / FasterVQA, ``{"state_dict": {"fragments_backbone.*", "vqa_head.*"}, ...}``;
   loads strictly.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError
+from clifvqa_core.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .config import JsonConfig
-from .errors import ConfigError
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import ConfigError
 
 __all__ = ["VSFAConfig", "VSFA", "vsfa_temporal_pooling"]
 

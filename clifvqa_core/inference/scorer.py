@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import CheckpointError, ClifVQAError, VideoError
+from clifvqa_core.errors import CheckpointError, ClifVQAError, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class _ScorerBase(abc.ABC):
     def iter_scores(self, videos: Sequence[Any], batch_size: int = 1, workers: int = 0, progress: bool = True,
                     maps: Sequence[Tensor | None] | None = None) -> Iterator[tuple[int, ScoreResult]]:
         """(index, result) as soon as each input is scored, in input order (see :meth:`score_many`)."""
-        from .runtime import progress_bar
+        from clifvqa_core.runtime import progress_bar
 
         videos = list(videos)
         if maps is not None and len(maps) != len(videos):
@@ -264,8 +264,8 @@ class Scorer(_ScorerBase):
                  selected: Sequence[int] = (), logit_scale: float | None = None, full_maps: bool = True,
                  test_clips: int = DEFAULT_TEST_CLIPS, device: str | torch.device = "cpu", amp: bool = False,
                  source: str = "") -> None:
-        from .fragments import FragmentConfig
-        from .runtime import resolve_device
+        from clifvqa_core.spatial.fragments import FragmentConfig
+        from clifvqa_core.runtime import resolve_device
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -292,8 +292,8 @@ class Scorer(_ScorerBase):
         store by the caller); ``extractor``: an already built SemanticExtractor of that extraction (tests,
         notebooks); ``test_clips``: default the training config's. Raises CheckpointError, ClipWeightsError,
         CacheKeyMismatchError."""
-        from .extract_config import RecordedExtraction, build_extractor
-        from .model import CLiFVQA, ModelConfig, read_clifvqa_checkpoint
+        from clifvqa_core.semantic.extract_config import RecordedExtraction, build_extractor
+        from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig, read_clifvqa_checkpoint
 
         # CLIP before the model (whose construction takes seconds): a recorded tag that is neither cached nor
         # reachable fails at once (build_clip checks before it imports open_clip)
@@ -330,7 +330,7 @@ class Scorer(_ScorerBase):
     # -- the pieces (also used by `explain`) ---------------------------------------------------------------
     def semantic_frames(self, video: Any) -> Tensor:
         """The T frames the semantic branch sees -> uint8 [T, H, W, 3] (path: uniform timestamps)."""
-        from .video import sample_uniform
+        from clifvqa_core.media.video import sample_uniform
 
         t = self.cfg.frames
         if isinstance(video, (str, Path)):
@@ -349,7 +349,7 @@ class Scorer(_ScorerBase):
 
     def maps_from_sims(self, sims: Tensor) -> Tensor:
         """sims [T, rows, cols, r] -> maps [2r', T] float32, made as the training store's maps were."""
-        from .semantic import sims_to_maps
+        from clifvqa_core.semantic.extractor import sims_to_maps
 
         if self.full_maps:   # as the store's maps: from float32 sims with CLIP's own temperature
             return sims_to_maps(sims, self.extractor.logit_scale)
@@ -360,7 +360,7 @@ class Scorer(_ScorerBase):
     def fragments(self, video: Any) -> Tensor:
         """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
         0-255 when upscaled); :meth:`forward` normalises them on the device (``fragments.prepare_fragments``)."""
-        from .fragments import sample_clip_fragments
+        from clifvqa_core.spatial.fragments import sample_clip_fragments
 
         return sample_clip_fragments(video, self.test_clips, self.fragment_cfg, np.random.default_rng(EVAL_SEED))
 
@@ -377,7 +377,7 @@ class Scorer(_ScorerBase):
         [B, 2r', T] -> {"score", "semantic", "spatial"} [B] (z units); inference mode, autocast on CUDA when ``amp``."""
         from contextlib import nullcontext
 
-        from .fragments import prepare_fragments
+        from clifvqa_core.spatial.fragments import prepare_fragments
 
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         with torch.inference_mode(), ctx:
@@ -410,7 +410,7 @@ class FastVQAScorer(_ScorerBase):
     FAST-VQA's demo does)."""
 
     def __init__(self, net: Any, device: str | torch.device = "cpu", seed: int = 0, sigmoid: bool = False) -> None:
-        from .runtime import resolve_device
+        from clifvqa_core.runtime import resolve_device
 
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
@@ -423,8 +423,8 @@ class FastVQAScorer(_ScorerBase):
         """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects), or
         the spatial branch of one of our checkpoints; None: random weights of ``preset`` (smoke tests).
         ``preset``: the architecture of a foreign file, a name of ``fastvqa.SPATIAL_PRESETS`` (``fastvqa-b``)."""
-        from .fastvqa import FastVQA, spatial_preset
-        from .model import CLiFVQA, is_clifvqa_checkpoint
+        from clifvqa_core.spatial.fastvqa import FastVQA, spatial_preset
+        from clifvqa_core.model.clifvqa import CLiFVQA, is_clifvqa_checkpoint
 
         if checkpoint is None:
             log.warning("no checkpoint: FAST-VQA with random weights (a smoke test, not a quality score)")
@@ -442,13 +442,13 @@ class FastVQAScorer(_ScorerBase):
         return cls(net, device, seed, sigmoid)
 
     def _prepare(self, video: Any) -> dict[str, Any]:
-        from .fastvqa import video_fragments
+        from clifvqa_core.spatial.fastvqa import video_fragments
 
         return {"fragments": video_fragments(video, self.net.cfg.fragments, self.seed)}
 
     def _forward(self, batch: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
-        from .fastvqa import demo_sigmoid
-        from .fragments import prepare_fragments
+        from clifvqa_core.spatial.fastvqa import demo_sigmoid
+        from clifvqa_core.spatial.fragments import prepare_fragments
 
         x = torch.stack([inp["fragments"] for inp in batch])                 # [B, K, 3, t, H, W] raw
         b, k = x.shape[:2]

@@ -1,6 +1,6 @@
 """FAST-VQA fragments: a 7x7 grid of 32x32 mini-cubes per aligned chunk of 32 frames -> a 224x224 canvas.
 
-Geometry (``spec/fastvqa-b.md``), for a frame of H x W pixels and grid side G = 7, fragment side F = 32:
+Geometry (the project's ``../shared/spec/fastvqa-b.md``), for a frame of H x W pixels and grid side G = 7, fragment side F = 32:
 
 * cell (i, j) starts at row ``min((H // G) * i, H - F)`` and column ``min((W // G) * j, W - F)``;
 * inside a cell the fragment is moved by a row offset in ``[0, H // G - F)`` (0 when ``H // G <= F``) and a
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import JsonConfig
+from clifvqa_core.config import JsonConfig
 
 logger = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ def read_fragments(path: str | Path, indices: np.ndarray, cfg: FragmentConfig = 
     (128 frames of 4K would be 3.4 GB). ``index`` (a ``video.VideoIndex``) saves the probe and demux passes;
     ``threads`` = decoder threads (0 = FFmpeg's choice).
     """
-    from .video import decode_frames, index_video  # lazy: decoding is optional for the core
+    from clifvqa_core.media.video import decode_frames, index_video  # lazy: decoding is optional for the core
 
     idx = np.asarray(indices)
     if idx.ndim != 2 or idx.shape[1] != cfg.clip_len:
@@ -388,7 +388,7 @@ def clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: int, cfg:
     cut in one pass (:func:`read_fragments`), or of its decoded uint8 frames [N, H, W, 3] (all of them, in
     order) -> raw fragments [num_clips, 3, clip_len, S, S] (uint8, float32 0-255 when upscaled);
     ``generator`` draws the fragment offsets."""
-    from .video import index_video   # lazy: decoding is optional here
+    from clifvqa_core.media.video import index_video   # lazy: decoding is optional here
 
     if isinstance(video, (str, Path)):
         vi = index if index is not None else index_video(video)

@@ -5,7 +5,7 @@
     -> quality map [B, 1, 16, 7, 7]; score = mean of the map.
 
 Submodule names match the official checkpoints (``fragments_backbone.*``, ``vqa_head.fc_hid/fc_last``), so
-``FastVQA.from_checkpoint`` loads FAST-VQA-B / FasterVQA strictly (see :mod:`clifvqa_core.checkpoints`).
+``FastVQA.from_checkpoint`` loads FAST-VQA-B / FasterVQA strictly (see :mod:`clifvqa_core.spatial.checkpoints`).
 """
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import LoadReport, load_into
-from .config import JsonConfig
-from .errors import ConfigError
-from .fragments import FragmentConfig, clip_fragments
-from .registry import Registry
-from .swin3d import SwinTransformer3D
+from clifvqa_core.spatial.checkpoints import LoadReport, load_into
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import ConfigError
+from clifvqa_core.spatial.fragments import FragmentConfig, clip_fragments
+from clifvqa_core.registry import Registry
+from clifvqa_core.spatial.swin3d import SwinTransformer3D
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ def spatial_preset(name: str, **changes: Any) -> SpatialConfig:
 
 
 class VQAHead(nn.Module):
-    """feat [B, C, t, h, w] -> quality map [B, 1, t, h, w] (1x1x1 convolutions, dropout before each)."""
+    """Paper eq. 10: M_final = Conv3D_2(GELU(Conv3D_1(M_f))). feat M_f [B, C, t, h, w] -> quality map
+    M_final [B, 1, t, h, w] (1x1x1 convolutions, dropout before each)."""
 
     def __init__(self, in_channels: int = 768, hidden_channels: int = 64, dropout: float = 0.5) -> None:
         super().__init__()
@@ -130,11 +131,12 @@ class FastVQA(nn.Module):
         return self.fragments_backbone
 
     def features(self, x: Tensor) -> Tensor:
-        """Normalised fragments [B, 3, T, 224, 224] -> backbone features [B, C, T/2, 7, 7]."""
+        """Paper eq. 9: M_f = Transformer(V_f). Normalised fragments V_f [B, 3, T, 224, 224] -> backbone
+        features M_f [B, C, T/2, 7, 7]."""
         return self.fragments_backbone(x)
 
     def head_map(self, feat: Tensor) -> Tensor:
-        """[B, C, t, 7, 7] -> quality map [B, 1, t, 7, 7]."""
+        """Paper eq. 10 (:class:`VQAHead`): M_f [B, C, t, 7, 7] -> quality map M_final [B, 1, t, 7, 7]."""
         return self.vqa_head(feat)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -167,6 +169,6 @@ def video_fragments(video: str | Path | np.ndarray | Tensor, cfg: FragmentConfig
     order): raw [num_clips (4), 3, 32, 224, 224] (uint8, float32 0-255 when upscaled; normalise with
     ``fragments.prepare_fragments``), deterministic per seed (clip indices from
     ``default_rng(seed)``, fragment offsets from ``manual_seed(seed)``, as FAST-VQA's test). Scored by
-    ``clifvqa_core.scorer.FastVQAScorer``."""
+    ``clifvqa_core.inference.scorer.FastVQAScorer``."""
     k = cfg.test_clips if num_clips is None else num_clips
     return clip_fragments(video, k, cfg, np.random.default_rng(seed), torch.Generator().manual_seed(seed))

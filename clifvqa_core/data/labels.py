@@ -20,7 +20,7 @@ Two label formats are read, whichever a file holds (sniffed from its first non-b
 
 Errors: a bad label file raises :class:`LabelFormatError` naming the file, the line and what was expected;
 a missing label file raises :class:`ConfigError`. Which files a dataset reads and where its videos are:
-:mod:`clifvqa_core.datasets` (the registry).
+:mod:`clifvqa_core.data.datasets` (the registry).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import math
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from .errors import ConfigError, LabelFormatError, printable
+from clifvqa_core.errors import ConfigError, LabelFormatError, printable
 
 __all__ = ["LabelRow", "read_labels", "sniff_label_format", "check_mos_range", "strip_video_ext",
            "VIDEO_EXTENSIONS", "PATH_ALIASES", "MOS_ALIASES", "GROUP_ALIASES", "DEFAULT_MOS_RANGE"]

@@ -31,21 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import JsonConfig
-from .descriptions import DescriptionSet, get_description_set
-from .errors import CacheKeyMismatchError, ConfigError
-from .semantic import (
-    ACTIVATIONS,
-    SemanticExtractor,
-    _is_json_model,
-    _json_hash,
-    build_clip,
-    clip_activation,
-    clip_model_id,
-    load_model_json,
-    weights_id,
-)
-from .windows import WINDOW_RULE, WindowConfig
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.semantic.descriptions import DescriptionSet, get_description_set
+from clifvqa_core.errors import CacheKeyMismatchError, ConfigError
+from clifvqa_core.semantic.clip import ACTIVATIONS, _is_json_model, _json_hash, build_clip, clip_activation, clip_model_id, load_model_json, weights_id
+from clifvqa_core.semantic.extractor import SemanticExtractor
+from clifvqa_core.semantic.windows import WINDOW_RULE, WindowConfig
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import JsonConfig
-from .errors import CheckpointError, ConfigError
-from .fastvqa import FastVQA, SpatialConfig
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import CheckpointError, ConfigError
+from clifvqa_core.spatial.fastvqa import FastVQA, SpatialConfig
 
 __all__ = ["ModelConfig", "CLiFVQA", "SemanticMLP", "Regressor", "CHECKPOINT_FORMAT", "BACKBONE_PREFIX",
            "checkpoint_kind", "init_from_checkpoint", "read_clifvqa_checkpoint"]
@@ -190,7 +190,7 @@ class CLiFVQA(nn.Module):
 
     # -- branches ------------------------------------------------------------------------------------
     def semantic_features(self, maps: Tensor) -> Tensor:
-        """maps [B, 2r', T] -> F_s [B, 2r']."""
+        """Paper eq. 8 (:class:`SemanticMLP`): maps M_s [B, 2r', T] -> F_s [B, 2r']."""
         if self.semantic_mlp is None:
             raise ConfigError("the semantic branch is off in this model (use_semantic=false)")
         want = (2 * self.cfg.num_descriptions, self.cfg.frames)
@@ -199,7 +199,7 @@ class CLiFVQA(nn.Module):
         return self.semantic_mlp(maps.float())
 
     def spatial_features(self, fragments: Tensor) -> Tensor:
-        """fragments [N, 3, 32, 224, 224] -> F_f [N, t*7*7] (flattened M_final)."""
+        """Paper eqs. 9-11: fragments V_f [N, 3, 32, 224, 224] -> F_f = Flatten(M_final) [N, t*7*7]."""
         if self.spatial is None:
             raise ConfigError("the spatial branch is off in this model (use_spatial=false)")
         qmap = self.spatial.head_map(self.spatial.features(fragments))      # [N, 1, t, 7, 7]
@@ -243,7 +243,8 @@ class CLiFVQA(nn.Module):
                 parts.append(f_s.repeat_interleave(k, 0) if k > 1 else f_s)
             if f_f is not None:
                 parts.append(f_f)
-            score = self.regressor(torch.cat(parts, 1)).view(b, k).mean(1)                # K clips -> mean
+            f_v = torch.cat(parts, 1)                                   # eq. 12: F_v = F_s (+) F_f
+            score = self.regressor(f_v).view(b, k).mean(1)              # eq. 13; K clips -> mean
         return {"score": score, "semantic": sem, "spatial": spa}
 
     # -- loading ------------------------------------------------------------------------------------
@@ -270,7 +271,7 @@ CHECKPOINT_HINT = ("a checkpoint is the model.pt (or last.pt) that `train` write
 
 def _not_a_checkpoint(p: Path, exc: BaseException | None = None) -> CheckpointError:
     """A one-line error saying what the file is and what a checkpoint looks like."""
-    from .labels import VIDEO_EXTENSIONS
+    from clifvqa_core.data.labels import VIDEO_EXTENSIONS
 
     if p.suffix.lower() in VIDEO_EXTENSIONS:
         what = "a video file"
@@ -298,7 +299,7 @@ def read_clifvqa_checkpoint(path: str | Path, map_location: str = "cpu") -> dict
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        from .checkpoints import load_error
+        from clifvqa_core.spatial.checkpoints import load_error
 
         if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():  # unsafe, not just foreign
             raise load_error(p, exc, "CLiF-VQA checkpoints hold only tensors and plain values, so this file "
@@ -320,14 +321,14 @@ def is_clifvqa_checkpoint(path: str | Path) -> bool:
 
 def checkpoint_kind(path: str | Path, trust: bool = False) -> str:
     """What an ``init`` file holds: "clifvqa" (ours), else "fastvqa" | "dover" | "kinetics-swin"
-    (:func:`clifvqa_core.checkpoints.detect_format`); CheckpointError for a missing or foreign file.
+    (:func:`clifvqa_core.spatial.checkpoints.detect_format`); CheckpointError for a missing or foreign file.
     The recipe freezes the backbone first only when it is already VQA-trained (not Kinetics-400)."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: --init checkpoint not found")
     if is_clifvqa_checkpoint(p):
         return "clifvqa"
-    from .checkpoints import detect_format, load_checkpoint_file
+    from clifvqa_core.spatial.checkpoints import detect_format, load_checkpoint_file
 
     try:
         return detect_format(load_checkpoint_file(p, trust=trust))
@@ -341,7 +342,7 @@ def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) 
     - one of ours (LSVQ pre-training -> fine-tuning): every tensor whose name and shape match is copied;
       tensors of other shapes (e.g. another r' or T) are skipped and listed;
     - official FAST-VQA / FasterVQA, DOVER, or Kinetics-400 Video Swin-T: remapped by the spatial branch's
-      loaders (``clifvqa_core.checkpoints``) into ``spatial.*``; the semantic MLP and the regressor keep
+      loaders (``clifvqa_core.spatial.checkpoints``) into ``spatial.*``; the semantic MLP and the regressor keep
       their fresh initialisation. ``trust`` is passed on (foreign files need ``weights_only=False``).
     """
     p = Path(path)
@@ -351,7 +352,7 @@ def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) 
         if model.spatial is None:
             raise CheckpointError(f"{p}: a FAST-VQA / Swin checkpoint can only initialise the spatial branch, "
                                   "which is off in this model")
-        from .checkpoints import load_into
+        from clifvqa_core.spatial.checkpoints import load_into
 
         rep = load_into(model.spatial, p, trust=trust)   # strict except the keys a format lacks
         return {"source": rep.source, "path": str(p), "loaded": None,

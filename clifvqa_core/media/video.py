@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 import av
 import numpy as np
 
-from .errors import NoVideoStreamError, VideoDecodeError, VideoError, VideoNotFoundError, VideoOpenError
+from clifvqa_core.errors import NoVideoStreamError, VideoDecodeError, VideoError, VideoNotFoundError, VideoOpenError
 
 __all__ = [
     "VideoInfo",

@@ -6,7 +6,7 @@
     print(format_table(rows))
 
 Inputs: files are taken as given (any name; a file that is not a video becomes an error row at scoring);
-folders are searched recursively for :data:`clifvqa_core.labels.VIDEO_EXTENSIONS` (sorted, hidden
+folders are searched recursively for :data:`clifvqa_core.data.labels.VIDEO_EXTENSIONS` (sorted, hidden
 entries skipped). A path that does not exist, or a folder without videos, is one error row.
 
 Output (:class:`PredictionWriter`): the ``--out`` file is opened (and so checked writable) before anything
@@ -25,9 +25,9 @@ import math
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
-from .errors import CacheError, ClifVQAError
-from .fileio import PARTIAL_SUFFIX, atomic_write, storage_error
-from .scorer import ScoreResult
+from clifvqa_core.errors import CacheError, ClifVQAError
+from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, storage_error
+from clifvqa_core.inference.scorer import ScoreResult
 
 __all__ = ["PredictionRow", "collect_videos", "write_predictions", "PredictionWriter", "format_table",
            "summary_line", "OUTPUT_COLUMNS"]
@@ -47,7 +47,7 @@ def collect_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[Predic
     dataset (recursive, video extensions, hidden entries skipped). Duplicates (the same resolved file
     twice) are kept once.
     """
-    from .datasets import load_dataset
+    from clifvqa_core.data.datasets import load_dataset
 
     files: list[Path] = []
     errors: list[PredictionRow] = []

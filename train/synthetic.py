@@ -58,9 +58,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .config import JsonConfig
-from .errors import ConfigError
-from .videowrite import write_video
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import ConfigError
+from clifvqa_core.media.videowrite import write_video
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from .errors import ClifVQAError
+from clifvqa_core.errors import ClifVQAError
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def tag_file(model: str, tag: str, pcfg: dict[str, Any] | None = None, download:
     reached (2 s), and when the download fails. ``pcfg``: ``tag_config(model, tag)`` when the caller has it."""
     from huggingface_hub import constants, try_to_load_from_cache
 
-    from . import runtime
+    from clifvqa_core import runtime
 
     pcfg = tag_config(model, tag) if pcfg is None else pcfg
     hub = str(pcfg.get("hf_hub", ""))

@@ -36,9 +36,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .config import JsonConfig
-from .errors import ConfigError
-from .registry import Registry
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import ConfigError
+from clifvqa_core.registry import Registry
 
 TAGS = ("objective", "subjective")
 SELECTIONS = ("all", "objective", "subjective", "none")

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import optimize, stats
 
-from .errors import ClifVQAError
+from clifvqa_core.errors import ClifVQAError
 
 __all__ = ["MetricError", "MetricWarning", "srocc", "krocc", "plcc", "rmse", "logistic4", "fit_logistic",
            "evaluate_scores", "summarize", "METRIC_KEYS"]

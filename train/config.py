@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import JsonConfig
-from .errors import ConfigError
-from .model import ModelConfig
+from clifvqa_core.config import JsonConfig
+from clifvqa_core.errors import ConfigError
+from clifvqa_core.model.clifvqa import ModelConfig
 
 __all__ = ["TrainConfig", "LOSS_NAMES", "MODEL_PRESETS", "PROTOCOLS", "RECIPES", "Recipe", "model_preset",
            "resolve_recipe"]
@@ -67,7 +67,7 @@ RECIPES: dict[str, Recipe] = {
     "youtubeugc": Recipe(30, True, 10, _FINETUNE.format("youtubeugc")),
     "*": Recipe(30, None, 10, "no reference recipe for this dataset: 30 epochs, EMA in the fixed-split mode only"),
 }
-#: ``init`` kinds (clifvqa_core.model.checkpoint_kind) whose backbone is already VQA-trained: frozen first.
+#: ``init`` kinds (clifvqa_core.model.clifvqa.checkpoint_kind) whose backbone is already VQA-trained: frozen first.
 VQA_INIT_KINDS = ("fastvqa", "dover", "clifvqa")
 
 
@@ -87,8 +87,8 @@ def model_preset(name: str, **changes) -> ModelConfig:
       FAST-VQA-B's shapes at a fraction of the parameters, for shape and loading tests; too slow to train
       on a CPU.
     """
-    from .fastvqa import SpatialConfig, preset_name
-    from .fragments import FragmentConfig
+    from clifvqa_core.spatial.fastvqa import SpatialConfig, preset_name
+    from clifvqa_core.spatial.fragments import FragmentConfig
 
     name = preset_name(name)
     if name == "fastvqa-b":
@@ -113,7 +113,7 @@ class TrainConfig(JsonConfig):
     """Everything a training run needs.
 
     Data: ``cached`` (one or more feature stores, joined by video id), ``dataset`` / ``root`` /
-    ``labels`` (clifvqa_core.datasets), ``skip_missing``, ``allow_outside_root`` (label paths outside root).
+    ``labels`` (clifvqa_core.data.datasets), ``skip_missing``, ``allow_outside_root`` (label paths outside root).
 
     Protocol: ``splits`` random splits (``test_fraction`` held out; see train/protocol.py for the seed
     rule), or the fixed mode ``train_split`` + ``eval_splits`` (LSVQ-style). ``val_fraction`` of the
@@ -245,7 +245,7 @@ def resolve_recipe(cfg: TrainConfig, init_kind: str | None = None) -> TrainConfi
 
     The row is ``RECIPES[cfg.dataset]`` (else ``"*"``). The frozen epochs depend on what ``cfg.init`` holds:
     ``init_kind`` when the caller already knows it, else it is read from the file
-    (:func:`clifvqa_core.model.checkpoint_kind`) only when needed. Idempotent: a resolved config comes back
+    (:func:`clifvqa_core.model.clifvqa.checkpoint_kind`) only when needed. Idempotent: a resolved config comes back
     unchanged. Example: konvid1k with ``init`` = FAST_VQA_B_1_4.pth and nothing else set -> epochs 30,
     ema True, freeze_backbone_epochs 10; the same without ``init`` -> freeze_backbone_epochs 0.
     """
@@ -261,7 +261,7 @@ def resolve_recipe(cfg: TrainConfig, init_kind: str | None = None) -> TrainConfi
         changes["ema"] = row.ema if row.ema is not None else cfg.train_split is not None
     if "freeze_backbone_epochs" in missing:
         if cfg.init and init_kind is None:
-            from .model import checkpoint_kind
+            from clifvqa_core.model.clifvqa import checkpoint_kind
 
             init_kind = checkpoint_kind(cfg.init, trust=cfg.trust_init)
         vqa = bool(cfg.init) and init_kind in VQA_INIT_KINDS

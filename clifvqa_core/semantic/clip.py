@@ -1,15 +1,4 @@
-"""Semantic feature extractor (paper sec. 4.1): CLIP windows x descriptions -> sims -> maps [2r, T].
-
-Pipeline for one video of T frames::
-
-    frames uint8 [T, H, W, 3]
-      -> cut_windows             uint8 [T, rows, cols, 3, 224, 224]        (windows.py)
-      -> encode_windows          sims  [T*rows*cols, r] cosine(image, description), float32
-      -> sims_to_maps            maps  [2r, T]: softmax over descriptions of logit_scale * sims per window,
-                                 then mean over the windows (rows 0..r-1) and max (rows r..2r-1), per frame
-
-The caches keep the raw ``sims`` so description subsets and temperatures can be recomputed with
-``sims_to_maps`` without running CLIP again.
+"""CLIP for the semantic branch, built exactly as its weights were trained (``build_clip``).
 
 Model and weights (``build_clip``): ``model`` is an open_clip model name ("ViT-B-32") or the path of a
 JSON model config in open_clip's format (``embed_dim``, ``vision_cfg``, ``text_cfg``; optionally a
@@ -35,10 +24,7 @@ from there without any network access. Only when it is not cached is it download
 (one line: the tag, how to pass a local file, ``HF_HUB_OFFLINE``) instead of huggingface_hub's minute of
 retries, and ``build_clip`` checks this before it imports open_clip.
 
-Device and precision are the caller's: move the extractor with ``.to(device)`` and wrap calls in
-``torch.autocast`` for fp16/bf16. Image encoding then runs in reduced precision, but the cosine
-similarities are always computed and returned in float32 (autocast is switched off for that step).
-All inference methods run under ``torch.inference_mode``.
+The extractor that runs it over windows is :mod:`clifvqa_core.semantic.extractor`.
 """
 from __future__ import annotations
 
@@ -51,18 +37,15 @@ import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .clip_weights import ClipWeightsError, check_clip_weights, model_quick_gelu, tag_config, tag_file, weights_id
-from .clip_weights import is_json_model as _is_json_model
-from .descriptions import DescriptionSet
-from .errors import ConfigError
-from .windows import WindowConfig, cut_windows
+from clifvqa_core.errors import ConfigError
+from clifvqa_core.semantic.clip_weights import (ClipWeightsError, check_clip_weights, model_quick_gelu, tag_config,
+                                               tag_file, weights_id)
+from clifvqa_core.semantic.clip_weights import is_json_model as _is_json_model
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +58,6 @@ __all__ = [
     "clip_model_id",
     "load_model_json",
     "weights_id",
-    "SemanticExtractor",
-    "sims_to_maps",
 ]
 
 #: Values of ``activation``: "auto" = what the weights (tag) or the model config declare, else GELU.
@@ -297,7 +278,7 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
         except TypeError as exc:  # the model constructor rejected a key of the config
             raise ConfigError(f"CLIP model config {model!r} is not valid for open_clip: {exc}") from exc
         except pickle.UnpicklingError as exc:  # a local weights file the safe loader refused
-            from .checkpoints import load_error
+            from clifvqa_core.spatial.checkpoints import load_error
 
             raise ClipWeightsError(str(load_error(
                 oc_pretrained or wid, exc, "Save a plain state_dict of the weights (torch.save(model.state_dict(), "
@@ -331,133 +312,3 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
 
 # --------------------------------------------------------------------------------------------------
 # extraction
-
-
-class SemanticExtractor(nn.Module):
-    """CLIP + a description set -> per-window cosine similarities.
-
-    Buffers (move with ``.to(device)``): ``text_features`` [r, D] float32, L2-normalised, the
-    template-averaged text embedding of each description (computed once, here); ``mean``/``std``
-    [1, 3, 1, 1]. Do not ``.half()`` the module; use ``torch.autocast`` instead.
-    """
-
-    text_features: torch.Tensor
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, bundle: ClipBundle, description_set: DescriptionSet) -> None:
-        super().__init__()
-        self.clip = bundle.model.eval().requires_grad_(False)
-        self.descriptions = description_set
-        self.image_size = bundle.image_size
-        self.register_buffer("mean", torch.tensor(bundle.mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(bundle.std, dtype=torch.float32).view(1, 3, 1, 1))
-        if bundle.tokenizer is None:
-            raise ConfigError("ClipBundle has no tokenizer; build it with build_clip")
-        self.register_buffer("text_features", self._encode_texts(bundle.tokenizer))
-
-    @torch.no_grad()
-    def _encode_texts(self, tokenizer: Callable[..., torch.Tensor]) -> torch.Tensor:
-        ds = self.descriptions
-        k = len(ds.templates)
-        dev = self.mean.device
-        if ds.r == 0:  # an empty selection still needs D for the [0, D] buffer
-            dim = int(self.clip.encode_text(tokenizer(["x"]).to(dev)).shape[-1])
-            return torch.zeros(0, dim, device=dev)
-        prompts = [p for i in range(ds.r) for p in ds.prompts(i)]  # [r*k], description-major
-        emb = self.clip.encode_text(tokenizer(prompts).to(dev)).float()
-        emb = F.normalize(emb, dim=-1).view(ds.r, k, -1).mean(1)
-        return F.normalize(emb, dim=-1)
-
-    @property
-    def r(self) -> int:
-        return int(self.text_features.shape[0])
-
-    @property
-    def logit_scale(self) -> float:
-        """exp of CLIP's learned log-temperature (100 for OpenAI weights, 1/0.07 = 14.29 at random init)."""
-        return float(self.clip.logit_scale.detach().float().exp().reshape(-1)[0])
-
-    @torch.inference_mode()
-    def encode_windows(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 windows [N, 3, S, S] (S = image_size, RGB) -> (sims [N, r], embeds [N, D]), float32.
-
-        Normalisation ((x/255 - mean)/std) happens on the extractor's device in float32; all N windows
-        go through ``encode_image`` in one call. ``embeds`` are L2-normalised image embeddings.
-        """
-        if windows.ndim != 4 or windows.shape[1] != 3 or windows.shape[2:] != (self.image_size, self.image_size):
-            raise ValueError(
-                f"windows must be [N, 3, {self.image_size}, {self.image_size}], got {tuple(windows.shape)}"
-            )
-        if windows.dtype != torch.uint8:
-            raise ValueError(f"windows must be uint8, got {windows.dtype}")
-        dev = self.mean.device
-        x = windows.to(dev, non_blocking=True).float().div_(255.0).sub_(self.mean).div_(self.std)
-        emb = self.clip.encode_image(x)
-        # similarities in float32 even under autocast: fp16 cosines lose the small differences the
-        # softmax amplifies (logit_scale 100)
-        with torch.autocast(device_type=dev.type, enabled=False):
-            emb = F.normalize(emb.float(), dim=-1)
-            sims = emb @ self.text_features.float().T
-        return sims, emb
-
-    @torch.inference_mode()
-    def frames_to_sims(
-        self,
-        frames: torch.Tensor | np.ndarray,
-        cfg: WindowConfig,
-        batch_size: int | None = None,
-        return_embeds: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """uint8 frames [T, H, W, 3] -> sims [T, rows, cols, r] float32 (on the extractor's device).
-
-        ``batch_size`` windows per ``encode_image`` call (None: all T*rows*cols in one call). With
-        ``return_embeds`` also returns embeds [T, rows, cols, D]. Frames smaller than the window are
-        upscaled first (windows.py).
-        """
-        if cfg.size != self.image_size:
-            raise ConfigError(f"window size {cfg.size} differs from the CLIP input size {self.image_size}")
-        win = cut_windows(frames, cfg)
-        t, rows, cols = win.shape[:3]
-        flat = win.reshape(t * rows * cols, 3, cfg.size, cfg.size)
-        step = flat.shape[0] if not batch_size else int(batch_size)
-        parts = [self.encode_windows(flat[i : i + step]) for i in range(0, flat.shape[0], max(step, 1))]
-        sims = torch.cat([p[0] for p in parts]).view(t, rows, cols, -1)
-        if return_embeds:
-            return sims, torch.cat([p[1] for p in parts]).view(t, rows, cols, -1)
-        return sims
-
-    def frames_to_maps(self, frames: torch.Tensor | np.ndarray, cfg: WindowConfig,
-                       batch_size: int | None = None) -> torch.Tensor:
-        """uint8 frames [T, H, W, 3] -> maps [2r, T] float32 (``sims_to_maps`` of ``frames_to_sims``)."""
-        return sims_to_maps(self.frames_to_sims(frames, cfg, batch_size), self.logit_scale)
-
-
-def sims_to_maps(
-    sims: torch.Tensor | np.ndarray,
-    logit_scale: float,
-    indices: Sequence[int] | None = None,
-) -> torch.Tensor | np.ndarray:
-    """Paper eqs. 2-7: sims [T, rows, cols, r] -> maps [2r', T]; batched [N, T, rows, cols, r] -> [N, 2r', T].
-
-    Per window: softmax over the selected descriptions (``indices``, default all r; r' of them) of
-    ``logit_scale * sims``. Per frame: mean over the rows x cols windows -> maps[:r'], max -> maps[r':].
-    Computed in float32 (float16 sims from a cache are upcast first). Returns numpy for numpy input,
-    else a torch tensor on the input's device. Edge cases: r' = 1 gives a softmax of 1 everywhere;
-    r' = 0 ("none") gives an empty [0, T] map; a 1x1 grid gives mean == max.
-    """
-    is_np = isinstance(sims, np.ndarray)
-    s = torch.from_numpy(np.asarray(sims)) if is_np else sims
-    if s.ndim not in (4, 5):
-        raise ValueError(f"sims must be [T, rows, cols, r] or [N, T, rows, cols, r], got {tuple(s.shape)}")
-    s = s.detach().to(torch.float32)
-    if indices is not None:
-        idx = torch.as_tensor(list(indices), dtype=torch.long, device=s.device)
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= s.shape[-1]):
-            raise ValueError(f"description indices {list(indices)} out of range for r = {s.shape[-1]}")
-        s = s.index_select(-1, idx)
-    lead, n_win = s.shape[:-3], s.shape[-3] * s.shape[-2]  # [..., T], rows*cols
-    p = torch.softmax(float(logit_scale) * s, dim=-1).reshape(*lead, n_win, s.shape[-1])  # [..., T, W, r']
-    maps = torch.cat([p.mean(dim=-2), p.amax(dim=-2)], dim=-1)
-    maps = maps.transpose(-1, -2).contiguous()  # [..., 2r', T]
-    return maps.numpy() if is_np else maps
