@@ -1,6 +1,6 @@
 """Video Swin-T 3D with FAST-VQA's gated relative position bias (GRPB).
 
-Facts from ``../shared/spec/fastvqa-b.md`` (the project's shared spec, not in this repository); parameter and buffer names follow the official FAST-VQA-B state dict
+Facts from the project's ``../shared/spec/fastvqa-b.md``; parameter and buffer names follow the official FAST-VQA-B state dict
 (``layers.{i}.blocks.{j}.attn.relative_position_bias_table`` ...), so an official checkpoint loads strictly.
 
 Shapes for the FAST-VQA-B clip [B, 3, 32, 224, 224] (patch (2, 4, 4), window (8, 7, 7)):
