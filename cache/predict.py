@@ -69,14 +69,16 @@ BASELINES = ("fastvqa",)
 def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path, cached: str | Path | None = None,
                   baseline: str | None = None, device: str = "auto", trust: bool = False,
                   clip_pretrained: str | None = None, workers: int = 0, progress: bool = False,
-                  batch_size: int = 1, writer: PredictionWriter | None = None) -> list[PredictionRow]:
+                  batch_size: int = 1, writer: PredictionWriter | None = None,
+                  keep_maps: bool = False) -> list[PredictionRow]:
     """Score every video under ``paths`` -> one row per input file (input order; bad inputs included).
 
     ``checkpoint``: one of our checkpoints (``model.pt``), or with ``baseline="fastvqa"`` a FAST-VQA one.
     ``cached``: read maps from this store instead of running CLIP. ``trust``: allow pickled objects in
     foreign (FAST-VQA) checkpoints. ``clip_pretrained``: local CLIP weights file replacing the recorded tag.
     ``workers``: decoding processes (0 = in this process); ``batch_size``: videos per model forward.
-    ``writer``: rows are written to it as they are scored. Raises ``ClifVQAError`` for problems with the
+    ``writer``: rows are written to it as they are scored. ``keep_maps``: each scored row keeps its
+    semantic maps and their descriptions (for the report's "descriptions CLIP matched"). Raises ``ClifVQAError`` for problems with the
     checkpoint / cache / CLIP (nothing can be scored), never for a bad video.
     """
     if baseline not in (None, *BASELINES):
@@ -116,7 +118,8 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path, cached: s
             if writer is not None:
                 writer.write(rows[i])
     for k, res in scorer.iter_scores([files[i] for i in todo], batch_size=batch_size, workers=workers,
-                                     progress=progress, maps=None if maps is None else [maps[i] for i in todo]):
+                                     progress=progress, maps=None if maps is None else [maps[i] for i in todo],
+                                     keep_maps=keep_maps):
         i = todo[k]
         if i in ids:
             res.video_id = ids[i]

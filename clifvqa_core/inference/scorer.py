@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -87,19 +87,28 @@ class ScoreResult:
     raw: float = math.nan
     reason: str = ""
     video_id: str = ""
+    #: the semantic maps [2r', T] the score was computed from (float32 numpy), kept only when asked
+    #: (``iter_scores(keep_maps=True)``); never written to a prediction file
+    maps: Any = field(default=None, repr=False, compare=False)
+    #: the description of each map row i < r' (row r' + i is its max-pooled twin), with ``maps``
+    descriptions: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: NaN becomes None."""
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        """JSON-ready: NaN becomes None (``maps`` and ``descriptions`` left out)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_WRITTEN}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
     def fail(self, reason: str) -> "ScoreResult":
         self.status, self.reason = "error", reason
         self.score = self.semantic = self.spatial = self.raw = math.nan
         return self
+
+
+_NOT_WRITTEN = ("maps", "descriptions")
 
 
 def _reason(exc: BaseException) -> str:
@@ -185,9 +194,16 @@ class _ScorerBase(abc.ABC):
         if not math.isfinite(res.raw):
             res.fail("the model gave a non-finite score")
 
+    def map_names(self) -> tuple[str, ...]:
+        """The description of each semantic map row i < r' (empty when unknown or without a semantic branch)."""
+        return ()
+
     def iter_scores(self, videos: Sequence[Any], batch_size: int = 1, workers: int = 0, progress: bool = True,
-                    maps: Sequence[Tensor | None] | None = None) -> Iterator[tuple[int, ScoreResult]]:
-        """(index, result) as soon as each input is scored, in input order (see :meth:`score_many`)."""
+                    maps: Sequence[Tensor | None] | None = None, keep_maps: bool = False
+                    ) -> Iterator[tuple[int, ScoreResult]]:
+        """(index, result) as soon as each input is scored, in input order (see :meth:`score_many`).
+        ``keep_maps``: each scored result keeps its semantic maps (``maps``, ``descriptions``: the report's
+        "which descriptions matched")."""
         from clifvqa_core.runtime import progress_bar
 
         videos = list(videos)
@@ -216,12 +232,14 @@ class _ScorerBase(abc.ABC):
                             outs.append(self._forward([inp])[0])
                         except (RuntimeError, ValueError, ClifVQAError) as one:
                             outs.append(one)
-            for (i, _), out in zip(pending, outs):
+            for (i, inp), out in zip(pending, outs):
                 res = ScoreResult(_name(videos[i]), video_id=_video_id(videos[i]))
                 if isinstance(out, BaseException):
                     res.fail(_reason(out))
                 else:
                     self._fill(res, out)
+                    if keep_maps and res.ok and inp.get("maps") is not None:
+                        res.maps, res.descriptions = inp["maps"].float().cpu().numpy(), self.map_names()
                 yield i, res
             pending.clear()
 
@@ -244,15 +262,16 @@ class _ScorerBase(abc.ABC):
             bar.close()
 
     def score_many(self, videos: Sequence[Any], batch_size: int = 1, workers: int = 0, progress: bool = True,
-                   maps: Sequence[Tensor | None] | None = None) -> list[ScoreResult]:
+                   maps: Sequence[Tensor | None] | None = None, keep_maps: bool = False) -> list[ScoreResult]:
         """Score many videos (paths, or frame tensors) -> one result per input, in input order.
 
         ``batch_size`` videos per model forward; ``workers`` decoding processes (0 = in this process);
         ``progress`` a tqdm bar on stderr; ``maps`` optional [2r', T] per video (from a store) instead of
-        CLIP. A video that cannot be decoded or scored gives a result with ``status="error"``.
+        CLIP; ``keep_maps``: results keep their maps. A video that cannot be decoded or scored gives a result
+        with ``status="error"``.
         """
         out: list[ScoreResult | None] = [None] * len(videos)
-        for i, res in self.iter_scores(videos, batch_size, workers, progress, maps):
+        for i, res in self.iter_scores(videos, batch_size, workers, progress, maps, keep_maps):
             out[i] = res
         return [r for r in out if r is not None]
 
@@ -285,19 +304,20 @@ class Scorer(_ScorerBase):
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, device: str | torch.device = "auto", *, clip: bool = True,
                         clip_pretrained: str | None = None, extraction: Any = None, extractor: Any = None,
-                        test_clips: int | None = None) -> "Scorer":
+                        test_clips: int | None = None, ckpt: dict[str, Any] | None = None) -> "Scorer":
         """Load ``checkpoint`` (a ``model.pt`` written by ``train``) and, unless ``clip=False`` (maps will be
         given), CLIP of the recorded extraction. ``clip_pretrained``: a local weights file replacing the
         recorded tag; ``extraction``: a RecordedExtraction for checkpoints that record none (read from their
         store by the caller); ``extractor``: an already built SemanticExtractor of that extraction (tests,
-        notebooks); ``test_clips``: default the training config's. Raises CheckpointError, ClipWeightsError,
-        CacheKeyMismatchError."""
+        notebooks); ``test_clips``: default the training config's; ``ckpt``: the checkpoint already read by the
+        caller (``read_clifvqa_checkpoint``; it is then not read again). Raises CheckpointError,
+        ClipWeightsError, CacheKeyMismatchError."""
         from clifvqa_core.semantic.extract_config import RecordedExtraction, build_extractor
         from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig, read_clifvqa_checkpoint
 
         # CLIP before the model (whose construction takes seconds): a recorded tag that is neither cached nor
         # reachable fails at once (build_clip checks before it imports open_clip)
-        ck = read_clifvqa_checkpoint(checkpoint)
+        ck = ckpt if ckpt is not None else read_clifvqa_checkpoint(checkpoint)
         cfg = ModelConfig.from_json(ck["model_config"])
         if "mos_mean" not in ck or "mos_std" not in ck:
             raise CheckpointError(f"{checkpoint}: no MOS scale (mos_mean / mos_std) recorded")
@@ -328,6 +348,13 @@ class Scorer(_ScorerBase):
                    source=str(checkpoint))
 
     # -- the pieces (also used by `explain`) ---------------------------------------------------------------
+    def map_names(self) -> tuple[str, ...]:
+        """The selected descriptions, one per map row i < r' (known when CLIP is built)."""
+        if self.extract_cfg is None or not self.cfg.use_semantic:
+            return ()
+        texts = self.extract_cfg.description_set.texts
+        return tuple(texts[i] for i in self.selected)
+
     def semantic_frames(self, video: Any) -> Tensor:
         """The T frames the semantic branch sees -> uint8 [T, H, W, 3] (path: uniform timestamps)."""
         from clifvqa_core.media.video import sample_uniform
@@ -347,15 +374,23 @@ class Scorer(_ScorerBase):
         return self.extractor.frames_to_sims(frames, self.extract_cfg.grid,
                                              batch_size=self.extract_cfg.batch_size).float().cpu()
 
-    def maps_from_sims(self, sims: Tensor) -> Tensor:
-        """sims [T, rows, cols, r] -> maps [2r', T] float32, made as the training store's maps were."""
-        from clifvqa_core.semantic.extractor import sims_to_maps
+    def window_probabilities(self, sims: Tensor) -> Tensor:
+        """sims [T, rows, cols, r] -> per-window probabilities [T, rows, cols, r'] of the selected descriptions
+        (eq. 2), made as the training store's maps were: all descriptions from float32 sims with CLIP's own
+        temperature; a subset or another temperature from the float16 sims the store keeps (as ``train.data``
+        recomputes them)."""
+        from clifvqa_core.semantic.extractor import window_probabilities
 
-        if self.full_maps:   # as the store's maps: from float32 sims with CLIP's own temperature
-            return sims_to_maps(sims, self.extractor.logit_scale)
+        if self.full_maps:
+            return window_probabilities(sims.float(), self.extractor.logit_scale)
         scale = self.logit_scale if self.logit_scale is not None else self.extractor.logit_scale
-        # as train.data recomputes subsets: from the float16 sims the store keeps
-        return sims_to_maps(sims.to(torch.float16), scale, self.selected)
+        return window_probabilities(sims.to(torch.float16).float()[..., self.selected], scale)
+
+    def maps_from_sims(self, sims: Tensor) -> Tensor:
+        """sims [T, rows, cols, r] -> maps [2r', T] float32 (eqs. 3-7 over :meth:`window_probabilities`)."""
+        from clifvqa_core.semantic.extractor import frame_features, sfrp, video_map
+
+        return video_map(frame_features(sfrp(self.window_probabilities(sims))))
 
     def fragments(self, video: Any) -> Tensor:
         """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
@@ -372,15 +407,17 @@ class Scorer(_ScorerBase):
             out["fragments"] = self.fragments(video)
         return out
 
-    def forward(self, fragments: Tensor | None, maps: Tensor | None) -> dict[str, Tensor]:
+    def forward(self, fragments: Tensor | None, maps: Tensor | None, grad: bool = False) -> dict[str, Tensor]:
         """The model on a batch: raw fragments [B, K, 3, t, H, W] (as :meth:`fragments` gives them), maps
-        [B, 2r', T] -> {"score", "semantic", "spatial"} [B] (z units); inference mode, autocast on CUDA when ``amp``."""
+        [B, 2r', T] -> {"score", "semantic", "spatial"} [B] (z units); inference mode, autocast on CUDA when ``amp``.
+        ``grad``: autograd on instead (``explain`` differentiates the score w.r.t. maps that require grad; the
+        numbers are the same)."""
         from contextlib import nullcontext
 
         from clifvqa_core.spatial.fragments import prepare_fragments
 
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
-        with torch.inference_mode(), ctx:
+        with (torch.enable_grad() if grad else torch.inference_mode()), ctx:
             return self.model(None if fragments is None else prepare_fragments(fragments, self.device),
                               None if maps is None else maps.float().to(self.device))
 
