@@ -398,9 +398,11 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--split", default=None,
               help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write FILE.html: predicted vs MOS, the metrics, the worst-predicted videos (one file).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
-def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers, device, skip_missing,
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, workers, device, skip_missing,
                  allow_outside_root) -> None:
     """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.
 
@@ -419,12 +421,14 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers,
         cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
                           labels=None if labels is None else str(labels), skip_missing=skip_missing,
                           allow_outside_root=allow_outside_root)
-        results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers)
+        results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers, report=report)
     except ClifVQAError as exc:
         _fail(exc)
         return
     rows = {part: {k: m[k] for k in keys} for part, m in results.items()}
     click.echo(json.dumps(next(iter(rows.values())) if len(rows) == 1 else rows, indent=1))
+    if report is not None:
+        click.echo(f"report: {report}", err=True)
 
 
 
@@ -444,9 +448,12 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, workers,
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow Python objects in a foreign (FAST-VQA) checkpoint.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write FILE.html: one row per input (thumbnail, scores, descriptions CLIP matched, errors), "
+                   "sortable and filterable, one file that opens without a server.")
 @click.pass_context
 def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, clip_pretrained, workers, device,
-                trust_checkpoint, progress) -> None:
+                trust_checkpoint, progress, report) -> None:
     """Score video files or folders (recursive): score on the training MOS scale + per-branch parts.
 
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
@@ -461,9 +468,13 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
             "checkpoint": str(checkpoint), "baseline": baseline, "cached": None if cached is None else str(cached)})
         rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
                              trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
-                             progress=progress, writer=writer)
+                             progress=progress, writer=writer, keep_maps=report is not None)
         if writer is not None:
             writer.close(rows)
+        if report is not None:
+            from train.report import write_predict_report
+
+            write_predict_report(rows, report, checkpoint=checkpoint, baseline=baseline)
     except ClifVQAError as exc:
         if writer is not None and not writer.written:
             writer.discard()          # nothing scored: leave no empty .partial behind
@@ -471,7 +482,8 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
         return
     if out is None:
         click.echo(format_table(rows))
-    click.echo(summary_line(rows) + (f" -> {out}" if out is not None else ""), err=True)
+    click.echo(summary_line(rows) + (f" -> {out}" if out is not None else "")
+               + (f"; report: {report}" if report is not None else ""), err=True)
     if not any(r.ok for r in rows):
         ctx.exit(1)
 
@@ -673,20 +685,24 @@ def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, tes
 @click.option("--top", default=4, show_default=True, type=click.IntRange(min=1), help="Descriptions shown per frame.")
 @click.option("--test-clips", default=None, type=click.IntRange(min=1), help="Clips for the score (default: training's).")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write FILE.html: the video's scores and this explanation, figure embedded (one file).")
 def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, grid, panels, top, test_clips,
-                device) -> None:
+                device, report) -> None:
     """What the model looks at in VIDEO: window maps of the top descriptions, FAST-VQA local quality, summary."""
     from train.experiments.explain import explain_video
 
     try:
         result = explain_video(video, checkpoint, out, cached=cached, clip_model=clip_model,
                                clip_pretrained=clip_pretrained, grid=grid, panels=panels, top=top,
-                               test_clips=test_clips, device=_device_name(device))
+                               test_clips=test_clips, device=_device_name(device), report=report)
     except ClifVQAError as exc:
         _fail(exc)
         return
     click.echo(result["summary"])
     click.echo(result.get("figure", ""))
+    if result.get("report"):
+        click.echo(result["report"])
 
 
 # ---- benchmarks ---------------------------------------------------------------------------------

@@ -67,3 +67,38 @@ def hf_cache_file(hub: Path, repo: str, filename: str, src: Path) -> Path:
     snap.parent.mkdir(parents=True)
     snap.symlink_to(os.path.relpath(blob, snap.parent))
     return snap
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole session (bench/chromium.py, DevTools pipe); the test is skipped,
+    saying why, only when no Chromium binary is installed (CI installs Debian's chromium in .ci/run)."""
+    from bench.chromium import BrowserMissing, Chromium
+
+    try:
+        b = Chromium()
+    except BrowserMissing as exc:
+        pytest.skip(f"no browser: {exc}")
+    yield b
+    b.close()
+
+
+def open_report(browser, path: Path, rows: str = "tbody tr") -> dict:
+    """Load a report in the browser -> what the tests check: {"page", "rows" (count of ``rows``), "images"
+    (inline ``data:`` images), "other_images" (any other), "outside" (requests that left the file),
+    "errors" (console errors), "png" (a full-page screenshot)}."""
+    page = browser.open(path)
+    return {"page": page, "rows": page.eval(f"document.querySelectorAll({rows!r}).length"),
+            "images": page.eval("document.querySelectorAll('img[src^=\"data:\"]').length"),
+            "other_images": page.eval("[...document.images].filter(i => !i.src.startsWith('data:')).length"),
+            "outside": page.outside_requests(), "errors": list(page.errors), "png": page.screenshot()}
+
+
+def not_blank(png: bytes) -> bool:
+    """A screenshot with content: many distinct colours and a spread of grey levels (a blank page has one)."""
+    import io
+
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("L"), np.float64)
+    return img.std() > 10 and len(np.unique(img)) > 20

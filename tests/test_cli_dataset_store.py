@@ -101,10 +101,19 @@ def test_extract_lsvq_every_split_into_one_store(lsvq):
     assert "labels    test_1080p: labels_test_1080p.csv (sha256 " in info.output
 
 
-def test_train_and_evaluate_with_only_the_store(lsvq, tmp_path):
+@pytest.fixture(scope="module")
+def lsvq_run(lsvq, tmp_path_factory):
+    """`train --cached STORE` with no data flags -> (the CLI result, the run folder, the store before)."""
     root, store = lsvq
     before = _tree_state(store)
-    res = _run("train", "--cached", str(store), "--out", str(tmp_path / "run"), "--alpha", "0.5", *_train_args(store))
+    tmp = tmp_path_factory.mktemp("lsvq_run")
+    res = _run("train", "--cached", str(store), "--out", str(tmp / "run"), "--alpha", "0.5", *_train_args(store))
+    return res, tmp, before
+
+
+def test_train_and_evaluate_with_only_the_store(lsvq, lsvq_run):
+    root, store = lsvq
+    res, tmp_path, before = lsvq_run
     assert res.exit_code == 0, res.output
     assert "test: SROCC" in res.output and "test_1080p: SROCC" in res.output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -116,10 +125,11 @@ def test_train_and_evaluate_with_only_the_store(lsvq, tmp_path):
     split = json.loads((tmp_path / "run" / "split_0" / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) == 6     # the failed video is left out
 
+    assert (tmp_path / "run" / "report.html").is_file()          # every run folder has its report
     res = _run("evaluate", "--cached", str(store), "--checkpoint", str(tmp_path / "run" / "split_0" / "model.pt"),
-               "--device", "cpu", "--workers", "0")
+               "--device", "cpu", "--workers", "0", "--report", str(tmp_path / "e.html"))
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert set(out) == {"test", "test_1080p"} and out["test_1080p"]["n"] == 3
     assert _tree_state(store) == before     # train and evaluate never write to the store
 
@@ -196,3 +206,28 @@ def test_two_trainings_at_once_against_one_store(tmp_path):
     for k in range(2):
         assert (tmp_path / f"run{k}" / "results.json").is_file()
     assert _tree_state(store) == before
+
+
+def test_train_and_evaluate_reports_in_browser(lsvq_run, browser, tmp_path):
+    """The train report (per-split table of both test parts, the loss per epoch) and evaluate --report (one
+    section per part, one row per video) render in Chromium with nothing fetched and no console error."""
+    from conftest import not_blank, open_report
+
+    res, run, _ = lsvq_run
+    assert res.exit_code == 0, res.output
+    got = open_report(browser, run / "run" / "report.html", "table[id^=splits] tbody tr")
+    assert got["rows"] == 2 and got["outside"] == [] and got["errors"] == [] and not_blank(got["png"])  # 2 parts
+    assert got["page"].eval("document.querySelectorAll('figure svg').length") >= 1                   # loss curve
+    assert "RANDOM" in got["page"].eval("document.body.innerText")
+    got["page"].close()
+    store = json.loads((run / "run" / "train_config.json").read_text())["cached"][0]
+    res = _run("evaluate", "--cached", store, "--checkpoint", str(run / "run" / "split_0" / "model.pt"),
+               "--device", "cpu", "--workers", "0", "--report", str(tmp_path / "e.html"))
+    assert res.exit_code == 0, res.output
+    got = open_report(browser, tmp_path / "e.html")
+    page = got["page"]
+    assert got["rows"] == 6 and got["images"] == 6 and got["outside"] == [] and got["errors"] == []
+    assert page.eval("[...document.querySelectorAll('h2')].map(h => h.textContent)") == [
+        "Evaluation: lsvq / test", "Evaluation: lsvq / test_1080p"]
+    assert page.eval("document.querySelectorAll('svg circle').length") == 6 and not_blank(got["png"])
+    page.close()

@@ -64,9 +64,13 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     assert {d["description"] for d in res["strongest_objective"]} <= {t["text"] for t in texts if
                                                                        t["tag"] == "objective"}
     assert len(res["strongest_subjective"]) == 3
-    # panels: 2 frames, top-3 window maps of 1x1 grid, FAST-VQA map of the tiny spatial grid (2x2)
+    # panels: 2 frames, top-3 window maps of 1x1 grid, FAST-VQA map of the tiny spatial grid (2x2), painted on
+    # the frame per grid cell of the 7x7 fragments
     assert [len(p["windows"]) for p in res["panels"]] == [3, 3]
     assert np.asarray(res["panels"][0]["quality_map"]).shape == (2, 2)
+    assert np.asarray(res["panels"][0]["quality_cells"]).shape == (7, 7)
+    # weights in MOS units are the model-unit weights times the training MOS std
+    assert all(d["weight_mos"] == pytest.approx(d["weight"] * ck["mos_std"]) for d in res["descriptions"])
     png = tmp_path / "explain.png"
     import matplotlib.image as mpimg
 
@@ -114,6 +118,28 @@ def test_explain_weight_is_gradient_times_input(trained, extractor, tmp_path):
     assert d == pytest.approx(top["weight"], rel=0.1)
 
 
+def test_explain_scores_through_the_scorer(trained, extractor):
+    """The score explain reports is the Scorer's (predict's) score of the same video, bit for bit."""
+    from clifvqa_core.inference.scorer import Scorer
+    from train.experiments.explain import explain_video
+
+    root, store, ckpt = trained
+    video = root / "videos" / "s02_blur_1.mp4"
+    res = explain_video(video, ckpt, None, extractor=extractor, plots=False)
+    assert res["score"] == Scorer.from_checkpoint(ckpt, "cpu", extractor=extractor)(video).score
+
+
+def test_fragment_cells_put_each_fragment_value_at_its_grid_cell():
+    from train.experiments.explain import fragment_cells
+
+    q = np.arange(49, dtype=np.float64).reshape(7, 7)
+    assert np.array_equal(fragment_cells(q, 7, 32), q)              # FAST-VQA-B: one map cell per fragment
+    coarse = np.array([[1.0, 2.0], [3.0, 4.0]])
+    cells = fragment_cells(coarse, 7, 8)                              # 2x2 map over 7x7 fragments of 8 px
+    assert cells[0, 0] == 1.0 and cells[0, 6] == 2.0 and cells[6, 0] == 3.0 and cells[6, 6] == 4.0
+    assert cells[3, 3] == pytest.approx(2.5)                          # the middle fragment straddles all four
+
+
 def test_explain_cli(trained, tmp_path):
     from cli import main
 
@@ -127,6 +153,25 @@ def test_explain_cli(trained, tmp_path):
     from train.experiments.explain import explain_size
 
     assert png_size(out / "explain.png") == explain_size(1, 2)
+    assert not (out / "report.html").exists()
     bad = CliRunner().invoke(main, ["explain", str(root / "videos" / "s02_blur_1.mp4"), "--checkpoint",
                                     str(tmp_path / "nope.pt"), "--out", str(out)])
     assert bad.exit_code == 1 and "checkpoint not found" in bad.output and "Traceback" not in bad.output
+
+
+def test_explain_report_in_browser(trained, browser, tmp_path):
+    """explain --report: one row for the video, the figure embedded, no request leaves the file."""
+    from cli import main
+    from conftest import not_blank, open_report
+
+    root, store, ckpt = trained
+    report = tmp_path / "why.html"
+    r = CliRunner().invoke(main, ["explain", str(root / "videos" / "s01_noise_1.mp4"), "--checkpoint", str(ckpt),
+                                  "--out", str(tmp_path / "ex"), "--panels", "1", "--top", "2", "--device", "cpu",
+                                  "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    got = open_report(browser, report, "#predictions tbody tr")
+    assert got["rows"] == 1 and got["images"] == 2          # the thumbnail and the explanation figure
+    assert got["outside"] == [] and got["errors"] == [] and not_blank(got["png"])
+    assert "RANDOM" in got["page"].eval("document.body.innerText")
+    got["page"].close()

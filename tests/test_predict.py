@@ -87,6 +87,28 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def test_cli_predict_report_in_browser(trained, browser, tmp_path):
+    """predict FOLDER --report: one row per input (the broken file included, with its reason), a thumbnail per
+    video, the descriptions CLIP matched, the random-weights warning; nothing leaves the file."""
+    from conftest import not_blank, open_report
+
+    bad = _bad_file(tmp_path)
+    report = tmp_path / "r.html"
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][0].path.parent), str(bad), "--checkpoint",
+                                    str(trained["ckpt"]), "--report", str(report), "--workers", "0", "--device",
+                                    "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "scored 6 of 7 input(s); 1 failed" in res.output and f"report: {report}" in res.output
+    got = open_report(browser, report, "#predictions tbody tr")
+    page = got["page"]
+    assert got["rows"] == 7 and got["images"] == 6 and got["other_images"] == 0
+    assert got["outside"] == [] and got["errors"] == [] and not_blank(got["png"])
+    text = page.eval("document.body.innerText")
+    assert "RANDOM" in text and "broken.mp4" in text and "chance" in text
+    assert page.eval("document.querySelectorAll('#predictions tr[data-status=error]').length") == 1
+    page.close()
+
+
 def test_cli_predict_twice_identical_with_bad_file(trained, tmp_path):
     vids = [trained["items"][i].path for i in (0, 3, 5)]
     bad = _bad_file(tmp_path)

@@ -11,6 +11,8 @@ Steps (each logged with its time; ``demo_out`` layout)::
     predictions.csv  `predict` on a few held-out files (+ one bad file, to show the error row)
     held_out.csv     scores of every held-out video (video_id, path, mos, pred)
     results.json     held-out SROCC/PLCC/KROCC/RMSE (+ logistic), configuration, CLIP weights, timings
+    report.html      all of it to look at in a browser (one file: held-out scatter, worst clips, per-kind
+                     table, training curves, the predictions with thumbnails and the descriptions matched)
 
 Split: by scene (group-aware, ``train.protocol.make_split`` split 0), so the held-out scenes are unseen in
 training; validation (model selection) is carved from the training scenes.
@@ -320,7 +322,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     picks = _pick_files(test_items, cfg.predict_files)
     bad = out / "not_a_video.mp4"
     bad.write_bytes(b"this file is not a video; predict lists it with its reason\n")
-    rows = predict_paths([*(it.path for it in picks), bad], out / "model.pt", device=str(device))
+    rows = predict_paths([*(it.path for it in picks), bad], out / "model.pt", device=str(device), keep_maps=True)
     write_predictions(rows, out / "predictions.csv")
     seconds["predict"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_all
@@ -329,12 +331,13 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
 
     files = {"results": str(out / "results.json"), "checkpoint": str(out / "model.pt"),
              "predictions": str(out / "predictions.csv"), "held_out": str(out / "held_out.csv"),
-             "data": str(labels), "features": str(store), "run": str(run_dir)}
+             "data": str(labels), "features": str(store), "run": str(run_dir), "report": str(out / "report.html")}
     result = DemoResult(out=out, metrics=metrics, clip_weights=weights, clip_note=note, predictions=rows,
                         files=files, seconds=seconds, cpu_seconds=cpu, config=cfg, n_train=len(train_items),
                         n_test=len(test_items), epochs=tcfg.epochs, test_scenes=test_scenes, kinds=kinds,
                         threads=threads)
     _write_results(result, res, out / "results.json")
+    write_demo_report(result, res.history, tcfg, test_items, pred, out / "report.html")
     return result
 
 
@@ -414,6 +417,40 @@ def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
         "config": r.config.to_dict(),
     }
     path.write_text(json.dumps(_clean(data), indent=1) + "\n")
+
+
+def write_demo_report(r: DemoResult, history: list[dict[str, Any]], tcfg: Any, test_items: list[Any],
+                      pred: np.ndarray, path: Path) -> Path:
+    """``report.html`` of the demo: the held-out evaluation (scatter, metrics, worst clips; ``pred`` [n] MOS
+    scale of the ``test_items``), the per-kind table, the training curves and recipe, and the predictions."""
+    from train.report import RANDOM_CLIP_WARNING
+    from train.report.page import Cell, Column, document, esc, section, table, write_page
+    from train.report.sections import curves, evaluate_section, predict_section, recipe_block
+
+    m = r.metrics
+    scores = {"video_id": [it.video_id for it in test_items], "path": [str(it.path) for it in test_items],
+              "mos": [float(it.mos) for it in test_items], "pred": [float(p) for p in pred]}
+    sub = (f"Synthetic clips (16 scenes x pristine + 6 distortion kinds x 2 levels), CLIP {esc(r.config.clip_model)} "
+           f"weights <b>{esc(r.clip_weights)}</b>, the <code>{esc(r.config.model)}</code> model trained "
+           f"{r.epochs} epochs on {r.n_train} clips of {r.config.scenes - len(r.test_scenes)} scenes and tested on "
+           f"the {r.n_test} clips of the held-out scenes {esc(', '.join(r.test_scenes))}: SROCC "
+           f"<b>{m['srocc']:.3f}</b>, PLCC <b>{m['plcc']:.3f}</b>.")
+    kinds = r.kinds.get("rows", [])
+    kt = table("kinds", [Column("kind", "kind"), Column("level", "level", True), Column("n", "clips", True),
+                         Column("true", "true MOS", True, "mean label of these clips"),
+                         Column("pred", "predicted MOS", True, "mean predicted score of these clips")],
+               [[Cell.text(k["kind"]), Cell.number(k["level"], 0), Cell.number(k["n"], 0), Cell.number(k["true"], 2),
+                 Cell.number(k["pred"], 2)] for k in kinds])
+    pairs = (f"Pristine scored above its own distorted clip in {r.kinds['pristine_wins']} of {r.kinds['pairs']} "
+             "pairs." if r.kinds.get("pairs") else "")
+    body = [evaluate_section("held-out scenes", scores, m),
+            section("Per distortion kind", kt, "Held-out clips grouped by distortion kind and level. The training "
+                    "loss fixes the order of the scores, not their level or spread. " + esc(pairs), anchor="kinds"),
+            section("Training", curves({0: history}) + recipe_block(tcfg.to_dict(), []), anchor="training"),
+            predict_section(r.predictions, title="predict on a few held-out files (one broken on purpose)")]
+    warnings = [esc(RANDOM_CLIP_WARNING)] if r.clip_weights == "none" else []
+    return write_page(path, document("CLiF-VQA demo", sub, body, warnings,
+                                     "CLiF-VQA demo report - one file, no network needed"))
 
 
 def format_summary(r: DemoResult) -> str:

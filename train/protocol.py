@@ -24,7 +24,8 @@ reference's "model-s"). Those tables are labelled as such; next to them the last
 (no selection on the test part) are reported as ``parts_last_epoch``.
 
 Outputs: ``RUN/train_config.json``, per split ``split.json``, ``last.pt``, ``model.pt``,
-``predictions.csv``, ``metrics.json``; ``RUN/results.json`` (per split + mean/std) and ``RUN/results.md``.
+``predictions.csv``, ``metrics.json``; ``RUN/results.json`` (per split + mean/std), ``RUN/results.md`` and
+``RUN/report.html`` (the same tables, per-epoch curves, recipe and provenance: ``train.report``).
 """
 from __future__ import annotations
 
@@ -147,23 +148,36 @@ def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, 
 
 
 def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None = None,
-                   out: str | Path | None = None, device: str = "auto", workers: int = 2) -> dict[str, dict[str, Any]]:
+                   out: str | Path | None = None, device: str = "auto", workers: int = 2,
+                   report: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """``evaluate``: the checkpoint on each part of the data of ``cfg`` (cached, dataset, root, labels).
 
     Parts: ``split`` when given; else the test splits the first store records for a dataset with official
     splits (LSVQ: test, test_1080p); else the whole dataset ("all"). -> part -> metrics
-    (:func:`evaluate_checkpoint`); with ``out``, one sub-folder per part when there are several.
+    (:func:`evaluate_checkpoint`); with ``out``, one sub-folder per part when there are several; with
+    ``report``, one HTML report of every part (``train.report.write_evaluate_report``).
     """
     parts: list[str | None] = [split]
     src = store_source(cfg.cached[0]) if split is None and cfg.cached else None
     if src is not None and src.dataset == cfg.dataset and src.has_official_splits:
         parts = [s for s in src.split_names if s != "train"] or [None]
-    results = {}
+    results, scores = {}, {}
     for part in parts:
         part_out = out if out is None or len(parts) == 1 else Path(out) / str(part)
-        results[part or "all"] = evaluate_checkpoint(
+        m = evaluate_checkpoint(
             checkpoint, _load_items(cfg, part), cfg.cached, out=part_out, device=device, workers=workers,
-            skip_missing=cfg.skip_missing, title=f"{Path(checkpoint).name} on {cfg.dataset}{'/' + part if part else ''}")
+            skip_missing=cfg.skip_missing, title=f"{Path(checkpoint).name} on {cfg.dataset}{'/' + part if part else ''}",
+            keep_scores=report is not None)
+        scores[part or "all"] = m.pop("scores", None)
+        results[part or "all"] = m
+    if report is not None:
+        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+        from train.report import provenance, write_evaluate_report
+
+        prov = provenance(read_clifvqa_checkpoint(checkpoint), checkpoint)
+        write_evaluate_report(report, {f"{cfg.dataset} / {m.get('part', part)}": (scores[part], m)
+                                       for part, m in results.items()}, prov,
+                              title=f"Evaluation of {Path(checkpoint).name} on {cfg.dataset}")
     return results
 
 
@@ -248,8 +262,10 @@ def _fmt(v: Any) -> str:
     return "nan" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
 
 
-def write_report(out: Path, results: dict[str, Any]) -> None:
-    """results.json (everything) + results.md (per split rows, then mean +- std).
+def write_report(out: Path, results: dict[str, Any],
+                 histories: dict[int, list[dict[str, Any]]] | None = None) -> None:
+    """results.json (everything) + results.md (per split rows, then mean +- std); with ``histories`` (split ->
+    per-epoch history of a training run) also report.html (``train.report.write_train_report``).
 
     With ``results["protocol"] == "paper"`` every table heading carries the paper-protocol label and the
     ``parts_last_epoch`` tables follow under their own label.
@@ -274,6 +290,10 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
             f"{_fmt(summ[k]['mean'])} +- {_fmt(summ[k]['std'])}" for k in TABLE_KEYS) + " |")
         lines.append("")
     atomic_write(out / "results.md", "\n".join(lines))
+    if histories is not None:
+        from train.report import write_train_report
+
+        write_train_report(out, results, histories)
 
 
 def reference_bests(history: Sequence[dict[str, Any]], part: str, weights: str) -> dict[str, Any]:
@@ -340,6 +360,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                                "selection": []}
     per_part: dict[str, list[dict[str, Any]]] = {}
     per_part_last: dict[str, list[dict[str, Any]]] = {}
+    histories: dict[int, list[dict[str, Any]]] = {}
     if cfg.train_split is None:
         items = join_items(_load_items(cfg, None), table, cfg.skip_missing)
         plan = []
@@ -388,6 +409,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                  ", ".join(f"{len(v)} {n}" for n, v in evals.items()))
         res = fit(cfg, model_cfg, table, train, val, sdir, seed=cfg.seed + k, device=device, env=env, resume=resume,
                   monitor=evals if paper else None)
+        histories[k] = res.history
         sel = {"split": k, "epoch": res.best_epoch, "weights": res.weights, "rule": res.selection}
         results["selection"].append(sel)
         metrics_k: dict[str, Any] = {"_selection": sel}
@@ -416,14 +438,14 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         results["parts_last_epoch"] = {part: {"per_split": rows, "summary": summarize(rows, TABLE_KEYS)}
                                        for part, rows in per_part_last.items()}
     if env.main:
-        write_report(out, results)
+        write_report(out, results, histories)
     return results
 
 
 def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Sequence[str],
                         out: str | Path | None = None, device: str = "auto", workers: int = 2, batch_size: int = 4,
                         test_clips: int | None = None, skip_missing: bool = False, title: str = "",
-                        may_differ: Sequence[str] = ()) -> dict[str, Any]:
+                        may_differ: Sequence[str] = (), keep_scores: bool = False) -> dict[str, Any]:
     """Intra/cross-dataset test of a trained model on ``items`` (dataset items with MOS) using ``cached`` maps.
 
     Scores come from :class:`clifvqa_core.Scorer` (the path ``predict`` uses: same clips, the checkpoint's
@@ -433,6 +455,7 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     -> the metrics dict (``evaluate_scores``: raw and logistic SROCC/KROCC/PLCC/RMSE, on the MOS scale of
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
+    ``keep_scores``: the result also holds ``scores`` {"video_id", "path", "mos", "pred"} (lists; for a report).
     """
     from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
 
@@ -450,10 +473,13 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     pred, z = score_items(scorer.model, labelled, table, scorer.scale, scorer.device, cfg)
     metrics = evaluate_scores(pred, [it.mos for it in labelled])
     metrics.update(checkpoint=str(checkpoint))
+    if keep_scores:
+        metrics["scores"] = {"video_id": [it.video_id for it in labelled], "path": [str(it.path) for it in labelled],
+                             "mos": [float(it.mos) for it in labelled], "pred": [float(p) for p in pred]}
     if out is not None:
         o = Path(out)
         _write_predictions(o / "predictions.csv", labelled, pred, z)
-        row = dict(metrics, split=0)
+        row = {k: v for k, v in metrics.items() if k != "scores"} | {"split": 0}
         write_report(o, {"title": title or f"{Path(checkpoint).name}: evaluation",
                          "parts": {"test": {"per_split": [row], "summary": summarize([row], TABLE_KEYS)}}})
     return metrics

@@ -25,7 +25,7 @@ from scipy import optimize, stats
 from clifvqa_core.errors import ClifVQAError
 
 __all__ = ["MetricError", "MetricWarning", "srocc", "krocc", "plcc", "rmse", "logistic4", "fit_logistic",
-           "apply_logistic", "evaluate_scores", "summarize", "METRIC_KEYS"]
+           "evaluate_scores", "summarize", "METRIC_KEYS"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def fit_logistic(pred: Any, mos: Any) -> tuple[np.ndarray, np.ndarray | None]:
             sse = float(np.sum((logistic4(z, *params) - q) ** 2))
             if np.all(np.isfinite(params)) and np.isfinite(sse) and sse < best_sse:
                 best, best_sse = params, sse
-    mapped = apply_logistic(p, p, best) if best is not None else None
+    mapped = logistic4(z, *best) if best is not None else None
     if best is None or not np.all(np.isfinite(mapped)) or np.ptp(mapped) == 0:
         reason = "degenerate fit" if best is not None else str(last_exc or "no convergence")
         warnings.warn(f"logistic fit failed ({reason}); using raw predictions", MetricWarning, stacklevel=2)
@@ -133,15 +133,6 @@ def fit_logistic(pred: Any, mos: Any) -> tuple[np.ndarray, np.ndarray | None]:
     b1, b2, b3, b4 = (float(v) for v in best)
     params = [b1, b2, mu + sd * b3, sd * abs(b4)]   # back to the raw prediction scale
     return mapped, np.asarray(params, dtype=np.float64)
-
-
-def apply_logistic(x: Any, pred: Any, params: Sequence[float]) -> np.ndarray:
-    """The fitted logistic of :func:`fit_logistic` (``params`` from it, fitted on ``pred``) at ``x`` -> MOS
-    [len(x)]; the fit works on predictions standardised by ``pred``'s mean and std, so x is standardised
-    the same way (a report draws the curve through any x with it)."""
-    p = np.asarray(pred, np.float64)
-    mu, sd = float(p.mean()), float(p.std())
-    return logistic4((np.asarray(x, np.float64) - mu) / (sd if sd > 0 else 1.0), *params)
 
 
 def evaluate_scores(pred: Any, mos: Any) -> dict[str, Any]:

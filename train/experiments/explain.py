@@ -163,7 +163,8 @@ def _semantics(scorer: Any, extractor: Any, ecfg: Any, frames: torch.Tensor) -> 
     if scorer.cfg.use_semantic:
         return {"probs": scorer.window_probabilities(sims), "maps": scorer.maps_from_sims(sims),
                 "sel": list(scorer.selected)}
-    return {"probs": window_probabilities(sims, extractor.logit_scale), "maps": sims_to_maps(sims, extractor.logit_scale),
+    scale = extractor.logit_scale
+    return {"probs": window_probabilities(sims, scale), "maps": sims_to_maps(sims, scale),
             "sel": list(range(sims.shape[-1]))}
 
 
@@ -213,9 +214,7 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
     order = [result["_names"].index(d["description"]) for d in result["descriptions"]]
     top_idx = order[: min(top, len(order))]
     rows = _panel_rows(scorer, video, info, sem, top_idx, result["_names"], panels)
-    result["panels"] = [{"frame": r_["frame"], "video_frame": r_["video_frame"], "windows": r_["windows"],
-                         **({"quality_cells": r_["quality"]["cells"].tolist(), "quality_map": r_["quality"]["qmap"].tolist(),
-                             "quality_clip": r_["quality"]["clip"]} if "quality" in r_ else {})} for r_ in rows]
+    result["panels"] = [_panel_record(r_) for r_ in rows]
     names = result.pop("_names")
     result["summary"] = summary_text(result)
     png = None
@@ -291,6 +290,16 @@ def _panel_rows(scorer: Any, video: Path, info: Any, sem: dict[str, Any], top_id
             row["quality"] = _local_quality(scorer.model, video, info, int(fidx[j]), seed=j)
         rows.append(row)
     return rows
+
+
+def _panel_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A shown frame in explain.json: its window probabilities and, with the spatial branch, the local quality
+    per grid cell (``quality_cells`` [G, G]), the head map (``quality_map`` [h, w]) and the clip's frames."""
+    out = {"frame": row["frame"], "video_frame": row["video_frame"], "windows": row["windows"]}
+    if "quality" in row:
+        q = row["quality"]
+        out.update(quality_cells=q["cells"].tolist(), quality_map=q["qmap"].tolist(), quality_clip=q["clip"])
+    return out
 
 
 def _num(x: torch.Tensor) -> float | None:

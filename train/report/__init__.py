@@ -8,8 +8,8 @@ and ``report.html`` in every ``train`` run folder and in the demo's output folde
 The file opens from disk with no server and no network: CSS and the sorting/filtering JS are inline,
 images are ``data:`` URIs (thumbnails: small JPEGs of the middle frame) or inline SVG (charts), and the
 page's Content-Security-Policy forbids any other source. A report reads results; it computes nothing the
-commands did not (the logistic curve is the evaluation's own fit, :func:`clifvqa_core.objectives.metrics.
-apply_logistic`). Size: about 5 kB per video row with a thumbnail (docs/benchmarks.md: 1,000 videos).
+commands did not (the logistic curve is the evaluation's own fit: ``logistic4`` with the ``logistic_params``
+that ``evaluate_scores`` returns). Size: about 5 kB per video row with a thumbnail (docs/benchmarks.md: 1,000 videos).
 """
 from __future__ import annotations
 
@@ -38,12 +38,20 @@ def _warnings(prov: Mapping[str, Any] | None) -> list[str]:
     return [esc(RANDOM_CLIP_WARNING)] if prov and prov.get("random_clip") else []
 
 
-def write_predict_report(rows: Sequence[Any], path: str | Path, *, ckpt: Mapping[str, Any] | None = None,
-                         checkpoint: str | Path = "", explanations: Sequence[tuple[Mapping[str, Any], bytes | None]] = (),
+def write_predict_report(rows: Sequence[Any], path: str | Path, *, checkpoint: str | Path = "",
+                         ckpt: Mapping[str, Any] | None = None, baseline: str | None = None,
+                         explanations: Sequence[tuple[Mapping[str, Any], bytes | None]] = (),
                          thumbnails: bool = True, title: str = "Predicted video quality") -> Path:
     """``predict``'s report: one row per input (errors included) + an explanation panel per ``explanations``
-    entry ((explain result, PNG bytes)). ``ckpt``: the checkpoint dict, for the provenance line."""
+    entry ((explain result, PNG bytes)). The provenance line comes from ``ckpt`` (the checkpoint dict) or,
+    when not given, from reading ``checkpoint`` (one of ours; a ``baseline`` FAST-VQA file has none)."""
+    if ckpt is None and checkpoint and baseline is None:
+        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+
+        ckpt = read_clifvqa_checkpoint(checkpoint)
     prov = provenance(ckpt, checkpoint) if ckpt is not None else None
+    if baseline is not None:
+        title = f"{title} - {baseline} baseline ({Path(str(checkpoint)).name})"
     anchors = {str(res.get("video")): f"explain-{k}" for k, (res, _) in enumerate(explanations)}
     body = [predict_section(rows, thumbnails=thumbnails, explained=anchors)]
     body += [explanation_section(res, png, anchors[str(res.get("video"))]) for res, png in explanations]
@@ -79,11 +87,17 @@ def read_histories(run_dir: str | Path, splits: Sequence[int]) -> tuple[dict[int
     return out, first
 
 
-def write_train_report(run_dir: str | Path, results: Mapping[str, Any]) -> Path:
-    """``RUN/report.html`` of a training run: per-split tables, curves, recipe, provenance of the features."""
+def write_train_report(run_dir: str | Path, results: Mapping[str, Any],
+                       histories: Mapping[int, Sequence[Mapping[str, Any]]] | None = None) -> Path:
+    """``RUN/report.html`` of a training run: per-split tables, curves, recipe, provenance of the features.
+    ``histories``: split -> per-epoch history when the caller has them (``run_training``); the others, and the
+    provenance, are read from the splits' ``model.pt``."""
+    parts = results.get("parts", {}).values()
     splits = sorted({int(s.get("split", 0)) for s in results.get("selection", [])}
-                    | {int(r.get("split", 0)) for b in results.get("parts", {}).values() for r in b.get("per_split", [])})
-    histories, ck = read_histories(run_dir, splits)
+                    | {int(r.get("split", 0)) for b in parts for r in b.get("per_split", [])})
+    have = dict(histories or {})
+    read, ck = read_histories(run_dir, [k for k in splits if k not in have] or splits[:1])
+    histories = {**read, **have}
     prov = provenance(ck, Path(run_dir) / "split_*" / "model.pt") if ck else None
     first = next(iter(results.get("parts", {}).values()), {}).get("summary", {}).get("srocc", {})
     sub = (f"{esc(results.get('title', 'training run'))}: SROCC {_pm(first)} over the splits. "

@@ -140,7 +140,8 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu San
        background: var(--bg); margin: 0 auto; padding: 18px 28px 40px; max-width: 1400px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid var(--line);
      padding-bottom: 4px; } h3 { font-size: 15px; margin: 16px 0 6px; }
-.subtitle { color: var(--muted); margin: 0 0 12px; } .intro { color: var(--muted); max-width: 95ch; margin: 4px 0 10px; }
+.subtitle { color: var(--muted); margin: 0 0 12px; }
+.intro { color: var(--muted); max-width: 95ch; margin: 4px 0 10px; }
 .warning { border: 2px solid var(--warn); color: var(--warn); background: #fff4f5; padding: 8px 12px; margin: 10px 0;
            font-weight: 600; border-radius: 4px; }
 .scroll { overflow-x: auto; }
@@ -149,9 +150,11 @@ caption { text-align: left; color: var(--muted); padding: 2px 0 6px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: middle; }
 th { background: var(--alt); position: sticky; top: 0; cursor: pointer; white-space: nowrap; user-select: none; }
 th:hover { background: #e8ebf0; } th .arrow { color: var(--muted); padding-left: 4px; }
-th[aria-sort=ascending] .arrow::after { content: "\\25B2"; } th[aria-sort=descending] .arrow::after { content: "\\25BC"; }
+th[aria-sort=ascending] .arrow::after { content: "\\25B2"; }
+th[aria-sort=descending] .arrow::after { content: "\\25BC"; }
 td[data-v] { white-space: nowrap; } td.wrap, td .wrap { white-space: normal; }
-tbody tr:nth-child(even) { background: #fbfbfc; } tfoot td { border-top: 2px solid var(--line); } tr[data-status=error] td { background: #fff4f5; }
+tbody tr:nth-child(even) { background: #fbfbfc; } tfoot td { border-top: 2px solid var(--line); }
+tr[data-status=error] td { background: #fff4f5; }
 .status-error { color: var(--warn); font-weight: 600; } .status-ok { color: #1b7f3b; }
 .reason { color: var(--warn); white-space: normal; max-width: 46ch; display: inline-block; }
 .thumb { display: block; border-radius: 2px; }

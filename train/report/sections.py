@@ -192,7 +192,7 @@ def predict_section(rows: Sequence[Any], *, thumbnails: bool = True, explained: 
     intro = (f"{len(videos)} input(s): {ok} scored, {len(videos) - ok} failed. Click a column header to sort "
              "(again to reverse); type part of a name or choose a status to filter.")
     return section(title, table(table_id, cols, body, names=names, statuses=statuses, filters=True), intro,
-                   anchor=table_id)
+                   anchor=f"{table_id}-section")
 
 
 def _value_range(segs: Sequence[Mapping[str, Any]]) -> tuple[float, float] | None:
@@ -229,7 +229,7 @@ def evaluate_section(part: str, scores: Mapping[str, Sequence[Any]], metrics: Ma
                      thumbnails: int = 40, table_id: str = "") -> str:
     """One evaluated part. ``scores``: {"video_id", "path", "mos", "pred"} lists (and "low", "high" when the
     scores have intervals); ``metrics``: ``evaluate_scores``'s dict. The worst ``thumbnails`` videos get one."""
-    from clifvqa_core.objectives.metrics import apply_logistic
+    from clifvqa_core.objectives.metrics import logistic4
 
     from .media import thumbnail
 
@@ -237,9 +237,9 @@ def evaluate_section(part: str, scores: Mapping[str, Sequence[Any]], metrics: Ma
     mos = np.asarray(scores["mos"], np.float64)
     ids = [str(v) for v in scores["video_id"]]
     params = metrics.get("logistic_params")
-    fitted = apply_logistic(pred, pred, params) if params else pred
+    fitted = logistic4(pred, *params) if params else pred
     xs = np.linspace(pred.min(), pred.max(), 120) if pred.size else np.zeros(0)
-    curve = (xs.tolist(), apply_logistic(xs, pred, params).tolist()) if params else None
+    curve = (xs.tolist(), logistic4(xs, *params).tolist()) if params else None
     plot = scatter(pred.tolist(), mos.tolist(), labels=ids, curve=curve, xlabel="predicted score",
                    ylabel="MOS (label)", curve_label="fitted VQEG logistic" if params else "")
     extra = [("videos", str(int(metrics.get("n") or pred.size)), "videos scored in this part")]

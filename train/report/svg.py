@@ -111,7 +111,8 @@ def scatter(x: Sequence[float], y: Sequence[float], *, labels: Sequence[str] = (
         body.append(f'<circle cx="{ax.px(a):.1f}" cy="{ax.py(b):.1f}" r="3.2" fill="{PALETTE[0]}" '
                     f'fill-opacity="0.7">{tip}</circle>')
     if curve is not None and len(cx) > 1:
-        pts = " ".join(f"{ax.px(a):.1f},{ax.py(b):.1f}" for a, b in zip(cx, cy) if math.isfinite(a) and math.isfinite(b))
+        pts = " ".join(f"{ax.px(a):.1f},{ax.py(b):.1f}" for a, b in zip(cx, cy)
+                       if math.isfinite(a) and math.isfinite(b))
         body.append(f'<polyline points="{pts}" fill="none" stroke="{PALETTE[3]}" stroke-width="2"/>')
         if curve_label:
             body.append(f'<text x="{ax.left + 8}" y="{ax.top + 16}" fill="{PALETTE[3]}">{esc(curve_label)}</text>')
