@@ -707,7 +707,7 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
 
 # ---- benchmarks ---------------------------------------------------------------------------------
 
-_BENCHES = ("video", "spatial", "extract", "store", "loader", "attention", "gpu")
+_BENCHES = ("video", "spatial", "extract", "store", "loader", "attention", "report", "gpu")
 _CPU_BENCHES = ("video", "spatial", "extract", "store", "loader", "attention")  # `bench all`; gpu needs CUDA (or --dry-run)
 
 
@@ -718,7 +718,8 @@ def bench_cmd(name: str, args: tuple[str, ...]) -> None:
     """Run a benchmark (bench/bench_NAME.py); ARGS go to it (`cli.py bench spatial -- --help`).
 
     `all` runs each CPU benchmark with its defaults, writing bench_NAME.json into the current folder;
-    `gpu` is the one-shot CUDA check (`bench gpu --budget-s 420`; `--dry-run` on the CPU).
+    `gpu` is the one-shot CUDA check (`bench gpu --budget-s 420`; `--dry-run` on the CPU); `report` needs
+    Chromium (the HTML reports at 1,000 videos: size, render and sort time).
     """
     import importlib
 
