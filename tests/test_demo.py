@@ -82,6 +82,8 @@ def _check_outputs(out, cfg: DemoConfig) -> None:
         rows = list(csv.DictReader(fh))
     assert [r["status"] for r in rows] == ["ok", "ok", "error"]
     assert (out / "model.pt").is_file()
+    html = (out / "report.html").read_text()        # the report: every held-out clip and every predict input
+    assert html.count('<tr data-name=') == data["n_test"] + len(rows) and "RANDOM weights" in html
 
 
 def _train_scenes(out) -> set[str]:
