@@ -46,7 +46,7 @@ from clifvqa_core.errors import CheckpointError, ClifVQAError, VideoError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Scorer", "FastVQAScorer", "ScoreResult", "MosScale", "EVAL_SEED"]
+__all__ = ["Scorer", "FastVQAScorer", "ScoreResult", "MosScale", "EVAL_SEED", "eval_fragments"]
 
 #: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
 EVAL_SEED = 20240229
@@ -149,6 +149,18 @@ class _Prepared(Dataset):
             return {"i": i, "inputs": self.prepare(self.videos[i]), "error": ""}
         except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's failure
             return {"i": i, "inputs": None, "error": _reason(exc)}
+
+
+def eval_fragments(video: Any, num_clips: int, cfg: Any, seed: int = EVAL_SEED) -> Tensor:
+    """The one test-time fragment sampler of both scorers (and of training's validation):
+    ``fragments.sample_clip_fragments`` with ``default_rng(seed)`` -> raw [num_clips, 3, clip_len, S, S].
+
+    Clip indices and fragment offsets follow FAST-VQA's test rule (``num_clips`` segments, one clip each, 49
+    offsets per clip); the reference draws them unseeded (scores change run to run), ours are seeded, so
+    ``Scorer`` and ``FastVQAScorer`` cut the same fragments of the same video for the same ``cfg``."""
+    from clifvqa_core.spatial.fragments import sample_clip_fragments
+
+    return sample_clip_fragments(video, num_clips, cfg, np.random.default_rng(seed))
 
 
 def _one(x: Any) -> Any:
@@ -395,11 +407,9 @@ class Scorer(_ScorerBase):
         return self.rule
 
     def fragments(self, video: Any) -> Tensor:
-        """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
-        0-255 when upscaled); :meth:`forward` normalises them on the device (``fragments.prepare_fragments``)."""
-        from clifvqa_core.spatial.fragments import sample_clip_fragments
-
-        return sample_clip_fragments(video, self.test_clips, self.fragment_cfg, np.random.default_rng(EVAL_SEED))
+        """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``; :func:`eval_fragments`), uint8
+        (float32 0-255 when upscaled); :meth:`forward` normalises them on the device (``fragments.prepare_fragments``)."""
+        return eval_fragments(video, self.test_clips, self.fragment_cfg)
 
     def _prepare(self, video: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -444,11 +454,12 @@ class Scorer(_ScorerBase):
 
 
 class FastVQAScorer(_ScorerBase):
-    """The FAST-VQA baseline: the spatial branch alone, 4 seeded test clips (``fastvqa.video_fragments``
-    rule, seed 0), ``score = raw = spatial`` = FAST-VQA's raw score (``sigmoid`` maps it to (0, 1) as
+    """The FAST-VQA baseline: the spatial branch alone, ``cfg.test_clips`` (4) seeded test clips (the Scorer's
+    :func:`eval_fragments`, seed :data:`EVAL_SEED`), ``score = raw = spatial`` = FAST-VQA's raw score (``sigmoid`` maps it to (0, 1) as
     FAST-VQA's demo does)."""
 
-    def __init__(self, net: Any, device: str | torch.device = "cpu", seed: int = 0, sigmoid: bool = False) -> None:
+    def __init__(self, net: Any, device: str | torch.device = "cpu", seed: int = EVAL_SEED,
+                 sigmoid: bool = False) -> None:
         from clifvqa_core.runtime import resolve_device
 
         self.device = resolve_device(device)
@@ -457,7 +468,7 @@ class FastVQAScorer(_ScorerBase):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None, device: str | torch.device = "auto", *,
-                        trust: bool = False, preset: str = "fastvqa-b", seed: int = 0,
+                        trust: bool = False, preset: str = "fastvqa-b", seed: int = EVAL_SEED,
                         sigmoid: bool = False) -> "FastVQAScorer":
         """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects), or
         the spatial branch of one of our checkpoints; None: random weights of ``preset`` (smoke tests).
@@ -481,9 +492,8 @@ class FastVQAScorer(_ScorerBase):
         return cls(net, device, seed, sigmoid)
 
     def _prepare(self, video: Any) -> dict[str, Any]:
-        from clifvqa_core.spatial.fastvqa import video_fragments
-
-        return {"fragments": video_fragments(video, self.net.cfg.fragments, self.seed)}
+        cfg = self.net.cfg.fragments
+        return {"fragments": eval_fragments(video, cfg.test_clips, cfg, self.seed)}
 
     def _forward(self, batch: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
         from clifvqa_core.spatial.fastvqa import demo_sigmoid
