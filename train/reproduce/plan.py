@@ -327,7 +327,13 @@ def code_version() -> str:
 
 def _problems(cfg: ReproduceConfig, inv: dict[str, Any]) -> list[str]:
     """What stops a real run (the dry run shows them): missing videos without skip_missing, unreadable labels."""
+    from clifvqa_core.semantic.clip_weights import check_clip_weights
+
     out = []
+    try:
+        check_clip_weights(cfg.extract.clip_model, cfg.extract.clip_pretrained)
+    except ClifVQAError as exc:
+        out.append(f"CLIP weights: {exc}")
     for name, d in inv.items():
         if d.get("error"):
             out.append(f"{name}: {d['error']}")
@@ -392,7 +398,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         what = (f"{r['splits']} split(s), {r['epochs']} epochs ({r['frozen_epochs']} frozen), EMA "
                 f"{'on' if r['ema'] else 'off'}, {r['protocol']} protocol, recipe {r['recipe_row']}, init "
                 f"{st['init'] or r['init'] or 'none'}" if r else f"scores {st['init']}" if st["init"] else "")
-        lines.append(f"  {st['name']:<28} ~{_duration(st['estimate_s']):>7}  {what}")
+        lines.append(f"  {st['name']:<32} ~{_duration(st['estimate_s']):>7}  {what}")
     lines += [f"  left out: {x}" for x in plan["left_out"]]
     lines += [f"  PROBLEM: {x}" for x in plan["problems"]]
     return "\n".join(lines)

@@ -26,7 +26,7 @@ __all__ = ["write_tables", "build_table"]
 
 TITLES = {"table1": "Table 1: CLiF-VQA pre-trained on LSVQ; intra-dataset (LSVQ_test, LSVQ_1080p) and "
                     "cross-dataset (KoNViD-1k, LIVE-VQC) tests",
-          "table2": "Table 2: fine-tuned on LIVE-VQC, KoNViD-1k and YouTube-UGC (from the LSVQ models)"}
+          "table2": "Table 2: fine-tuned on LIVE-VQC, KoNViD-1k and YouTube-UGC"}
 #: rows of each table and the gains: (name, minuend row, subtrahend row)
 TABLE_ROWS = {"table1": ("clifvqa", "fastvqa"), "table2": ("clifvqa", "clifvqa_star", "fastvqa")}
 GAINS = {"table1": (("clifvqa", "fastvqa"),), "table2": (("clifvqa", "fastvqa"), ("clifvqa_star", "fastvqa"))}
@@ -102,7 +102,10 @@ def format_table(t: dict[str, Any]) -> str:
     prov = t["provenance"]
     cols = t["columns"]
     head = "| | " + " | ".join(f"{c['heading']} {m.upper()}" for c in cols for m in METRICS) + " |"
-    lines = [f"# {t['title']}", "", f"Protocol: **{prov['protocol']}** - {prov['protocol_label']}.", "",
+    lines = [f"# {t['title']}", "", f"Protocol: **{prov['protocol']}** - {prov['protocol_label']}"
+             + (" (validation part 0: the last epoch is kept)" if prov["val_fraction"] == 0 and
+                prov["protocol"] == "default" else "") + ".", "",
+             *([f"Fine-tuned from {prov['finetuned_from']}.", ""] if t["table"] == "table2" else []),
              f"CLIP {prov['clip_model']} weights {prov['clip_weights']}; LSVQ init {prov['init'] or 'none'}; "
              f"device {prov['device']} x{prov['world_size']}; code {prov['code_version']}; model "
              f"{prov['model_config']}; ours: mean ± std over splits (n = splits).", ""]
@@ -133,7 +136,10 @@ def write_tables(cfg: ReproduceConfig, plan: dict[str, Any]) -> dict[str, str]:
             "clip_model": Path(cfg.extract.clip_model).name, "clip_weights": cfg.extract.clip_pretrained,
             "random_clip": plan["clip"]["random"], "init": cfg.train.init, "device": plan["device"],
             "world_size": plan["world_size"], "code_version": plan["code_version"],
-            "model_config": Path(cfg.model_config).name}
+            "model_config": Path(cfg.model_config).name, "val_fraction": cfg.train.val_fraction,
+            "finetuned_from": "the LSVQ models (CLiF-VQA*, FAST-VQA: the LSVQ FAST-VQA model)"
+            if any(s["name"].startswith("train/lsvq/") for s in plan["steps"])
+            else f"{cfg.train.init or 'scratch'} (no LSVQ training)"}
     paths = {}
     for name in ("table1", "table2"):
         t = build_table(out, name, prov)
