@@ -208,3 +208,31 @@ def test_changed_label_file_or_option_refused(chain, layout, tmp_path):
     args[args.index("--epochs") + 1] = "2"
     res = _run(*args)
     assert res.exit_code == 1 and "epochs: 1 -> 2" in res.output and "Use a new --out" in res.output
+
+
+def test_paper_protocol_tables_are_labelled_with_last_epoch_rows(tmp_path):
+    """Tables from recorded step results alone (no training): the paper protocol's label and the last-epoch row."""
+    from train.reproduce.tables import build_table, format_table
+
+    (tmp_path / "steps").mkdir()
+    for row, base in (("clifvqa", 0.8), ("clifvqa_star", 0.75), ("fastvqa", 0.7)):
+        res = tmp_path / f"{row}.json"
+        per = lambda d: [{"split": k, "srocc": base + d + 0.01 * k, "plcc": base + d} for k in range(3)]  # noqa: E731
+        res.write_text(json.dumps({"parts": {"test": {"per_split": per(0.05)}},
+                                   "parts_last_epoch": {"test": {"per_split": per(0.0)}}}))
+        (tmp_path / "steps" / f"finetune__livevqc__{row}.json").write_text(
+            json.dumps({"state": "done", "result": {"results": str(res)}}))
+    prov = {"protocol": "paper", "protocol_label": "PAPER PROTOCOL (x)", "clip_model": "ViT-B-32",
+            "clip_weights": "openai", "random_clip": False, "init": None, "device": "cuda:0", "world_size": 1,
+            "code_version": "0.1.0", "model_config": "fastvqa-b", "val_fraction": 0.0, "finetuned_from": "LSVQ"}
+    t = build_table(tmp_path, "table2", prov)
+    cell = t["rows"]["clifvqa"]["livevqc"]["srocc"]
+    assert cell["n"] == 3 and cell["mean"] == pytest.approx(0.86) and cell["std"] == pytest.approx(0.01)
+    assert t["rows_last_epoch"]["clifvqa"]["livevqc"]["srocc"]["mean"] == pytest.approx(0.81)
+    gain = t["gains"]["clifvqa-fastvqa"]["livevqc"]["srocc"]
+    assert gain["mean"] == pytest.approx(0.1) and gain["std"] == pytest.approx(0.0, abs=1e-12) and gain["n"] == 3
+    assert t["rows"]["clifvqa"]["konvid1k"]["srocc"]["n"] == 0       # not run: no number, the paper's kept
+    md = format_table(t)
+    assert "Protocol: **paper** - PAPER PROTOCOL (x)." in md and "RANDOM" not in md
+    assert "| CLiF-VQA (ours, last epoch, no selection on the test part) | 0.810 ± 0.010 (n=3) |" in md
+    assert "| CLiF-VQA (ours) | 0.860 ± 0.010 (n=3) | 0.850 ± 0.000 (n=3) | - |" in md

@@ -4,7 +4,8 @@
 ``OUT/table1.md`` / ``.json``: the LSVQ models on LSVQ_test, LSVQ_1080p (intra) and KoNViD-1k, LIVE-VQC
 (cross). ``OUT/table2.md`` / ``.json``: the fine-tunes on LIVE-VQC, KoNViD-1k, YouTube-UGC. A cell of ours is
 the mean +- sample std over the splits (Table 1: one LSVQ training, n = 1); a gain is the mean +- std of the
-per-split differences (paired: same split, same recipe). Each table names its protocol (labelled as
+per-split differences (paired: same split, same recipe). Under ``--protocol paper`` each method also has a
+row of its last epoch's numbers (``rows_last_epoch``: no selection on the test part). Each table names its protocol (labelled as
 ``train`` labels it), the CLIP weights, the init, the device and the code version, and carries the
 RANDOM-weights warning when CLIP had none.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
 from clifvqa_core.objectives.metrics import summarize
-from train.protocol import PROTOCOL_LABELS
+from train.protocol import LAST_EPOCH_LABEL, PROTOCOL_LABELS
 from train.report import RANDOM_CLIP_WARNING
 
 from .config import ReproduceConfig
@@ -32,8 +33,11 @@ TABLE_ROWS = {"table1": ("clifvqa", "fastvqa"), "table2": ("clifvqa", "clifvqa_s
 GAINS = {"table1": (("clifvqa", "fastvqa"),), "table2": (("clifvqa", "fastvqa"), ("clifvqa_star", "fastvqa"))}
 
 
-def _per_split(out: Path, table: str, row: str, dataset: str, part: str) -> list[dict[str, Any]]:
-    """Our per-split metric rows of one cell ([] when its step has not run)."""
+def _per_split(out: Path, table: str, row: str, dataset: str, part: str,
+               block: str = "parts") -> list[dict[str, Any]]:
+    """Our per-split metric rows of one cell ([] when its step has not run). ``block``: "parts" (the
+    protocol's numbers) or "parts_last_epoch" (paper protocol: the last epoch's; a cross-dataset test scores
+    the one saved model either way)."""
     if table == "table1" and dataset != "lsvq":
         rec = read_json_or_none(out / "steps" / f"evaluate__{dataset}__{row}.json")
         if not isinstance(rec, dict) or rec.get("state") != "done":
@@ -45,7 +49,7 @@ def _per_split(out: Path, table: str, row: str, dataset: str, part: str) -> list
     if not isinstance(rec, dict) or rec.get("state") != "done":
         return []
     results = read_json_or_none(rec["result"]["results"]) or {}
-    return list(results.get("parts", {}).get(part, {}).get("per_split", []))
+    return list(results.get(block, {}).get(part, {}).get("per_split", []))
 
 
 def _cell(rows: list[dict[str, Any]], paper: tuple[float, float] | None) -> dict[str, Any]:
@@ -77,12 +81,17 @@ def build_table(out: Path, table: str, provenance: dict[str, Any]) -> dict[str, 
     for row in TABLE_ROWS[table]:
         raw[row] = {key: _per_split(out, table, row, ds, part) for key, _, ds, part in cols}
         rows[row] = {key: _cell(raw[row][key], PAPER[table].get(row, {}).get(key)) for key, *_ in cols}
+    last = {}
+    if provenance["protocol"] == "paper":
+        last = {row: {key: _cell(_per_split(out, table, row, ds, part, "parts_last_epoch"),
+                                 PAPER[table].get(row, {}).get(key)) for key, _, ds, part in cols}
+                for row in TABLE_ROWS[table]}
     gains = {f"{a}-{b}": {key: _gain(raw[a][key], raw[b][key], PAPER[table].get(a, {}).get(key),
                                      PAPER[table].get(b, {}).get(key)) for key, *_ in cols}
              for a, b in GAINS[table]}
     return {"table": table, "title": TITLES[table], "columns": [{"key": k, "heading": h, "dataset": d, "part": p}
                                                                 for k, h, d, p in cols],
-            "rows": rows, "gains": gains, "provenance": provenance}
+            "rows": rows, "rows_last_epoch": last, "gains": gains, "provenance": provenance}
 
 
 def _num(v: float | None, signed: bool = False) -> str:
@@ -121,6 +130,9 @@ def format_table(t: dict[str, Any]) -> str:
         line(f"{name} (ours)", [_ours(cells[c["key"]][m]) for c in cols for m in METRICS])
         line(f"{name} (paper)", [_num(cells[c["key"]][m]["paper"]) for c in cols for m in METRICS])
         line(f"{name}: ours - paper", [_num(cells[c["key"]][m]["diff"], True) for c in cols for m in METRICS])
+        if row in t.get("rows_last_epoch", {}):
+            lc = t["rows_last_epoch"][row]
+            line(f"{name} (ours, {LAST_EPOCH_LABEL})", [_ours(lc[c["key"]][m]) for c in cols for m in METRICS])
     for gname, g in t["gains"].items():
         a, b = gname.split("-")
         label = f"gain {ROW_LABELS[a]} - {ROW_LABELS[b]}"
