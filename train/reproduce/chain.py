@@ -143,7 +143,8 @@ def _run_step(cfg: ReproduceConfig, row: dict[str, Any], plan: dict[str, Any], e
         return False
 
     if _on_main(env, decide):
-        echo(f"{step.name}: done before, skipped") if env.main else None
+        if env.main:
+            echo(f"{step.name}: done before, skipped")
         return
     if env.main:
         echo(f"{step.name}: running")
