@@ -236,3 +236,14 @@ def test_paper_protocol_tables_are_labelled_with_last_epoch_rows(tmp_path):
     assert "Protocol: **paper** - PAPER PROTOCOL (x)." in md and "RANDOM" not in md
     assert "| CLiF-VQA (ours, last epoch, no selection on the test part) | 0.810 ± 0.010 (n=3) |" in md
     assert "| CLiF-VQA (ours) | 0.860 ± 0.010 (n=3) | 0.850 ± 0.000 (n=3) | - |" in md
+
+
+@pytest.mark.gpu
+def test_dry_run_calibrates_on_cuda(layout, tmp_path):
+    """On a GPU the plan's calibration runs there (CLIP under fp16 autocast, training under bf16)."""
+    args = _args(layout, tmp_path / "out")
+    args[args.index("--device") + 1] = "cuda"
+    res = _run(*args, "--dry-run")
+    assert res.exit_code == 0, res.output
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert plan["calibration"]["device"].startswith("cuda") and plan["estimate_s"] > 0
