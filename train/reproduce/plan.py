@@ -345,6 +345,11 @@ def _problems(cfg: ReproduceConfig, inv: dict[str, Any]) -> list[str]:
             elif v["missing"] and not cfg.skip_missing:
                 out.append(f"{name}/{sp}: {v['missing']} of {v['listed']} listed videos are missing (first: "
                            f"{', '.join(v['first_missing'])}); pass --skip-missing to go on without them")
+        n = _found(inv, name, key="found" if cfg.skip_missing else "listed")
+        n_test = n - max(1, int((1 - cfg.train.test_fraction) * n))
+        if name in FINETUNE and n and n_test < 3:
+            out.append(f"finetune/{name}: each split would test on {n_test} of its {n} videos; correlations need "
+                       "3 (more videos or a larger --test-fraction)")
     return out
 
 
