@@ -243,16 +243,18 @@ def cache_group() -> None:
 def cache_info_cmd(store: Path, as_json: bool) -> None:
     """Counts (done / failed / missing), layout, CLIP, descriptions, size and dataset of STORE (--json: all)."""
     from cache import open_store
-    from cache.summary import format_info
+    from cache.summary import failure_lines, format_info
 
     try:
-        info = open_store(store).info()
+        with open_store(store) as st:
+            info, failures = st.info(), failure_lines(st)
+            info["failures"] = st.failures()
     except ClifVQAError as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
-    click.echo(format_info(info))
+    click.echo(format_info(info, failures))
 
 
 @cache_group.command("verify")
