@@ -243,16 +243,18 @@ def cache_group() -> None:
 def cache_info_cmd(store: Path, as_json: bool) -> None:
     """Counts (done / failed / missing), layout, CLIP, descriptions, size and dataset of STORE (--json: all)."""
     from cache import open_store
-    from cache.summary import format_info
+    from cache.summary import failure_lines, format_info
 
     try:
-        info = open_store(store).info()
+        with open_store(store) as st:
+            info, failures = st.info(), failure_lines(st)
+            info["failures"] = st.failures()
     except ClifVQAError as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
-    click.echo(format_info(info))
+    click.echo(format_info(info, failures))
 
 
 @cache_group.command("verify")
@@ -351,7 +353,7 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
     store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
     """
     from train.config import TrainConfig
-    from train.protocol import data_defaults, is_model_preset, model_config_from_spec, run_training
+    from train.protocol import data_defaults, format_splits, is_model_preset, model_config_from_spec, run_training
 
     try:
         if config_path is not None:
@@ -384,6 +386,8 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
         return
     if results.get("protocol") == "paper":
         click.echo(f"[{results['protocol_label']}]")
+    if results.get("splits"):
+        click.echo(format_splits(results["splits"]))
     for part, block in results["parts"].items():
         s = block["summary"]
         click.echo(f"{part}: SROCC {s['srocc']['mean']:.4f} +- {s['srocc']['std']:.4f}, "
@@ -397,12 +401,16 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
 @click.option("--split", default=None,
               help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
+@click.option("--part", type=click.Choice(["auto", "test", "train", "val", "all"]), default="auto", show_default=True,
+              help="Which videos of the checkpoint's split (split.json beside it): auto = its test part when the "
+                   "store holds its training videos (the training store), else --split / the store's test splits "
+                   "/ all; train and val are labelled as such, never as test.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write FILE.html: predicted vs MOS, the metrics, the worst-predicted videos (one file).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
-def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, workers, device, skip_missing,
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, report, workers, device, skip_missing,
                  allow_outside_root) -> None:
     """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.
 
@@ -421,11 +429,14 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, 
         cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
                           labels=None if labels is None else str(labels), skip_missing=skip_missing,
                           allow_outside_root=allow_outside_root)
-        results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers, report=report)
+        results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers, report=report,
+                                 part=part)
     except ClifVQAError as exc:
         _fail(exc)
         return
-    rows = {part: {k: m[k] for k in keys} for part, m in results.items()}
+    for label, m in results.items():
+        click.echo(f"scored {m['videos']}", err=True)
+    rows = {label: {"part": label, **{k: m[k] for k in keys}} for label, m in results.items()}
     click.echo(json.dumps(next(iter(rows.values())) if len(rows) == 1 else rows, indent=1))
     if report is not None:
         click.echo(f"report: {report}", err=True)
