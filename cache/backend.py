@@ -59,8 +59,9 @@ class Backend(abc.ABC):
         ...
 
     @abc.abstractmethod
-    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
-        """Problems (one line each) where the files' arrays differ from ``expected`` name -> (shape, dtype)."""
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[tuple[str, str]]:
+        """Problems where the files' arrays differ from ``expected`` name -> (shape, dtype), as (scope, line):
+        scope is the array name (its rows cannot be scanned) or ``"shard S"`` (that shard's file cannot)."""
         ...
 
     @abc.abstractmethod

@@ -28,6 +28,8 @@ from clifvqa_core.fileio import PARTIAL_SUFFIX, storage_error
 from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
 from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
 from .backend import BACKENDS, Backend
+from .integrity import (CHECKSUM_VERSION, build_record, commit_pending, digest_mismatches, index_digest,
+                        read_record, recorded_done, write_pending)
 from .schema import (DTYPES, FAILURES_FILE, FORMAT_NAME, FORMAT_VERSION, ShardData, StoreLayout,
                      diff_identity, identity_key, short)
 from .source import StoreSource
@@ -143,6 +145,7 @@ def _create(path: Path, backend: str, identity: dict[str, Any], layout: StoreLay
         "config": identity,
         "key": key or identity_key(identity),
         "layout": layout.to_dict(),
+        "index_digest": index_digest(key or identity_key(identity), ids, mos_arr),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +205,43 @@ class FeatureStore:
                                     f"{first}). The store is damaged; extract again to a new --out.") from None
         self.source: StoreSource | None = StoreSource.from_attrs(self.attrs, str(self.path))
         self._index: dict[str, int] | None = None
+        #: format 2 and later: digest records bind every done row to its video and row (cache/integrity.py)
+        self.checksums = version >= CHECKSUM_VERSION
+        #: what is wrong with ids/mos/n (one line each); readers and writers refuse such a store, verify lists it
+        self.index_problems = self._index_problems()
+        if mode != "r" and not self.checksums:
+            raise CacheError(f"{self.path}: format version {version} store (no content checksums); this code "
+                             f"writes format {FORMAT_VERSION}. Run `python cli.py cache upgrade {self.path}` first.")
+        if not self.checksums:
+            log.warning("%s: format version %s store without content checksums; `python cli.py cache upgrade %s` "
+                        "records them", self.path, version, self.path)
+
+    def _index_problems(self) -> list[str]:
+        """ids, mos and n against each other and the index digest: one line per problem."""
+        out = []
+        if len(self.ids) != self.n or len(self.mos) != self.n:
+            out.append(f"index: layout says n={self.n} but ids holds {len(self.ids)} and mos {len(self.mos)} "
+                       "entries (layout or index edited or damaged)")
+        if self.checksums and self.attrs.get("index_digest") != index_digest(self.key, self.ids, self.mos):
+            out.append("index: ids, mos or n do not match the recorded index digest (edited or damaged)")
+        if len(set(self.ids)) != len(self.ids):
+            seen: set[str] = set()
+            dupes = sorted({v for v in self.ids if v in seen or seen.add(v)})
+            out.append(f"index: video ids are not unique; repeated: {', '.join(map(repr, dupes[:5]))}")
+        empty = [i for i, v in enumerate(self.ids) if not v]
+        if empty:
+            out.append(f"index: {len(empty)} empty video id(s), rows {', '.join(map(str, empty[:5]))}")
+        bad_mos = np.flatnonzero(np.isinf(self.mos))
+        if len(bad_mos):
+            out.append(_name_rows("index: mos infinite", [self.ids[i] for i in bad_mos]))
+        return out
+
+    def _refuse_damaged_index(self) -> None:
+        problem = self.index_problems[0] if self.index_problems else self.key_problem()
+        if problem:
+            raise DamagedStoreError(f"{self.path}: {problem}; its rows cannot be matched to videos and a config. "
+                                    f"`python cli.py cache verify {self.path}` lists every problem; extract again "
+                                    "to a new --out.")
 
     # ---- identity ---------------------------------------------------------------------------
     @property
@@ -232,12 +272,78 @@ class FeatureStore:
 
     @property
     def done(self) -> np.ndarray:
-        """done [n] bool, read from disk now."""
-        return self._read_done(0, self.n)
+        """done [n] bool, read from disk now. DamagedStoreError when a row recorded done lost its flag."""
+        return self._checked_done(0, self.n)
 
     def shard_done(self, shard: int) -> np.ndarray:
-        """done flags [m] of the videos of ``shard``, read from disk now."""
-        return self._read_done(*self.layout.shard_range(shard))
+        """done flags [m] of the videos of ``shard``, read from disk now (checked like ``done``)."""
+        return self._checked_done(*self.layout.shard_range(shard))
+
+    def _checked_done(self, start: int, stop: int) -> np.ndarray:
+        self._refuse_damaged_index()
+        done = self._read_done(start, stop)
+        problems = []
+        for shard, lo, hi in self._pieces(start, stop):
+            problems += self._lost_problems(shard, lo, done[lo - start : hi - start])
+        self._refuse(problems)
+        return done
+
+    def _pieces(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """(shard, lo, hi) of the shards overlapping rows [start, stop)."""
+        lay = self.layout
+        if stop <= start:
+            return []
+        return [(s, max(start, lay.shard_range(s)[0]), min(stop, lay.shard_range(s)[1]))
+                for s in range(lay.shard_of(start), lay.shard_of(stop - 1) + 1)]
+
+    def _where(self, name: str, shard: int) -> str:
+        s0, s1 = self.layout.shard_range(shard)
+        return f"array {name!r}, shard {shard} (rows {s0}..{s1 - 1})"
+
+    def _records(self, shard: int) -> list[dict[str, Any] | None]:
+        """[committed, pending] digest records of ``shard`` (DamagedStoreError naming an unreadable one)."""
+        return [read_record(self.path, shard), read_record(self.path, shard, pending=True)]
+
+    def _lost_problems(self, shard: int, lo: int, done: np.ndarray) -> list[str]:
+        """Rows [lo, lo + m) of ``shard`` that its committed record calls done but whose flag is False."""
+        if not self.checksums:
+            return []
+        s0, s1 = self.layout.shard_range(shard)
+        try:
+            committed = read_record(self.path, shard)
+        except DamagedStoreError as exc:
+            return [f"{self._where('done', shard)}: {exc}"]
+        lost = recorded_done(committed, s0, s1 - s0)[lo - s0 : lo - s0 + len(done)] & ~done
+        if not lost.any():
+            return []
+        return [_name_rows(f"{self._where('done', shard)}: recorded done but the done flag is lost (a deleted or "
+                           "damaged done chunk or shard file)", [self.ids[lo + int(j)] for j in np.flatnonzero(lost)])]
+
+    def _content_problems(self, name: str, shard: int, lo: int, rows: np.ndarray, done: np.ndarray) -> list[str]:
+        """Digest and value checks of the done rows [lo, lo + m) of array ``name`` in ``shard``."""
+        where, out = self._where(name, shard), []
+        ids = self.ids[lo : lo + len(done)]
+        if self.checksums:
+            try:
+                records = self._records(shard)
+            except DamagedStoreError as exc:
+                return [f"{where}: {exc}"]
+            s0 = self.layout.shard_range(shard)[0]
+            mismatch, unrecorded = digest_mismatches(self.key, name, lo, s0, ids, rows, done, records)
+            for what, mask in (("content does not match its digest (changed, swapped or foreign data)", mismatch),
+                               ("done but no digest recorded (digest record missing or foreign)", unrecorded)):
+                if mask.any():
+                    out.append(_name_rows(f"{where}: {what}", [ids[int(j)] for j in np.flatnonzero(mask)]))
+        done_rows = np.flatnonzero(done)
+        for what, mask in row_problems(self.layout.r, **{name: rows[done_rows]}).items():
+            out.append(_name_rows(f"{where}: {what}", [ids[int(j)] for j in done_rows[mask]]))
+        return out
+
+    def _refuse(self, problems: list[str]) -> None:
+        if problems:
+            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            raise DamagedStoreError(f"{self.path}: damaged rows refused: {problems[0]}{more}. `python cli.py cache "
+                                    f"verify {self.path}` lists every problem; extract those videos again (new --out).")
 
     def index_of(self, video_id: str) -> int:
         if self._index is None:
@@ -286,13 +392,14 @@ class FeatureStore:
             raise CacheError(f"{self.path}: made without embeddings; extract again with --store-embeddings")
 
     def read_shard(self, shard: int) -> ShardData:
-        """The raw rows of ``shard`` (not value-checked: ``verify`` and writers use it)."""
+        """The rows of ``shard``, checked like every reader's (a writer rewriting a partly done shard copies
+        its done rows: they must be sound, or damage would get a fresh digest)."""
         start, stop = self.layout.shard_range(shard)
         return ShardData(
-            done=self._read_done(start, stop),
-            maps=self._read("maps", start, stop),
-            sims=self._read("sims", start, stop),
-            embeds=self._read("embeds", start, stop) if self.layout.has_embeds else None,
+            done=self._checked_done(start, stop),
+            maps=self._checked("maps", start, stop),
+            sims=self._checked("sims", start, stop),
+            embeds=self._checked("embeds", start, stop) if self.layout.has_embeds else None,
         )
 
     def key_problem(self) -> str | None:
@@ -303,19 +410,17 @@ class FeatureStore:
         return None
 
     def _checked(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) of ``name`` after the key check and the value checks of their done rows."""
-        problem = self.key_problem()
-        if problem:
-            raise DamagedStoreError(f"{self.path}: {problem}; its features cannot be matched to a config. "
-                                    "Extract again to a new --out.")
+        """Rows [start, stop) of ``name`` after the index/key checks, then per shard: done flags against the
+        committed digest record, the digest of every done row, and the value checks of ``row_problems``."""
+        self._refuse_damaged_index()
         rows = self._read(name, start, stop)
         done = self._read_done(start, stop)
-        bad = row_problems(self.layout.r, **{name: rows[done]})
-        if bad:
-            ids = [self.ids[start + int(j)] for j in np.flatnonzero(done)]
-            lines = "; ".join(_name_rows(what, [ids[j] for j in np.flatnonzero(mask)]) for what, mask in bad.items())
-            raise DamagedStoreError(f"{self.path}: damaged rows refused: {lines}. `python cli.py cache verify "
-                                    f"{self.path}` lists every problem; extract those videos again (new --out).")
+        problems = []
+        for shard, lo, hi in self._pieces(start, stop):
+            d = done[lo - start : hi - start]
+            problems += self._lost_problems(shard, lo, d)
+            problems += self._content_problems(name, shard, lo, rows[lo - start : hi - start], d)
+        self._refuse(problems)
         return rows
 
     def _read(self, name: str, start: int, stop: int) -> np.ndarray:
@@ -374,12 +479,13 @@ class FeatureStore:
         if mos.shape != (len(new_ids),):
             raise CacheError(f"{self.path}: {len(new_ids)} new ids but mos of shape {mos.shape}")
         layout = self.layout.replace(n=self.n + len(new_ids))
-        attrs = {**self.attrs, "layout": layout.to_dict()}
+        ids, mos = self.ids + new_ids, np.concatenate([self.mos, mos])
+        attrs = {**self.attrs, "layout": layout.to_dict(), "index_digest": index_digest(self.key, ids, mos)}
         if source is not None:
             attrs["source"] = source.to_dict()
         if new_ids:
             attrs["grown"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self._b.grow(layout, self.ids + new_ids, np.concatenate([self.mos, mos]), attrs)
+        self._b.grow(layout, ids, mos, attrs)
         self.attrs = self._b.read_attrs()
         self.layout = StoreLayout.from_dict(self.attrs["layout"])
         self.ids = self._b.read_ids()[: self.layout.n]
@@ -409,7 +515,12 @@ class FeatureStore:
         if tuple(np.shape(data.done)) != (m,):
             raise ValueError(f"shard {shard}: done shape {np.shape(data.done)}, expected ({m},)")
         data.done = np.asarray(data.done, bool)
+        self._refuse_damaged_index()
+        # digests first (pending), then data and done flags, then the commit: see cache/integrity.py
+        write_pending(self.path, build_record(self.key, shard, start, self.ids[start:stop],
+                                              {n: getattr(data, n) for n in shapes}, data.done))
         self._b.write_shard(shard, start, stop, data)
+        commit_pending(self.path, shard)
 
     @property
     def failures_path(self) -> Path:
@@ -432,7 +543,7 @@ class FeatureStore:
         except OSError as exc:
             raise storage_error(self.failures_path, exc, "cannot record a failed video") from exc
 
-    def failures(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+    def failures(self, include_resolved: bool = False, check: bool = True) -> list[dict[str, Any]]:
         """The latest failure record of each video, in dataset order.
 
         By default only current failures: videos since done (e.g. by ``--retry-failed``) are left out.
@@ -447,7 +558,7 @@ class FeatureStore:
                     latest[str(rec["id"])] = rec
                 except (json.JSONDecodeError, KeyError, TypeError):
                     log.warning("%s:%d: unreadable failure record skipped", self.failures_path, lineno)
-        done = self.done if latest else None
+        done = (self.done if check else self._read_done(0, self.n)) if latest else None
         out = []
         for vid, rec in latest.items():
             i = self._index_or_none(vid)
@@ -476,8 +587,8 @@ class FeatureStore:
 
     def info(self) -> dict[str, Any]:
         """Counts and config: done, failed (current failures), missing (neither), size on disk."""
-        done = self.done
-        failed_ids = {str(r["id"]) for r in self.failures()}
+        done = self._read_done(0, self.n)  # info describes damaged stores too; verify judges them
+        failed_ids = {str(r["id"]) for r in self.failures(check=False)}
         n_failed = sum(1 for i, v in enumerate(self.ids) if v in failed_ids and not done[i])
         return {
             "path": str(self.path),
@@ -498,48 +609,77 @@ class FeatureStore:
         }
 
     def verify(self, key_fn: Any = None) -> list[str]:
-        """Problems found, one line each (empty when the store is sound).
+        """Every problem found, one line each naming the array, shard, rows and video ids (empty when sound).
 
-        Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); array shapes and
-        dtypes (HDF5: each shard file's shard/start/stop/key attributes against the index); unique ids;
-        every chunk decodes; for every done video the value checks of :func:`row_problems`; failure
-        records naming known ids; leftovers of killed runs (:meth:`leftovers`).
+        Rule: a store with no done video fails too (its counts named). Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); the index (ids, mos, n:
+        their digest, unique and non-empty ids, finite or NaN mos); array shapes, dtypes and metadata (HDF5:
+        each shard file's shard/start/stop/key attributes against the index); then per shard: every chunk
+        decodes, done flags against the committed digest record (lost markers), every done row's digest,
+        the value checks of :func:`row_problems` in every array; failure records naming known ids; leftovers
+        of killed runs (:meth:`leftovers`). A format-1 store (no digests) is one problem: ``cache upgrade``.
         """
         problems: list[str] = []
         expect_key = (key_fn or identity_key)(self.config)
         if expect_key != self.key:
             problems.append(f"key {self.key} does not match the stored config (which hashes to {expect_key})")
+        problems += self.index_problems
+        if not self.checksums:
+            problems.append(f"format version {self.attrs.get('format_version')}: no content checksums, so damage "
+                            f"inside rows goes unseen; `python cli.py cache upgrade {self.path}` records them")
         lay = self.layout
         expected: dict[str, tuple[tuple[int, ...], str]] = {
             "ids": ((lay.n,), "str"), "mos": ((lay.n,), DTYPES["mos"]), "done": ((lay.n,), DTYPES["done"])}
         for name, shape in lay.shapes().items():
             expected[name] = ((lay.n, *shape), DTYPES[name])
-        problems += self._b.check_arrays(expected)
-        if problems:
-            return problems  # the data scan below assumes the shapes are right
-        if len(set(self.ids)) != len(self.ids):
-            problems.append("video ids are not unique")
-        bad: dict[str, list[str]] = {}
-        for shard in range(lay.num_shards):
-            try:
-                data = self.read_shard(shard)
-            except CacheError as exc:
-                problems.append(str(exc))
-                continue
-            start, _ = lay.shard_range(shard)
-            done_rows = np.flatnonzero(data.done)
-            found = row_problems(lay.r, maps=data.maps[done_rows], sims=data.sims[done_rows],
-                                 embeds=None if data.embeds is None else data.embeds[done_rows])
-            for what, mask in found.items():
-                bad.setdefault(what, []).extend(self.ids[start + int(j)] for j in done_rows[mask])
-        for what, vids in bad.items():
-            problems.append(_name_rows(what, vids))
+        found = self._b.check_arrays(expected)
+        problems += [line for _, line in found]
+        skip = {scope for scope, _ in found}
+        if not ({"ids", "mos", "done"} & skip):
+            for shard in range(lay.num_shards):
+                if f"shard {shard}" not in skip:
+                    problems += self._verify_shard(shard, skip)
+            problems += self._nothing_done()
         problems += [f"leftover from a killed run: {p}" for p in self.leftovers()]
-        unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True)
+        unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True, check=False)
                    if self._index_or_none(str(rec["id"])) is None]
         if unknown:
             problems.append(f"failures.jsonl names {len(unknown)} id(s) not in the store: {', '.join(unknown[:5])}")
         return problems
+
+    def _nothing_done(self) -> list[str]:
+        """The rule for an empty store: no done video is a problem (there is nothing to train or score on)."""
+        try:
+            counts = self.info()
+        except ClifVQAError:
+            return []  # the scan above already named what cannot be read
+        if counts["done"]:
+            return []
+        return [f"no video is done (0 of {counts['videos']}; {counts['failed']} failed, {counts['missing']} "
+                f"missing): nothing to train or score on. Run `python cli.py extract ... --out {self.path}`"]
+
+    def _verify_shard(self, shard: int, skip: set[str]) -> list[str]:
+        s0, s1 = self.layout.shard_range(shard)
+        try:
+            done = self._b.read_done(s0, s1)
+        except Exception as exc:  # noqa: BLE001  (any decoding error is one line)
+            return [self._undecodable("done", shard, exc)]
+        out = self._lost_problems(shard, s0, done)
+        for name in self.layout.shapes():
+            if name in skip:
+                continue
+            try:
+                rows = self._b.read_rows(name, s0, s1)
+            except Exception as exc:  # noqa: BLE001
+                out.append(self._undecodable(name, shard, exc))
+                continue
+            out += self._content_problems(name, shard, s0, rows, done)
+        return out
+
+    def _undecodable(self, name: str, shard: int, exc: Exception) -> str:
+        s0, s1 = self.layout.shard_range(shard)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        what = first if isinstance(exc, ClifVQAError) else f"cannot be decoded ({type(exc).__name__}: {first})"
+        return f"{self._where(name, shard)[:-1]}, {self.ids[s0]}..{self.ids[s1 - 1]}): {what}"
 
     def leftovers(self) -> list[Path]:
         """``find_leftovers(self.path)``: what killed runs left in and beside this store."""

@@ -88,22 +88,26 @@ class ZarrBackend(Backend):
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         return np.asarray(self._array(name)[start:stop])
 
-    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[tuple[str, str]]:
         problems = []
         for name in ("ids", "mos", "done", "maps", "sims", "embeds"):
-            present = name in self.group
+            present = (self.path / name).is_dir()
             if name not in expected:
                 if present:
-                    problems.append(f"unexpected array {name!r}")
+                    problems.append((name, f"unexpected array {name!r}"))
                 continue
             if not present:
-                problems.append(f"array {name!r} is missing")
+                problems.append((name, f"array {name!r} is missing"))
                 continue
-            arr = self.group[name]
+            try:
+                arr = self._array(name)
+            except CacheError as exc:  # damaged metadata (empty or invalid zarr.json): one line
+                problems.append((name, str(exc)))
+                continue
             shape, dtype = expected[name]
             got = "str" if name == "ids" else str(np.dtype(arr.dtype))
             if tuple(arr.shape) != shape or (name != "ids" and got != dtype):
-                problems.append(f"{name} is {tuple(arr.shape)} {got}, expected {shape} {dtype}")
+                problems.append((name, f"array {name!r} is {tuple(arr.shape)} {got}, expected {shape} {dtype}"))
         return problems
 
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
