@@ -64,8 +64,8 @@ class Hdf5Backend(Backend):
         (path / SHARD_DIR).mkdir()
         atomic_write(path / cls.marker, _index_image(ids, mos, attrs))
 
-    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
-        if layout.n < self.layout.n:
+    def grow(self, n_old: int, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        if layout.n < n_old:
             raise CacheError(f"{self.path}: a store never shrinks ({self.layout.n} -> {layout.n} rows)")
         # The index is the only file that changes, replaced atomically: a reader opens either the old
         # index or the new one. Shard files stay; a shard that gains rows reads them as not done until

@@ -10,6 +10,7 @@ Writers open with ``mode="a"`` (create if absent, else reuse after checking the 
 """
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import logging
@@ -23,13 +24,14 @@ from typing import Any, Literal
 import numpy as np
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, DamagedStoreError, StorageError
-from clifvqa_core.fileio import PARTIAL_SUFFIX, storage_error
+from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, fsync_dir, storage_error
 
 from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
 from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
 from .backend import BACKENDS, Backend
-from .integrity import (CHECKSUM_VERSION, build_record, commit_pending, digest_mismatches, index_digest,
-                        read_record, recorded_done, write_pending)
+from . import writers as _writers
+from .integrity import (CHECKSUM_VERSION, DIGEST_DIR, build_record, commit_pending, digest_mismatches,
+                        index_digest, read_record, recorded_done, settle_pending, write_pending)
 from .schema import (DTYPES, FAILURES_FILE, FORMAT_NAME, FORMAT_VERSION, ShardData, StoreLayout,
                      diff_identity, identity_key, short)
 from .source import StoreSource
@@ -37,6 +39,8 @@ from .source import StoreSource
 log = logging.getLogger(__name__)
 
 Mode = Literal["r", "a", "w"]
+#: The journal of a growth in progress (inside the store); its presence means "not committed or not cleaned".
+GROW_JOURNAL = "growing.json"
 
 
 def detect_backend(path: str | Path) -> str | None:
@@ -103,6 +107,9 @@ def open_store(
         raise CacheError(f"{path}: is a {found} store, not {backend}. Pass --backend {found}, or choose "
                          "another --out.")
     store = FeatureStore(BACKENDS[found](path, writable=mode != "r"), mode)
+    if mode != "r":
+        store.finish_growth()
+        store.clean_predecessors()
     if identity is not None:
         store.check_identity(identity, key)
     if mode != "r":
@@ -151,7 +158,12 @@ def _create(path: Path, backend: str, identity: dict[str, Any], layout: StoreLay
     path.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: a store is either complete or absent, even if this
     # process dies half way through creation.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.creating"
+    # the creator's host and pid in the name: a later creator removes the folders of dead ones (cache/writers.py)
+    for old in path.parent.glob(f".{path.name}.*.creating"):
+        host, _, pid = old.name[len(path.name) + 2 : -len(".creating")].rpartition("-")[0].rpartition("-")
+        if host == _writers.host() and pid.isdigit() and not _writers.pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = path.parent / f".{path.name}.{_writers.host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.creating"
     try:
         try:
             BACKENDS[backend].create(tmp, layout, ids, mos_arr, attrs)
@@ -205,6 +217,7 @@ class FeatureStore:
                                     f"{first}). The store is damaged; extract again to a new --out.") from None
         self.source: StoreSource | None = StoreSource.from_attrs(self.attrs, str(self.path))
         self._index: dict[str, int] | None = None
+        self._marker: Path | None = None  # this writer's marker (cache/writers.py), while open for writing
         #: format 2 and later: digest records bind every done row to its video and row (cache/integrity.py)
         self.checksums = version >= CHECKSUM_VERSION
         #: what is wrong with ids/mos/n (one line each); readers and writers refuse such a store, verify lists it
@@ -485,15 +498,78 @@ class FeatureStore:
             attrs["source"] = source.to_dict()
         if new_ids:
             attrs["grown"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self._b.grow(layout, ids, mos, attrs)
+        if new_ids:
+            # the transaction: journal (atomic) -> idempotent steps -> attributes (the commit) -> journal removed.
+            # A kill or a full disk anywhere leaves the old store to readers; the next writer replays the journal.
+            atomic_write(self.path / GROW_JOURNAL, json.dumps(
+                {"from": self.n, "to": layout.n, "ids": new_ids, "mos": [None if math.isnan(m) else m for m in mos],
+                 "attrs": attrs}), "cannot start growing the store")
+        self._b.grow(self.n, layout, ids, mos, attrs)
+        self._end_growth()
+        if new_ids:
+            log.info("%s: grown by %d videos to %d", self.path, len(new_ids), self.n)
+
+    def _end_growth(self) -> None:
+        """Remove the growth journal (the growth is committed) and reload the index."""
+        try:
+            (self.path / GROW_JOURNAL).unlink(missing_ok=True)
+        except OSError as exc:
+            raise storage_error(self.path / GROW_JOURNAL, exc, "cannot remove the growth journal") from exc
+        fsync_dir(self.path)
         self.attrs = self._b.read_attrs()
         self.layout = StoreLayout.from_dict(self.attrs["layout"])
         self.ids = self._b.read_ids()[: self.layout.n]
         self.mos = self._b.read_mos()[: self.layout.n]
         self.source = StoreSource.from_attrs(self.attrs, str(self.path))
         self._index = None
-        if new_ids:
-            log.info("%s: grown by %d videos to %d", self.path, len(new_ids), self.n)
+        self.index_problems = self._index_problems()
+
+    def growth_journal(self) -> dict[str, Any] | None:
+        """The journal of an interrupted growth ({from, to, ids, mos, attrs}), or None."""
+        p = self.path / GROW_JOURNAL
+        if not p.is_file():
+            return None
+        try:
+            j = json.loads(p.read_text())
+            if not (isinstance(j, dict) and len(j["ids"]) == len(j["mos"]) == int(j["to"]) - int(j["from"])):
+                raise ValueError("inconsistent fields")
+            return j
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DamagedStoreError(f"{p}: damaged growth journal ({exc}); the store's growth cannot be finished. "
+                                    "Extract again to a new --out.") from None
+
+    def clean_predecessors(self) -> list[Path]:
+        """The resuming writer's cleaning (``cache/writers.py``): when every other registered writer of this
+        store is dead, settle their pending digest records (promoted when the done flags were written, else
+        removed) and remove the leftovers they made; then register this writer -> the paths removed."""
+        dead, others = _writers.dead_predecessors(self.path)
+        if dead and not others:
+            for p in sorted((self.path / DIGEST_DIR).glob("shard-*.pending.json")):
+                shard = int(p.name.split(".")[0].split("-")[1])
+                if shard < self.layout.num_shards:
+                    s0, s1 = self.layout.shard_range(shard)
+                    settle_pending(self.path, shard, s0, self._read_done(s0, s1))
+        removed = _writers.clean_after_dead(self.path, self.leftovers())
+        if self._marker is None:
+            self._marker = _writers.register(self.path)
+            atexit.register(_writers.unregister, self._marker)
+        return removed
+
+    def finish_growth(self) -> bool:
+        """Replay an interrupted growth (the writer's first step on open) -> whether there was one."""
+        j = self.growth_journal()
+        if j is None:
+            return False
+        n_old, n_new = int(j["from"]), int(j["to"])
+        if self.n not in (n_old, n_new) or len(self.ids) < n_old:
+            raise DamagedStoreError(f"{self.path}: the growth journal ({n_old} -> {n_new} rows) does not fit the "
+                                    f"store ({self.n} rows). Extract again to a new --out.")
+        ids = self.ids[:n_old] + [str(v) for v in j["ids"]]
+        mos = np.concatenate([self.mos[:n_old], np.array([np.nan if m is None else m for m in j["mos"]], np.float64)])
+        self._b.grow(n_old, StoreLayout.from_dict(j["attrs"]["layout"]), ids, mos, j["attrs"])
+        self._end_growth()
+        log.info("%s: finished the growth to %d videos that a killed run began", self.path, self.n)
+        return True
 
     def write_shard(self, shard: int, data: ShardData) -> None:
         """Write the whole of ``shard`` (data first, done flags last). Only the shard's owner calls this."""
@@ -632,6 +708,18 @@ class FeatureStore:
         for name, shape in lay.shapes().items():
             expected[name] = ((lay.n, *shape), DTYPES[name])
         found = self._b.check_arrays(expected)
+        try:
+            journal = self.growth_journal()
+        except DamagedStoreError as exc:
+            journal, found = None, found + [("", str(exc))]
+        if journal is not None:
+            problems.append(f"an interrupted growth ({journal['from']} -> {journal['to']} rows, {GROW_JOURNAL}): "
+                            f"readers see the {self.n} rows before it; run `extract` again with the same flags "
+                            "to finish it")
+            # arrays already resized to the journal's n are sound too
+            grown = {k: ((int(journal["to"]), *shape[1:]), dt) for k, (shape, dt) in expected.items()}
+            also = {scope for scope, _ in self._b.check_arrays(grown)}
+            found = [(scope, line) for scope, line in found if scope in also]
         problems += [line for _, line in found]
         skip = {scope for scope, _ in found}
         if not ({"ids", "mos", "done"} & skip):
@@ -687,6 +775,8 @@ class FeatureStore:
 
     # ---- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
+        _writers.unregister(self._marker)
+        self._marker = None
         self._b.close()
 
     def __enter__(self) -> "FeatureStore":
@@ -700,10 +790,12 @@ class FeatureStore:
 
 
 def find_leftovers(path: str | Path) -> list[Path]:
-    """Files and folders left by killed runs: ``*.partial`` files inside the store at ``path`` and
-    ``.NAME.*.creating`` folders beside it (the store need not exist). Readers ignore them."""
+    """Files and folders left by killed runs: ``*.partial`` files and pending digest records inside the store
+    at ``path`` and ``.NAME.*.creating`` folders beside it (the store need not exist).
+    Readers ignore them (a pending record vouches only for rows whose done flags were written)."""
     p = Path(path)
     found = sorted(f for f in p.rglob(f"*{PARTIAL_SUFFIX}") if f.is_file()) if p.is_dir() else []
+    found += sorted((p / DIGEST_DIR).glob("shard-*.pending.json")) if p.is_dir() else []
     found += sorted(d for d in p.parent.glob(f".{p.name}.*.creating") if d.is_dir())
     return found
 
@@ -718,6 +810,10 @@ def remove_leftovers(path: str | Path, min_age_s: float = 60.0) -> list[Path]:
         try:
             if time.time() - p.stat().st_mtime < min_age_s:
                 continue
+            if p.name.endswith(".pending.json"):
+                _settle_one(Path(path), p)
+                removed.append(p)
+                continue
             if p.is_dir():
                 shutil.rmtree(p)
             else:
@@ -728,6 +824,17 @@ def remove_leftovers(path: str | Path, min_age_s: float = 60.0) -> list[Path]:
         except OSError as exc:
             raise StorageError(p, f"cannot remove this leftover ({exc.strerror or exc})") from exc
     return removed
+
+
+def _settle_one(store: Path, pending: Path) -> None:
+    """``cache clean`` of a pending digest record: promoted when its done flags were written, else removed."""
+    shard = int(pending.name.split(".")[0].split("-")[1])
+    try:
+        st = open_store(store)
+        s0, s1 = st.layout.shard_range(shard)
+        settle_pending(store, shard, s0, st._read_done(s0, s1))
+    except (ClifVQAError, IndexError):
+        pending.unlink()
 
 
 #: Tolerance of the sims range check: float16 rounds a cosine of 1.0 (+ float32 error) to at most 1.001.

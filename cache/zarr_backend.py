@@ -121,14 +121,15 @@ class ZarrBackend(Backend):
                 raise storage_error(self.path / name, exc, f"cannot write shard {shard} (rows {start}..{stop - 1})"
                                     ) from exc
 
-    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
-        n_old, n = int(self._array("ids").shape[0]), layout.n
+    def grow(self, n_old: int, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        n = layout.n
         if n < n_old:
             raise CacheError(f"{self.path}: a store never shrinks ({n_old} -> {n} rows)")
         try:
             if n > n_old:
                 # Resizing only rewrites array metadata: written chunks stay as they are; new rows read
-                # as the fill value (NaN, done False) until their shard is written.
+                # as the fill value (NaN, done False) until their shard is written. Every step is one atomic
+                # file replace and may be repeated (the journal replays it after a kill or a full disk).
                 for name in ("done", *layout.shapes()):
                     arr = self._array(name)
                     arr.resize((n, *arr.shape[1:]))
