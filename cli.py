@@ -260,18 +260,23 @@ def cache_info_cmd(store: Path, as_json: bool) -> None:
 @cache_group.command("verify")
 @click.argument("store", type=click.Path(path_type=Path))
 def cache_verify_cmd(store: Path) -> None:
-    """Check STORE: shapes, NaNs/infs, done flags vs data, key vs config. Exit status 1 on problems."""
+    """Check STORE: index, shapes, metadata, digests, values of every array, done markers, key vs config.
+
+    Prints one line per problem and the done/failed/missing counts; exit status 1 on any problem, and when
+    no video is done."""
     from cache import open_store
 
     try:
-        problems = open_store(store).verify()
+        st = open_store(store)
+        problems, counts = st.verify(), st.info()
     except ClifVQAError as exc:
         _fail(exc)
+    tally = f"{counts['done']} of {counts['videos']} done, {counts['failed']} failed, {counts['missing']} missing"
     if problems:
         for p in problems:
             click.echo(f"PROBLEM: {p}", err=True)
-        raise click.ClickException(f"{store}: {len(problems)} problem(s)")
-    click.echo(f"{store}: OK")
+        raise click.ClickException(f"{store}: {len(problems)} problem(s); {tally}")
+    click.echo(f"{store}: OK ({tally})")
 
 
 @cache_group.command("clean")
