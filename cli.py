@@ -475,27 +475,22 @@ def reproduce_cmd(lsvq, konvid, livevqc, youtubeugc, out, init, trust_init, dry_
     FAST-VQA), then OUT/table1.md/.json and OUT/table2.md/.json beside the paper's numbers."""
     from clifvqa_core.semantic.extract_config import ExtractConfig
     from clifvqa_core.semantic.windows import WindowConfig
-    from train.config import TrainConfig
+    from train.config import TrainConfig, policy_fields
     from train.reproduce import ReproduceConfig, run_reproduce
 
-    try:
-        ext = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
-                            descriptions=descriptions, frames=frames, grid=WindowConfig.parse(grid),
-                            batch_size=extract_batch_size, workers=extract_workers, device=device)
-        base = TrainConfig(splits=splits, test_fraction=test_fraction, protocol=protocol, epochs=epochs,
-                           batch_size=batch_size, loss=loss, alpha=alpha, ema=ema, init=init, trust_init=trust_init,
-                           freeze_backbone_epochs=freeze_backbone_epochs, test_clips=test_clips, workers=workers,
-                           device=device, seed=seed,
-                           **({} if val_fraction is None and protocol == "default" else {"val_fraction": val_fraction or 0.0}),
-                           **({} if lr is None else {"lr_head": lr, "lr_backbone": lr / 10}))
-        cfg = ReproduceConfig(out=str(out), lsvq=lsvq and str(lsvq), konvid1k=konvid and str(konvid),
-                              livevqc=livevqc and str(livevqc), youtubeugc=youtubeugc and str(youtubeugc),
-                              extract=ext, train=base, model_config=model_config, backend=backend,
-                              shard_size=shard_size, skip_missing=skip_missing, calibrate_steps=calibrate_steps)
-        result = run_reproduce(cfg, dry_run=dry_run, echo=click.echo)
-    except ClifVQAError as exc:
-        _fail(exc)
-        return
+    ext = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                        descriptions=descriptions, frames=frames, grid=WindowConfig.parse(grid),
+                        batch_size=extract_batch_size, workers=extract_workers, device=device)
+    base = TrainConfig(splits=splits, test_fraction=test_fraction, protocol=protocol, epochs=epochs,
+                       batch_size=batch_size, loss=loss, alpha=alpha, ema=ema, init=init, trust_init=trust_init,
+                       freeze_backbone_epochs=freeze_backbone_epochs, test_clips=test_clips, workers=workers,
+                       device=device, seed=seed,
+                       **policy_fields(protocol, lr=lr, val_fraction=val_fraction))
+    cfg = ReproduceConfig(out=str(out), lsvq=lsvq and str(lsvq), konvid1k=konvid and str(konvid),
+                          livevqc=livevqc and str(livevqc), youtubeugc=youtubeugc and str(youtubeugc),
+                          extract=ext, train=base, model_config=model_config, backend=backend,
+                          shard_size=shard_size, skip_missing=skip_missing, calibrate_steps=calibrate_steps)
+    result = run_reproduce(cfg, dry_run=dry_run, echo=click.echo)
     for path in (result.get("tables") or {}).values() if result.get("rank", 0) == 0 else ():
         click.echo(f"table: {path}")
 
