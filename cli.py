@@ -240,27 +240,34 @@ def cache_group() -> None:
 def cache_info_cmd(store: Path, as_json: bool) -> None:
     """Counts (done / failed / missing), layout, CLIP, descriptions, size and dataset of STORE (--json: all)."""
     from cache import open_store
-    from cache.summary import format_info
+    from cache.summary import failure_lines, format_info
 
-    info = open_store(store).info()
+    with open_store(store) as st:
+        info, failures = st.info(), failure_lines(st)
+        info["failures"] = st.failures()
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
-    click.echo(format_info(info))
+    click.echo(format_info(info, failures))
 
 
 @cache_group.command("verify")
 @click.argument("store", type=click.Path(path_type=Path))
 def cache_verify_cmd(store: Path) -> None:
-    """Check STORE: shapes, NaNs/infs, done flags vs data, key vs config. Exit status 1 on problems."""
+    """Check STORE: index, shapes, metadata, digests, values of every array, done markers, key vs config.
+
+    Prints one line per problem and the done/failed/missing counts; exit status 1 on any problem, and when
+    no video is done."""
     from cache import open_store
 
-    problems = open_store(store).verify()
+    st = open_store(store)
+    problems, counts = st.verify(), st.info()
+    tally = f"{counts['done']} of {counts['videos']} done, {counts['failed']} failed, {counts['missing']} missing"
     if problems:
         for p in problems:
             click.echo(f"PROBLEM: {p}", err=True)
-        raise click.ClickException(f"{store}: {len(problems)} problem(s)")
-    click.echo(f"{store}: OK")
+        raise click.ClickException(f"{store}: {len(problems)} problem(s); {tally}")
+    click.echo(f"{store}: OK ({tally})")
 
 
 @cache_group.command("clean")
@@ -339,7 +346,7 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
     store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
     """
     from train.config import TrainConfig, policy_fields
-    from train.protocol import data_defaults, is_model_preset, model_config_from_spec, run_training
+    from train.protocol import data_defaults, format_splits, is_model_preset, model_config_from_spec, run_training
 
     if config_path is not None:
         cfg = TrainConfig.from_json(config_path)
@@ -367,6 +374,8 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
     results = run_training(cfg, resume=resume)
     if results.get("protocol") == "paper":
         click.echo(f"[{results['protocol_label']}]")
+    if results.get("splits"):
+        click.echo(format_splits(results["splits"]))
     for part, block in results["parts"].items():
         s = block["summary"]
         click.echo(f"{part}: SROCC {s['srocc']['mean']:.4f} +- {s['srocc']['std']:.4f}, "
@@ -380,12 +389,16 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
 @click.option("--split", default=None,
               help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
+@click.option("--part", type=click.Choice(["auto", "test", "train", "val", "all"]), default="auto", show_default=True,
+              help="Which videos of the checkpoint's split (split.json beside it): auto = its test part when the "
+                   "store holds its training videos (the training store), else --split / the store's test splits "
+                   "/ all; train and val are labelled as such, never as test.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write FILE.html: predicted vs MOS, the metrics, the worst-predicted videos (one file).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
-def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, workers, device, skip_missing,
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, report, workers, device, skip_missing,
                  allow_outside_root) -> None:
     """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.
 
@@ -403,12 +416,83 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, 
     cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
                       labels=None if labels is None else str(labels), skip_missing=skip_missing,
                       allow_outside_root=allow_outside_root)
-    results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers, report=report)
-    rows = {part: {k: m[k] for k in keys} for part, m in results.items()}
+    results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers, report=report,
+                             part=part)
+    for label, m in results.items():
+        click.echo(f"scored {m['videos']}", err=True)
+    rows = {label: {"part": label, **{k: m[k] for k in keys}} for label, m in results.items()}
     click.echo(json.dumps(next(iter(rows.values())) if len(rows) == 1 else rows, indent=1))
     if report is not None:
         click.echo(f"report: {report}", err=True)
 
+
+
+@main.command("reproduce")
+@click.option("--lsvq", type=click.Path(path_type=Path), default=None, help="LSVQ root (labels_train_test.csv, labels_1080p.txt).")
+@click.option("--konvid", type=click.Path(path_type=Path), default=None, help="KoNViD-1k root (labels.txt).")
+@click.option("--livevqc", type=click.Path(path_type=Path), default=None, help="LIVE-VQC root (labels.txt).")
+@click.option("--youtubeugc", type=click.Path(path_type=Path), default=None, help="YouTube-UGC root (labels.txt).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (stores, runs, tables; re-runs resume).")
+@click.option("--init", default=None, help="Start of the LSVQ trainings (e.g. Kinetics-400 Video Swin-T weights).")
+@click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file.")
+@click.option("--dry-run", is_flag=True, help="Print and write the plan (plan.json), run nothing.")
+@click.option("--skip-missing", is_flag=True, help="Go on without listed videos that are absent.")
+@click.option("--clip-model", default="ViT-B-32", show_default=True, help="As for extract.")
+@click.option("--clip-pretrained", default="openai", show_default=True, help="As for extract ('none': random, tests only).")
+@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto", show_default=True)
+@click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
+@click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
+@click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count.")
+@click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
+@click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
+@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes of extract.")
+@click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--model-config", default="fastvqa-b", show_default=True, help="As for train (preset or ModelConfig JSON).")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Fine-tuning splits.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--val-fraction", default=None, type=click.FloatRange(0, 1, max_open=True), help="As for train.")
+@click.option("--protocol", type=click.Choice(["default", "paper"]), default="default", show_default=True, help="As for train.")
+@click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs of every training [default: the recipe].")
+@click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="As for train.")
+@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0), help="As for train.")
+@click.option("--ema/--no-ema", default=None, help="As for train [default: the recipe].")
+@click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0), help="As for train [default: the recipe].")
+@click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes of training.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--calibrate-steps", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Timed training steps / CLIP batches of the plan's estimate (0: no estimate).")
+def reproduce_cmd(lsvq, konvid, livevqc, youtubeugc, out, init, trust_init, dry_run, skip_missing, clip_model,
+                  clip_pretrained, clip_activation, descriptions, frames, grid, backend, extract_batch_size,
+                  extract_workers, shard_size, model_config, splits, test_fraction, val_fraction, protocol, epochs,
+                  batch_size, lr, loss, alpha, ema, freeze_backbone_epochs, test_clips, workers, device, seed,
+                  calibrate_steps) -> None:
+    """The paper's Tables 1 and 2 in one resumable command (torchrun-aware): plan (--dry-run stops there),
+    extract each dataset, train on LSVQ, intra/cross tests, 10-split fine-tunes (CLiF-VQA, CLiF-VQA*,
+    FAST-VQA), then OUT/table1.md/.json and OUT/table2.md/.json beside the paper's numbers."""
+    from clifvqa_core.semantic.extract_config import ExtractConfig
+    from clifvqa_core.semantic.windows import WindowConfig
+    from train.config import TrainConfig, policy_fields
+    from train.reproduce import ReproduceConfig, run_reproduce
+
+    ext = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                        descriptions=descriptions, frames=frames, grid=WindowConfig.parse(grid),
+                        batch_size=extract_batch_size, workers=extract_workers, device=device)
+    base = TrainConfig(splits=splits, test_fraction=test_fraction, protocol=protocol, epochs=epochs,
+                       batch_size=batch_size, loss=loss, alpha=alpha, ema=ema, init=init, trust_init=trust_init,
+                       freeze_backbone_epochs=freeze_backbone_epochs, test_clips=test_clips, workers=workers,
+                       device=device, seed=seed,
+                       **policy_fields(protocol, lr=lr, val_fraction=val_fraction))
+    cfg = ReproduceConfig(out=str(out), lsvq=lsvq and str(lsvq), konvid1k=konvid and str(konvid),
+                          livevqc=livevqc and str(livevqc), youtubeugc=youtubeugc and str(youtubeugc),
+                          extract=ext, train=base, model_config=model_config, backend=backend,
+                          shard_size=shard_size, skip_missing=skip_missing, calibrate_steps=calibrate_steps)
+    result = run_reproduce(cfg, dry_run=dry_run, echo=click.echo)
+    for path in (result.get("tables") or {}).values() if result.get("rank", 0) == 0 else ():
+        click.echo(f"table: {path}")
 
 
 @main.command("predict")

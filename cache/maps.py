@@ -174,8 +174,10 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
             name, dhash = sname, shash
             done = np.asarray(store.done, bool)
             if not done.all():
-                log.warning("%s: %d of %d videos have no features (failed or not extracted); left out",
-                            path, int((~done).sum()), store.n)
+                from .summary import failure_lines
+
+                log.warning("%s: %d of %d videos have no features (failed or not extracted); left out:\n%s",
+                            path, int((~done).sum()), store.n, "\n".join(failure_lines(store)))
             if not cfg.use_semantic:
                 maps = np.zeros((store.n, 0, cfg.frames), np.float32)
             else:
