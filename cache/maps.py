@@ -127,7 +127,7 @@ def check_cache_fits(store: Any, cfg: ModelConfig) -> tuple[tuple[int, ...], str
 def _refuse_join(first: Any, other: Any) -> None:
     """Stores made by different extractions (CLIP weights, grid, T, descriptions ...) never share a table."""
     diffs = diff_identity(first.config, other.config)
-    listed = describe_diff(diffs, "first", "this", limit=8) or "the key rule"
+    listed = describe_diff(diffs, "first", "this") or "the key rule"
     raise CacheKeyMismatchError(
         f"{other.path} was made with another extraction config than {first.path} (key {other.key} vs "
         f"{first.key}); differing fields: {listed}. Stores joined by --cached must come from one "

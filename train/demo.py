@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from clifvqa_core.config import JsonConfig
+from clifvqa_core.objectives.metrics import METRIC_KEYS, TABLE_KEYS
 from train.synthetic import DISTORTIONS
 from clifvqa_core.errors import ClifVQAError, ConfigError
 
@@ -402,7 +403,7 @@ def _clean(v: Any) -> Any:
 
 
 def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
-    keys = ("n", "srocc", "plcc", "krocc", "rmse", "plcc_logistic", "rmse_logistic")
+    keys = ("n", *TABLE_KEYS)
     data = {
         "held_out": {k: r.metrics.get(k) for k in keys},
         "held_out_scenes": r.test_scenes, "n_train": r.n_train, "n_test": r.n_test,
@@ -464,10 +465,10 @@ def format_summary(r: DemoResult) -> str:
         f"CLiF-VQA demo - {r.clip_note}",
         f"held-out scenes {', '.join(r.test_scenes)}: {r.n_test} clips (trained on {r.n_train}, {r.epochs} epochs)",
         "",
-        "| SROCC | PLCC | KROCC | RMSE |",
-        "|---|---|---|---|",
+        "| " + " | ".join(k.upper() for k in METRIC_KEYS) + " |",
+        "|" + "---|" * len(METRIC_KEYS),
         "| " + " | ".join(f"{m[k]:.4f}" if m.get(k) is not None and math.isfinite(m[k]) else "nan"
-                         for k in ("srocc", "plcc", "krocc", "rmse")) + " |",
+                         for k in METRIC_KEYS) + " |",
         "",
         "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model; the",
         ("training loss (L_lin alone) fixes the order of the scores, not their level or spread):"

@@ -19,7 +19,6 @@ import logging
 import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,9 +33,10 @@ from clifvqa_core.errors import CheckpointError, ClifVQAError
 from clifvqa_core.fileio import atomic_write
 from clifvqa_core.spatial.fragments import prepare_fragments
 from clifvqa_core.objectives.losses import LOSSES
-from clifvqa_core.objectives.metrics import evaluate_scores
+from clifvqa_core.objectives.metrics import TABLE_KEYS, evaluate_scores
 from clifvqa_core.model.clifvqa import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
-from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
+from clifvqa_core.runtime import (DistEnv, autocast_for, init_distributed, progress_bar,  # noqa: F401 - re-exported
+                                  resolve_device)
 from clifvqa_core.inference.scorer import Scorer
 from train.config import TrainConfig, resolve_recipe
 
@@ -129,13 +129,6 @@ class EMA:
 
 def unwrap(model: nn.Module) -> CLiFVQA:
     return model.module if hasattr(model, "module") else model
-
-
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; nothing on CPU (bf16 CPU autocast is slow and changes numbers)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _gather_global(x: Tensor, env: DistEnv) -> tuple[Tensor, int]:
@@ -277,13 +270,6 @@ class FitResult:
     selection: str = ""            # how: "validation" or "last epoch (no validation part)"
 
 
-def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
-    """The training bar: tqdm over optimisation steps on stderr (a no-op object when not ``enabled``)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", disable=not enabled, dynamic_ncols=True, desc=name)
-
-
 def _val_score(metrics: dict[str, Any]) -> float:
     s = metrics["srocc"] + metrics["plcc"]
     return -math.inf if not math.isfinite(s) else float(s)
@@ -411,7 +397,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     if freeze:
         log.info("the Swin backbone is frozen for the first %d of %d epochs (requires_grad=False)", freeze,
                  cfg.epochs)
-    bar = _progress(cfg.epochs * steps_per_epoch, start_epoch * steps_per_epoch, out_dir.name, progress and env.main)
+    bar = progress_bar(cfg.epochs * steps_per_epoch, progress and env.main, out_dir.name, "step",
+                       initial=start_epoch * steps_per_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         if frozen_now != (epoch < freeze):
             frozen_now = epoch < freeze
@@ -448,8 +435,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                     z = score_videos(eval_model, ds.items, ds.maps, device, cfg.test_clips,
                                      batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
                     m = evaluate_scores(np.asarray(scale.to_mos(z)), mos)
-                    row["monitor"][part][which] = {k: m[k] for k in ("n", "srocc", "krocc", "plcc", "rmse",
-                                                                       "plcc_logistic", "rmse_logistic")}
+                    row["monitor"][part][which] = {k: m[k] for k in ("n", *TABLE_KEYS)}
         history.append(row)
         bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
                                                           if "val_srocc" in row else "")

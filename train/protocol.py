@@ -45,7 +45,7 @@ import torch
 from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
-from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.objectives.metrics import TABLE_KEYS, evaluate_scores, summarize
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer
 from train.config import TrainConfig, resolve_recipe
@@ -55,7 +55,6 @@ from .loop import DistEnv, fit, init_distributed, resolve_device, score_videos
 
 log = logging.getLogger(__name__)
 
-TABLE_KEYS = ("srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
 #: what every table of a protocol is labelled with (results.md headings, ablation tables)
 PROTOCOL_LABELS = {
     "default": "model selected on a validation part of the training part",

@@ -167,11 +167,6 @@ def _one(x: Any) -> Any:
     return x
 
 
-def _worker_init(_: int) -> None:
-    # workers decode in parallel already; intra-op threads in each would only oversubscribe the cores
-    torch.set_num_threads(1)
-
-
 class _ScorerBase(abc.ABC):
     """What both scorers share: decode in workers (``_prepare``), forward in batches (``_forward``), results
     in input order with errors as values."""
@@ -216,14 +211,14 @@ class _ScorerBase(abc.ABC):
         """(index, result) as soon as each input is scored, in input order (see :meth:`score_many`).
         ``keep_maps``: each scored result keeps its semantic maps (``maps``, ``descriptions``: the report's
         "which descriptions matched")."""
-        from clifvqa_core.runtime import progress_bar
+        from clifvqa_core.runtime import decode_worker_init, progress_bar
 
         videos = list(videos)
         if maps is not None and len(maps) != len(videos):
             raise ValueError(f"maps has {len(maps)} entries for {len(videos)} videos")
         if batch_size < 1 or workers < 0:
             raise ValueError("batch_size must be >= 1 and workers >= 0")
-        kwargs: dict[str, Any] = {"worker_init_fn": _worker_init, "prefetch_factor": 2} if workers else {}
+        kwargs: dict[str, Any] = {"worker_init_fn": decode_worker_init, "prefetch_factor": 2} if workers else {}
         loader = DataLoader(_Prepared(videos, self._prepare), batch_size=None, shuffle=False,
                             num_workers=workers, collate_fn=_one, **kwargs)
         bar = progress_bar(len(videos), progress, desc="score")
@@ -424,12 +419,10 @@ class Scorer(_ScorerBase):
         [B, 2r', T] -> {"score", "semantic", "spatial"} [B] (z units); inference mode, autocast on CUDA when ``amp``.
         ``grad``: autograd on instead (``explain`` differentiates the score w.r.t. maps that require grad; the
         numbers are the same)."""
-        from contextlib import nullcontext
-
+        from clifvqa_core.runtime import autocast_for
         from clifvqa_core.spatial.fragments import prepare_fragments
 
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
-        with (torch.enable_grad() if grad else torch.inference_mode()), ctx:
+        with (torch.enable_grad() if grad else torch.inference_mode()), autocast_for(self.device, self.amp):
             return self.model(None if fragments is None else prepare_fragments(fragments, self.device),
                               None if maps is None else maps.float().to(self.device))
 
