@@ -315,31 +315,12 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     equal those of an uninterrupted run bit for bit.
     """
     scale = MosScale.fit([it.mos for it in train_items])
-    torch.manual_seed(seed)
-    model = CLiFVQA(model_cfg).to(device)
-    init_kind = None
-    if cfg.init:
-        from clifvqa_core.model.clifvqa import init_from_checkpoint
-        init_kind = init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)["source"]
-    cfg = resolve_recipe(cfg, init_kind)
+    model, cfg = _initial_model(cfg, model_cfg, seed, device)
     freeze = cfg.freeze_backbone_epochs if model_cfg.use_spatial else 0
-    train_ds = VideoQualityDataset(train_items, table, scale, model_cfg, "train", seed=seed)
+    per_rank = cfg.batch_size // env.world
+    train_ds, sampler, loader = _train_loader(cfg, model_cfg, table, scale, train_items, seed, env, device)
     val_ds = (VideoQualityDataset(val_items, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
               if val_items else None)
-    if cfg.batch_size % env.world:
-        raise ClifVQAError(f"batch size {cfg.batch_size} is not divisible by the {env.world} DDP processes")
-    per_rank = cfg.batch_size // env.world
-    if len(train_ds) < cfg.batch_size:
-        raise ClifVQAError(f"the training part has {len(train_ds)} videos, fewer than one batch "
-                           f"({cfg.batch_size}); lower --batch-size")
-    # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
-    sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
-                                 drop_last=True)
-    # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
-    # reaches them through shared memory (set_epoch).
-    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
-                        collate_fn=collate_samples)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)
@@ -348,62 +329,36 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     monitor_ds = {part: VideoQualityDataset(its, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
                   for part, its in (monitor or {}).items() if its}
 
-    def wrap() -> nn.Module:
-        # DDP registers the parameters that require grad when it is built, so it is rebuilt at unfreezing
-        if not env.enabled:
-            return model
-        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_name = cfg.loss
-
     def loss_fn(p: Tensor, q: Tensor) -> Tensor:
-        return LOSSES[loss_name](p, q, cfg.alpha, cfg.beta)
+        return LOSSES[cfg.loss](p, q, cfg.alpha, cfg.beta)
 
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": -1, "score": -math.inf, "weights": "ema" if ema is not None else "raw"}
-    best_state: dict[str, Tensor] | None = None
-    start_epoch = 0
     last = out_dir / "last.pt"
-    if resume and last.is_file():
-        ck = load_checkpoint(last)
-        if ck.get("train_config") != cfg.to_json():
-            log.warning("%s was written with another train config; resuming anyway with the current one", last)
-        model.load_state_dict(ck["train_model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        schedule.step_count = int(ck["scheduler_step"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
-        history = list(ck["history"])
-        best = dict(ck["best"])
-        best_state = ck.get("best_model")
-        start_epoch = int(ck["epoch"]) + 1
-        set_rng_state(ck["rng"])
-        log.info("resumed %s at epoch %d", last, start_epoch)
+    history, best, best_state, start_epoch = _resume_state(last if resume else None, cfg, model, optimizer,
+                                                           schedule, ema, device)
 
     def inference_state() -> dict[str, Tensor]:
         return _cpu_state(ema.state if ema is not None else model.state_dict())
 
     def candidates() -> list[tuple[str, nn.Module]]:
         """The weights to score: raw, and EMA when on (loaded into a second model)."""
-        out: list[tuple[str, nn.Module]] = [("raw", model)]
-        if ema is not None:
-            ema_model = CLiFVQA(model_cfg).to(device)
-            ema_model.load_state_dict(ema.state)
-            out.append(("ema", ema_model))
-        return out
+        return [("raw", model)] + ([] if ema is None else [("ema", _loaded(model_cfg, ema.state, device))])
 
     amp = cfg.amp and device.type == "cuda"
-    frozen_now = None
-    net: nn.Module = model
+
+    def score(eval_model: nn.Module, ds: VideoQualityDataset) -> np.ndarray:
+        return score_videos(eval_model, ds.items, ds.maps, device, cfg.test_clips,
+                            batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
+
+    frozen_now, net = None, model          # net: the module a step runs (DDP-wrapped under DDP)
     if freeze:
-        log.info("the Swin backbone is frozen for the first %d of %d epochs (requires_grad=False)", freeze,
-                 cfg.epochs)
+        log.info("the Swin backbone is frozen for the first %d of %d epochs", freeze, cfg.epochs)
     bar = progress_bar(cfg.epochs * steps_per_epoch, progress and env.main, out_dir.name, "step",
                        initial=start_epoch * steps_per_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         if frozen_now != (epoch < freeze):
             frozen_now = epoch < freeze
             set_backbone_frozen(model, frozen_now)
-            net = wrap()
+            net = _wrap(model, env, device)
             if epoch and not frozen_now:
                 log.info("epoch %d: the backbone is unfrozen (trained end to end from now on)", epoch + 1)
         sampler.set_epoch(epoch)
@@ -416,56 +371,22 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
                                "lr_head": optimizer.param_groups[1]["lr"], "frozen_backbone": frozen_now}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            for which, eval_model in candidates():
-                pred = score_videos(eval_model, val_ds.items, val_ds.maps, device, cfg.test_clips,
-                                    batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
-                m = evaluate_scores(pred, val_ds.mos.numpy())
-                pre = "" if which == "raw" else "ema_"
-                row.update({f"{pre}val_srocc": m["srocc"], f"{pre}val_plcc": m["plcc"], f"{pre}val_krocc": m["krocc"]})
-                score = _val_score(m)
-                if score > best["score"] or best_state is None:
-                    best = {"epoch": epoch, "score": score, "weights": which}
-                    best_state = _cpu_state(eval_model.state_dict())
+            best, best_state = _validate(row, epoch, candidates(), val_ds, score, best, best_state)
         if monitor_ds:
-            row["monitor"] = {}
-            for part, ds in monitor_ds.items():
-                mos = np.asarray(scale.to_mos(ds.mos.numpy()))
-                row["monitor"][part] = {}
-                for which, eval_model in candidates():
-                    z = score_videos(eval_model, ds.items, ds.maps, device, cfg.test_clips,
-                                     batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
-                    m = evaluate_scores(np.asarray(scale.to_mos(z)), mos)
-                    row["monitor"][part][which] = {k: m[k] for k in ("n", *TABLE_KEYS)}
+            row["monitor"] = _monitor(monitor_ds, candidates(), score, scale)
         history.append(row)
-        bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
-                                                          if "val_srocc" in row else "")
-                            + (f", EMA {row['ema_val_srocc']:.3f}" if "ema_val_srocc" in row else ""))
-        val = "".join(f" {w} val SROCC {row[p + 'val_srocc']:.3f} PLCC {row[p + 'val_plcc']:.3f}"
-                      for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
-        log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
-                 " (backbone frozen)" if frozen_now else "", val, row["seconds"])
+        _report_epoch(bar, row, epoch, cfg.epochs, frozen_now)
         if env.main:
             save_checkpoint(last, _payload(cfg, model_cfg, table, scale, epoch, schedule.step_count, history,
-                                           best, inference_state(), extra={
-                                               "train_model": _cpu_state(model.state_dict()),
-                                               "optimizer": optimizer.state_dict(),
-                                               "scheduler_step": schedule.step_count,
-                                               "ema": None if ema is None else _cpu_state(ema.state),
-                                               "best_model": best_state, "rng": rng_state()}))
+                                           best, inference_state(),
+                                           extra=_resume_record(model, optimizer, schedule, ema, best_state)))
         if env.enabled:
             dist.barrier()
 
     bar.close()
-    if val_ds is None or best_state is None:
-        final_state, best_epoch = inference_state(), cfg.epochs - 1
-        weights, selection = ("ema" if ema is not None else "raw"), "last epoch (no validation part)"
-    else:
-        final_state, best_epoch = best_state, int(best["epoch"])
-        weights, selection = str(best.get("weights", "raw")), "validation"
-    log.info("selected: %s weights of epoch %d (%s)", weights, best_epoch + 1, selection)
-    final = CLiFVQA(model_cfg)
-    final.load_state_dict(final_state)
-    final.to(device).eval()
+    final_state, best_epoch, weights, selection = _selected(best if val_ds is not None else None, best_state,
+                                                            inference_state(), ema is not None, cfg.epochs)
+    final = _loaded(model_cfg, final_state, device).eval()
     ckpt_path = out_dir / "model.pt"
     if env.main:
         save_checkpoint(ckpt_path, _payload(cfg, model_cfg, table, scale, cfg.epochs - 1, schedule.step_count,
@@ -474,6 +395,137 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     if env.enabled:
         dist.barrier()
     return FitResult(final, scale, history, best_epoch, ckpt_path, weights, selection)
+
+
+def _initial_model(cfg: TrainConfig, model_cfg: ModelConfig, seed: int, device: torch.device
+                   ) -> tuple[CLiFVQA, TrainConfig]:
+    """The model before training (seeded init, then ``cfg.init``'s weights) and ``cfg`` with its recipe
+    resolved (the frozen epochs depend on what ``init`` holds)."""
+    torch.manual_seed(seed)
+    model = CLiFVQA(model_cfg).to(device)
+    init_kind = None
+    if cfg.init:
+        from clifvqa_core.model.clifvqa import init_from_checkpoint
+        init_kind = init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)["source"]
+    return model, resolve_recipe(cfg, init_kind)
+
+
+def _wrap(model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
+    """The module a training step runs: ``model``, or its DDP wrapper under DDP (rebuilt at unfreezing: DDP
+    registers the parameters that require grad when it is built)."""
+    if not env.enabled:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _selected(best: dict[str, Any] | None, best_state: dict[str, Tensor] | None, last_state: dict[str, Tensor],
+              ema: bool, epochs: int) -> tuple[dict[str, Tensor], int, str, str]:
+    """The model a run keeps -> (state, epoch, weights "raw" | "ema", how it was selected): the validation's
+    best (``best``, None without a validation part), else the last epoch's inference weights (EMA when on)."""
+    if best is None or best_state is None:
+        out = last_state, epochs - 1, ("ema" if ema else "raw"), "last epoch (no validation part)"
+    else:
+        out = best_state, int(best["epoch"]), str(best.get("weights", "raw")), "validation"
+    log.info("selected: %s weights of epoch %d (%s)", out[2], out[1] + 1, out[3])
+    return out
+
+
+def _loaded(model_cfg: ModelConfig, state: dict[str, Tensor], device: torch.device) -> CLiFVQA:
+    """A new model of ``model_cfg`` holding ``state``, on ``device``."""
+    model = CLiFVQA(model_cfg)
+    model.load_state_dict(state)
+    return model.to(device)
+
+
+def _resume_record(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, ema: EMA | None,
+                   best_state: dict[str, Tensor] | None) -> dict[str, Any]:
+    """What ``last.pt`` holds beyond a model checkpoint, read back by :func:`_resume_state`."""
+    return {"train_model": _cpu_state(model.state_dict()), "optimizer": optimizer.state_dict(),
+            "scheduler_step": schedule.step_count, "ema": None if ema is None else _cpu_state(ema.state),
+            "best_model": best_state, "rng": rng_state()}
+
+
+def _train_loader(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale,
+                  items: Sequence[Any], seed: int, env: DistEnv, device: torch.device
+                  ) -> tuple[VideoQualityDataset, DistributedSampler, DataLoader]:
+    """The training part's dataset, sampler and loader (``batch_size / world`` videos per rank and step);
+    ClifVQAError for a batch size the ranks cannot share or a part smaller than one batch."""
+    if cfg.batch_size % env.world:
+        raise ClifVQAError(f"batch size {cfg.batch_size} is not divisible by the {env.world} DDP processes")
+    train_ds = VideoQualityDataset(items, table, scale, model_cfg, "train", seed=seed)
+    if len(train_ds) < cfg.batch_size:
+        raise ClifVQAError(f"the training part has {len(train_ds)} videos, fewer than one batch "
+                           f"({cfg.batch_size}); lower --batch-size")
+    # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
+    sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
+    # reaches them through shared memory (set_epoch).
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size // env.world, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
+                        collate_fn=collate_samples)
+    return train_ds, sampler, loader
+
+
+def _resume_state(last: Path | None, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+                  schedule: Schedule, ema: EMA | None, device: torch.device
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Tensor] | None, int]:
+    """-> (history, best, best_state, start epoch): a fresh run's, or those of ``last`` (``last.pt``, when
+    resuming and it exists), whose model, optimiser, schedule, EMA and RNG states are loaded in place."""
+    if last is None or not last.is_file():
+        return [], {"epoch": -1, "score": -math.inf, "weights": "ema" if ema is not None else "raw"}, None, 0
+    ck = load_checkpoint(last)
+    if ck.get("train_config") != cfg.to_json():
+        log.warning("%s was written with another train config; resuming anyway with the current one", last)
+    model.load_state_dict(ck["train_model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    schedule.step_count = int(ck["scheduler_step"])
+    if ema is not None and ck.get("ema") is not None:
+        ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
+    set_rng_state(ck["rng"])
+    start_epoch = int(ck["epoch"]) + 1
+    log.info("resumed %s at epoch %d", last, start_epoch)
+    return list(ck["history"]), dict(ck["best"]), ck.get("best_model"), start_epoch
+
+
+def _validate(row: dict[str, Any], epoch: int, candidates: list[tuple[str, nn.Module]], val_ds: Any,
+              score: Callable[[nn.Module, Any], np.ndarray], best: dict[str, Any],
+              best_state: dict[str, Tensor] | None) -> tuple[dict[str, Any], dict[str, Tensor] | None]:
+    """Score each candidate ("raw", "ema") on the validation part into ``row`` ({,ema_}val_srocc/plcc/krocc)
+    -> (best, best_state), the best (epoch, weights) so far by SROCC + PLCC."""
+    for which, eval_model in candidates:
+        m = evaluate_scores(score(eval_model, val_ds), val_ds.mos.numpy())
+        pre = "" if which == "raw" else "ema_"
+        row.update({f"{pre}val_srocc": m["srocc"], f"{pre}val_plcc": m["plcc"], f"{pre}val_krocc": m["krocc"]})
+        value = _val_score(m)
+        if value > best["score"] or best_state is None:
+            best = {"epoch": epoch, "score": value, "weights": which}
+            best_state = _cpu_state(eval_model.state_dict())
+    return best, best_state
+
+
+def _monitor(parts: dict[str, Any], candidates: list[tuple[str, nn.Module]],
+             score: Callable[[nn.Module, Any], np.ndarray], scale: MosScale) -> dict[str, Any]:
+    """The monitored parts scored with each candidate: {part: {"raw" | "ema": {n, TABLE_KEYS}}} (MOS units)."""
+    out: dict[str, Any] = {}
+    for part, ds in parts.items():
+        mos = np.asarray(scale.to_mos(ds.mos.numpy()))
+        out[part] = {}
+        for which, eval_model in candidates:
+            m = evaluate_scores(np.asarray(scale.to_mos(score(eval_model, ds))), mos)
+            out[part][which] = {k: m[k] for k in ("n", *TABLE_KEYS)}
+    return out
+
+
+def _report_epoch(bar: Any, row: dict[str, Any], epoch: int, epochs: int, frozen: bool | None) -> None:
+    """The epoch's loss and validation numbers on the progress bar and in the log (INFO)."""
+    bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
+                                                      if "val_srocc" in row else "")
+                        + (f", EMA {row['ema_val_srocc']:.3f}" if "ema_val_srocc" in row else ""))
+    val = "".join(f" {w} val SROCC {row[p + 'val_srocc']:.3f} PLCC {row[p + 'val_plcc']:.3f}"
+                  for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
+    log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, epochs, row["loss"],
+             " (backbone frozen)" if frozen else "", val, row["seconds"])
 
 
 def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale, epoch: int, step: int,
