@@ -175,3 +175,36 @@ def test_explain_report_in_browser(trained, browser, tmp_path):
     assert got["outside"] == [] and got["errors"] == [] and not_blank(got["png"])
     assert "RANDOM" in got["page"].eval("document.body.innerText")
     got["page"].close()
+
+
+@pytest.fixture(scope="module")
+def trained_objective(tmp_path_factory):
+    """A model trained on the objective descriptions only (18 of 32): its maps are recomputed from sims."""
+    from train.protocol import run_training
+    from test_ablate import tiny_model
+
+    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
+    out = tmp_path_factory.mktemp("explain_objective")
+    run_training(base_train_config(root, store, out, model=tiny_model(descriptions="objective",
+                                                                      num_descriptions=18)))
+    return root, store, out / "split_0" / "model.pt"
+
+
+@pytest.mark.parametrize("which", ["trained", "trained_objective"])
+def test_explain_maps_are_the_training_maps_bit_for_bit(which, extractor, request):
+    """explain's maps (CLIP on the video, the Scorer's MapRule) equal the maps training read from the store:
+    the store's own maps for all descriptions, and for a description subset the maps recomputed from the
+    float16 sims the store keeps (float32 sims would differ in the last bits)."""
+    from cache.maps import load_map_table
+    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+    from train.experiments.explain import _scorer, _semantics, resolve_extract_config
+
+    root, store, ckpt = request.getfixturevalue(which)
+    ck = read_clifvqa_checkpoint(ckpt)
+    ecfg = resolve_extract_config(ck)
+    scorer = _scorer(ckpt, ecfg, ck, extractor, None, torch.device("cpu"))
+    table = load_map_table([str(store)], scorer.cfg)
+    assert scorer.rule.stored == (which == "trained") and len(scorer.rule.selected) == table.maps.shape[1] // 2
+    for vid in ("s00_pristine", "s01_noise_1", "s02_blur_1"):
+        sem = _semantics(scorer, extractor, ecfg, scorer.semantic_frames(root / "videos" / f"{vid}.mp4"))
+        assert torch.equal(sem["maps"], table.rows([vid])[0]), vid

@@ -516,3 +516,38 @@ def test_model_presets_and_unknown_name():
     assert model_preset("fastvqa-b").spatial_grid == (16, 7, 7) and model_preset("tiny").spatial.embed_dim == 24
     with pytest.raises(ConfigError, match=r"'cpx' \(did you mean 'cpu'\?\); known: fastvqa-b, cpu, tiny"):
         model_preset("cpx")
+
+
+def _grouped_47() -> list[Item]:
+    """The issue's dataset: 7 real clips with two re-encodes each (groups of 3) and 26 single synthetic clips."""
+    return [Item(f"r{g}_{j}", Path("x"), float(g + j), group=f"r{g}") for g in range(7) for j in range(3)] + \
+        [Item(f"s{i}", Path("x"), float(i), group=f"s{i}") for i in range(26)]
+
+
+def test_grouped_splits_carve_validation_and_hit_video_fractions():
+    """min_train counts videos (was: groups left, 6 < 24, so grouped data never got a validation part), and the
+    test part is sized by videos (was: 6 of 47 in 9 of 10 splits, 16 in one)."""
+    from train.protocol import split_record
+
+    items = _grouped_47()
+    group = {it.video_id: it.group for it in items}
+    for k in range(10):
+        sp = make_split(items, k, 0.2, 0.1, min_train=24)
+        assert sorted(sp["train"] + sp["val"] + sp["test"]) == sorted(it.video_id for it in items)
+        parts = [{group[v] for v in sp[p]} for p in ("train", "val", "test")]
+        assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+        assert abs(len(sp["test"]) - 10) <= 1, sp          # 47 - int(0.8 * 47) = 10, within one video
+        assert 3 <= len(sp["val"]) <= 6, sp                 # round(0.1 * 37) = 4, within half a group
+        rec = split_record(k, sp, items, 0.2, 0.1)
+        assert rec["unit"] == "group" and rec["asked"] == {"test": 0.2, "val": 0.1}
+        assert rec["achieved"]["test"] == round(len(sp["test"]) / 47, 4) and rec["counts"]["val"] == len(sp["val"])
+
+
+def test_split_summary_line_states_asked_and_achieved():
+    from train.protocol import format_splits, split_record
+
+    items = _grouped_47()
+    recs = [split_record(k, make_split(items, k, 0.2, 0.1, min_train=24), items, 0.2, 0.1) for k in range(3)]
+    line = format_splits(recs)
+    assert line.startswith("splits by group: test ") and "(asked 20%)" in line and "(asked 10%)" in line
+    assert "without one" not in line

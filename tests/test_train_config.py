@@ -7,7 +7,7 @@ import torch
 
 from clifvqa_core.errors import CheckpointError, ConfigError
 from clifvqa_core.model.clifvqa import checkpoint_kind
-from train.config import RECIPES, TrainConfig, resolve_recipe
+from train.config import RECIPES, TrainConfig, policy_fields, resolve_recipe
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +75,18 @@ def test_protocol_switch():
         TrainConfig(protocol="paper", val_fraction=0.1)
     with pytest.raises(ConfigError, match="protocol 'papr' unknown"):
         TrainConfig(protocol="papr")
+
+
+@pytest.mark.parametrize("protocol, lr, val, want", [
+    ("default", None, None, {}),
+    ("default", None, 0.0, {"val_fraction": 0.0}),
+    ("default", 1e-3, 0.2, {"val_fraction": 0.2, "lr_head": 1e-3, "lr_backbone": 1e-4}),
+    ("paper", None, None, {"val_fraction": 0.0}),
+    ("paper", 7.5e-4, None, {"val_fraction": 0.0, "lr_head": 7.5e-4, "lr_backbone": 7.5e-4 / 10}),
+])
+def test_policy_fields(protocol, lr, val, want):
+    got = policy_fields(protocol, lr=lr, val_fraction=val)
+    assert got == want
+    cfg = TrainConfig(protocol=protocol, **got)
+    assert cfg.val_fraction == want.get("val_fraction", 0.1)
+    assert cfg.lr_head / cfg.lr_backbone == pytest.approx(10)

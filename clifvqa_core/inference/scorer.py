@@ -280,7 +280,7 @@ class Scorer(_ScorerBase):
     """A trained CLiF-VQA model ready to score (module doc). Build it with :meth:`from_checkpoint`."""
 
     def __init__(self, model: Any, scale: MosScale, *, extractor: Any = None, extract_cfg: Any = None,
-                 selected: Sequence[int] = (), logit_scale: float | None = None, full_maps: bool = True,
+                 rule: Any = None,
                  test_clips: int = DEFAULT_TEST_CLIPS, device: str | torch.device = "cpu", amp: bool = False,
                  source: str = "") -> None:
         from clifvqa_core.spatial.fragments import FragmentConfig
@@ -292,9 +292,15 @@ class Scorer(_ScorerBase):
         self.scale = scale
         self.extractor = None if extractor is None else extractor.to(self.device).eval()
         self.extract_cfg = extract_cfg
-        self.selected = list(selected) or list(range(self.cfg.num_descriptions))
-        self.logit_scale = logit_scale
-        self.full_maps = bool(full_maps)
+        if rule is None and self.extractor is not None:    # all descriptions at CLIP's own temperature
+            from clifvqa_core.semantic.extractor import MapRule
+
+            r = self.extractor.r
+            rule = MapRule.of(range(r), r, None, self.extractor.logit_scale)
+        #: how maps are made from CLIP's sims (``semantic.extractor.MapRule``, the training store's rule);
+        #: None without CLIP (maps are then given)
+        self.rule = rule
+        self.selected = list(rule.selected) if rule is not None else list(range(self.cfg.num_descriptions))
         self.test_clips = int(test_clips)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.source = source
@@ -313,6 +319,7 @@ class Scorer(_ScorerBase):
         caller (``read_clifvqa_checkpoint``; it is then not read again). Raises CheckpointError,
         ClipWeightsError, CacheKeyMismatchError."""
         from clifvqa_core.semantic.extract_config import RecordedExtraction, build_extractor
+        from clifvqa_core.semantic.extractor import MapRule
         from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig, read_clifvqa_checkpoint
 
         # CLIP before the model (whose construction takes seconds): a recorded tag that is neither cached nor
@@ -328,9 +335,7 @@ class Scorer(_ScorerBase):
             except (TypeError, ValueError, AttributeError):
                 test_clips = DEFAULT_TEST_CLIPS
         selected = list(ck.get("selected") or range(cfg.num_descriptions))
-        logit_scale = cfg.logit_scale if cfg.logit_scale is not None else ck.get("logit_scale")
-        ecfg = None
-        full = True
+        ecfg = rule = None
         if cfg.use_semantic and clip:
             rec = extraction or RecordedExtraction.read(ck, source=str(checkpoint))
             if rec is None:
@@ -341,11 +346,10 @@ class Scorer(_ScorerBase):
                 ecfg = rec.rebuild(scratch, clip_pretrained)
                 if extractor is None:
                     extractor = build_extractor(ecfg)
-            full = selected == list(range(len(ecfg.description_set.texts))) and cfg.logit_scale is None
+            rule = MapRule.of(selected, len(ecfg.description_set.texts), cfg.logit_scale, extractor.logit_scale)
         model, _ = CLiFVQA.from_checkpoint(checkpoint, ckpt=ck)
-        return cls(model, scale, extractor=extractor if clip else None, extract_cfg=ecfg, selected=selected,
-                   logit_scale=logit_scale, full_maps=full, test_clips=test_clips, device=device,
-                   source=str(checkpoint))
+        return cls(model, scale, extractor=extractor if clip else None, extract_cfg=ecfg, rule=rule,
+                   test_clips=test_clips, device=device, source=str(checkpoint))
 
     # -- the pieces (also used by `explain`) ---------------------------------------------------------------
     def map_names(self) -> tuple[str, ...]:
@@ -376,21 +380,19 @@ class Scorer(_ScorerBase):
 
     def window_probabilities(self, sims: Tensor) -> Tensor:
         """sims [T, rows, cols, r] -> per-window probabilities [T, rows, cols, r'] of the selected descriptions
-        (eq. 2), made as the training store's maps were: all descriptions from float32 sims with CLIP's own
-        temperature; a subset or another temperature from the float16 sims the store keeps (as ``train.data``
-        recomputes them)."""
-        from clifvqa_core.semantic.extractor import window_probabilities
-
-        if self.full_maps:
-            return window_probabilities(sims.float(), self.extractor.logit_scale)
-        scale = self.logit_scale if self.logit_scale is not None else self.extractor.logit_scale
-        return window_probabilities(sims.to(torch.float16).float()[..., self.selected], scale)
+        (eq. 2), by the training store's rule (:class:`~clifvqa_core.semantic.extractor.MapRule`: all
+        descriptions from float32 sims at CLIP's temperature; a subset or another temperature from the sims
+        rounded to float16, as the store keeps them)."""
+        return self._rule().probabilities(sims)
 
     def maps_from_sims(self, sims: Tensor) -> Tensor:
-        """sims [T, rows, cols, r] -> maps [2r', T] float32 (eqs. 3-7 over :meth:`window_probabilities`)."""
-        from clifvqa_core.semantic.extractor import frame_features, sfrp, video_map
+        """sims [T, rows, cols, r] -> maps [2r', T] float32 (eqs. 2-7, :meth:`window_probabilities` pooled)."""
+        return self._rule().maps(sims)
 
-        return video_map(frame_features(sfrp(self.window_probabilities(sims))))
+    def _rule(self) -> Any:
+        if self.rule is None:
+            raise ClifVQAError("this scorer was built without CLIP (clip=False): pass maps")
+        return self.rule
 
     def fragments(self, video: Any) -> Tensor:
         """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
