@@ -270,6 +270,18 @@ def cache_verify_cmd(store: Path) -> None:
     click.echo(f"{store}: OK ({tally})")
 
 
+@cache_group.command("upgrade")
+@click.argument("store", type=click.Path(path_type=Path))
+def cache_upgrade_cmd(store: Path) -> None:
+    """Record content checksums in a format-1 STORE (made before they existed), after it verifies clean."""
+    from cache import upgrade_store
+
+    try:
+        click.echo(upgrade_store(store))
+    except ClifVQAError as exc:
+        _fail(exc)
+
+
 @cache_group.command("clean")
 @click.argument("store", type=click.Path(path_type=Path))
 @click.option("--min-age", type=float, default=60.0, show_default=True,

@@ -800,6 +800,36 @@ class FeatureStore:
         return f"FeatureStore({str(self.path)!r}, backend={self.backend!r}, n={self.n}, key={self.key!r})"
 
 
+def upgrade_store(path: str | Path) -> str:
+    """Bring a format-1 store (no content checksums) to this format in place -> a one-line summary.
+
+    Only a store that verifies clean apart from its missing checksums is upgraded (its rows are then
+    trusted as they are now): the digest record of every shard with done rows is written, then the
+    attributes (format version, index digest) as the commit. A kill in between leaves a format-1 store;
+    run it again. CacheError naming the first problem otherwise.
+    """
+    st = open_store(path)
+    if st.checksums:
+        return f"{st.path}: already format {st.attrs.get('format_version')}; nothing to do"
+    problems = [p for p in st.verify() if not p.startswith("format version")]
+    if problems:
+        raise CacheError(f"{st.path}: not upgraded, the store has {len(problems)} problem(s), first: {problems[0]}. "
+                         "Extract again to a new --out.")
+    b = BACKENDS[st.backend](st.path, writable=True)
+    lay, written = st.layout, 0
+    for shard in range(lay.num_shards):
+        s0, s1 = lay.shard_range(shard)
+        done = b.read_done(s0, s1)
+        if done.any():
+            rec = build_record(st.key, shard, s0, st.ids[s0:s1], {n: b.read_rows(n, s0, s1) for n in lay.shapes()}, done)
+            write_pending(st.path, rec)
+            commit_pending(st.path, shard)
+            written += 1
+    attrs = {**st.attrs, "format_version": FORMAT_VERSION, "index_digest": index_digest(st.key, st.ids, st.mos)}
+    b.grow(st.n, lay, st.ids, st.mos, attrs)  # same n: the attributes only
+    return f"{st.path}: upgraded to format {FORMAT_VERSION} ({written} shard digest record(s) written)"
+
+
 def find_leftovers(path: str | Path) -> list[Path]:
     """Files and folders left by killed runs: ``*.partial`` files and pending digest records inside the store
     at ``path`` and ``.NAME.*.creating`` folders beside it (the store need not exist).

@@ -411,3 +411,33 @@ def test_real_sigkill_mid_growth_then_rerun_is_clean_without_cache_clean(tmp_pat
     extend_store(path)
     assert _arrays(path) == ref and open_store(path).verify() == []
     assert not find_leftovers(path) and not list((path / "writers").glob("*.json"))
+
+
+# ---- format 1 stores --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_format_1_store_reads_warns_refuses_writes_and_upgrades(tmp_path, backend):
+    from cache import upgrade_store
+
+    path = tmp_path / "s"
+    make_store(path, backend).close()
+    shutil.rmtree(path / "digests")
+    shutil.rmtree(path / "writers", ignore_errors=True)
+    attrs = open_store(path).attrs
+    attrs.pop("index_digest")
+    if backend == "zarr":
+        zarr.open_group(str(path), mode="r+").attrs.put({**attrs, "format_version": 1})
+    else:
+        with h5py.File(path / "index.h5", "r+") as f:
+            del f.attrs["index_digest"]
+            f.attrs["format_version"] = "1"
+    st = open_store(path)
+    assert not st.checksums and st.load_maps().shape == (5, 6, 4)
+    assert any("format version 1: no content checksums" in p and "cache upgrade" in p for p in st.verify())
+    with pytest.raises(CacheError, match="cache upgrade"):
+        open_store(path, "a")
+    assert "upgraded to format 2 (3 shard digest record(s) written)" in upgrade_store(path)
+    assert open_store(path).verify() == [] and "nothing to do" in upgrade_store(path)
+    _flip_maps(path, backend, tmp_path)
+    with pytest.raises(DamagedStoreError, match="content does not match its digest"):
+        open_store(path).load_maps()
