@@ -432,6 +432,79 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, 
 
 
 
+@main.command("reproduce")
+@click.option("--lsvq", type=click.Path(path_type=Path), default=None, help="LSVQ root (labels_train_test.csv, labels_1080p.txt).")
+@click.option("--konvid", type=click.Path(path_type=Path), default=None, help="KoNViD-1k root (labels.txt).")
+@click.option("--livevqc", type=click.Path(path_type=Path), default=None, help="LIVE-VQC root (labels.txt).")
+@click.option("--youtubeugc", type=click.Path(path_type=Path), default=None, help="YouTube-UGC root (labels.txt).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (stores, runs, tables; re-runs resume).")
+@click.option("--init", default=None, help="Start of the LSVQ trainings (e.g. Kinetics-400 Video Swin-T weights).")
+@click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file.")
+@click.option("--dry-run", is_flag=True, help="Print and write the plan (plan.json), run nothing.")
+@click.option("--skip-missing", is_flag=True, help="Go on without listed videos that are absent.")
+@click.option("--clip-model", default="ViT-B-32", show_default=True, help="As for extract.")
+@click.option("--clip-pretrained", default="openai", show_default=True, help="As for extract ('none': random, tests only).")
+@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto", show_default=True)
+@click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
+@click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
+@click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count.")
+@click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
+@click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
+@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes of extract.")
+@click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--model-config", default="fastvqa-b", show_default=True, help="As for train (preset or ModelConfig JSON).")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Fine-tuning splits.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--val-fraction", default=None, type=click.FloatRange(0, 1, max_open=True), help="As for train.")
+@click.option("--protocol", type=click.Choice(["default", "paper"]), default="default", show_default=True, help="As for train.")
+@click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs of every training [default: the recipe].")
+@click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="As for train.")
+@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0), help="As for train.")
+@click.option("--ema/--no-ema", default=None, help="As for train [default: the recipe].")
+@click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0), help="As for train [default: the recipe].")
+@click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes of training.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--calibrate-steps", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Timed training steps / CLIP batches of the plan's estimate (0: no estimate).")
+def reproduce_cmd(lsvq, konvid, livevqc, youtubeugc, out, init, trust_init, dry_run, skip_missing, clip_model,
+                  clip_pretrained, clip_activation, descriptions, frames, grid, backend, extract_batch_size,
+                  extract_workers, shard_size, model_config, splits, test_fraction, val_fraction, protocol, epochs,
+                  batch_size, lr, loss, alpha, ema, freeze_backbone_epochs, test_clips, workers, device, seed,
+                  calibrate_steps) -> None:
+    """The paper's Tables 1 and 2 in one resumable command (torchrun-aware): plan (--dry-run stops there),
+    extract each dataset, train on LSVQ, intra/cross tests, 10-split fine-tunes (CLiF-VQA, CLiF-VQA*,
+    FAST-VQA), then OUT/table1.md/.json and OUT/table2.md/.json beside the paper's numbers."""
+    from clifvqa_core.semantic.extract_config import ExtractConfig
+    from clifvqa_core.semantic.windows import WindowConfig
+    from train.config import TrainConfig
+    from train.reproduce import ReproduceConfig, run_reproduce
+
+    try:
+        ext = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                            descriptions=descriptions, frames=frames, grid=WindowConfig.parse(grid),
+                            batch_size=extract_batch_size, workers=extract_workers, device=device)
+        base = TrainConfig(splits=splits, test_fraction=test_fraction, protocol=protocol, epochs=epochs,
+                           batch_size=batch_size, loss=loss, alpha=alpha, ema=ema, init=init, trust_init=trust_init,
+                           freeze_backbone_epochs=freeze_backbone_epochs, test_clips=test_clips, workers=workers,
+                           device=device, seed=seed,
+                           **({} if val_fraction is None and protocol == "default" else {"val_fraction": val_fraction or 0.0}),
+                           **({} if lr is None else {"lr_head": lr, "lr_backbone": lr / 10}))
+        cfg = ReproduceConfig(out=str(out), lsvq=lsvq and str(lsvq), konvid1k=konvid and str(konvid),
+                              livevqc=livevqc and str(livevqc), youtubeugc=youtubeugc and str(youtubeugc),
+                              extract=ext, train=base, model_config=model_config, backend=backend,
+                              shard_size=shard_size, skip_missing=skip_missing, calibrate_steps=calibrate_steps)
+        result = run_reproduce(cfg, dry_run=dry_run, echo=click.echo)
+    except ClifVQAError as exc:
+        _fail(exc)
+        return
+    for path in (result.get("tables") or {}).values() if result.get("rank", 0) == 0 else ():
+        click.echo(f"table: {path}")
+
+
 @main.command("predict")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
