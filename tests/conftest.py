@@ -1,4 +1,6 @@
-"""Shared fixtures: the read-only ../shared folder (skip when absent), tiny synthetic videos, gpu marker."""
+"""Shared fixtures: the read-only ../shared folder (skip when absent), tiny synthetic videos, gpu marker, the tiny
+random CLIP, and the session's demo store and model trained on it (built once, read by every test that needs
+one; helpers they are made with: tests/helpers.py)."""
 from __future__ import annotations
 
 import os
@@ -24,6 +26,37 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip() -> str:
+    """The tiny random open_clip model config (tests/data/tiny_clip.json), built with ``clip_pretrained="none"``."""
+    from helpers import TINY_CLIP
+
+    return TINY_CLIP
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> tuple[Path, Path]:
+    """(demo root, feature store): 9 demo clips (3 scenes) and their tiny-CLIP store, made once per session
+    (``helpers.make_demo_store``). Read-only for the tests."""
+    from helpers import make_demo_store
+
+    return make_demo_store(tmp_path_factory.mktemp("demo_store"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_store, tmp_path_factory) -> dict:
+    """The session's trained tiny model: ``run_training`` of ``helpers.base_train_config`` (1 split, 1 epoch,
+    1 test clip) on the demo store -> {"root", "store", "out" (the run folder), "result" (run_training's
+    return), "checkpoint" (split_0/model.pt)}. Read-only for the tests."""
+    from helpers import base_train_config
+    from train.protocol import run_training
+
+    root, store = demo_store
+    out = tmp_path_factory.mktemp("demo_run")
+    result = run_training(base_train_config(root, store, out))
+    return {"root": root, "store": store, "out": out, "result": result, "checkpoint": out / "split_0" / "model.pt"}
 
 
 @pytest.fixture(scope="session")
