@@ -214,7 +214,7 @@ def plot_timeline(video: Any, segments: Sequence[Any], path: str | Path) -> Path
                    label=f"whole video {video.score:.2f} (duration-weighted mean)")
         worst = min(ok, key=lambda s: s.score)
         ax.plot([(worst.start_s + worst.end_s) / 2], [worst.score], "v", color="#cb181d", markersize=10,
-                label=f"worst {worst.score:.2f} at {worst.start_s:.0f}-{worst.end_s:.0f} s")
+                label=f"worst {worst.score:.2f} at {worst.start_s:.4g}-{worst.end_s:.4g} s")
     for s in segments:
         if not s.ok:
             ax.axvspan(s.start_s, s.end_s, color="#fdd0a2", alpha=0.7, linewidth=0)
