@@ -314,7 +314,11 @@ class FeatureStore:
 
     def _records(self, shard: int) -> list[dict[str, Any] | None]:
         """[committed, pending] digest records of ``shard`` (DamagedStoreError naming an unreadable one)."""
-        return [read_record(self.path, shard), read_record(self.path, shard, pending=True)]
+        try:
+            pending = read_record(self.path, shard, pending=True)
+        except DamagedStoreError:
+            pending = None  # a pending record is written whole before it counts; a torn one vouches for nothing
+        return [read_record(self.path, shard), pending]
 
     def _lost_problems(self, shard: int, lo: int, done: np.ndarray) -> list[str]:
         """Rows [lo, lo + m) of ``shard`` that its committed record calls done but whose flag is False."""
@@ -501,7 +505,7 @@ class FeatureStore:
             # the transaction: journal (atomic) -> idempotent steps -> attributes (the commit) -> journal removed.
             # A kill or a full disk anywhere leaves the old store to readers; the next writer replays the journal.
             atomic_write(self.path / GROW_JOURNAL, json.dumps(
-                {"from": self.n, "to": layout.n, "ids": new_ids, "mos": [None if math.isnan(m) else m for m in mos],
+                {"from": self.n, "to": layout.n, "ids": new_ids, "mos": [None if math.isnan(m) else float(m) for m in mos[self.n:]],
                  "attrs": attrs}), "cannot start growing the store")
         self._b.grow(self.n, layout, ids, mos, attrs)
         self._end_growth()
@@ -538,11 +542,11 @@ class FeatureStore:
                                     "Extract again to a new --out.") from None
 
     def clean_predecessors(self) -> list[Path]:
-        """The resuming writer's cleaning (``cache/writers.py``): when every other registered writer of this
-        store is dead, settle their pending digest records (promoted when the done flags were written, else
-        removed) and remove the leftovers they made; then register this writer -> the paths removed."""
+        """The resuming writer's cleaning (``cache/writers.py``): when no other registered writer of this store
+        runs, settle the pending digest records (promoted when the done flags were written, else removed) and
+        remove the leftovers the dead writers made; then register this writer -> the paths removed."""
         dead, others = _writers.dead_predecessors(self.path)
-        if dead and not others:
+        if not others:  # pending records are in flight only while another writer runs
             for p in sorted((self.path / DIGEST_DIR).glob("shard-*.pending.json")):
                 shard = int(p.name.split(".")[0].split("-")[1])
                 if shard < self.layout.num_shards:
@@ -594,8 +598,15 @@ class FeatureStore:
         # digests first (pending), then data and done flags, then the commit: see cache/integrity.py
         write_pending(self.path, build_record(self.key, shard, start, self.ids[start:stop],
                                               {n: getattr(data, n) for n in shapes}, data.done))
-        self._b.write_shard(shard, start, stop, data)
-        commit_pending(self.path, shard)
+        try:
+            self._b.write_shard(shard, start, stop, data)
+            commit_pending(self.path, shard)
+        except BaseException:
+            try:  # a failed write (full disk) cleans its own pending record, or promotes it if the flags made it
+                settle_pending(self.path, shard, start, self._read_done(start, stop))
+            except Exception:  # noqa: BLE001  (the first error is the one to report; the next writer settles)
+                pass
+            raise
 
     @property
     def failures_path(self) -> Path:
@@ -786,6 +797,36 @@ class FeatureStore:
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, backend={self.backend!r}, n={self.n}, key={self.key!r})"
+
+
+def upgrade_store(path: str | Path) -> str:
+    """Bring a format-1 store (no content checksums) to this format in place -> a one-line summary.
+
+    Only a store that verifies clean apart from its missing checksums is upgraded (its rows are then
+    trusted as they are now): the digest record of every shard with done rows is written, then the
+    attributes (format version, index digest) as the commit. A kill in between leaves a format-1 store;
+    run it again. CacheError naming the first problem otherwise.
+    """
+    st = open_store(path)
+    if st.checksums:
+        return f"{st.path}: already format {st.attrs.get('format_version')}; nothing to do"
+    problems = [p for p in st.verify() if not p.startswith("format version")]
+    if problems:
+        raise CacheError(f"{st.path}: not upgraded, the store has {len(problems)} problem(s), first: {problems[0]}. "
+                         "Extract again to a new --out.")
+    b = BACKENDS[st.backend](st.path, writable=True)
+    lay, written = st.layout, 0
+    for shard in range(lay.num_shards):
+        s0, s1 = lay.shard_range(shard)
+        done = b.read_done(s0, s1)
+        if done.any():
+            rec = build_record(st.key, shard, s0, st.ids[s0:s1], {n: b.read_rows(n, s0, s1) for n in lay.shapes()}, done)
+            write_pending(st.path, rec)
+            commit_pending(st.path, shard)
+            written += 1
+    attrs = {**st.attrs, "format_version": FORMAT_VERSION, "index_digest": index_digest(st.key, st.ids, st.mos)}
+    b.grow(st.n, lay, st.ids, st.mos, attrs)  # same n: the attributes only
+    return f"{st.path}: upgraded to format {FORMAT_VERSION} ({written} shard digest record(s) written)"
 
 
 def find_leftovers(path: str | Path) -> list[Path]:

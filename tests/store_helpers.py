@@ -35,3 +35,29 @@ def make_store(path, backend, layout=LAYOUT, fill=True, ids=None, seed=0):
         for s in range(layout.num_shards):
             st.write_shard(s, plausible_shard(layout, s, seed))
     return st
+
+
+NEW_IDS = ["new5", "new6", "new7"]
+NEW_MOS = {"new5": 6.0, "new6": float("nan"), "new7": 8.0}
+
+
+def extend_store(path) -> None:
+    """What `extract` over a grown label file does to a store of IDS: add NEW_IDS (those it lacks), then
+    write every shard that is not wholly done, keeping its done rows (the rule for partly done shards)."""
+    from cache import ShardData
+
+    st = open_store(path, "a", IDENTITY)
+    new = [v for v in NEW_IDS if v not in st.ids]
+    if new:
+        st.grow(new, [NEW_MOS[v] for v in new])
+    lay = st.layout
+    for s in range(lay.num_shards):
+        done = st.shard_done(s)
+        if done.all():
+            continue
+        data = st.read_shard(s) if done.any() else ShardData.empty(lay, s)
+        full = plausible_shard(lay, s, seed=1)
+        for j in np.flatnonzero(~data.done):
+            data.maps[j], data.sims[j], data.embeds[j], data.done[j] = full.maps[j], full.sims[j], full.embeds[j], True
+        st.write_shard(s, data)
+    st.close()

@@ -232,3 +232,212 @@ def test_cli_verify_is_one_line_per_problem_exit_1_no_traceback(tmp_path, case):
     assert res.exit_code == 1 and "Traceback" not in out and not isinstance(res.exception, AssertionError), out
     if case == "nothing done":
         assert "no video is done (0 of 5; 0 failed, 5 missing)" in out
+
+
+# ---- growth as a transaction: a kill or a full disk at every write step ----------------------------------
+
+class Killed(Exception):
+    """The simulated kill (an Exception, not a BaseException: zarr runs its writes on an event loop)."""
+
+
+def _injected(monkeypatch, kill_at: int | None = None, budget: int | None = None) -> list[int]:
+    """Make every durable step of the store count: each file replace (zarr chunks and metadata, atomic_write,
+    the digest commit) and the removal of the growth journal. At step ``kill_at`` the process "dies" (the
+    temporary file stays behind, as after SIGKILL); past ``budget`` bytes the disk is full (ENOSPC).
+    -> the sizes of the steps done so far (0 for a removal)."""
+    import errno
+    import os
+
+    real_replace, real_unlink, sizes = os.replace, os.unlink, []
+
+    def step(size: int, src: str | None) -> None:
+        if kill_at is not None and len(sizes) + 1 == kill_at:
+            if src is not None:
+                shutil.copy(src, f"{src}.killed.partial")
+            raise Killed(f"killed at step {kill_at}")
+        if budget is not None and sum(sizes) + size > budget:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        sizes.append(size)
+
+    def replace(src, dst, *a, **kw):
+        step(os.path.getsize(src), str(src))
+        return real_replace(src, dst, *a, **kw)
+
+    def unlink(p, *a, **kw):
+        if str(p).endswith("growing.json") and os.path.exists(p):
+            step(0, None)
+        return real_unlink(p, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+    return sizes
+
+
+def _die(path: Path) -> None:
+    """The killed writer's process is gone: its marker now names a pid that no longer runs."""
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for m in (path / "writers").glob("*.json"):
+        m.write_text(json.dumps({**json.loads(m.read_text()), "pid": gone.pid, "start": None}))
+
+
+def _arrays(path: Path) -> dict:
+    st = open_store(path)
+    return {"ids": st.ids, "mos": st.mos.tobytes(), "done": st.done.tolist(), "layout": st.layout,
+            **{k: getattr(st, f"load_{k}")().tobytes() for k in ("maps", "sims", "embeds")}}
+
+
+def _old_or_new(path: Path, ref: dict) -> None:
+    """What a reader sees after the failure: the old store or the grown one, done rows equal to the
+    reference, nothing damaged (only the leftovers and the unfinished growth that the resume handles)."""
+    st = open_store(path)
+    assert st.ids in (IDS, ref["ids"])
+    done, maps = st.done, st.load_maps()
+    want = np.frombuffer(ref["maps"], np.float32).reshape(-1, *maps.shape[1:])[: st.n]
+    np.testing.assert_array_equal(maps[done], want[done])
+    assert done[:5].all()
+    left = [p for p in st.verify() if not p.startswith(("leftover from a killed run", "an interrupted growth"))]
+    assert left == []
+
+
+@pytest.fixture(scope="module")
+def grown_reference(tmp_path_factory):
+    """Per backend: the 5-video store, the store extended without failures, and the sizes of its write steps."""
+    out = {}
+    mp = pytest.MonkeyPatch()
+    for b in BACKENDS:
+        base = tmp_path_factory.mktemp(b) / "base"
+        make_store(base, b).close()
+        ref = base.with_name("ref")
+        shutil.copytree(base, ref)
+        sizes = _injected(mp)
+        from store_helpers import extend_store
+
+        extend_store(ref)
+        mp.undo()
+        out[b] = (base, _arrays(ref), list(sizes))
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill_at_every_write_step_of_a_growth_leaves_old_or_new_and_the_resume_completes(
+        tmp_path, monkeypatch, grown_reference, backend):
+    from store_helpers import extend_store
+
+    base, ref, sizes = grown_reference[backend]
+    assert len(sizes) >= (12 if backend == "zarr" else 6)
+    for k in range(1, len(sizes) + 1):
+        path = tmp_path / f"k{k}"
+        shutil.copytree(base, path)
+        _injected(monkeypatch, kill_at=k)
+        with pytest.raises(Killed):
+            extend_store(path)
+        monkeypatch.undo()
+        _old_or_new(path, ref)
+        _die(path)
+        extend_store(path)  # the same command again: no `cache clean` in between
+        assert _arrays(path) == ref, f"kill at step {k}"
+        assert open_store(path).verify() == [], f"kill at step {k}"
+        shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_full_disk_at_every_byte_budget_of_a_growth_is_one_line_then_the_rerun_completes(
+        tmp_path, monkeypatch, grown_reference, backend):
+    """Every budget from 0 to the size of the growth: the outcome depends only on which write first does not
+    fit, so the budgets just below each step's end (and the total) cover every distinct case."""
+    from clifvqa_core.errors import StorageError
+    from store_helpers import extend_store
+
+    base, ref, sizes = grown_reference[backend]
+    ends = np.cumsum(sizes)
+    growth = sizes.index(0) + 1  # the growth's steps end with the removal of its journal (a 0-byte step)
+    for budget in sorted({0, *(int(e) - 1 for e, s in zip(ends[:growth], sizes) if s), int(ends[-1])}):
+        path = tmp_path / f"b{budget}"
+        shutil.copytree(base, path)
+        _injected(monkeypatch, budget=budget)
+        try:
+            extend_store(path)
+            full = False
+        except StorageError as exc:
+            full = True
+            assert "no space left on device" in str(exc) and "\n" not in str(exc)
+        monkeypatch.undo()
+        assert full == (budget < ends[-1]), budget
+        _old_or_new(path, ref)
+        extend_store(path)  # space freed, the same command again (same process: a live writer's own files)
+        assert _arrays(path) == ref, f"budget {budget}"
+        assert open_store(path).verify() == [], f"budget {budget}"
+        shutil.rmtree(path)
+
+
+_KILL_CHILD = """
+import os, signal, sys
+sys.path[:0] = [{tests!r}]
+from store_helpers import extend_store
+k, real = [0], os.replace
+def replace(src, dst, *a, **kw):
+    k[0] += 1
+    if k[0] == {step}:
+        with open(src, "r+b") as fh:   # a half-written temporary file, then a real SIGKILL
+            fh.truncate(os.path.getsize(src) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *a, **kw)
+os.replace = replace
+extend_store({path!r})
+"""
+
+
+@pytest.mark.parametrize("backend,step", [("zarr", 9)])
+def test_real_sigkill_mid_growth_then_rerun_is_clean_without_cache_clean(tmp_path, grown_reference, backend, step):
+    import signal
+    import subprocess
+    import sys
+
+    from store_helpers import extend_store
+
+    base, ref, _ = grown_reference[backend]
+    path = tmp_path / "s"
+    shutil.copytree(base, path)
+    code = _KILL_CHILD.format(tests=str(Path(__file__).parent), step=step, path=str(path))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    from cache import find_leftovers
+
+    assert find_leftovers(path)  # the killed writer's half-written file
+    _old_or_new(path, ref)
+    extend_store(path)
+    assert _arrays(path) == ref and open_store(path).verify() == []
+    assert not find_leftovers(path) and not list((path / "writers").glob("*.json"))
+
+
+# ---- format 1 stores --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_format_1_store_reads_warns_refuses_writes_and_upgrades(tmp_path, backend):
+    from cache import upgrade_store
+
+    path = tmp_path / "s"
+    make_store(path, backend).close()
+    shutil.rmtree(path / "digests")
+    shutil.rmtree(path / "writers", ignore_errors=True)
+    attrs = open_store(path).attrs
+    attrs.pop("index_digest")
+    if backend == "zarr":
+        zarr.open_group(str(path), mode="r+").attrs.put({**attrs, "format_version": 1})
+    else:
+        with h5py.File(path / "index.h5", "r+") as f:
+            del f.attrs["index_digest"]
+            f.attrs["format_version"] = "1"
+    st = open_store(path)
+    assert not st.checksums and st.load_maps().shape == (5, 6, 4)
+    assert any("format version 1: no content checksums" in p and "cache upgrade" in p for p in st.verify())
+    with pytest.raises(CacheError, match="cache upgrade"):
+        open_store(path, "a")
+    assert "upgraded to format 2 (3 shard digest record(s) written)" in upgrade_store(path)
+    assert open_store(path).verify() == [] and "nothing to do" in upgrade_store(path)
+    _flip_maps(path, backend, tmp_path)
+    with pytest.raises(DamagedStoreError, match="content does not match its digest"):
+        open_store(path).load_maps()

@@ -8,7 +8,9 @@ Checkpoint format (``last.pt`` every epoch, ``model.pt`` = the selected model), 
     model (state dict used for inference: in model.pt the selected weights, in last.pt the EMA weights
     when EMA is on), mos_mean, mos_std, epoch (last finished, 0-based), step,
     history [ {epoch, loss, frozen_backbone, val_srocc, ema_val_srocc, monitor, ...} ],
-    best {epoch, score, weights ("raw" | "ema")}, description_set, description_hash, selected [indices], logit_scale
+    best {epoch, score, weights ("raw" | "ema")}, description_set, description_hash, selected [indices], logit_scale,
+    in model.pt: calibration (``Calibration.to_dict``: the MOS map, the conformal half-width q and the training
+    MOS quantiles, fitted on the validation part; absent in older checkpoints, which score uncalibrated),
     and, in last.pt only: train_model (raw weights), optimizer, scheduler_step, ema, best_model,
     rng {torch, numpy, python}.
 """
@@ -37,6 +39,7 @@ from clifvqa_core.objectives.metrics import TABLE_KEYS, evaluate_scores
 from clifvqa_core.model.clifvqa import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
 from clifvqa_core.runtime import (DistEnv, autocast_for, init_distributed, progress_bar,  # noqa: F401 - re-exported
                                   resolve_device)
+from clifvqa_core.inference.calibration import Calibration
 from clifvqa_core.inference.scorer import Scorer
 from train.config import TrainConfig, resolve_recipe
 
@@ -322,9 +325,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     val_ds = (VideoQualityDataset(val_items, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
               if val_items else None)
     steps_per_epoch = len(loader)
-    total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)
-    schedule = Schedule(optimizer, int(round(cfg.warmup_epochs * steps_per_epoch)), total)
+    schedule = Schedule(optimizer, int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch * cfg.epochs)
     ema = EMA(model, cfg.ema_decay) if cfg.ema else None
     monitor_ds = {part: VideoQualityDataset(its, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
                   for part, its in (monitor or {}).items() if its}
@@ -335,6 +337,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     last = out_dir / "last.pt"
     history, best, best_state, start_epoch = _resume_state(last if resume else None, cfg, model, optimizer,
                                                            schedule, ema, device)
+    best_val_z: np.ndarray | None = None     # validation scores of the selected weights (for the calibration)
 
     def inference_state() -> dict[str, Tensor]:
         return _cpu_state(ema.state if ema is not None else model.state_dict())
@@ -350,17 +353,12 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                             batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
 
     frozen_now, net = None, model          # net: the module a step runs (DDP-wrapped under DDP)
-    if freeze:
-        log.info("the Swin backbone is frozen for the first %d of %d epochs", freeze, cfg.epochs)
     bar = progress_bar(cfg.epochs * steps_per_epoch, progress and env.main, out_dir.name, "step",
                        initial=start_epoch * steps_per_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         if frozen_now != (epoch < freeze):
             frozen_now = epoch < freeze
-            set_backbone_frozen(model, frozen_now)
-            net = _wrap(model, env, device)
-            if epoch and not frozen_now:
-                log.info("epoch %d: the backbone is unfrozen (trained end to end from now on)", epoch + 1)
+            net = _freeze(model, frozen_now, epoch, freeze, cfg.epochs, env, device)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         t0, losses = time.perf_counter(), []
@@ -371,7 +369,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
                                "lr_head": optimizer.param_groups[1]["lr"], "frozen_backbone": frozen_now}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            best, best_state = _validate(row, epoch, candidates(), val_ds, score, best, best_state)
+            best, best_state, best_val_z = _validate(row, epoch, candidates(), val_ds, score, best, best_state,
+                                                     best_val_z)
         if monitor_ds:
             row["monitor"] = _monitor(monitor_ds, candidates(), score, scale)
         history.append(row)
@@ -388,10 +387,13 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                                                             inference_state(), ema is not None, cfg.epochs)
     final = _loaded(model_cfg, final_state, device).eval()
     ckpt_path = out_dir / "model.pt"
+    if val_ds is not None and best_val_z is None:     # resumed after the selection: score it again
+        best_val_z = score(final, val_ds)
+    calibration = fit_calibration(scale, train_items, best_val_z, None if val_ds is None else val_ds.mos.numpy())
     if env.main:
         save_checkpoint(ckpt_path, _payload(cfg, model_cfg, table, scale, cfg.epochs - 1, schedule.step_count,
                                             history, {"epoch": best_epoch, "score": best["score"], "weights": weights},
-                                            _cpu_state(final_state)))
+                                            _cpu_state(final_state), extra={"calibration": calibration.to_dict()}))
     if env.enabled:
         dist.barrier()
     return FitResult(final, scale, history, best_epoch, ckpt_path, weights, selection)
@@ -410,9 +412,16 @@ def _initial_model(cfg: TrainConfig, model_cfg: ModelConfig, seed: int, device: 
     return model, resolve_recipe(cfg, init_kind)
 
 
-def _wrap(model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
-    """The module a training step runs: ``model``, or its DDP wrapper under DDP (rebuilt at unfreezing: DDP
-    registers the parameters that require grad when it is built)."""
+def _freeze(model: nn.Module, frozen: bool, epoch: int, freeze: int, epochs: int, env: DistEnv,
+            device: torch.device) -> nn.Module:
+    """Freeze or unfreeze the backbone (:func:`set_backbone_frozen`) from ``epoch`` on -> the module a training
+    step runs: ``model``, or its DDP wrapper under DDP (rebuilt here: DDP registers the parameters that require
+    grad when it is built)."""
+    set_backbone_frozen(model, frozen)
+    if frozen:
+        log.info("the Swin backbone is frozen for the first %d of %d epochs (requires_grad=False)", freeze, epochs)
+    elif epoch:
+        log.info("epoch %d: the backbone is unfrozen (trained end to end from now on)", epoch + 1)
     if not env.enabled:
         return model
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -490,18 +499,20 @@ def _resume_state(last: Path | None, cfg: TrainConfig, model: nn.Module, optimiz
 
 def _validate(row: dict[str, Any], epoch: int, candidates: list[tuple[str, nn.Module]], val_ds: Any,
               score: Callable[[nn.Module, Any], np.ndarray], best: dict[str, Any],
-              best_state: dict[str, Tensor] | None) -> tuple[dict[str, Any], dict[str, Tensor] | None]:
+              best_state: dict[str, Tensor] | None, best_z: np.ndarray | None
+              ) -> tuple[dict[str, Any], dict[str, Tensor] | None, np.ndarray | None]:
     """Score each candidate ("raw", "ema") on the validation part into ``row`` ({,ema_}val_srocc/plcc/krocc)
-    -> (best, best_state), the best (epoch, weights) so far by SROCC + PLCC."""
+    -> (best, best_state, its validation scores [n] z): the best (epoch, weights) so far by SROCC + PLCC."""
     for which, eval_model in candidates:
-        m = evaluate_scores(score(eval_model, val_ds), val_ds.mos.numpy())
+        pred = score(eval_model, val_ds)
+        m = evaluate_scores(pred, val_ds.mos.numpy())
         pre = "" if which == "raw" else "ema_"
         row.update({f"{pre}val_srocc": m["srocc"], f"{pre}val_plcc": m["plcc"], f"{pre}val_krocc": m["krocc"]})
         value = _val_score(m)
         if value > best["score"] or best_state is None:
             best = {"epoch": epoch, "score": value, "weights": which}
-            best_state = _cpu_state(eval_model.state_dict())
-    return best, best_state
+            best_state, best_z = _cpu_state(eval_model.state_dict()), pred
+    return best, best_state, best_z
 
 
 def _monitor(parts: dict[str, Any], candidates: list[tuple[str, nn.Module]],
@@ -526,6 +537,21 @@ def _report_epoch(bar: Any, row: dict[str, Any], epoch: int, epochs: int, frozen
                   for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
     log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, epochs, row["loss"],
              " (backbone frozen)" if frozen else "", val, row["seconds"])
+
+
+def fit_calibration(scale: MosScale, train_items: Sequence[Any], val_z: np.ndarray | None,
+                    val_mos_z: np.ndarray | None) -> Calibration:
+    """The checkpoint's calibration (:mod:`clifvqa_core.inference.calibration`): the map, interval and
+    percentile fitted on the validation scores ``val_z`` [n] of the selected weights and their MOS
+    ``val_mos_z`` [n] (both z units of the training MOS), the training MOS for the percentile. Without a
+    validation part: the identity map, no interval, the percentile only."""
+    train_mos = [it.mos for it in train_items]
+    if val_z is None or val_mos_z is None or len(val_z) == 0:
+        return Calibration.fit([], [], train_mos)
+    cal = Calibration.fit(scale.to_mos(val_z), scale.to_mos(val_mos_z), train_mos)
+    log.info("calibration on %d validation videos: %s%s, 90%% interval +-%.3f MOS", cal.n, cal.kind,
+             f" ({cal.note})" if cal.note else "", cal.q)
+    return cal
 
 
 def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale, epoch: int, step: int,
