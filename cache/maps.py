@@ -9,7 +9,8 @@
   temperature), and keeps ``maps [N, 2r', T]`` float32 in memory (:class:`MapTable`).
 - :func:`check_store_key` refuses a store made under another extraction key than a checkpoint's training
   features; :func:`cached_maps` hands the maps of video files to a :class:`clifvqa_core.Scorer` (the
-  ``predict --cached`` path; DESIGN: the caller above the core checks the key, the scorer stays one path).
+  ``predict --cached`` path; ../shared/DESIGN.md: the caller above the core checks the key, the scorer stays
+  one path).
 
 Stage two (``train/``) and ``predict`` read stores only through this module.
 """

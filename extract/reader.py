@@ -33,10 +33,6 @@ class DecodedVideo:
     failure: dict[str, str] | None
     decode_s: float
 
-    @property
-    def num_windows(self) -> int:
-        return 0 if self.windows is None else int(self.windows.shape[0] * self.windows.shape[1] * self.windows.shape[2])
-
 
 def decode_windows(path: str | Path, frames: int, grid: WindowConfig) -> torch.Tensor:
     """T uniformly timed frames of ``path`` cut into windows -> uint8 [T, rows, cols, 3, size, size].
