@@ -462,11 +462,16 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
     from cache.predict import predict_paths
     from clifvqa_core.inference.predictions import PredictionWriter, format_table, summary_line
 
+    from cache.predict import BASELINE_UNITS
+    from clifvqa_core.model.checkpoint import read_checkpoint
+
     writer = None
     try:
         writer = None if out is None else PredictionWriter(out, meta={
-            "checkpoint": str(checkpoint), "baseline": baseline, "cached": None if cached is None else str(cached)})
-        rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
+            "checkpoint": str(checkpoint), "baseline": baseline, "cached": None if cached is None else str(cached),
+            "score_units": BASELINE_UNITS if baseline else "MOS scale of the training data"})
+        ck = None if baseline else read_checkpoint(checkpoint)       # once: scoring and the report
+        rows = predict_paths(list(paths), ck or checkpoint, cached=cached, baseline=baseline, device=device,
                              trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
                              progress=progress, writer=writer, keep_maps=report is not None)
         if writer is not None:
@@ -474,7 +479,7 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, cl
         if report is not None:
             from train.report import write_predict_report
 
-            write_predict_report(rows, report, checkpoint=checkpoint, baseline=baseline)
+            write_predict_report(rows, report, checkpoint=checkpoint, ckpt=ck, baseline=baseline)
     except ClifVQAError as exc:
         if writer is not None and not writer.written:
             writer.discard()          # nothing scored: leave no empty .partial behind
