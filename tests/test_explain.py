@@ -47,7 +47,7 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     model, ck = CLiFVQA.from_checkpoint(ckpt)
     table = load_map_table([str(store)], model.cfg)
     item = type("I", (), {"video_id": "s01_noise_1", "path": video, "mos": 1.0, "group": None, "extra": ()})()
-    pred, z = score_items(model, [item], table, MosScale(ck["mos_mean"], ck["mos_std"]), torch.device("cpu"),
+    pred, z = score_items(model, [item], table, MosScale(ck.mos_mean, ck.mos_std), torch.device("cpu"),
                           TrainConfig(test_clips=2, workers=0, batch_size=2, device="cpu", amp=False))
     assert res["score"] == pytest.approx(float(pred[0]), abs=1e-4) and res["test_clips"] == 2
     # the recomputed maps are the cached ones: responses = mean of the cached avg rows
@@ -70,7 +70,7 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     assert np.asarray(res["panels"][0]["quality_map"]).shape == (2, 2)
     assert np.asarray(res["panels"][0]["quality_cells"]).shape == (7, 7)
     # weights in MOS units are the model-unit weights times the training MOS std
-    assert all(d["weight_mos"] == pytest.approx(d["weight"] * ck["mos_std"]) for d in res["descriptions"])
+    assert all(d["weight_mos"] == pytest.approx(d["weight"] * ck.mos_std) for d in res["descriptions"])
     png = tmp_path / "explain.png"
     import matplotlib.image as mpimg
 
