@@ -49,8 +49,9 @@ import torch
 
 from clifvqa_core.errors import ConfigError
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
+from clifvqa_core.semantic.extract_config import RecordedExtraction
 from clifvqa_core.inference.predictions import PredictionRow, collect_videos, summary_line
-from clifvqa_core.inference.scorer import FastVQAScorer, Scorer
+from clifvqa_core.inference.scorer import EnsembleScorer, FastVQAScorer, Scorer
 
 from .maps import cached_maps, recorded_extraction
 
@@ -75,7 +76,7 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path | Checkpoi
                   baseline: str | None = None, device: str = "auto", trust: bool = False,
                   clip_pretrained: str | None = None, workers: int = 0, progress: bool = False,
                   batch_size: int = 1, writer: PredictionWriter | None = None,
-                  keep_maps: bool = False) -> list[PredictionRow]:
+                  keep_maps: bool = False, segment_s: float | None = None) -> list[PredictionRow]:
     """Score every video under ``paths`` -> one row per input file (input order; bad inputs included).
 
     ``checkpoint``: one of our checkpoints (``model.pt``, or the Checkpoint a command has read already), or
@@ -84,17 +85,29 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path | Checkpoi
     foreign (FAST-VQA) checkpoints. ``clip_pretrained``: local CLIP weights file replacing the recorded tag.
     ``workers``: decoding processes (0 = in this process); ``batch_size``: videos per model forward.
     ``writer``: rows are written to it as they are scored. ``keep_maps``: each scored row keeps its
-    semantic maps and their descriptions (for the report's "descriptions CLIP matched"). Raises ``ClifVQAError`` for problems with the
-    checkpoint / cache / CLIP (nothing can be scored), never for a bad video.
+    semantic maps and their descriptions (for the report's "descriptions CLIP matched"). ``checkpoint`` a
+    ``train`` run folder: every ``split_*/model.pt`` scores (:class:`EnsembleScorer`: the mean and
+    ``models_std``). ``segment_s``: each file becomes a timeline (``Scorer.timeline``): its whole-video row
+    then one row per segment (``kind="segment"``), decoded in this process one file at a time (streaming;
+    ``workers`` unused). Raises ``ClifVQAError`` for problems with the checkpoint / cache / CLIP (nothing can
+    be scored), never for a bad video.
     """
     if baseline not in (None, *BASELINES):
         raise ConfigError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
+    if segment_s is not None and (baseline or cached is not None):
+        raise ConfigError("--segment scores each segment with CLIP and the CLiF-VQA model: it cannot be used "
+                          "with --baseline or --cached")
     files, bad_inputs = collect_videos(paths)
     t0 = time.perf_counter()
     maps: list[torch.Tensor | None] | None = None
     ids: dict[int, str] = {}
-    scorer: Scorer | FastVQAScorer
-    if baseline == "fastvqa":
+    scorer: Scorer | FastVQAScorer | EnsembleScorer
+    if not isinstance(checkpoint, Checkpoint) and Path(checkpoint).is_dir() and baseline is None:
+        if cached is not None:
+            raise ConfigError("an ensemble (--checkpoint RUN_DIR) scores with CLIP; drop --cached or pass one model.pt")
+        scorer = EnsembleScorer.from_run(checkpoint, device, clip_pretrained=clip_pretrained,
+                                         extraction=_extraction(next(Path(checkpoint).glob("split_*/model.pt"), None)))
+    elif baseline == "fastvqa":
         scorer = FastVQAScorer.from_checkpoint(checkpoint, device, trust=trust)
         log.warning("%s: %s checkpoint detected; --baseline fastvqa scores are %s", checkpoint,
                     BASELINE_KINDS.get(scorer.kind, scorer.kind), BASELINE_UNITS)
@@ -107,6 +120,12 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path | Checkpoi
                 maps, ids = cached_maps(files, cached, scorer, rec)
         else:
             scorer = Scorer.from_checkpoint(ck, device, clip_pretrained=clip_pretrained, extraction=rec)
+    if segment_s is not None:
+        out = _timelines(scorer, files, segment_s, writer, progress) + bad_inputs
+        for r in bad_inputs:
+            if writer is not None:
+                writer.write(r)
+        return _in_input_order(out, paths, t0)
     rows: list[PredictionRow | None] = [None] * len(files)
     todo = [i for i in range(len(files)) if maps is None or maps[i] is not None]
     for r in bad_inputs:
@@ -127,9 +146,43 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path | Checkpoi
         rows[i] = res
         if writer is not None:
             writer.write(res)
-    # report in input order: error rows of missing inputs where the input stood
+    return _in_input_order([r for r in rows if r is not None] + bad_inputs, paths, t0)
+
+
+def _extraction(checkpoint: str | Path | None) -> RecordedExtraction | None:
+    """The extraction of a checkpoint's training maps (recorded, else read from its training store)."""
+    if checkpoint is None:
+        return None
+    ck = read_checkpoint(checkpoint)
+    return ck.extraction or recorded_extraction(ck)
+
+
+def _timelines(scorer: Scorer | EnsembleScorer, files: Sequence[Path], segment_s: float,
+               writer: PredictionWriter | None, progress: bool) -> list[PredictionRow]:
+    """Each file's timeline rows (whole-video row first), written as each file is done."""
+    from clifvqa_core.runtime import progress_bar
+
+    out: list[PredictionRow] = []
+    bar = progress_bar(len(files), progress, desc="timeline")
+    try:
+        for f in files:
+            rows = scorer.timeline(f, segment_s).rows()
+            if not rows[0].ok:
+                log.warning("%s: %s", f, rows[0].reason)
+            for r in rows:
+                if writer is not None:
+                    writer.write(r)
+            out += rows
+            bar.update(1)
+    finally:
+        bar.close()
+    return out
+
+
+def _in_input_order(out: list[PredictionRow], paths: Sequence[str | Path], t0: float) -> list[PredictionRow]:
+    """Rows in input order (a stable sort: a timeline's segment rows stay after its video row), error rows
+    of missing inputs where the input stood."""
     order = {str(p): k for k, p in enumerate(paths)}
-    out = [r for r in rows if r is not None] + bad_inputs
     out.sort(key=lambda r: _input_rank(r.path, paths, order))
     log.info("%s in %.1f s", summary_line(out), time.perf_counter() - t0)
     return out

@@ -14,7 +14,7 @@ from clifvqa_core.model.checkpoint import (CHECKPOINT_FORMAT, DEFAULT_TEST_CLIPS
                                            init_from_checkpoint, read_checkpoint, write_checkpoint)
 from clifvqa_core.model.clifvqa import CLiFVQA
 from clifvqa_core.semantic.extract_config import RecordedExtraction
-from helpers import tiny_checkpoint, tiny_model_config
+from helpers import tiny_checkpoint, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +59,15 @@ def test_old_files_and_optional_fields(good, tmp_path, monkeypatch):
     back = read_checkpoint(tmp_path / "old.pt")
     assert back.test_clips == DEFAULT_TEST_CLIPS and back.train_config == {} and back.extraction is None
     assert back.selected == tuple(range(back.model_config.num_descriptions))
-    new = write_checkpoint(tmp_path / "new.pt", ck.replace(extra={"calibration": {"q": [0.1, 0.9]}}))
-    assert read_checkpoint(new).get("calibration") == {"q": [0.1, 0.9]}
+    new = write_checkpoint(tmp_path / "new.pt", ck.replace(extra={"drift": {"q": [0.1, 0.9]}}))
+    assert read_checkpoint(new).get("drift") == {"q": [0.1, 0.9]}
 
     def finite(v):
         if not all(math.isfinite(x) for x in v["q"]):
             raise ValueError("holds a non-finite quantile")
-    monkeypatch.setitem(OPTIONAL_FIELDS, "calibration", finite)
-    bad = write_checkpoint(tmp_path / "bad.pt", ck.replace(extra={"calibration": {"q": [math.nan]}}))
-    with pytest.raises(CheckpointError, match=r"bad.pt: field 'calibration' holds a non-finite quantile"):
+    monkeypatch.setitem(OPTIONAL_FIELDS, "drift", finite)
+    bad = write_checkpoint(tmp_path / "bad.pt", ck.replace(extra={"drift": {"q": [math.nan]}}))
+    with pytest.raises(CheckpointError, match=r"bad.pt: field 'drift' holds a non-finite quantile"):
         read_checkpoint(bad)
 
 
@@ -96,7 +96,7 @@ HOSTILE = [
     ("frames -5", _config(frames=-5), r"'model_config' is invalid: ModelConfig.frames must be"),
     ("2**40-wide layer", _config(semantic_hidden=2**40), r"'model_config' is invalid: .*more than this machine can "
                                                           r"hold.*semantic_hidden = 1099511627776"),
-    ("2**40-wide spatial", _config(spatial=dict(tiny_model_config().spatial.to_dict(), embed_dim=2**40)),
+    ("2**40-wide spatial", _config(spatial=dict(tiny_model().spatial.to_dict(), embed_dim=2**40)),
      r"'model_config' is invalid: .*more than this machine can hold"),
     ("unknown model key", _config(hidden=3), r"'model_config' is invalid: .*unknown key"),
     ("mos_std inf", _set(mos_std=math.inf), r"field 'mos_std' is inf, not a finite number"),
@@ -117,6 +117,10 @@ HOSTILE = [
     ("version text", _set(version="1"), r"field 'version' is '1'"),
     ("epoch text", _set(epoch="3"), r"field 'epoch' is '3', not an integer"),
     ("history a dict", _set(history={}), None),   # empty: read as no history
+    ("calibration NaN", _set(calibration={"kind": "linear", "params": [math.nan, 1.0]}),
+     r"field 'calibration' holds non-finite"),
+    ("calibration unknown", _set(calibration={"kind": "magic"}), r"field 'calibration' unreadable calibration"),
+    ("calibration a list", _set(calibration=[1]), r"field 'calibration' is a list"),
 ]
 
 

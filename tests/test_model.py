@@ -46,7 +46,9 @@ def test_forward_shapes_and_parts():
     m = CLiFVQA(small_cfg()).eval()
     x, maps = _inputs()
     out = m(x, maps)
-    assert set(out) == {"score", "semantic", "spatial"}
+    assert set(out) == {"score", "semantic", "spatial", "clips"}
+    clips = out.pop("clips")
+    assert clips.shape == (2, 1) and torch.allclose(clips.mean(1), out["score"])
     assert all(v.shape == (2,) and torch.isfinite(v).all() for v in out.values())
     f_f = m.spatial_features(x)
     assert f_f.shape == (2, 64)                                 # flatten of [1, 4, 4, 4]

@@ -23,11 +23,11 @@ from train.config import TrainConfig
 from clifvqa_core.media.videowrite import write_video
 from clifvqa_core.semantic.windows import WindowConfig
 from conftest import REPO, moving_frames
+from helpers import TINY_CLIP
 
 from cache.predict import predict_paths
 from clifvqa_core.inference.predictions import PredictionWriter, write_predictions
 
-TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
 T = 4
 
 

@@ -16,9 +16,8 @@ from clifvqa_core.inference.scorer import Scorer, ScoreResult
 from clifvqa_core.media.videowrite import write_video
 from clifvqa_core.semantic.windows import WindowConfig
 from conftest import REPO, moving_frames
-from helpers import tiny_checkpoint
+from helpers import TINY_CLIP, tiny_checkpoint
 
-TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
 T = 4
 
 

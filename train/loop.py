@@ -8,7 +8,9 @@ Checkpoints (``last.pt`` every epoch, ``model.pt`` = the selected model) are :cl
     model (state dict used for inference: in model.pt the selected weights, in last.pt the EMA weights
     when EMA is on), mos_mean, mos_std, epoch (last finished, 0-based), step,
     history [ {epoch, loss, frozen_backbone, val_srocc, ema_val_srocc, monitor, ...} ],
-    best {epoch, score, weights ("raw" | "ema")}, description_set, description_hash, selected [indices], logit_scale
+    best {epoch, score, weights ("raw" | "ema")}, description_set, description_hash, selected [indices], logit_scale,
+    in model.pt: calibration (``Calibration.to_dict``: the MOS map, the conformal half-width q and the training
+    MOS quantiles, fitted on the validation part; absent in older checkpoints, which score uncalibrated),
     and, in last.pt only: train_model (raw weights), optimizer, scheduler_step, ema, best_model,
     rng {torch, numpy, python}.
 """
@@ -37,6 +39,7 @@ from clifvqa_core.objectives.metrics import evaluate_scores
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from clifvqa_core.model.clifvqa import BACKBONE_PREFIX, CLiFVQA, ModelConfig
 from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
+from clifvqa_core.inference.calibration import Calibration
 from clifvqa_core.inference.scorer import Scorer
 from train.config import TrainConfig, resolve_recipe
 
@@ -397,6 +400,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": -1, "score": -math.inf, "weights": "ema" if ema is not None else "raw"}
     best_state: dict[str, Tensor] | None = None
+    best_val_z: np.ndarray | None = None     # validation scores of the selected weights (for the calibration)
     start_epoch = 0
     last = out_dir / "last.pt"
     if resume and last.is_file():
@@ -447,7 +451,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
                 score = _val_score(m)
                 if score > best["score"] or best_state is None:
                     best = {"epoch": epoch, "score": score, "weights": which}
-                    best_state = _cpu_state(eval_model.state_dict())
+                    best_state, best_val_z = _cpu_state(eval_model.state_dict()), pred
         if monitor_ds:
             row["monitor"] = {}
             for part, ds in monitor_ds.items():
@@ -490,13 +494,32 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     final.load_state_dict(final_state)
     final.to(device).eval()
     ckpt_path = out_dir / "model.pt"
+    if val_ds is not None and best_val_z is None:     # resumed after the selection: score it again
+        best_val_z = score_videos(final, val_ds.items, val_ds.maps, device, cfg.test_clips,
+                                  batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
+    calibration = fit_calibration(scale, train_items, best_val_z, None if val_ds is None else val_ds.mos.numpy())
     if env.main:
         save_checkpoint(ckpt_path, _payload(cfg, model_cfg, table, scale, cfg.epochs - 1, schedule.step_count,
                                             history, {"epoch": best_epoch, "score": best["score"], "weights": weights},
-                                            _cpu_state(final_state)))
+                                            _cpu_state(final_state), extra={"calibration": calibration.to_dict()}))
     if env.enabled:
         dist.barrier()
     return FitResult(final, scale, history, best_epoch, ckpt_path, weights, selection)
+
+
+def fit_calibration(scale: MosScale, train_items: Sequence[Any], val_z: np.ndarray | None,
+                    val_mos_z: np.ndarray | None) -> Calibration:
+    """The checkpoint's calibration (:mod:`clifvqa_core.inference.calibration`): the map, interval and
+    percentile fitted on the validation scores ``val_z`` [n] of the selected weights and their MOS
+    ``val_mos_z`` [n] (both z units of the training MOS), the training MOS for the percentile. Without a
+    validation part: the identity map, no interval, the percentile only."""
+    train_mos = [it.mos for it in train_items]
+    if val_z is None or val_mos_z is None or len(val_z) == 0:
+        return Calibration.fit([], [], train_mos)
+    cal = Calibration.fit(scale.to_mos(val_z), scale.to_mos(val_mos_z), train_mos)
+    log.info("calibration on %d validation videos: %s%s, 90%% interval +-%.3f MOS", cal.n, cal.kind,
+             f" ({cal.note})" if cal.note else "", cal.q)
+    return cal
 
 
 def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale, epoch: int, step: int,

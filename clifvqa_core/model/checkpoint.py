@@ -70,8 +70,23 @@ _FIELDS = ("format", "version", "model_config", "model", "mos_mean", "mos_std", 
 _REQUIRED = ("model_config", "model", "mos_mean", "mos_std")
 
 
+def _check_calibration(value: Any) -> None:
+    """``calibration`` (clifvqa_core.inference.calibration): readable, with finite parameters and quantiles."""
+    from clifvqa_core.inference.calibration import Calibration
+
+    if not isinstance(value, dict):
+        raise ValueError(f"is a {type(value).__name__}, not a calibration record")
+    try:
+        cal = Calibration.from_dict(value, "calibration")
+    except CheckpointError as exc:
+        raise ValueError(str(exc).removeprefix("calibration: ")) from None
+    bad = [v for v in (*cal.params, *cal.mos_quantiles, cal.alpha) if not math.isfinite(v)]
+    if bad or math.isinf(cal.q):
+        raise ValueError("holds non-finite parameters, alpha, q or MOS quantiles")
+
+
 #: checks of optional top-level fields: name -> function(value) raising ValueError (reason) when bad
-OPTIONAL_FIELDS: dict[str, Callable[[Any], None]] = {}
+OPTIONAL_FIELDS: dict[str, Callable[[Any], None]] = {"calibration": _check_calibration}
 
 
 @dataclass(frozen=True)

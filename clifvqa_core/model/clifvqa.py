@@ -224,7 +224,8 @@ class Regressor(nn.Module):
 
 
 class CLiFVQA(nn.Module):
-    """CLiF-VQA. ``forward(fragments, maps) -> {"score", "semantic", "spatial"}``, each [B].
+    """CLiF-VQA. ``forward(fragments, maps) -> {"score", "semantic", "spatial"}``, each [B], and ``clips``
+    [B, K]: the score of each test clip (``score`` is their mean; K = 1 without the spatial branch).
 
     ``semantic`` = mean of F_s and ``spatial`` = mean of F_f (FAST-VQA's own score), NaN for a branch that
     is off. Without the regression head ``score = semantic + spatial`` (the ablation rule); with it they
@@ -290,6 +291,11 @@ class CLiFVQA(nn.Module):
         sem = f_s.mean(1) if f_s is not None else nan                                     # [B]
         spa = f_f.mean(1).view(b, k).mean(1) if f_f is not None else nan                  # [B]
         if self.regressor is None:
+            clips = torch.zeros(b, k, device=nan.device)
+            if f_s is not None:
+                clips = clips + sem[:, None]
+            if f_f is not None:
+                clips = clips + f_f.mean(1).view(b, k)
             score = (sem if f_s is not None else 0) + (spa if f_f is not None else 0)
         else:
             parts = []
@@ -298,8 +304,9 @@ class CLiFVQA(nn.Module):
             if f_f is not None:
                 parts.append(f_f)
             f_v = torch.cat(parts, 1)                                   # eq. 12: F_v = F_s (+) F_f
-            score = self.regressor(f_v).view(b, k).mean(1)              # eq. 13; K clips -> mean
-        return {"score": score, "semantic": sem, "spatial": spa}
+            clips = self.regressor(f_v).view(b, k)                      # eq. 13, per test clip
+            score = clips.mean(1)                                       # K clips -> mean
+        return {"score": score, "semantic": sem, "spatial": spa, "clips": clips}
 
     # -- loading ------------------------------------------------------------------------------------
     @classmethod

@@ -157,16 +157,11 @@ def _scorer(checkpoint: str | Path, ecfg: Any, ck: Any, extractor: Any, test_cli
 
 def _semantics(scorer: Any, extractor: Any, ecfg: Any, frames: torch.Tensor) -> dict[str, Any]:
     """CLIP on the scorer's T frames -> {"probs" [T, R, C, r'] (window probabilities), "maps" [2r', T], "sel"}:
-    the scorer's own rule when the model has the semantic branch, else all descriptions at CLIP's scale."""
-    from clifvqa_core.semantic.extractor import sims_to_maps, window_probabilities
-
+    the scorer's rule (``Scorer.rule``, the training store's; all descriptions at CLIP's temperature for a
+    model without the semantic branch)."""
     sims = extractor.frames_to_sims(frames, ecfg.grid, batch_size=ecfg.batch_size).float().cpu()   # [T, R, C, r]
-    if scorer.cfg.use_semantic:
-        return {"probs": scorer.window_probabilities(sims), "maps": scorer.maps_from_sims(sims),
-                "sel": list(scorer.selected)}
-    scale = extractor.logit_scale
-    return {"probs": window_probabilities(sims, scale), "maps": sims_to_maps(sims, scale),
-            "sel": list(range(sims.shape[-1]))}
+    return {"probs": scorer.window_probabilities(sims), "maps": scorer.maps_from_sims(sims),
+            "sel": list(scorer.rule.selected)}
 
 
 def _score_and_weights(scorer: Any, video: Path, maps: torch.Tensor) -> tuple[dict[str, torch.Tensor], np.ndarray]:
@@ -259,7 +254,7 @@ def _result(video: Path, checkpoint: str | Path, info: Any, ecfg: Any, scorer: A
         "video": str(video), "checkpoint": str(checkpoint), "size": [info.width, info.height],
         "frame_count": info.frame_count,
         "clip": {"model": ecfg.clip_model, "weights": ecfg.identity()["clip_weights"], "grid": str(ecfg.grid),
-                 "logit_scale": scorer.logit_scale if scorer.logit_scale is not None else extractor.logit_scale},
+                 "logit_scale": scorer.rule.logit_scale},
         "model": {"use_semantic": mcfg.use_semantic, "use_spatial": mcfg.use_spatial,
                   "use_regressor": mcfg.use_regressor, "descriptions": mcfg.descriptions, "frames": mcfg.frames},
         "score": float(scorer.scale.to_mos(z)), "score_z": z, "test_clips": scorer.test_clips, "mos_std": std,
