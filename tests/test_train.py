@@ -271,19 +271,22 @@ def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, m
     import os
 
     from clifvqa_core.errors import StorageError
+    from clifvqa_core.model.checkpoint import read_checkpoint
+    from helpers import tiny_checkpoint
     from train.loop import save_checkpoint
 
-    save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+    ck = tiny_checkpoint()[0]
+    save_checkpoint(tmp_path / "last.pt", ck.replace(epoch=1))
 
     def full(obj, f, *a, **kw):  # torch's zip writer sees a short write on a full disk
         Path(f).write_bytes(b"PK\x03\x04 half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(StorageError, match=r"last.pt: cannot write: no space left on device"):
-        save_checkpoint(tmp_path / "last.pt", {"epoch": 2})
+    with pytest.raises(StorageError, match=r"last.pt: cannot write the checkpoint: no space left on device"):
+        save_checkpoint(tmp_path / "last.pt", ck.replace(epoch=2))
     monkeypatch.undo()
-    assert torch.load(tmp_path / "last.pt")["epoch"] == 1
+    assert read_checkpoint(tmp_path / "last.pt").epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
