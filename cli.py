@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from clifvqa_core import __version__
-from clifvqa_core.errors import ClifVQAError
+from clifvqa_core.errors import ClifVQAError, ConfigError
 
 
 class _Group(click.Group):
@@ -510,9 +510,16 @@ def reproduce_cmd(lsvq, konvid, livevqc, youtubeugc, out, init, trust_init, dry_
 @main.command("predict")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
-              help="A model.pt written by `train` (with --baseline fastvqa: a FAST-VQA checkpoint).")
+              help="A model.pt written by `train`, or a train run folder: every split_*/model.pt scores "
+                   "(an ensemble: the mean and models_std). With --baseline fastvqa: a FAST-VQA checkpoint.")
 @click.option("--cached", type=click.Path(path_type=Path), default=None,
               help="Read the semantic maps from this store instead of running CLIP (must match the training key).")
+@click.option("--segment", "segment_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Quality over time: score consecutive segments of SECONDS each (the last holds the remainder); "
+                   "one row per segment (kind=segment, start_s, end_s) after each video's row (kind=video: "
+                   "duration-weighted mean, worst segment).")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --segment: write DIR/<video>.png, the segment scores over time with the interval band.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="FILE.csv or FILE.json (default: the table on stdout).")
 @click.option("--baseline", type=click.Choice(["fastvqa"]), default=None,
@@ -527,29 +534,41 @@ def reproduce_cmd(lsvq, konvid, livevqc, youtubeugc, out, init, trust_init, dry_
               help="Also write FILE.html: one row per input (thumbnail, scores, descriptions CLIP matched, errors), "
                    "sortable and filterable, one file that opens without a server.")
 @click.pass_context
-def predict_cmd(ctx: click.Context, paths, checkpoint, cached, out, baseline, clip_pretrained, workers, device,
-                trust_checkpoint, progress, report) -> None:
+def predict_cmd(ctx: click.Context, paths, checkpoint, cached, segment_s, plot_dir, out, baseline, clip_pretrained,
+                workers, device, trust_checkpoint, progress, report) -> None:
     """Score video files or folders (recursive): score on the training MOS scale + per-branch parts.
 
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
     least one file was scored, 1 when none was.
     """
-    from cache.predict import predict_paths
+    from cache.predict import BASELINE_UNITS, predict_paths
     from clifvqa_core.inference.predictions import PredictionWriter, format_table, summary_line
+    from clifvqa_core.model.checkpoint import read_checkpoint
 
     writer = None
     try:
+        if plot_dir is not None and segment_s is None:
+            raise ConfigError("--plot draws timelines: give --segment SECONDS too")
         writer = None if out is None else PredictionWriter(out, meta={
-            "checkpoint": str(checkpoint), "baseline": baseline, "cached": None if cached is None else str(cached)})
-        rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
+            "checkpoint": str(checkpoint), "baseline": baseline, "segment_s": segment_s,
+            "cached": None if cached is None else str(cached),
+            "score_units": BASELINE_UNITS if baseline else "MOS scale of the training data"})
+        # one model.pt is read once, for scoring and the report (a run folder is an ensemble)
+        ck = None if baseline or Path(checkpoint).is_dir() else read_checkpoint(checkpoint)
+        rows = predict_paths(list(paths), ck or checkpoint, cached=cached, baseline=baseline, device=device,
                              trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
-                             progress=progress, writer=writer, keep_maps=report is not None)
+                             progress=progress, writer=writer, keep_maps=report is not None, segment_s=segment_s)
         if writer is not None:
             writer.close(rows)
+        if plot_dir is not None:
+            from train.experiments.plots import plot_timelines
+
+            for png in plot_timelines(rows, plot_dir):
+                click.echo(f"timeline: {png}", err=True)
         if report is not None:
             from train.report import write_predict_report
 
-            write_predict_report(rows, report, checkpoint=checkpoint, baseline=baseline)
+            write_predict_report(rows, report, checkpoint=checkpoint, ckpt=ck, baseline=baseline)
     except ClifVQAError:
         if writer is not None and not writer.written:
             writer.discard()          # nothing scored: leave no empty .partial behind

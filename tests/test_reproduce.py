@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from cli import main
 from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
+from helpers import TINY_CLIP as TINY
 from train.reproduce.paper import PAPER, ROW_LABELS, TABLE1_COLUMNS, TABLE2_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = str(REPO / "tests" / "data" / "tiny_clip.json")
 SMALL = ["--clip-model", TINY, "--clip-pretrained", "none", "--frames", "4", "--grid", "1x1", "--extract-workers", "0",
          "--extract-batch-size", "16", "--shard-size", "4", "--model-config", "cpu", "--device", "cpu",
          "--calibrate-steps", "1"]

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import moving_frames
+from helpers import TINY_CLIP
 
 from clifvqa_core.semantic.descriptions import CLIF_V1
 from clifvqa_core.errors import ConfigError
@@ -25,7 +26,7 @@ from clifvqa_core.semantic.clip import ClipWeightsError, build_clip, clip_activa
 from clifvqa_core.semantic.extractor import SemanticExtractor, sims_to_maps
 from clifvqa_core.semantic.windows import WindowConfig, scaled_size, upscale_small, window_origins
 
-TINY = Path(__file__).parent / "data" / "tiny_clip.json"
+TINY = Path(TINY_CLIP)
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 GRID = WindowConfig(2, 3)
 

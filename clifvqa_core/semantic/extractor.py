@@ -119,9 +119,15 @@ class SemanticExtractor(nn.Module):
         """
         if cfg.size != self.image_size:
             raise ConfigError(f"window size {cfg.size} differs from the CLIP input size {self.image_size}")
-        win = cut_windows(frames, cfg)
+        return self.windows_to_sims(cut_windows(frames, cfg), batch_size, return_embeds)
+
+    @torch.inference_mode()
+    def windows_to_sims(self, win: torch.Tensor, batch_size: int | None = None, return_embeds: bool = False,
+                        ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """uint8 windows [T, rows, cols, 3, S, S] (``cut_windows``) -> sims [T, rows, cols, r] float32 (and
+        embeds [T, rows, cols, D] with ``return_embeds``); ``batch_size`` windows per ``encode_image`` call."""
         t, rows, cols = win.shape[:3]
-        flat = win.reshape(t * rows * cols, 3, cfg.size, cfg.size)
+        flat = win.reshape(t * rows * cols, *win.shape[3:])
         step = flat.shape[0] if not batch_size else int(batch_size)
         parts = [self.encode_windows(flat[i : i + step]) for i in range(0, flat.shape[0], max(step, 1))]
         sims = torch.cat([p[0] for p in parts]).view(t, rows, cols, -1)

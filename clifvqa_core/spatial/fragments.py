@@ -411,3 +411,22 @@ def sample_clip_fragments(video: str | Path | np.ndarray | Tensor, num_clips: in
     """
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     return clip_fragments(video, num_clips, cfg, rng, gen, index=index, threads=threads)
+
+
+def plan_clips(n_frames: int, num_clips: int, cfg: FragmentConfig, rng: np.random.Generator
+               ) -> tuple[np.ndarray, torch.Generator]:
+    """What :func:`sample_clip_fragments` draws for a video of ``n_frames`` frames, without decoding: ->
+    (clip frame indices int64 [num_clips, clip_len], the torch generator of the fragment offsets). Same
+    order of draws (the torch seed first, then the clip offsets), so cutting frames ``first + indices`` of a
+    longer video with :func:`fragment_cutter` gives bit for bit the fragments of that range cut out as a file
+    (``Scorer.timeline`` scores segments this way)."""
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    return fastvqa_clip_indices(max(int(n_frames), 1), num_clips, cfg.clip_len, cfg.stride, rng=rng), gen
+
+
+def fragment_cutter(height: int, width: int, num_clips: int, cfg: FragmentConfig,
+                    generator: torch.Generator) -> _Cutter:
+    """The one-pass cutter :func:`read_fragments` uses, for ``num_clips`` clips of frames height x width:
+    ``.put(frame uint8 [H, W, 3], slots)`` as frames are decoded (slot = clip * clip_len + position),
+    ``.result()`` -> raw fragments [num_clips, 3, clip_len, S, S]. Memory: the canvas, whatever the video."""
+    return _Cutter(height, width, num_clips * cfg.clip_len, cfg, generator=generator, num_clips=num_clips)
