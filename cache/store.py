@@ -515,8 +515,9 @@ class FeatureStore:
             # the transaction: journal (atomic) -> idempotent steps -> attributes (the commit) -> journal removed.
             # A kill or a full disk anywhere leaves the old store to readers; the next writer replays the journal.
             atomic_write(self.path / GROW_JOURNAL, json.dumps(
-                {"from": self.n, "to": layout.n, "ids": new_ids, "mos": [None if math.isnan(m) else float(m) for m in mos[self.n:]],
-                 "attrs": attrs}), "cannot start growing the store")
+                {"from": self.n, "to": layout.n, "ids": new_ids,
+                 "mos": [None if math.isnan(m) else float(m) for m in mos[self.n:]], "attrs": attrs}),
+                "cannot start growing the store")
         self._b.grow(self.n, layout, ids, mos, attrs)
         self._end_growth()
         if new_ids:
@@ -707,7 +708,8 @@ class FeatureStore:
     def verify(self, key_fn: Any = None) -> list[str]:
         """Every problem found, one line each naming the array, shard, rows and video ids (empty when sound).
 
-        Rule: a store with no done video fails too (its counts named). Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); the index (ids, mos, n:
+        Rule: a store with no done video fails too (its counts named). Checks: attributes and key
+        (``key_fn(config)``, default :func:`identity_key`); the index (ids, mos, n:
         their digest, unique and non-empty ids, finite or NaN mos); array shapes, dtypes and metadata (HDF5:
         each shard file's shard/start/stop/key attributes against the index); then per shard: every chunk
         decodes, done flags against the committed digest record (lost markers), every done row's digest,
@@ -831,7 +833,8 @@ def upgrade_store(path: str | Path) -> str:
         s0, s1 = lay.shard_range(shard)
         done = b.read_done(s0, s1)
         if done.any():
-            rec = build_record(st.key, shard, s0, st.ids[s0:s1], {n: b.read_rows(n, s0, s1) for n in lay.shapes()}, done)
+            arrays = {n: b.read_rows(n, s0, s1) for n in lay.shapes()}
+            rec = build_record(st.key, shard, s0, st.ids[s0:s1], arrays, done)
             write_pending(st.path, rec)
             commit_pending(st.path, shard)
             written += 1
