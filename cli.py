@@ -539,16 +539,21 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, segment_s, plot_d
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
     least one file was scored, 1 when none was.
     """
-    from cache.predict import predict_paths
+    from cache.predict import BASELINE_UNITS, predict_paths
     from clifvqa_core.inference.predictions import PredictionWriter, format_table, summary_line
+    from clifvqa_core.model.checkpoint import read_checkpoint
 
     writer = None
     try:
         if plot_dir is not None and segment_s is None:
             raise ConfigError("--plot draws timelines: give --segment SECONDS too")
         writer = None if out is None else PredictionWriter(out, meta={
-            "checkpoint": str(checkpoint), "baseline": baseline, "segment_s": segment_s, "cached": None if cached is None else str(cached)})
-        rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
+            "checkpoint": str(checkpoint), "baseline": baseline, "segment_s": segment_s,
+            "cached": None if cached is None else str(cached),
+            "score_units": BASELINE_UNITS if baseline else "MOS scale of the training data"})
+        # one model.pt is read once, for scoring and the report (a run folder is an ensemble)
+        ck = None if baseline or Path(checkpoint).is_dir() else read_checkpoint(checkpoint)
+        rows = predict_paths(list(paths), ck or checkpoint, cached=cached, baseline=baseline, device=device,
                              trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
                              progress=progress, writer=writer, keep_maps=report is not None, segment_s=segment_s)
         if writer is not None:
@@ -561,7 +566,7 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, segment_s, plot_d
         if report is not None:
             from train.report import write_predict_report
 
-            write_predict_report(rows, report, checkpoint=checkpoint, baseline=baseline)
+            write_predict_report(rows, report, checkpoint=checkpoint, ckpt=ck, baseline=baseline)
     except ClifVQAError:
         if writer is not None and not writer.written:
             writer.discard()          # nothing scored: leave no empty .partial behind

@@ -16,7 +16,6 @@ Stage two (``train/``) and ``predict`` read stores only through this module.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from clifvqa_core.semantic.extract_config import RecordedExtraction, describe_di
 from .store import open_store
 
 if TYPE_CHECKING:   # typing only: reading a store needs no model code
+    from clifvqa_core.model.checkpoint import Checkpoint
     from clifvqa_core.model.clifvqa import ModelConfig
     from clifvqa_core.inference.scorer import Scorer
 
@@ -214,31 +214,23 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
 
 
 # ---- the extraction a checkpoint was trained with -------------------------------------------------------
-def recorded_extraction(ckpt: dict[str, Any], checkpoint: str | Path) -> RecordedExtraction | None:
+def recorded_extraction(ck: Checkpoint) -> RecordedExtraction | None:
     """The extraction of the training stores: recorded in the checkpoint, else (older checkpoints) read
-    from the stores named by its train config (``cached``, relative paths also against the run folder)."""
-    rec = RecordedExtraction.read(ckpt, source=str(checkpoint))
-    if rec is not None:
-        return rec
-    try:
-        cached = json.loads(ckpt.get("train_config") or "{}").get("cached") or []
-    except (TypeError, json.JSONDecodeError):
-        cached = []
-    for path in cached:
-        candidates = [Path(path)]
-        if not Path(path).is_absolute():  # relative to the run directory (the checkpoint's parents)
-            candidates += [parent / path for parent in Path(checkpoint).resolve().parents[:3]]
-        for c in candidates:
-            try:
-                store = open_store(c, "r")
-            except ClifVQAError:
-                continue
-            try:
-                rec = store_extraction(store)
-                if rec is not None:
-                    return rec
-            finally:
-                store.close()
+    from the stores named by its train config (``Checkpoint.train_stores``: relative paths also against the
+    run folder)."""
+    if ck.extraction is not None:
+        return ck.extraction
+    for path in ck.train_stores():
+        try:
+            store = open_store(path, "r")
+        except ClifVQAError:
+            continue
+        try:
+            rec = store_extraction(store)
+            if rec is not None:
+                return rec
+        finally:
+            store.close()
     return None
 
 

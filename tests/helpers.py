@@ -101,6 +101,17 @@ def small_model_cfg(**changes):
     return ModelConfig(**base)
 
 
+def lite_spatial() -> dict:
+    """ModelConfig changes that make :func:`small_model_cfg` cheaper for the tests that need a spatial branch
+    but not its size (resume, DDP): fragments of 8 px (canvas 56), Swin width 8 -> quality map 4x2x2."""
+    from clifvqa_core.spatial.fastvqa import SpatialConfig
+    from clifvqa_core.spatial.fragments import FragmentConfig
+
+    spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=8, fragment=8), window_size=(4, 7, 7),
+                                 head_dropout=0.0, embed_dim=8)
+    return dict(spatial=spatial, spatial_grid=(4, 2, 2))
+
+
 def make_store(path: Path, ids: list[str], mos: list[float], frames: int = STORE_T, seed: int = 0,
                clip_weights: str = "none") -> Path:
     """A finished store of random similarities [n, frames, 2, 2, 3] (logit scale 100) for ``ids``."""
@@ -174,3 +185,29 @@ def make_bad_inputs(d: Path, h: int = 48, w: int = 64) -> dict:
         "missing": (d / "missing.mp4", VideoNotFoundError, "no such file"),
         "directory": (folder, VideoNotFoundError, "directory"),
     }
+
+
+# --- checkpoints written by the one writer (clifvqa_core.model.checkpoint) ---------------------------------
+
+def tiny_checkpoint(cfg=None, seed: int = 0, **fields):
+    """A Checkpoint record of a randomly initialised model (default :func:`tiny_model` with r' = 3; ``fields``:
+    Checkpoint fields to set, e.g. ``train_config``, ``extraction``, ``extra``) -> (record, model)."""
+    import torch
+
+    from clifvqa_core.model.checkpoint import Checkpoint
+    from clifvqa_core.model.clifvqa import CLiFVQA
+
+    cfg = cfg or tiny_model(num_descriptions=3)
+    torch.manual_seed(seed)
+    model = CLiFVQA(cfg)
+    base = dict(model_config=cfg, weights=model.state_dict(), mos_mean=3.0, mos_std=0.5,
+                selected=tuple(range(cfg.num_descriptions)))
+    base.update(fields)
+    return Checkpoint(**base), model
+
+
+def write_tiny_record(path: Path, cfg=None, seed: int = 0, **fields) -> Path:
+    """:func:`tiny_checkpoint` written to ``path`` by the one writer (atomic, validated on read)."""
+    from clifvqa_core.model.checkpoint import write_checkpoint
+
+    return write_checkpoint(path, tiny_checkpoint(cfg, seed, **fields)[0])

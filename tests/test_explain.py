@@ -40,7 +40,7 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     model, ck = CLiFVQA.from_checkpoint(ckpt)
     table = load_map_table([str(store)], model.cfg)
     item = type("I", (), {"video_id": "s01_noise_1", "path": video, "mos": 1.0, "group": None, "extra": ()})()
-    pred, z = score_items(model, [item], table, MosScale(ck["mos_mean"], ck["mos_std"]), torch.device("cpu"),
+    pred, z = score_items(model, [item], table, MosScale(ck.mos_mean, ck.mos_std), torch.device("cpu"),
                           TrainConfig(test_clips=1, workers=0, batch_size=2, device="cpu", amp=False))
     # the checkpoint's record (1 test clip) is used, not a default of explain's own (the Scorer's is 4)
     assert res["score"] == pytest.approx(float(pred[0]), abs=1e-4) and res["test_clips"] == 1
@@ -64,7 +64,7 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     assert np.asarray(res["panels"][0]["quality_map"]).shape == (2, 2)
     assert np.asarray(res["panels"][0]["quality_cells"]).shape == (7, 7)
     # weights in MOS units are the model-unit weights times the training MOS std
-    assert all(d["weight_mos"] == pytest.approx(d["weight"] * ck["mos_std"]) for d in res["descriptions"])
+    assert all(d["weight_mos"] == pytest.approx(d["weight"] * ck.mos_std) for d in res["descriptions"])
     png = tmp_path / "explain.png"
     import matplotlib.image as mpimg
 
@@ -192,11 +192,11 @@ def test_explain_maps_are_the_training_maps_bit_for_bit(which, extractor, reques
     the store's own maps for all descriptions, and for a description subset the maps recomputed from the
     float16 sims the store keeps (float32 sims would differ in the last bits)."""
     from cache.maps import load_map_table
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+    from clifvqa_core.model.checkpoint import read_checkpoint
     from train.experiments.explain import _scorer, _semantics, resolve_extract_config
 
     root, store, ckpt = request.getfixturevalue(which)
-    ck = read_clifvqa_checkpoint(ckpt)
+    ck = read_checkpoint(ckpt)
     ecfg = resolve_extract_config(ck)
     scorer = _scorer(ckpt, ecfg, ck, extractor, None, torch.device("cpu"))
     table = load_map_table([str(store)], scorer.cfg)

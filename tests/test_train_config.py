@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from clifvqa_core.errors import CheckpointError, ConfigError
-from clifvqa_core.model.clifvqa import checkpoint_kind
+from clifvqa_core.model.checkpoint import checkpoint_kind
+from helpers import write_tiny_record
 from train.config import RECIPES, TrainConfig, policy_fields, resolve_recipe
 
 
@@ -19,8 +20,7 @@ def inits(tmp_path_factory):
                                "cls_head.fc_cls.weight": torch.zeros(400, 768)}}, k400)
     fast = d / "FAST_VQA_B_1_4.pth"
     torch.save({"state_dict": {"fragments_backbone.patch_embed.proj.weight": torch.zeros(96, 3, 2, 4, 4)}}, fast)
-    ours = d / "model.pt"
-    torch.save({"format": "clifvqa-checkpoint", "version": 1, "model": {}}, ours)
+    ours = write_tiny_record(d / "model.pt")
     return {"k400": k400, "fast": fast, "ours": ours}
 
 

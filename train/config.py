@@ -280,7 +280,7 @@ def resolve_recipe(cfg: TrainConfig, init_kind: str | None = None) -> TrainConfi
         changes["ema"] = row.ema if row.ema is not None else cfg.train_split is not None
     if "freeze_backbone_epochs" in missing:
         if cfg.init and init_kind is None:
-            from clifvqa_core.model.clifvqa import checkpoint_kind
+            from clifvqa_core.model.checkpoint import checkpoint_kind
 
             init_kind = checkpoint_kind(cfg.init, trust=cfg.trust_init)
         vqa = bool(cfg.init) and init_kind in VQA_INIT_KINDS

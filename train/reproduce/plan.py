@@ -173,7 +173,7 @@ def _init_of(cfg: ReproduceConfig, step: Step) -> tuple[str | None, str | None]:
         return str(Path(cfg.out) / f"runs/{step.init}/split_0/model.pt"), "clifvqa"
     if not cfg.train.init:
         return None, None
-    from clifvqa_core.model.clifvqa import checkpoint_kind
+    from clifvqa_core.model.checkpoint import checkpoint_kind
 
     return str(Path(cfg.train.init).expanduser().resolve()), checkpoint_kind(cfg.train.init, trust=cfg.train.trust_init)
 
