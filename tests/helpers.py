@@ -101,6 +101,17 @@ def small_model_cfg(**changes):
     return ModelConfig(**base)
 
 
+def lite_spatial() -> dict:
+    """ModelConfig changes that make :func:`small_model_cfg` cheaper for the tests that need a spatial branch
+    but not its size (resume, DDP): fragments of 8 px (canvas 56), Swin width 8 -> quality map 4x2x2."""
+    from clifvqa_core.spatial.fastvqa import SpatialConfig
+    from clifvqa_core.spatial.fragments import FragmentConfig
+
+    spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=8, fragment=8), window_size=(4, 7, 7),
+                                 head_dropout=0.0, embed_dim=8)
+    return dict(spatial=spatial, spatial_grid=(4, 2, 2))
+
+
 def make_store(path: Path, ids: list[str], mos: list[float], frames: int = STORE_T, seed: int = 0,
                clip_weights: str = "none") -> Path:
     """A finished store of random similarities [n, frames, 2, 2, 3] (logit scale 100) for ``ids``."""

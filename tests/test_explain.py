@@ -174,12 +174,12 @@ def test_explain_report_in_browser(trained, browser, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_objective(tmp_path_factory):
+def trained_objective(demo_store, tmp_path_factory):
     """A model trained on the objective descriptions only (18 of 32): its maps are recomputed from sims."""
+    from helpers import base_train_config, tiny_model
     from train.protocol import run_training
-    from test_ablate import tiny_model
 
-    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
+    root, store = demo_store
     out = tmp_path_factory.mktemp("explain_objective")
     run_training(base_train_config(root, store, out, model=tiny_model(descriptions="objective",
                                                                       num_descriptions=18)))

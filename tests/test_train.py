@@ -19,7 +19,7 @@ from clifvqa_core.model.clifvqa import CLiFVQA
 from train.config import TrainConfig, resolve_recipe
 from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
-from helpers import STORE_R, STORE_T, Item, make_store, small_model_cfg, store_descriptions
+from helpers import STORE_R, STORE_T, Item, lite_spatial, make_store, small_model_cfg, store_descriptions
 
 from cache.maps import load_map_table
 from train.data import MosScale, VideoQualityDataset
@@ -114,6 +114,7 @@ def _fit_cfg(tmp: Path, store: Path, epochs: int) -> TrainConfig:
 def test_resume_is_bit_for_bit(data, tmp_path, monkeypatch):
     _, items, store = data
     cfg = _fit_cfg(tmp_path, store, epochs=2)
+    cfg = cfg.replace(model=small_model_cfg(**lite_spatial()))     # any spatial branch: the small one
     table = load_map_table([store], cfg.model)
     train = items[:4]
     full = fit(cfg, cfg.model, table, train, [], tmp_path / "full", seed=3, device=torch.device("cpu"))
@@ -149,7 +150,7 @@ def _ddp_worker(rank: int, world: int, port: int, store: str, items: list, out: 
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
-        cfg = small_model_cfg()
+        cfg = small_model_cfg(**lite_spatial())
         table = load_map_table([store], cfg)
         batch = _batch(items, table, cfg)
         mine = {k: v[rank::world] for k, v in batch.items()}     # DistributedSampler's interleaving
@@ -184,7 +185,7 @@ def test_ddp_two_processes_equal_one_process_doubled_batch(data, tmp_path):
     out = tmp_path / "ddp.pt"
     mp.start_processes(_ddp_worker, args=(2, _free_port(), str(store), four, str(out)), nprocs=2,
                        join=True, start_method="spawn")
-    cfg = small_model_cfg()
+    cfg = small_model_cfg(**lite_spatial())
     table = load_map_table([store], cfg)
     batch = _batch(four, table, cfg)
     torch.manual_seed(0)
