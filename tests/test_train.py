@@ -88,7 +88,8 @@ def test_validation_scores_are_the_scorers_and_keep_train_mode(data):
     z = score_videos(model, items[:3], maps, torch.device("cpu"), test_clips=2, batch_size=2)
     assert model.training
     ref = Scorer(copy.deepcopy(model), MosScale(0.0, 1.0), test_clips=2).score_many([it.path for it in items[:3]],
-                                                                                   maps=list(maps), progress=False)
+                                                                                   maps=list(maps), progress=False,
+                                                                                   batch_size=2)
     assert z.tolist() == [r.raw for r in ref] and len(set(z.tolist())) == 3
 
 
