@@ -191,13 +191,15 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--store-embeddings", is_flag=True, help="Also store window image embeddings [T, rows, cols, D].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (quick runs).")
 @click.option("--retry-failed", is_flag=True, help="Retry videos recorded in failures.jsonl by an earlier run.")
-@click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Videos per shard (unit of writing and resuming; used when the store is created).")
+@click.option("--shard-size", default=None, type=click.IntRange(min=1),
+              help="Videos per shard (unit of writing and resuming; used when the store is created) "
+                   "[default: ceil(videos / 16), at most 64]. Finished videos are also written every minute "
+                   "and on Ctrl-C.")
 def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split: str | None, clip_model: str,
                 clip_pretrained: str, clip_activation: str, descriptions: str, frames: int, grid: str, backend: str,
                 batch_size: int,
                 workers: int, device: str, precision: str, store_embeddings: bool, limit: int | None,
-                skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int) -> None:
+                skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int | None) -> None:
     """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware).
 
     One store per dataset: without --split, every split whose label file is found (LSVQ: train, test,
@@ -211,7 +213,7 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
     from clifvqa_core.data.datasets import list_dataset
     from clifvqa_core.semantic.extract_config import ExtractConfig
     from clifvqa_core.semantic.windows import WindowConfig
-    from extract import run_extraction
+    from extract import ExtractInterrupted, run_extraction
     from extract.runner import DatasetOrigin
 
     try:
@@ -226,6 +228,9 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
         origin, items = DatasetOrigin.from_listings(dataset, root, listings)
         summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
                                  retry_failed=retry_failed, origin=origin)
+    except ExtractInterrupted as stop:
+        click.echo(stop.summary.format_interrupted(), err=True)
+        sys.exit(130)
     except (ClifVQAError, KeyError) as exc:
         _fail(exc)
     if summary.rank == 0:

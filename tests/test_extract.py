@@ -238,3 +238,18 @@ def test_frame_over_the_pixel_cap_is_a_failed_video(tmp_path, monkeypatch):
         decode_windows(path, 2, WindowConfig(1, 1))
     got = WindowReader([(0, str(path))], 2, WindowConfig(1, 1))[0]
     assert got.windows is None and "aspect ratio" in got.failure["reason"]
+
+
+def test_writes_between_shard_ends_change_no_number(reference, videos, tmp_path, monkeypatch):
+    """The finished videos of a shard are written every WRITE_EVERY_S seconds (here: after every video) without
+    cutting a CLIP batch short, so the store equals the reference bit for bit."""
+    import extract.runner as runner
+
+    monkeypatch.setattr(runner, "WRITE_EVERY_S", 0.0)
+    out = tmp_path / "often.zarr"
+    run_extraction(_cfg(), videos, out, batch_size=BATCH, workers=0, device="cpu", shard_size=SHARD, progress=False)
+    ref = open_store(reference[0])
+    got = open_store(out)
+    assert got.ids == ref.ids and got.done.tolist() == ref.done.tolist()
+    np.testing.assert_array_equal(got.load_maps(), ref.load_maps())
+    np.testing.assert_array_equal(got.load_sims(), ref.load_sims())
