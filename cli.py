@@ -55,6 +55,14 @@ def _fail(exc: Exception) -> None:
 
 # ---- shared options ------------------------------------------------------------------------------
 
+def workers_option(name: str = "--workers", what: str = "Decoding processes (0: inline)."):
+    """Every ``--workers``: one default rule (``clifvqa_core.runtime.default_workers``: cores - 1, at most 4)."""
+    from clifvqa_core.runtime import default_workers
+
+    return click.option(name, default=default_workers, type=click.IntRange(min=0),
+                        help=f"{what} [default: cores - 1, at most 4; here {default_workers()}]")
+
+
 _OUTSIDE_ROOT = click.option("--allow-outside-root", is_flag=True,
                              help="Accept label paths outside --root (absolute or ../).")
 
@@ -184,7 +192,7 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count (1,5,9,...).")
 @click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
 @click.option("--batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes (0: inline).")
+@workers_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
               help="auto: fp16 autocast on CUDA, fp32 on CPU.")
@@ -342,7 +350,7 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
 @click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start from.")
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file (weights_only=False).")
 @click.option("--resume", is_flag=True, help="Skip finished splits, continue an interrupted one from last.pt.")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@workers_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
@@ -413,7 +421,7 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write FILE.html: predicted vs MOS, the metrics, the worst-predicted videos (one file).")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
+@workers_option()
 @click.option("--device", default="auto", show_default=True)
 def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, report, workers, device, skip_missing,
                  allow_outside_root) -> None:
@@ -460,7 +468,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
               help="Score with the spatial branch alone (FAST-VQA) for comparison.")
 @click.option("--clip-pretrained", default=None,
               help="Local CLIP weights file to use instead of the recorded tag (e.g. when offline).")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@workers_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow Python objects in a foreign (FAST-VQA) checkpoint.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
@@ -563,14 +571,14 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start every row from.")
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file.")
 @click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@workers_option()
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--windows", default="1,5,9,25,45,85", show_default=True, help="Window counts of the sweep (--what windows).")
 @click.option("--no-resolution-groups", is_flag=True, help="Window sweep: no per-resolution columns.")
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
               help="Window sweep: windows per CLIP call when a grid's store is extracted.")
-@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0))
+@workers_option("--extract-workers", "Window sweep: decoding processes when a grid's store is extracted.")
 def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path, model_config, descriptions, splits,
                test_fraction, val_fraction, epochs, batch_size, loss, init, trust_init, test_clips, workers, device,
                seed, skip_missing, windows, no_resolution_groups, extract_batch_size, extract_workers) -> None:
