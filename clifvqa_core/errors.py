@@ -88,6 +88,13 @@ class ConfigError(ClifVQAError):
     """A configuration is invalid (unknown key, bad value)."""
 
 
+class UnknownNameError(ConfigError, KeyError):
+    """A name missing from a registry (a KeyError, as mapping misses are, and a ClifVQAError for the CLI)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class CacheError(ClifVQAError):
     """A feature cache is missing, corrupt, or incompatible."""
 

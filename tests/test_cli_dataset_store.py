@@ -18,9 +18,9 @@ from cache import open_store
 from cli import main
 from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
+from helpers import TINY_CLIP as TINY
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = str(REPO / "tests" / "data" / "tiny_clip.json")
 EXTRACT = ["--clip-model", TINY, "--clip-pretrained", "none", "--frames", "4", "--grid", "1x1", "--workers", "0",
            "--batch-size", "16", "--device", "cpu", "--shard-size", "4"]
 RUNTIME = ["--epochs", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu"]

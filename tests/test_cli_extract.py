@@ -13,8 +13,8 @@ from cli import main
 from clifvqa_core.errors import CacheKeyMismatchError
 from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
+from helpers import TINY_CLIP as TINY
 
-TINY = str(Path(__file__).resolve().parent / "data" / "tiny_clip.json")
 BASE = ["--clip-model", TINY, "--clip-pretrained", "none", "--frames", "4", "--grid", "2x2", "--workers", "0",
         "--batch-size", "16", "--device", "cpu"]
 

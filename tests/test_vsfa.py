@@ -104,12 +104,11 @@ def test_vsfa_learns_cached_features_with_train_splits(tmp_path):
         VSFATrainConfig(descriptions="none")
 
 
-def test_probe_vsfa_cli_on_demo_store(tmp_path_factory, tmp_path):
+def test_probe_vsfa_cli_on_demo_store(demo_store, tmp_path):
     from cli import main
-    from test_ablate import demo_store
     from train.experiments.plots import SIZES, png_size
 
-    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
+    root, store = demo_store
     out = tmp_path / "fig5"
     r = CliRunner().invoke(main, ["probe", "vsfa", "--cached", str(store), "--root", str(root), "--out", str(out),
                                   "--descriptions", "objective,all", "--splits", "1", "--epochs", "3",

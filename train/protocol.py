@@ -45,6 +45,7 @@ from cache.maps import MapTable, check_store_key, load_map_table, recorded_extra
 from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none, write_csv
 from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer
 from train.config import TrainConfig, resolve_recipe
@@ -309,20 +310,20 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
             its = _load_items(cfg, p)
             chosen.append((p or "all", its, f"{'split ' + p if p else 'all videos'} of {cfg.dataset}: {len(its)} videos"))
     results, scores = {}, {}
+    ck = read_checkpoint(checkpoint)          # once for every part and the report
     for label, items, note in chosen:
         part_out = out if out is None or len(chosen) == 1 else Path(out) / label
         m = evaluate_checkpoint(
-            checkpoint, items, cfg.cached, out=part_out, device=device, workers=workers,
+            ck, items, cfg.cached, out=part_out, device=device, workers=workers,
             skip_missing=cfg.skip_missing, title=f"{Path(checkpoint).name} on {cfg.dataset}/{label}",
             keep_scores=report is not None, part=label)
         m["videos"] = note
         scores[label] = m.pop("scores", None)
         results[label] = m
     if report is not None:
-        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
-        from train.report import provenance, write_evaluate_report
+        from train.report import write_evaluate_report
 
-        prov = provenance(read_clifvqa_checkpoint(checkpoint), checkpoint)
+        prov = ck.provenance()
         write_evaluate_report(report, {f"{cfg.dataset} / {label}": (scores[label], m)
                                        for label, m in results.items()}, prov,
                               title=f"Evaluation of {Path(checkpoint).name} on {cfg.dataset}")
@@ -588,7 +589,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     return results
 
 
-def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Sequence[str],
+def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, items: Sequence[Any], cached: Sequence[str],
                         out: str | Path | None = None, device: str = "auto", workers: int = 2, batch_size: int = 4,
                         test_clips: int | None = None, skip_missing: bool = False, title: str = "",
                         may_differ: Sequence[str] = (), keep_scores: bool = False, part: str = "test") -> dict[str, Any]:
@@ -604,12 +605,12 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     ``part``: the label of the scored videos (results.md heading, ``metrics["part"]``).
     ``keep_scores``: the result also holds ``scores`` {"video_id", "path", "mos", "pred"} (lists; for a report).
     """
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
-
-    rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
+    ck = read_checkpoint(checkpoint)          # a path, or the record the caller read (not read again)
+    rec = recorded_extraction(ck)
     for c in cached:
         check_store_key(c, rec, may_differ)
-    scorer = Scorer.from_checkpoint(checkpoint, device, clip=False, test_clips=test_clips)
+    scorer = Scorer.from_checkpoint(ck, device, clip=False, test_clips=test_clips)
+    checkpoint = ck.path or checkpoint
     table = load_map_table(cached, scorer.cfg)
     items = join_items(items, table, skip_missing)
     labelled = [it for it in items if math.isfinite(it.mos)]

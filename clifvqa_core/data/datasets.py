@@ -28,7 +28,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from clifvqa_core.errors import ConfigError, LabelFormatError, MissingVideosError, printable
+from clifvqa_core.errors import ConfigError, LabelFormatError, MissingVideosError, UnknownNameError, printable
 from clifvqa_core.data.labels import (DEFAULT_MOS_RANGE, GROUP_ALIASES, MOS_ALIASES, PATH_ALIASES, VIDEO_EXTENSIONS, LabelRow,
                      check_mos_range, read_labels, strip_video_ext)
 from clifvqa_core.registry import Registry
@@ -401,11 +401,8 @@ for _ds in _DATASET_LIST:
     DATASETS.add(_ds.name, _ds)
 
 
-class UnknownDatasetError(ConfigError, KeyError):
+class UnknownDatasetError(UnknownNameError):
     """An unknown dataset name (a KeyError, as registry misses are, and a ClifVQAError for the CLI)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 def dataset_names() -> list[str]:

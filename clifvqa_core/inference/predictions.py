@@ -31,8 +31,12 @@ from clifvqa_core.inference.scorer import ScoreResult
 __all__ = ["PredictionRow", "collect_videos", "write_predictions", "PredictionWriter", "format_table",
            "summary_line", "OUTPUT_COLUMNS"]
 
-#: Columns of predictions.csv, in order.
-OUTPUT_COLUMNS = ("path", "video_id", "status", "score", "semantic", "spatial", "raw", "reason")
+#: Columns of predictions.csv, in order. ``kind`` is "video" (one per input; with ``--segment`` the
+#: whole-video aggregate) or "segment" (``segment`` number, ``start_s``/``end_s`` seconds); ``low``/``high``
+#: the 90 % interval, ``percentile`` 0-100 against the training MOS; empty cells where a number does not apply.
+OUTPUT_COLUMNS = ("path", "video_id", "kind", "segment", "start_s", "end_s", "status", "score", "low", "high",
+                  "percentile", "semantic", "spatial", "raw", "clips_std", "models_std", "worst", "worst_start_s",
+                  "reason")
 
 #: One row of predictions: the scorer's result.
 PredictionRow = ScoreResult
@@ -76,9 +80,15 @@ def collect_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[Predic
 
 
 # ---- output ------------------------------------------------------------------------------------------------
+def _videos(rows: Sequence[PredictionRow]) -> list[PredictionRow]:
+    """The one-per-input rows (a timeline's segment rows left out)."""
+    return [r for r in rows if r.kind == "video"]
+
+
 def summary_line(rows: Sequence[PredictionRow]) -> str:
-    ok = sum(r.ok for r in rows)
-    return f"scored {ok} of {len(rows)} input(s); {len(rows) - ok} failed"
+    videos = _videos(rows)
+    ok = sum(r.ok for r in videos)
+    return f"scored {ok} of {len(videos)} input(s); {len(videos) - ok} failed"
 
 
 def _csv_cells(r: PredictionRow) -> list[Any]:
@@ -130,9 +140,10 @@ class PredictionWriter:
         if self._fh is None:
             raise CacheError(f"{self.path}: the predictions file was already closed")
         if self.json:
-            ok = sum(r.ok for r in rows)
-            text = json.dumps({"meta": self.meta, "summary": {"inputs": len(rows), "scored": ok,
-                                                              "failed": len(rows) - ok},
+            videos = _videos(rows)
+            ok = sum(r.ok for r in videos)
+            text = json.dumps({"meta": self.meta, "summary": {"inputs": len(videos), "scored": ok,
+                                                              "failed": len(videos) - ok},
                                "rows": [r.to_dict() for r in rows]}, indent=1) + "\n"
         else:     # rewritten in input order (rows were appended in scoring order)
             text = csv_text(OUTPUT_COLUMNS, ([d[c] for c in OUTPUT_COLUMNS] for d in (r.to_dict() for r in rows)),
@@ -179,10 +190,12 @@ def format_table(rows: Sequence[PredictionRow], width: int = 48) -> str:
     def num(v: float) -> str:
         return f"{v:8.3f}" if math.isfinite(v) else f"{'-':>8}"
 
-    lines = [f"{'file':<{width}} {'score':>8} {'semantic':>8} {'spatial':>8} {'raw':>8}  status"]
+    lines = [f"{'file':<{width}} {'score':>8} {'low':>8} {'high':>8} {'pct':>8} {'semantic':>8} {'spatial':>8} "
+             f"{'raw':>8}  status"]
     for r in rows:
-        path = display_name(r.path)
+        path = display_name(r.path) if r.kind == "video" else f"  {r.start_s:8.2f}-{r.end_s:.2f} s"
         name = path if len(path) <= width else "..." + path[-(width - 3):]
-        lines.append(f"{name:<{width}} {num(r.score)} {num(r.semantic)} {num(r.spatial)} {num(r.raw)}  "
+        lines.append(f"{name:<{width}} {num(r.score)} {num(r.low)} {num(r.high)} {num(r.percentile)} "
+                     f"{num(r.semantic)} {num(r.spatial)} {num(r.raw)}  "
                      f"{r.status}{': ' + display_name(r.reason) if r.reason else ''}")
     return "\n".join(lines)

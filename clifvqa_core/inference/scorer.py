@@ -29,29 +29,31 @@ FAST-VQA's raw score; no MOS scale).
 from __future__ import annotations
 
 import abc
-import json
 import logging
 import math
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from clifvqa_core.errors import CheckpointError, ClifVQAError, VideoError
+from clifvqa_core.errors import CheckpointError, ClifVQAError, ConfigError, VideoError
+from clifvqa_core.inference.calibration import Calibration
+from clifvqa_core.model.checkpoint import DEFAULT_TEST_CLIPS
+
+if TYPE_CHECKING:
+    from clifvqa_core.inference.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Scorer", "FastVQAScorer", "ScoreResult", "MosScale", "EVAL_SEED"]
+__all__ = ["Scorer", "EnsembleScorer", "FastVQAScorer", "ScoreResult", "MosScale", "EVAL_SEED"]
 
 #: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
 EVAL_SEED = 20240229
-#: Test clips when a checkpoint's train config does not say (the spec's 4).
-DEFAULT_TEST_CLIPS = 4
 
 @dataclass(frozen=True)
 class MosScale:
@@ -87,6 +89,23 @@ class ScoreResult:
     raw: float = math.nan
     reason: str = ""
     video_id: str = ""
+    #: ``"video"`` (one row per input; with a timeline the whole-video aggregate) or ``"segment"``
+    kind: str = "video"
+    #: a timeline's segment number (0-based; None on video rows) and its span in seconds
+    segment: int | None = None
+    start_s: float = math.nan
+    end_s: float = math.nan
+    #: the split-conformal interval of ``score`` (NaN without a calibrated checkpoint)
+    low: float = math.nan
+    high: float = math.nan
+    #: share (0-100) of the training part's MOS below ``score`` (NaN without stored quantiles)
+    percentile: float = math.nan
+    #: spread (population std, MOS units) of the score over the test clips; over the models of an ensemble
+    clips_std: float = math.nan
+    models_std: float = math.nan
+    #: a timeline's whole-video row: the lowest segment score and where that segment starts
+    worst: float = math.nan
+    worst_start_s: float = math.nan
     #: the semantic maps [2r', T] the score was computed from (float32 numpy), kept only when asked
     #: (``iter_scores(keep_maps=True)``); never written to a prediction file
     maps: Any = field(default=None, repr=False, compare=False)
@@ -104,11 +123,15 @@ class ScoreResult:
 
     def fail(self, reason: str) -> "ScoreResult":
         self.status, self.reason = "error", reason
-        self.score = self.semantic = self.spatial = self.raw = math.nan
+        for name in _NUMBERS:
+            setattr(self, name, math.nan)
         return self
 
 
 _NOT_WRITTEN = ("maps", "descriptions")
+#: What a scorer's forward gives per video (``_ScorerBase._forward``) and a failure resets.
+_NUMBERS = ("score", "semantic", "spatial", "raw", "low", "high", "percentile", "clips_std", "models_std",
+            "worst", "worst_start_s")
 
 
 def _reason(exc: BaseException) -> str:
@@ -171,8 +194,9 @@ class _ScorerBase(abc.ABC):
         """Worker side: decode one video -> the model inputs of one video (tensors on the CPU)."""
 
     @abc.abstractmethod
-    def _forward(self, batch: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
-        """Prepared inputs of B videos -> per video (score, raw, semantic, spatial)."""
+    def _forward(self, batch: list[dict[str, Any]]) -> list[dict[str, float]]:
+        """Prepared inputs of B videos -> per video {name: value} of ScoreResult numbers (``_NUMBERS``;
+        the ones not given stay NaN)."""
 
     def __call__(self, video: Any, fps: float | None = None, *, maps: Tensor | None = None) -> ScoreResult:
         """Score one video (a path, or uint8 frames [N, H, W, 3] with their ``fps``). Raises ClifVQAError /
@@ -189,10 +213,55 @@ class _ScorerBase(abc.ABC):
         return res
 
     @staticmethod
-    def _fill(res: ScoreResult, out: tuple[float, float, float, float]) -> None:
-        res.score, res.raw, res.semantic, res.spatial = out
+    def _fill(res: ScoreResult, out: dict[str, float]) -> None:
+        for name, value in out.items():
+            setattr(res, name, float(value))
         if not math.isfinite(res.raw):
             res.fail("the model gave a non-finite score")
+
+    def _segment_spec(self) -> dict[str, Any]:
+        """What :meth:`timeline` needs to build a segment's inputs (``timeline.segment_inputs`` keywords)."""
+        raise ConfigError(f"{type(self).__name__} cannot score a timeline (needs a CLiF-VQA checkpoint)")
+
+    def timeline(self, video: str | Path, segment_s: float, *, batch_frames: int = 0) -> "Timeline":
+        """Quality over time (:mod:`clifvqa_core.inference.timeline`): the video file cut into consecutive
+        segments of ``segment_s`` seconds (the last holds the remainder), each scored as a video ->
+        :class:`Timeline` (``segments``: one result per segment with ``start_s``/``end_s``; ``video``: the
+        whole-video row, duration-weighted mean and ``worst``). Decoding streams ``batch_frames`` semantic
+        frames' worth of consecutive segments at a time (0: ``DEFAULT_BATCH_FRAMES``), so memory does not
+        grow with duration. Never raises for a bad video: the rows carry ``status="error"``."""
+        from clifvqa_core.inference.timeline import (DEFAULT_BATCH_FRAMES, Timeline, aggregate, plan_segments,
+                                                     segment_inputs)
+        from clifvqa_core.media.video import frame_times, index_video
+
+        spec = self._segment_spec()
+        video_row = ScoreResult(_name(video), video_id=_video_id(video))
+        try:
+            vi = index_video(video)
+            times, duration = frame_times(vi)
+            segs = plan_segments(times, duration, segment_s)
+        except (ClifVQAError, VideoError, ValueError, OSError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            return Timeline(video_row.fail(_reason(exc)))
+        batch = max(1, (batch_frames or DEFAULT_BATCH_FRAMES) // max(spec["frames"], 1))
+        rows: list[ScoreResult] = []
+        try:
+            for group, inputs in segment_inputs(video, segs, times, vi, batch=batch, **spec):
+                for seg, out in zip(group, self._forward(inputs)):
+                    res = ScoreResult(_name(video), video_id=_video_id(video), kind="segment", segment=seg.index,
+                                      start_s=seg.start_s, end_s=seg.end_s)
+                    self._fill(res, out)
+                    rows.append(res)
+        except (ClifVQAError, VideoError, RuntimeError, ValueError, OSError) as exc:
+            done = {r.segment for r in rows}
+            rows += [ScoreResult(_name(video), video_id=_video_id(video), kind="segment", segment=g.index,
+                                 start_s=g.start_s, end_s=g.end_s).fail(_reason(exc))
+                     for g in segs if g.index not in done]
+        return Timeline(aggregate(video_row, rows, self._percentile), rows)
+
+    def _percentile(self, score: float) -> float:
+        return math.nan
 
     def map_names(self) -> tuple[str, ...]:
         """The description of each semantic map row i < r' (empty when unknown or without a semantic branch)."""
@@ -280,9 +349,9 @@ class Scorer(_ScorerBase):
     """A trained CLiF-VQA model ready to score (module doc). Build it with :meth:`from_checkpoint`."""
 
     def __init__(self, model: Any, scale: MosScale, *, extractor: Any = None, extract_cfg: Any = None,
-                 selected: Sequence[int] = (), logit_scale: float | None = None, full_maps: bool = True,
+                 rule: Any = None,
                  test_clips: int = DEFAULT_TEST_CLIPS, device: str | torch.device = "cpu", amp: bool = False,
-                 source: str = "") -> None:
+                 source: str = "", calibration: Calibration | None = None) -> None:
         from clifvqa_core.spatial.fragments import FragmentConfig
         from clifvqa_core.runtime import resolve_device
 
@@ -292,60 +361,59 @@ class Scorer(_ScorerBase):
         self.scale = scale
         self.extractor = None if extractor is None else extractor.to(self.device).eval()
         self.extract_cfg = extract_cfg
-        self.selected = list(selected) or list(range(self.cfg.num_descriptions))
-        self.logit_scale = logit_scale
-        self.full_maps = bool(full_maps)
+        if rule is None and self.extractor is not None:    # all descriptions at CLIP's own temperature
+            from clifvqa_core.semantic.extractor import MapRule
+
+            r = self.extractor.r
+            rule = MapRule.of(range(r), r, None, self.extractor.logit_scale)
+        #: how maps are made from CLIP's sims (``semantic.extractor.MapRule``, the training store's rule);
+        #: None without CLIP (maps are then given)
+        self.rule = rule
+        self.selected = list(rule.selected) if rule is not None else list(range(self.cfg.num_descriptions))
         self.test_clips = int(test_clips)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.source = source
+        #: None: an older checkpoint, scored as before (score = raw * mos_std + mos_mean, no interval)
+        self.calibration = calibration
         self.fragment_cfg = (getattr(self.cfg.spatial, "fragments", None) or FragmentConfig()
                              if self.cfg.use_spatial else None)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str | torch.device = "auto", *, clip: bool = True,
+    def from_checkpoint(cls, checkpoint: Any, device: str | torch.device = "auto", *, clip: bool = True,
                         clip_pretrained: str | None = None, extraction: Any = None, extractor: Any = None,
-                        test_clips: int | None = None, ckpt: dict[str, Any] | None = None) -> "Scorer":
-        """Load ``checkpoint`` (a ``model.pt`` written by ``train``) and, unless ``clip=False`` (maps will be
-        given), CLIP of the recorded extraction. ``clip_pretrained``: a local weights file replacing the
-        recorded tag; ``extraction``: a RecordedExtraction for checkpoints that record none (read from their
-        store by the caller); ``extractor``: an already built SemanticExtractor of that extraction (tests,
-        notebooks); ``test_clips``: default the training config's; ``ckpt``: the checkpoint already read by the
-        caller (``read_clifvqa_checkpoint``; it is then not read again). Raises CheckpointError,
-        ClipWeightsError, CacheKeyMismatchError."""
-        from clifvqa_core.semantic.extract_config import RecordedExtraction, build_extractor
-        from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig, read_clifvqa_checkpoint
+                        test_clips: int | None = None) -> "Scorer":
+        """Load ``checkpoint`` (a ``model.pt`` written by ``train``, or the
+        :class:`~clifvqa_core.model.checkpoint.Checkpoint` a command has already read: it is not read again)
+        and, unless ``clip=False`` (maps will be given), CLIP of the recorded extraction. ``clip_pretrained``:
+        a local weights file replacing the recorded tag; ``extraction``: a RecordedExtraction for checkpoints
+        that record none (read from their store by the caller); ``extractor``: an already built
+        SemanticExtractor of that extraction (tests, notebooks); ``test_clips``: default the training
+        config's. Raises CheckpointError, ClipWeightsError, CacheKeyMismatchError."""
+        from clifvqa_core.model.checkpoint import read_checkpoint
+        from clifvqa_core.semantic.extract_config import build_extractor
+        from clifvqa_core.semantic.extractor import MapRule
 
         # CLIP before the model (whose construction takes seconds): a recorded tag that is neither cached nor
         # reachable fails at once (build_clip checks before it imports open_clip)
-        ck = ckpt if ckpt is not None else read_clifvqa_checkpoint(checkpoint)
-        cfg = ModelConfig.from_json(ck["model_config"])
-        if "mos_mean" not in ck or "mos_std" not in ck:
-            raise CheckpointError(f"{checkpoint}: no MOS scale (mos_mean / mos_std) recorded")
-        scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
-        if test_clips is None:
-            try:
-                test_clips = int(json.loads(ck.get("train_config") or "{}").get("test_clips") or DEFAULT_TEST_CLIPS)
-            except (TypeError, ValueError, AttributeError):
-                test_clips = DEFAULT_TEST_CLIPS
-        selected = list(ck.get("selected") or range(cfg.num_descriptions))
-        logit_scale = cfg.logit_scale if cfg.logit_scale is not None else ck.get("logit_scale")
-        ecfg = None
-        full = True
+        ck = read_checkpoint(checkpoint)
+        cfg, where = ck.model_config, ck.path or "checkpoint"
+        calibration = _calibration(ck, where)
+        selected = list(ck.selected) or list(range(cfg.num_descriptions))
+        ecfg = rule = None
         if cfg.use_semantic and clip:
-            rec = extraction or RecordedExtraction.read(ck, source=str(checkpoint))
+            rec = extraction or ck.extraction
             if rec is None:
                 raise CheckpointError(
-                    f"{checkpoint}: cannot tell how the training maps were made (the checkpoint records no "
+                    f"{where}: cannot tell how the training maps were made (the checkpoint records no "
                     "extraction config); score with maps from the training store (predict --cached STORE)")
             with tempfile.TemporaryDirectory(prefix="clifvqa-scorer-") as scratch:
                 ecfg = rec.rebuild(scratch, clip_pretrained)
                 if extractor is None:
                     extractor = build_extractor(ecfg)
-            full = selected == list(range(len(ecfg.description_set.texts))) and cfg.logit_scale is None
-        model, _ = CLiFVQA.from_checkpoint(checkpoint, ckpt=ck)
-        return cls(model, scale, extractor=extractor if clip else None, extract_cfg=ecfg, selected=selected,
-                   logit_scale=logit_scale, full_maps=full, test_clips=test_clips, device=device,
-                   source=str(checkpoint))
+            rule = MapRule.of(selected, len(ecfg.description_set.texts), cfg.logit_scale, extractor.logit_scale)
+        return cls(ck.build_model(), MosScale(ck.mos_mean, ck.mos_std), extractor=extractor if clip else None,
+                   extract_cfg=ecfg, rule=rule, test_clips=ck.test_clips if test_clips is None else test_clips,
+                   device=device, source=where, calibration=calibration)
 
     # -- the pieces (also used by `explain`) ---------------------------------------------------------------
     def map_names(self) -> tuple[str, ...]:
@@ -376,21 +444,19 @@ class Scorer(_ScorerBase):
 
     def window_probabilities(self, sims: Tensor) -> Tensor:
         """sims [T, rows, cols, r] -> per-window probabilities [T, rows, cols, r'] of the selected descriptions
-        (eq. 2), made as the training store's maps were: all descriptions from float32 sims with CLIP's own
-        temperature; a subset or another temperature from the float16 sims the store keeps (as ``train.data``
-        recomputes them)."""
-        from clifvqa_core.semantic.extractor import window_probabilities
-
-        if self.full_maps:
-            return window_probabilities(sims.float(), self.extractor.logit_scale)
-        scale = self.logit_scale if self.logit_scale is not None else self.extractor.logit_scale
-        return window_probabilities(sims.to(torch.float16).float()[..., self.selected], scale)
+        (eq. 2), by the training store's rule (:class:`~clifvqa_core.semantic.extractor.MapRule`: all
+        descriptions from float32 sims at CLIP's temperature; a subset or another temperature from the sims
+        rounded to float16, as the store keeps them)."""
+        return self._rule().probabilities(sims)
 
     def maps_from_sims(self, sims: Tensor) -> Tensor:
-        """sims [T, rows, cols, r] -> maps [2r', T] float32 (eqs. 3-7 over :meth:`window_probabilities`)."""
-        from clifvqa_core.semantic.extractor import frame_features, sfrp, video_map
+        """sims [T, rows, cols, r] -> maps [2r', T] float32 (eqs. 2-7, :meth:`window_probabilities` pooled)."""
+        return self._rule().maps(sims)
 
-        return video_map(frame_features(sfrp(self.window_probabilities(sims))))
+    def _rule(self) -> Any:
+        if self.rule is None:
+            raise ClifVQAError("this scorer was built without CLIP (clip=False): pass maps")
+        return self.rule
 
     def fragments(self, video: Any) -> Tensor:
         """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
@@ -421,7 +487,36 @@ class Scorer(_ScorerBase):
             return self.model(None if fragments is None else prepare_fragments(fragments, self.device),
                               None if maps is None else maps.float().to(self.device))
 
-    def _forward(self, batch: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
+    def _segment_spec(self) -> dict[str, Any]:
+        sem = self.cfg.use_semantic
+        if sem and self.extractor is None:
+            raise ConfigError("a timeline needs CLIP: build the scorer with clip=True (not from cached maps)")
+        return {"frames": self.cfg.frames, "clips": self.test_clips,
+                "fragment_cfg": self.fragment_cfg if self.cfg.use_spatial else None,
+                "grid": self.extract_cfg.grid if sem else None,
+                "sims": (lambda win: self.extractor.windows_to_sims(win, self.extract_cfg.batch_size)
+                         .float().cpu()) if sem else None,
+                "maps_from_sims": self.maps_from_sims if sem else None}
+
+    def _percentile(self, score: float) -> float:
+        return self.calibration.percentile(score) if self.calibration is not None else math.nan
+
+    def calibrate(self, z: Any) -> np.ndarray:
+        """Model output(s) (z units) -> ``score``: the MOS scale, through the checkpoint's calibration when
+        it has one (``raw * mos_std + mos_mean`` otherwise, as older checkpoints always scored)."""
+        uncal = self.scale.to_mos(z)
+        return np.asarray(uncal if self.calibration is None else self.calibration.apply(uncal), np.float64)
+
+    def _numbers(self, z: float, clips: Sequence[float], sem: float, spa: float) -> dict[str, float]:
+        """One video's model outputs (z units; ``clips`` one per test clip) -> its ScoreResult numbers."""
+        score = float(self.calibrate(z))
+        per_clip = self.calibrate(np.asarray(clips, np.float64))
+        low, high = self.calibration.interval(score) if self.calibration is not None else (math.nan, math.nan)
+        return {"score": score, "raw": z, "semantic": sem, "spatial": spa, "low": low, "high": high,
+                "percentile": self._percentile(score),
+                "clips_std": float(per_clip.std()) if per_clip.size > 1 else math.nan}
+
+    def _forward(self, batch: list[dict[str, Any]]) -> list[dict[str, float]]:
         cfg = self.cfg
         maps = None
         if cfg.use_semantic:
@@ -438,7 +533,87 @@ class Scorer(_ScorerBase):
         z = out["score"].float().cpu().tolist()
         sem = out["semantic"].float().cpu().tolist()
         spa = out["spatial"].float().cpu().tolist()
-        return [(float(self.scale.to_mos(a)), a, b, c) for a, b, c in zip(z, sem, spa)]
+        clips = out["clips"].float().cpu().tolist()
+        return [self._numbers(a, k, b, c) for a, k, b, c in zip(z, clips, sem, spa)]
+
+
+_WARNED: set[str] = set()
+
+
+def _calibration(ck: Any, source: str) -> Calibration | None:
+    """The checkpoint's calibration, or None (an older checkpoint: said once per checkpoint and process)."""
+    rec = ck.get("calibration")
+    if rec is None:
+        if source not in _WARNED:
+            _WARNED.add(source)
+            log.warning("%s: no calibration recorded (trained before calibrated scores): score is "
+                        "raw * mos_std + mos_mean as before, no low/high/percentile; retrain to get them", source)
+        return None
+    return Calibration.from_dict(rec, source)
+
+
+def _population_std(values: Sequence[float]) -> float:
+    v = np.asarray(values, np.float64)
+    return float(v.std()) if v.size > 1 and np.isfinite(v).all() else math.nan
+
+
+class EnsembleScorer(_ScorerBase):
+    """Every split model of a run scoring the same inputs: ``score`` (and ``raw``, the parts, ``low``,
+    ``high``, ``clips_std``) = the mean over the models, ``models_std`` = their spread (population std),
+    ``percentile`` = the mean of each model's percentile of the ensemble score. The members share the
+    decoded inputs and CLIP (built once), so they must agree on how inputs are made (same extraction and
+    description selection, T, fragments, test clips): CheckpointError otherwise."""
+
+    def __init__(self, members: Sequence[Scorer]) -> None:
+        if not members:
+            raise CheckpointError("an ensemble needs at least one model")
+        self.members = list(members)
+        head = self.members[0]
+        self.device, self.cfg, self.source = head.device, head.cfg, head.source
+        for m in self.members[1:]:
+            if _input_rule(m) != _input_rule(head):
+                raise CheckpointError(f"{m.source}: its inputs are not made like {head.source}'s (extraction, "
+                                      "descriptions, frames, fragments or test clips differ); score it alone")
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> "EnsembleScorer":
+        """Every ``split_*/model.pt`` of a ``train`` run folder (sorted by split number); CLIP built once
+        (``kwargs``: those of :meth:`Scorer.from_checkpoint`). Raises CheckpointError without any."""
+        paths = sorted(Path(run_dir).glob("split_*/model.pt"), key=lambda p: (len(p.parent.name), p.parent.name))
+        if not paths:
+            raise CheckpointError(f"{run_dir}: no split_*/model.pt in this folder; pass a model.pt or a train run")
+        first = Scorer.from_checkpoint(paths[0], device, **kwargs)
+        kwargs.setdefault("extractor", first.extractor)
+        return cls([first] + [Scorer.from_checkpoint(p, device, **kwargs) for p in paths[1:]])
+
+    def map_names(self) -> tuple[str, ...]:
+        return self.members[0].map_names()
+
+    def _prepare(self, video: Any) -> dict[str, Any]:
+        return self.members[0]._prepare(video)
+
+    def _segment_spec(self) -> dict[str, Any]:
+        return self.members[0]._segment_spec()
+
+    def _percentile(self, score: float) -> float:
+        got = [m._percentile(score) for m in self.members]
+        return float(np.mean(got)) if all(math.isfinite(g) for g in got) else math.nan
+
+    def _forward(self, batch: list[dict[str, Any]]) -> list[dict[str, float]]:
+        per_model = [m._forward(batch) for m in self.members]     # the first fills each input's maps once
+        out = []
+        for outs in zip(*per_model):
+            row = {k: float(np.mean([o.get(k, math.nan) for o in outs])) for k in _NUMBERS if k in outs[0]}
+            row["models_std"] = _population_std([o["score"] for o in outs])
+            row["percentile"] = self._percentile(row["score"])
+            out.append(row)
+        return out
+
+
+def _input_rule(s: Scorer) -> tuple:
+    ecfg = None if s.extract_cfg is None else s.extract_cfg.key()
+    return (ecfg, tuple(s.selected), s.rule, s.cfg.frames, s.cfg.use_semantic,
+            s.cfg.use_spatial, s.fragment_cfg, s.test_clips)
 
 
 class FastVQAScorer(_ScorerBase):
@@ -452,38 +627,44 @@ class FastVQAScorer(_ScorerBase):
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.seed, self.sigmoid = int(seed), bool(sigmoid)
+        #: the checkpoint format :meth:`from_checkpoint` detected ("" when built from a module)
+        self.kind = ""
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None, device: str | torch.device = "auto", *,
                         trust: bool = False, preset: str = "fastvqa-b", seed: int = 0,
                         sigmoid: bool = False) -> "FastVQAScorer":
-        """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects), or
-        the spatial branch of one of our checkpoints; None: random weights of ``preset`` (smoke tests).
-        ``preset``: the architecture of a foreign file, a name of ``fastvqa.SPATIAL_PRESETS`` (``fastvqa-b``)."""
+        """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects); None:
+        random weights of ``preset`` (smoke tests). ``preset``: the architecture of a foreign file, a name of
+        ``fastvqa.SPATIAL_PRESETS`` (``fastvqa-b``). The detected format is ``kind`` ("fastvqa" | "dover" |
+        "kinetics-swin" | "random"). One of our CLiF-VQA checkpoints is refused (CheckpointError): its spatial
+        branch was trained inside the fused model, so its own score is not the FAST-VQA baseline."""
+        from clifvqa_core.model.checkpoint import is_own_file
         from clifvqa_core.spatial.fastvqa import FastVQA, spatial_preset
-        from clifvqa_core.model.clifvqa import CLiFVQA, is_clifvqa_checkpoint
 
         if checkpoint is None:
             log.warning("no checkpoint: FAST-VQA with random weights (a smoke test, not a quality score)")
-            return cls(FastVQA(spatial_preset(preset)), device, seed, sigmoid)
-        if is_clifvqa_checkpoint(checkpoint):
-            full, _ = CLiFVQA.from_checkpoint(checkpoint)
-            if full.spatial is None:
-                raise CheckpointError(f"{checkpoint}: this model has no spatial branch (use_spatial=false)")
-            return cls(full.spatial, device, seed, sigmoid)
+            out = cls(FastVQA(spatial_preset(preset)), device, seed, sigmoid)
+            out.kind = "random"
+            return out
+        if Path(checkpoint).is_file() and is_own_file(checkpoint):
+            raise CheckpointError(f"{checkpoint}: a CLiF-VQA checkpoint (written by `train`), not a FAST-VQA one; "
+                                  "score it without --baseline, or pass an official FAST-VQA-B / FasterVQA / DOVER file")
         net, report = FastVQA.from_checkpoint(checkpoint, trust=trust, cfg=spatial_preset(preset))
         log.info("%s", report.summary())
         if report.missing:
             log.warning("%s: %d weights missing from the FAST-VQA checkpoint (e.g. %s)", checkpoint,
                         len(report.missing), list(report.missing)[:3])
-        return cls(net, device, seed, sigmoid)
+        out = cls(net, device, seed, sigmoid)
+        out.kind = report.source
+        return out
 
     def _prepare(self, video: Any) -> dict[str, Any]:
         from clifvqa_core.spatial.fastvqa import video_fragments
 
         return {"fragments": video_fragments(video, self.net.cfg.fragments, self.seed)}
 
-    def _forward(self, batch: list[dict[str, Any]]) -> list[tuple[float, float, float, float]]:
+    def _forward(self, batch: list[dict[str, Any]]) -> list[dict[str, float]]:
         from clifvqa_core.spatial.fastvqa import demo_sigmoid
         from clifvqa_core.spatial.fragments import prepare_fragments
 
@@ -494,5 +675,5 @@ class FastVQAScorer(_ScorerBase):
         out = []
         for v in s:
             v = float(demo_sigmoid(v)) if self.sigmoid else float(v)
-            out.append((v, v, math.nan, v))
+            out.append({"score": v, "raw": v, "spatial": v})
         return out

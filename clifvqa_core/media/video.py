@@ -51,6 +51,7 @@ __all__ = [
     "read_frames_at",
     "uniform_timestamps",
     "sample_uniform",
+    "frame_times",
 ]
 
 log = logging.getLogger(__name__)
@@ -708,6 +709,21 @@ def sample_uniform(path: str | Path, num_frames: int,
         duration = info.duration
     times = uniform_timestamps(duration, num_frames)
     return _read_indices(p, _indices_for_times(table, times, info.fps), table, per_frame=per_frame), info
+
+
+def frame_times(index: VideoIndex) -> tuple[np.ndarray, float]:
+    """Presentation time of every frame and the span -> (float64 [N] seconds from the first frame, duration
+    seconds: first pts to the end of the last frame, the span :func:`sample_uniform` divides).
+
+    Without a timestamp table (packets lack pts) a constant rate is assumed: frame i at i / fps, N the
+    probed frame count, duration the probed one (at least N / fps). A 1-frame video at 25 fps gives
+    ([0.0], 0.04)."""
+    if index.table is not None:
+        return index.table.seconds(), index.table.duration()
+    info = index.info
+    n = max(int(info.frame_count), 1)
+    fps = float(info.fps) if info.fps else 25.0
+    return np.arange(n, dtype=np.float64) / fps, max(float(info.duration or 0.0), n / fps)
 
 
 def _replace(info: VideoInfo, **changes: Any) -> VideoInfo:

@@ -16,7 +16,7 @@ from clifvqa_core.errors import ClifVQAError
 
 DPI = 100
 #: (width, height) in pixels of each figure kind.
-SIZES = {"fig3": (1500, 900), "fig4": (1200, 700), "fig5": (900, 550)}
+SIZES = {"fig3": (1500, 900), "fig4": (1200, 700), "fig5": (900, 550), "timeline": (1000, 420)}
 
 RANDOM_WARNING = "RANDOM-INIT CLIP (weights 'none'): responses carry no meaning"
 
@@ -187,3 +187,74 @@ def png_size(path: str | Path) -> tuple[int, int]:
 
 def describe_sizes(paths: Sequence[str | Path]) -> list[str]:
     return [f"{p} ({'x'.join(map(str, png_size(p)))})" for p in paths]
+
+
+def plot_timeline(video: Any, segments: Sequence[Any], path: str | Path) -> Path:
+    """A timeline PNG (1000 x 420): each segment's score (ScoreResult rows, ``kind="segment"``) as a step over
+    its [start_s, end_s), the 90 % interval as a band, the whole-video row's score dashed, the worst segment
+    marked. Failed segments are gaps; without an interval (uncalibrated checkpoint) the title says so."""
+    from clifvqa_core.fileio import atomic_write
+
+    plt = require_matplotlib()
+    fig, ax = _figure(plt, "timeline")
+    ok = [s for s in segments if s.ok]
+    band = [s for s in ok if math.isfinite(s.low) and math.isfinite(s.high)]
+    for i, s in enumerate(band):
+        ax.fill_between([s.start_s, s.end_s], s.low, s.high, color="#9ecae1", alpha=0.6, linewidth=0,
+                        label="90% interval" if i == 0 else None)
+    for i, s in enumerate(ok):
+        ax.plot([s.start_s, s.end_s], [s.score, s.score], color="#08519c", linewidth=2.5,
+                label="segment score" if i == 0 else None)
+    xs = [s.end_s for s in ok[:-1]]
+    for a, b, x in zip(ok[:-1], ok[1:], xs):
+        if abs(a.end_s - b.start_s) < 1e-9:
+            ax.plot([x, x], [a.score, b.score], color="#08519c", linewidth=1)
+    if video.ok:
+        ax.axhline(video.score, color="#444444", linestyle="--", linewidth=1.2,
+                   label=f"whole video {video.score:.2f} (duration-weighted mean)")
+        worst = min(ok, key=lambda s: s.score)
+        ax.plot([(worst.start_s + worst.end_s) / 2], [worst.score], "v", color="#cb181d", markersize=10,
+                label=f"worst {worst.score:.2f} at {worst.start_s:.4g}-{worst.end_s:.4g} s")
+    for s in segments:
+        if not s.ok:
+            ax.axvspan(s.start_s, s.end_s, color="#fdd0a2", alpha=0.7, linewidth=0)
+    ax.set_xlim(segments[0].start_s if segments else 0, segments[-1].end_s if segments else 1)
+    ax.set_xlabel("time (s)", fontsize=12)
+    ax.set_ylabel("predicted quality (MOS scale)", fontsize=12)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=10, framealpha=0.9)
+    note = "" if band else "  (no interval: uncalibrated checkpoint)"
+    failed = len(segments) - len(ok)
+    note += f"  ({failed} segment(s) failed, shaded)" if failed else ""
+    ax.set_title(f"{_short(Path(video.path).name, 60)}: {len(segments)} segments of "
+                 f"{segments[0].end_s - segments[0].start_s:g} s{note}" if segments else video.path, fontsize=13)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"), what="cannot write the timeline plot")
+    plt.close(fig)
+    return p
+
+
+def plot_timelines(rows: Sequence[Any], folder: str | Path) -> list[Path]:
+    """One :func:`plot_timeline` per video of a prediction's rows (video row then its segment rows) ->
+    ``folder/<file stem>.png`` (``_2``, ``_3`` ... for repeated stems); videos without segments are skipped."""
+    out, seen = [], set()
+    video = None
+    groups: list[tuple[Any, list[Any]]] = []
+    for r in rows:
+        if r.kind == "video":
+            video = r
+            groups.append((r, []))
+        elif video is not None and r.path == video.path:
+            groups[-1][1].append(r)
+    for video, segs in groups:
+        if not segs:
+            continue
+        stem, k = Path(video.path).stem or "video", 1
+        name = stem
+        while name in seen:
+            k += 1
+            name = f"{stem}_{k}"
+        seen.add(name)
+        out.append(plot_timeline(video, segs, Path(folder) / f"{name}.png"))
+    return out
