@@ -471,7 +471,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
 @click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count.")
 @click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
-@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes of extract.")
+@workers_option("--extract-workers", "Decoding processes of extract.")
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--model-config", default="fastvqa-b", show_default=True, help="As for train (preset or ModelConfig JSON).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Fine-tuning splits.")
@@ -486,7 +486,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
 @click.option("--ema/--no-ema", default=None, help="As for train [default: the recipe].")
 @click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0), help="As for train [default: the recipe].")
 @click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes of training.")
+@workers_option(what="Decoding processes of training.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--calibrate-steps", default=2, show_default=True, type=click.IntRange(min=0),

@@ -53,6 +53,20 @@ def auto_shard_size(n: int) -> int:
     return max(1, min(DEFAULT_SHARD_SIZE, -(-int(n) // 16)))
 
 
+def extract_time_estimate(first_s: float, videos: int, cfg: ExtractConfig, device: torch.device,
+                          quiet_below_s: float = 600.0) -> str | None:
+    """On a CPU: the extraction's time from its first video (``first_s`` seconds, decoding start included),
+    logged as a warning with the quick CPU settings when it exceeds ``quiet_below_s``. -> the message or None."""
+    total = first_s * videos
+    if device.type != "cpu" or total < quiet_below_s:
+        return None
+    msg = (f"CPU: the first video took {first_s:.1f} s (T={cfg.frames}, grid {cfg.grid.rows}x{cfg.grid.cols}); "
+           f"{videos} videos: about {total / 60:.0f} min. On a CPU, --frames 8 --grid 1x1 (the demo's settings) "
+           "is about 36x fewer windows; the paper's T=32 and 3x3 grid are for a GPU")
+    log.warning("%s", msg)
+    return msg
+
+
 class ExtractInterrupted(KeyboardInterrupt):
     """Ctrl-C during ``run_extraction``, after the finished videos were written: ``summary`` says what is kept."""
 
@@ -306,6 +320,7 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     t_loop = time.perf_counter()
 
     last_write = time.perf_counter()
+    estimated = ""   # the CPU time estimate, said once after the first video
 
     def end_shard(finished_only: bool = False) -> None:
         nonlocal last_write
@@ -338,6 +353,8 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
             else:
                 mapper.add(item.index, item.windows)
             bar.update(1)
+            if not estimated and rank == 0:
+                estimated = extract_time_estimate(time.perf_counter() - t_loop, len(pending), cfg, dev) or "said"
             elapsed = max(time.perf_counter() - t_loop, 1e-9)
             bar.set_postfix_str(f"{mapper.windows / elapsed:.1f} windows/s, {summary.failed} failed", refresh=False)
             if time.perf_counter() - last_write >= WRITE_EVERY_S:

@@ -253,3 +253,14 @@ def test_writes_between_shard_ends_change_no_number(reference, videos, tmp_path,
     assert got.ids == ref.ids and got.done.tolist() == ref.done.tolist()
     np.testing.assert_array_equal(got.load_maps(), ref.load_maps())
     np.testing.assert_array_equal(got.load_sims(), ref.load_sims())
+
+
+def test_cpu_extraction_estimate_names_the_quick_settings():
+    """T=32 and a 3x3 grid on a CPU (about 30 s a video): the estimate and the CPU settings, said once."""
+    from extract.runner import extract_time_estimate
+
+    cfg = ExtractConfig(clip_model=str(TINY), clip_pretrained="none")
+    msg = extract_time_estimate(30.0, 47, cfg, torch.device("cpu"))
+    assert "47 videos: about 24 min" in msg and "--frames 8 --grid 1x1" in msg and "T=32, grid 3x3" in msg
+    assert extract_time_estimate(0.5, 47, cfg, torch.device("cpu")) is None          # short runs: nothing said
+    assert extract_time_estimate(30.0, 47, cfg, torch.device("meta")) is None
