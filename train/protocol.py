@@ -299,6 +299,10 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
     with ``part`` and ``videos``: which videos were scored); with ``out``, one sub-folder per part when there
     are several; with ``report``, one HTML report of every part (``train.report.write_evaluate_report``).
     """
+    ck = read_checkpoint(checkpoint)          # once for every part and the report
+    rec = recorded_extraction(ck)
+    for c in cfg.cached:                      # a store of another extraction: its key error first, not warnings
+        check_store_key(c, rec)
     chosen = select_parts(checkpoint, _load_items(cfg, split), part, split)
     if chosen is None:
         parts: list[str | None] = [split]
@@ -310,7 +314,6 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
             its = _load_items(cfg, p)
             chosen.append((p or "all", its, f"{'split ' + p if p else 'all videos'} of {cfg.dataset}: {len(its)} videos"))
     results, scores = {}, {}
-    ck = read_checkpoint(checkpoint)          # once for every part and the report
     for label, items, note in chosen:
         part_out = out if out is None or len(chosen) == 1 else Path(out) / label
         m = evaluate_checkpoint(

@@ -24,7 +24,7 @@ import math
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
-from clifvqa_core.errors import CacheError, ClifVQAError
+from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
 from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, csv_cells, csv_safe, csv_text, storage_error  # noqa: F401 (csv_safe: public here too)
 from clifvqa_core.inference.scorer import ScoreResult
 
@@ -108,6 +108,8 @@ class PredictionWriter:
     def __init__(self, out: str | Path, meta: dict[str, Any] | None = None) -> None:
         self.path = Path(out)
         self.meta = meta or {}
+        if self.path.suffix.lower() not in (".csv", ".json"):
+            raise ConfigError(f"{self.path}: the predictions file must end in .csv or .json (its format)")
         self.json = self.path.suffix.lower() == ".json"
         self.written: list[PredictionRow] = []
         self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
