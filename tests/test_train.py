@@ -527,6 +527,8 @@ def test_cpu_time_estimate_from_the_first_step_names_the_cpu_recipe(monkeypatch,
     assert "--model-config cpu --alpha 0" in msg
     assert loop.cpu_time_estimate(40.0, cfg, model_preset("fastvqa-b"), 3, torch.device("cpu")) is None   # once
     monkeypatch.setattr(loop, "_ESTIMATED", [])
-    assert "--model-config" not in loop.cpu_time_estimate(1.0, cfg, model_preset("cpu"), 3, torch.device("cpu"))
+    assert "--model-config" not in loop.cpu_time_estimate(1.0, cfg, model_preset("cpu"), 30, torch.device("cpu"))
+    monkeypatch.setattr(loop, "_ESTIMATED", [])
+    assert loop.cpu_time_estimate(0.5, cfg, model_preset("cpu"), 1, torch.device("cpu")) is None    # minutes
     monkeypatch.setattr(loop, "_ESTIMATED", [])
     assert loop.cpu_time_estimate(1.0, cfg, model_preset("cpu"), 3, torch.device("meta")) is None

@@ -318,10 +318,13 @@ def cpu_time_estimate(step_s: float, cfg: TrainConfig, model_cfg: ModelConfig, s
     splits = cfg.splits if cfg.train_split is None else 1
     steps = splits * cfg.epochs * steps_per_epoch
     total = step_s * steps
+    heavy = model_cfg.use_spatial and model_cfg.spatial != model_preset("cpu").spatial
+    if total < 300 and not heavy:   # a run of minutes on the CPU model: the progress bar says enough
+        return None
+    took = f"{total / 3600:.1f} h" if total >= 5400 else f"{total / 60:.0f} min"
     msg = (f"CPU: the first training step took {step_s:.1f} s; {splits} split(s) x {cfg.epochs} epochs x "
-           f"{steps_per_epoch} steps = {steps} steps: about {total / 3600:.1f} h ({total / 60:.0f} min), validation "
-           "and tests not counted")
-    if model_cfg.use_spatial and model_cfg.spatial != model_preset("cpu").spatial:
+           f"{steps_per_epoch} steps = {steps} steps: about {took}, validation and tests not counted")
+    if heavy:
         msg += ". The CPU recipe: --model-config cpu --alpha 0 (the demo's model: minutes on 2 cores)"
     log.warning("%s", msg)
     return msg
