@@ -32,7 +32,6 @@ Outputs: ``RUN/train_config.json``, per split ``split.json``, ``last.pt``, ``mod
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
@@ -44,7 +43,7 @@ import torch
 
 from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
-from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
+from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none, write_csv
 from clifvqa_core.objectives.metrics import evaluate_scores, summarize
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
@@ -301,6 +300,10 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
     with ``part`` and ``videos``: which videos were scored); with ``out``, one sub-folder per part when there
     are several; with ``report``, one HTML report of every part (``train.report.write_evaluate_report``).
     """
+    ck = read_checkpoint(checkpoint)          # once for every part and the report
+    rec = recorded_extraction(ck)
+    for c in cfg.cached:                      # a store of another extraction: its key error first, not warnings
+        check_store_key(c, rec)
     chosen = select_parts(checkpoint, _load_items(cfg, split), part, split)
     if chosen is None:
         parts: list[str | None] = [split]
@@ -312,7 +315,6 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
             its = _load_items(cfg, p)
             chosen.append((p or "all", its, f"{'split ' + p if p else 'all videos'} of {cfg.dataset}: {len(its)} videos"))
     results, scores = {}, {}
-    ck = read_checkpoint(checkpoint)          # once for every part and the report
     for label, items, note in chosen:
         part_out = out if out is None or len(chosen) == 1 else Path(out) / label
         m = evaluate_checkpoint(
@@ -380,14 +382,10 @@ def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
 
 
 def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, pred_z: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
-            for it, p, z in zip(items, pred_mos, pred_z):
-                w.writerow([it.video_id, str(it.path), f"{it.mos:.9g}", f"{p:.9g}", f"{z:.9g}"])
-
-    atomic_write(path, write)
+    """predictions CSV (video_id, path, mos, pred, pred_z) through the one escaping writer (``write_csv``)."""
+    write_csv(path, ["video_id", "path", "mos", "pred", "pred_z"],
+              ([it.video_id, str(it.path), float(it.mos), float(p), float(z)]
+               for it, p, z in zip(items, pred_mos, pred_z)))
 
 
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
