@@ -48,9 +48,12 @@ def main(verbose: int) -> None:
                         datefmt="%H:%M:%S", stream=sys.stderr)
 
 
-def _fail(exc: Exception) -> None:
-    """User errors end with a one-line message and exit status 1, never a traceback (as :class:`_Group`)."""
-    raise click.ClickException(str(exc)) from exc
+def _int_list(ctx: click.Context, param: click.Parameter, text: str) -> tuple[int, ...]:
+    """A click callback: "1,5,9" -> (1, 5, 9); anything else is a usage error naming the option."""
+    try:
+        return tuple(int(s) for s in _csv_list(text))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
 
 
 # ---- shared options ------------------------------------------------------------------------------
@@ -154,11 +157,8 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
     from train.synthetic import make_demo_data
 
     t0 = time.perf_counter()
-    try:
-        labels = make_demo_data(out, seed=seed, scenes=scenes)
-        items = load_dataset("csv", out, labels=labels)
-    except ClifVQAError as exc:
-        _fail(exc)
+    labels = make_demo_data(out, seed=seed, scenes=scenes)
+    items = load_dataset("csv", out, labels=labels)
     size = sum(i.path.stat().st_size for i in items)
     click.echo(f"{labels}")
     click.echo(f"{len(items)} clips from {scenes} scene{'s' if scenes != 1 else ''}, {size / 1e6:.1f} MB, seed {seed}, "
@@ -214,20 +214,17 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
     from extract import run_extraction
     from extract.runner import DatasetOrigin
 
-    try:
-        cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
-                            descriptions=descriptions,
-                            frames=frames, grid=WindowConfig.parse(grid), store_embeddings=store_embeddings,
-                            batch_size=batch_size, workers=workers, device=device, precision=precision)
-        listings, absent = list_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
-                                        allow_outside_root=allow_outside_root)
-        for line in absent:
-            click.echo(line, err=True)
-        origin, items = DatasetOrigin.from_listings(dataset, root, listings)
-        summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
-                                 retry_failed=retry_failed, origin=origin)
-    except (ClifVQAError, KeyError) as exc:
-        _fail(exc)
+    cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                        descriptions=descriptions,
+                        frames=frames, grid=WindowConfig.parse(grid), store_embeddings=store_embeddings,
+                        batch_size=batch_size, workers=workers, device=device, precision=precision)
+    listings, absent = list_dataset(dataset, root, labels=labels, split=split, skip_missing=skip_missing,
+                                    allow_outside_root=allow_outside_root)
+    for line in absent:
+        click.echo(line, err=True)
+    origin, items = DatasetOrigin.from_listings(dataset, root, listings)
+    summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
+                             retry_failed=retry_failed, origin=origin)
     if summary.rank == 0:
         click.echo(summary.format())
 
@@ -243,33 +240,46 @@ def cache_group() -> None:
 def cache_info_cmd(store: Path, as_json: bool) -> None:
     """Counts (done / failed / missing), layout, CLIP, descriptions, size and dataset of STORE (--json: all)."""
     from cache import open_store
-    from cache.summary import format_info
+    from cache.summary import failure_lines, format_info
 
-    try:
-        info = open_store(store).info()
-    except ClifVQAError as exc:
-        _fail(exc)
+    with open_store(store) as st:
+        info, failures = st.info(), failure_lines(st)
+        info["failures"] = st.failures()
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
-    click.echo(format_info(info))
+    click.echo(format_info(info, failures))
 
 
 @cache_group.command("verify")
 @click.argument("store", type=click.Path(path_type=Path))
 def cache_verify_cmd(store: Path) -> None:
-    """Check STORE: shapes, NaNs/infs, done flags vs data, key vs config. Exit status 1 on problems."""
+    """Check STORE: index, shapes, metadata, digests, values of every array, done markers, key vs config.
+
+    Prints one line per problem and the done/failed/missing counts; exit status 1 on any problem, and when
+    no video is done."""
     from cache import open_store
 
-    try:
-        problems = open_store(store).verify()
-    except ClifVQAError as exc:
-        _fail(exc)
+    st = open_store(store)
+    problems, counts = st.verify(), st.info()
+    tally = f"{counts['done']} of {counts['videos']} done, {counts['failed']} failed, {counts['missing']} missing"
     if problems:
         for p in problems:
             click.echo(f"PROBLEM: {p}", err=True)
-        raise click.ClickException(f"{store}: {len(problems)} problem(s)")
-    click.echo(f"{store}: OK")
+        raise click.ClickException(f"{store}: {len(problems)} problem(s); {tally}")
+    click.echo(f"{store}: OK ({tally})")
+
+
+@cache_group.command("upgrade")
+@click.argument("store", type=click.Path(path_type=Path))
+def cache_upgrade_cmd(store: Path) -> None:
+    """Record content checksums in a format-1 STORE (made before they existed), after it verifies clean."""
+    from cache import upgrade_store
+
+    try:
+        click.echo(upgrade_store(store))
+    except ClifVQAError as exc:
+        _fail(exc)
 
 
 @cache_group.command("clean")
@@ -280,10 +290,7 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
     """Remove what killed runs left: *.partial files inside STORE and .STORE.*.creating folders beside it."""
     from cache import remove_leftovers
 
-    try:
-        removed = remove_leftovers(store, min_age)
-    except ClifVQAError as exc:
-        _fail(exc)
+    removed = remove_leftovers(store, min_age)
     for p in removed:
         click.echo(f"removed {p}")
     click.echo(f"{store}: {len(removed)} leftover(s) removed")
@@ -350,40 +357,37 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
     `train --cached STORE --out RUN` needs nothing else: dataset, root and label files come from the
     store; a dataset with official splits (LSVQ) trains on train and tests on the others it holds.
     """
-    from train.config import TrainConfig
-    from train.protocol import data_defaults, is_model_preset, model_config_from_spec, run_training
+    from train.config import TrainConfig, policy_fields
+    from train.protocol import data_defaults, format_splits, is_model_preset, model_config_from_spec, run_training
 
-    try:
-        if config_path is not None:
-            cfg = TrainConfig.from_json(config_path)
-        else:
-            is_model_preset(model_config)   # an unknown preset name is refused before any store is opened
-            ctx = click.get_current_context()
-            data = data_defaults([str(c) for c in cached], dataset, None if root is None else str(root), train_split,
-                                 [s for s in eval_splits.split(",") if s],
-                                 ctx.get_parameter_source("splits") == click.core.ParameterSource.COMMANDLINE)
-            if not cached or data["root"] is None or out is None:
-                raise click.UsageError("--cached, --root and --out are required (or --config); --root may be "
-                                       "left out for a store that records its dataset")
-            cfg = TrainConfig(
-                cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
-                labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
-                allow_outside_root=allow_outside_root, splits=splits, train_split=data["train_split"],
-                eval_splits=data["eval_splits"],
-                model=model_config_from_spec(model_config, descriptions, no_semantic, no_spatial, no_regressor,
-                                             tuple(str(c) for c in cached)),
-                init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, alpha=alpha,
-                ema=ema,
-                freeze_backbone_epochs=freeze_backbone_epochs, test_fraction=test_fraction, protocol=protocol,
-                test_clips=test_clips, workers=workers, device=device, seed=seed,
-                **({} if val_fraction is None and protocol == "default" else {"val_fraction": val_fraction or 0.0}),
-                **({} if lr is None else {"lr_head": lr, "lr_backbone": lr / 10}))
-        results = run_training(cfg, resume=resume)
-    except ClifVQAError as exc:
-        _fail(exc)
-        return
+    if config_path is not None:
+        cfg = TrainConfig.from_json(config_path)
+    else:
+        is_model_preset(model_config)   # an unknown preset name is refused before any store is opened
+        ctx = click.get_current_context()
+        data = data_defaults([str(c) for c in cached], dataset, None if root is None else str(root), train_split,
+                             [s for s in eval_splits.split(",") if s],
+                             ctx.get_parameter_source("splits") == click.core.ParameterSource.COMMANDLINE)
+        if not cached or data["root"] is None or out is None:
+            raise click.UsageError("--cached, --root and --out are required (or --config); --root may be "
+                                   "left out for a store that records its dataset")
+        cfg = TrainConfig(
+            cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
+            labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
+            allow_outside_root=allow_outside_root, splits=splits, train_split=data["train_split"],
+            eval_splits=data["eval_splits"],
+            model=model_config_from_spec(model_config, descriptions, no_semantic, no_spatial, no_regressor,
+                                         tuple(str(c) for c in cached)),
+            init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, alpha=alpha,
+            ema=ema,
+            freeze_backbone_epochs=freeze_backbone_epochs, test_fraction=test_fraction, protocol=protocol,
+            test_clips=test_clips, workers=workers, device=device, seed=seed,
+            **policy_fields(protocol, lr=lr, val_fraction=val_fraction))
+    results = run_training(cfg, resume=resume)
     if results.get("protocol") == "paper":
         click.echo(f"[{results['protocol_label']}]")
+    if results.get("splits"):
+        click.echo(format_splits(results["splits"]))
     for part, block in results["parts"].items():
         s = block["summary"]
         click.echo(f"{part}: SROCC {s['srocc']['mean']:.4f} +- {s['srocc']['std']:.4f}, "
@@ -397,12 +401,16 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
 @click.option("--split", default=None,
               help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
+@click.option("--part", type=click.Choice(["auto", "test", "train", "val", "all"]), default="auto", show_default=True,
+              help="Which videos of the checkpoint's split (split.json beside it): auto = its test part when the "
+                   "store holds its training videos (the training store), else --split / the store's test splits "
+                   "/ all; train and val are labelled as such, never as test.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write FILE.html: predicted vs MOS, the metrics, the worst-predicted videos (one file).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--device", default="auto", show_default=True)
-def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, workers, device, skip_missing,
+def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, report, workers, device, skip_missing,
                  allow_outside_root) -> None:
     """Intra/cross-dataset test of a trained model (4 seeded clips per video); prints the metrics as JSON.
 
@@ -413,23 +421,90 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, out, report, 
     from train.protocol import data_defaults, evaluate_parts
 
     keys = ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
-    try:
-        stores = [str(c) for c in cached]
-        data = data_defaults(stores, dataset, None if root is None else str(root), None, [], random_splits_asked=True)
-        if data["root"] is None:
-            raise click.UsageError("--root is required for a store that does not record its dataset")
-        cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
-                          labels=None if labels is None else str(labels), skip_missing=skip_missing,
-                          allow_outside_root=allow_outside_root)
-        results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers, report=report)
-    except ClifVQAError as exc:
-        _fail(exc)
-        return
-    rows = {part: {k: m[k] for k in keys} for part, m in results.items()}
+    stores = [str(c) for c in cached]
+    data = data_defaults(stores, dataset, None if root is None else str(root), None, [], random_splits_asked=True)
+    if data["root"] is None:
+        raise click.UsageError("--root is required for a store that does not record its dataset")
+    cfg = TrainConfig(cached=tuple(stores), dataset=data["dataset"], root=data["root"],
+                      labels=None if labels is None else str(labels), skip_missing=skip_missing,
+                      allow_outside_root=allow_outside_root)
+    results = evaluate_parts(checkpoint, cfg, split, out=out, device=device, workers=workers, report=report,
+                             part=part)
+    for label, m in results.items():
+        click.echo(f"scored {m['videos']}", err=True)
+    rows = {label: {"part": label, **{k: m[k] for k in keys}} for label, m in results.items()}
     click.echo(json.dumps(next(iter(rows.values())) if len(rows) == 1 else rows, indent=1))
     if report is not None:
         click.echo(f"report: {report}", err=True)
 
+
+
+@main.command("reproduce")
+@click.option("--lsvq", type=click.Path(path_type=Path), default=None, help="LSVQ root (labels_train_test.csv, labels_1080p.txt).")
+@click.option("--konvid", type=click.Path(path_type=Path), default=None, help="KoNViD-1k root (labels.txt).")
+@click.option("--livevqc", type=click.Path(path_type=Path), default=None, help="LIVE-VQC root (labels.txt).")
+@click.option("--youtubeugc", type=click.Path(path_type=Path), default=None, help="YouTube-UGC root (labels.txt).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (stores, runs, tables; re-runs resume).")
+@click.option("--init", default=None, help="Start of the LSVQ trainings (e.g. Kinetics-400 Video Swin-T weights).")
+@click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file.")
+@click.option("--dry-run", is_flag=True, help="Print and write the plan (plan.json), run nothing.")
+@click.option("--skip-missing", is_flag=True, help="Go on without listed videos that are absent.")
+@click.option("--clip-model", default="ViT-B-32", show_default=True, help="As for extract.")
+@click.option("--clip-pretrained", default="openai", show_default=True, help="As for extract ('none': random, tests only).")
+@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto", show_default=True)
+@click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
+@click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
+@click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count.")
+@click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
+@click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
+@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes of extract.")
+@click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--model-config", default="fastvqa-b", show_default=True, help="As for train (preset or ModelConfig JSON).")
+@click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Fine-tuning splits.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--val-fraction", default=None, type=click.FloatRange(0, 1, max_open=True), help="As for train.")
+@click.option("--protocol", type=click.Choice(["default", "paper"]), default="default", show_default=True, help="As for train.")
+@click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs of every training [default: the recipe].")
+@click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
+@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="As for train.")
+@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0), help="As for train.")
+@click.option("--ema/--no-ema", default=None, help="As for train [default: the recipe].")
+@click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0), help="As for train [default: the recipe].")
+@click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes of training.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--calibrate-steps", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Timed training steps / CLIP batches of the plan's estimate (0: no estimate).")
+def reproduce_cmd(lsvq, konvid, livevqc, youtubeugc, out, init, trust_init, dry_run, skip_missing, clip_model,
+                  clip_pretrained, clip_activation, descriptions, frames, grid, backend, extract_batch_size,
+                  extract_workers, shard_size, model_config, splits, test_fraction, val_fraction, protocol, epochs,
+                  batch_size, lr, loss, alpha, ema, freeze_backbone_epochs, test_clips, workers, device, seed,
+                  calibrate_steps) -> None:
+    """The paper's Tables 1 and 2 in one resumable command (torchrun-aware): plan (--dry-run stops there),
+    extract each dataset, train on LSVQ, intra/cross tests, 10-split fine-tunes (CLiF-VQA, CLiF-VQA*,
+    FAST-VQA), then OUT/table1.md/.json and OUT/table2.md/.json beside the paper's numbers."""
+    from clifvqa_core.semantic.extract_config import ExtractConfig
+    from clifvqa_core.semantic.windows import WindowConfig
+    from train.config import TrainConfig, policy_fields
+    from train.reproduce import ReproduceConfig, run_reproduce
+
+    ext = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
+                        descriptions=descriptions, frames=frames, grid=WindowConfig.parse(grid),
+                        batch_size=extract_batch_size, workers=extract_workers, device=device)
+    base = TrainConfig(splits=splits, test_fraction=test_fraction, protocol=protocol, epochs=epochs,
+                       batch_size=batch_size, loss=loss, alpha=alpha, ema=ema, init=init, trust_init=trust_init,
+                       freeze_backbone_epochs=freeze_backbone_epochs, test_clips=test_clips, workers=workers,
+                       device=device, seed=seed,
+                       **policy_fields(protocol, lr=lr, val_fraction=val_fraction))
+    cfg = ReproduceConfig(out=str(out), lsvq=lsvq and str(lsvq), konvid1k=konvid and str(konvid),
+                          livevqc=livevqc and str(livevqc), youtubeugc=youtubeugc and str(youtubeugc),
+                          extract=ext, train=base, model_config=model_config, backend=backend,
+                          shard_size=shard_size, skip_missing=skip_missing, calibrate_steps=calibrate_steps)
+    result = run_reproduce(cfg, dry_run=dry_run, echo=click.echo)
+    for path in (result.get("tables") or {}).values() if result.get("rank", 0) == 0 else ():
+        click.echo(f"table: {path}")
 
 
 @main.command("predict")
@@ -466,16 +541,21 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, segment_s, plot_d
     Bad files are listed with their reason (status column), not fatal: the exit status is 0 when at
     least one file was scored, 1 when none was.
     """
-    from cache.predict import predict_paths
+    from cache.predict import BASELINE_UNITS, predict_paths
     from clifvqa_core.inference.predictions import PredictionWriter, format_table, summary_line
+    from clifvqa_core.model.checkpoint import read_checkpoint
 
     writer = None
     try:
         if plot_dir is not None and segment_s is None:
             raise ConfigError("--plot draws timelines: give --segment SECONDS too")
         writer = None if out is None else PredictionWriter(out, meta={
-            "checkpoint": str(checkpoint), "baseline": baseline, "segment_s": segment_s, "cached": None if cached is None else str(cached)})
-        rows = predict_paths(list(paths), checkpoint, cached=cached, baseline=baseline, device=device,
+            "checkpoint": str(checkpoint), "baseline": baseline, "segment_s": segment_s,
+            "cached": None if cached is None else str(cached),
+            "score_units": BASELINE_UNITS if baseline else "MOS scale of the training data"})
+        # one model.pt is read once, for scoring and the report (a run folder is an ensemble)
+        ck = None if baseline or Path(checkpoint).is_dir() else read_checkpoint(checkpoint)
+        rows = predict_paths(list(paths), ck or checkpoint, cached=cached, baseline=baseline, device=device,
                              trust=trust_checkpoint, clip_pretrained=clip_pretrained, workers=workers,
                              progress=progress, writer=writer, keep_maps=report is not None, segment_s=segment_s)
         if writer is not None:
@@ -488,12 +568,11 @@ def predict_cmd(ctx: click.Context, paths, checkpoint, cached, segment_s, plot_d
         if report is not None:
             from train.report import write_predict_report
 
-            write_predict_report(rows, report, checkpoint=checkpoint, baseline=baseline)
-    except ClifVQAError as exc:
+            write_predict_report(rows, report, checkpoint=checkpoint, ckpt=ck, baseline=baseline)
+    except ClifVQAError:
         if writer is not None and not writer.written:
             writer.discard()          # nothing scored: leave no empty .partial behind
-        _fail(exc)
-        return
+        raise
     if out is None:
         click.echo(format_table(rows))
     click.echo(summary_line(rows) + (f" -> {out}" if out is not None else "")
@@ -518,12 +597,8 @@ def demo_cmd(out: Path, minutes: float | None, seed: int, clip_pretrained: str, 
 
     if logging.getLogger("train.demo").getEffectiveLevel() > logging.INFO:   # stage messages; training has its bar
         logging.getLogger("train.demo").setLevel(logging.INFO)
-    try:
-        result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained,
-                                     clip_activation=clip_activation), out)
-    except ClifVQAError as exc:
-        _fail(exc)
-        return
+    result = run_demo(DemoConfig(seed=seed, minutes=minutes, clip_pretrained=clip_pretrained,
+                                 clip_activation=clip_activation), out)
     click.echo(format_summary(result))
 
 # ---- experiments: ablate, probe, explain --------------------------------------------------------
@@ -564,7 +639,7 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--windows", default="1,5,9,25,45,85", show_default=True, help="Window counts of the sweep (--what windows).")
+@click.option("--windows", default="1,5,9,25,45,85", show_default=True, callback=_int_list, help="Window counts of the sweep (--what windows).")
 @click.option("--no-resolution-groups", is_flag=True, help="Window sweep: no per-resolution columns.")
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
               help="Window sweep: windows per CLIP call when a grid's store is extracted.")
@@ -581,26 +656,22 @@ def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path
     from train.experiments.ablate import AblationConfig, run_ablation
     from train.protocol import model_config_from_spec
 
-    try:
-        data = dict(cached=(str(cached),), dataset=dataset, root=str(root),
-                    labels=None if labels is None else str(labels), out=str(out))
-        if config_path is not None:
-            base = TrainConfig.from_json(config_path).replace(**data)
-        else:
-            base = TrainConfig(**data, skip_missing=skip_missing, splits=splits, test_fraction=test_fraction,
-                               val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
-                               init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
-                               device=device, seed=seed, **({} if checkpoint is not None else {
-                                   "model": model_config_from_spec(model_config, descriptions, False, False, False,
-                                                                   (str(cached),))}))
-        cfg = AblationConfig(what=what, train=base, windows=tuple(int(n) for n in _csv_list(windows)),
-                             resolution_groups=not no_resolution_groups, extract_batch_size=extract_batch_size,
-                             extract_workers=extract_workers, extract_device=device,
-                             checkpoint=None if checkpoint is None else str(checkpoint))
-        result = run_ablation(cfg)
-    except (ClifVQAError, KeyError, ValueError) as exc:
-        _fail(exc)
-        return
+    data = dict(cached=(str(cached),), dataset=dataset, root=str(root),
+                labels=None if labels is None else str(labels), out=str(out))
+    if config_path is not None:
+        base = TrainConfig.from_json(config_path).replace(**data)
+    else:
+        base = TrainConfig(**data, skip_missing=skip_missing, splits=splits, test_fraction=test_fraction,
+                           val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
+                           init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
+                           device=device, seed=seed, **({} if checkpoint is not None else {
+                               "model": model_config_from_spec(model_config, descriptions, False, False, False,
+                                                               (str(cached),))}))
+    cfg = AblationConfig(what=what, train=base, windows=windows,
+                         resolution_groups=not no_resolution_groups, extract_batch_size=extract_batch_size,
+                         extract_workers=extract_workers, extract_device=device,
+                         checkpoint=None if checkpoint is None else str(checkpoint))
+    result = run_ablation(cfg)
     click.echo((Path(out) / f"ablation_{what}.md").read_text())
     click.echo(f"results: {Path(out) / f'ablation_{what}.json'} ({len(result['rows'])} rows)")
 
@@ -632,14 +703,10 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
     from clifvqa_core.semantic.windows import WindowConfig
     from train.experiments.probe import ProbeConfig, run_probe
 
-    try:
-        cfg = ProbeConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
-                          frames=frames, grid=WindowConfig.parse(grid), changes=tuple(_csv_list(changes)),
-                          steps=steps, seed=seed, device=_device_name(device), batch_size=batch_size)
-        result = run_probe(cfg, list(videos), out)
-    except ClifVQAError as exc:
-        _fail(exc)
-        return
+    cfg = ProbeConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, descriptions=descriptions,
+                      frames=frames, grid=WindowConfig.parse(grid), changes=tuple(_csv_list(changes)),
+                      steps=steps, seed=seed, device=_device_name(device), batch_size=batch_size)
+    result = run_probe(cfg, list(videos), out)
     for kind, rec in result["objective"].items():
         slopes = ", ".join(f"{d} {100 * s:+.2f}%/level" for d, s in rec["slope"].items())
         click.echo(f"{kind:<14} {slopes}")
@@ -672,16 +739,12 @@ def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, tes
     from train.experiments.vsfa_model import VSFAConfig
     from train.experiments.vsfa import VSFATrainConfig, vsfa_selections
 
-    try:
-        cfg = VSFATrainConfig(cached=(str(cached),), dataset=dataset, root=str(root),
-                              labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
-                              splits=splits, test_fraction=test_fraction, val_fraction=val_fraction,
-                              model=VSFAConfig(pooling=pooling), epochs=epochs, batch_size=batch_size, lr=lr,
-                              loss=loss, seed=seed, device=_device_name(device))
-        result = vsfa_selections(cfg, _csv_list(descriptions))
-    except ClifVQAError as exc:
-        _fail(exc)
-        return
+    cfg = VSFATrainConfig(cached=(str(cached),), dataset=dataset, root=str(root),
+                          labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
+                          splits=splits, test_fraction=test_fraction, val_fraction=val_fraction,
+                          model=VSFAConfig(pooling=pooling), epochs=epochs, batch_size=batch_size, lr=lr,
+                          loss=loss, seed=seed, device=_device_name(device))
+    result = vsfa_selections(cfg, _csv_list(descriptions))
     click.echo((Path(out) / "fig5_vsfa.md").read_text())
     click.echo(result.get("figure", ""))
 
@@ -706,13 +769,9 @@ def explain_cmd(video, checkpoint, out, cached, clip_model, clip_pretrained, gri
     """What the model looks at in VIDEO: window maps of the top descriptions, FAST-VQA local quality, summary."""
     from train.experiments.explain import explain_video
 
-    try:
-        result = explain_video(video, checkpoint, out, cached=cached, clip_model=clip_model,
-                               clip_pretrained=clip_pretrained, grid=grid, panels=panels, top=top,
-                               test_clips=test_clips, device=_device_name(device), report=report)
-    except ClifVQAError as exc:
-        _fail(exc)
-        return
+    result = explain_video(video, checkpoint, out, cached=cached, clip_model=clip_model,
+                           clip_pretrained=clip_pretrained, grid=grid, panels=panels, top=top,
+                           test_clips=test_clips, device=_device_name(device), report=report)
     click.echo(result["summary"])
     click.echo(result.get("figure", ""))
     if result.get("report"):

@@ -8,6 +8,9 @@ each time (cold Python, warm page cache after the first), it times ``cache.maps.
 the store, read ids, mos, done, maps; check the key; keep float32 maps in RAM) and reports the peak
 RSS of that process above its RSS after imports.
 
+It also times the content checksums (format 2): the maps read raw against ``load_maps`` (digest and
+value checks of every row), and a whole ``verify`` (every array's digests), scaled to 39,075 videos.
+
     python -m bench.bench_store [--out results.json] [--videos 39075] [--repeats 3] [--workdir DIR]
 """
 from __future__ import annotations
@@ -90,7 +93,22 @@ def child(path: str) -> None:
     peak = r1.ru_maxrss / 1024
     # CPU seconds (all threads) as well: on a shared machine the wall time mostly measures the others
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    # the share of the content checksums: the same maps read raw (no digest or value checks), then checked
+    from cache import open_store
+
+    store = open_store(path)
+    t1 = time.perf_counter()
+    store._b.read_rows("maps", 0, store.n)
+    raw_s = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    store.load_maps()
+    checked_s = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    problems = store.verify()
+    verify_s = time.perf_counter() - t1
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "videos": len(table.ids),
+                      "maps_raw_seconds": raw_s, "maps_checked_seconds": checked_s, "verify_seconds": verify_s,
+                      "verify_problems": len(problems),
                       "maps_mb": table.maps.numel() * 4 / 2**20,
                       "rss_after_imports_mb": base, "peak_rss_mb": peak, "peak_above_imports_mb": peak - base}))
 
@@ -126,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     result = {"videos": args.videos, "store": str(path), "store_bytes": size, "write_seconds": write_s,
               "runs": runs, "best_seconds": min(r["seconds"] for r in runs),
               "best_cpu_seconds": min(r["cpu_seconds"] for r in runs),
-              "peak_above_imports_mb": max(r["peak_above_imports_mb"] for r in runs)}
+              "peak_above_imports_mb": max(r["peak_above_imports_mb"] for r in runs),
+              # checksum cost, scaled linearly to LSVQ's 39,075 videos (hashing is linear in the bytes)
+              "checksum_seconds_per_load_39k": (min(r["maps_checked_seconds"] for r in runs)
+                                                - min(r["maps_raw_seconds"] for r in runs)) * 39075 / args.videos,
+              "verify_seconds_39k": min(r["verify_seconds"] for r in runs) * 39075 / args.videos}
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from .backend import BACKENDS
 from .schema import DEFAULT_SHARD_SIZE, FORMAT_VERSION, ShardData, StoreLayout, diff_identity, identity_key
-from .store import FeatureStore, detect_backend, find_leftovers, human_bytes, open_store, remove_leftovers
+from .store import (FeatureStore, detect_backend, find_leftovers, human_bytes, open_store, remove_leftovers,
+                    upgrade_store)
 
 __all__ = ["open_store", "FeatureStore", "StoreLayout", "ShardData", "identity_key", "diff_identity",
-           "detect_backend", "human_bytes", "find_leftovers", "remove_leftovers", "BACKENDS", "FORMAT_VERSION",
+           "detect_backend", "human_bytes", "find_leftovers", "remove_leftovers", "upgrade_store", "BACKENDS", "FORMAT_VERSION",
            "DEFAULT_SHARD_SIZE"]

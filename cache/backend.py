@@ -59,8 +59,9 @@ class Backend(abc.ABC):
         ...
 
     @abc.abstractmethod
-    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
-        """Problems (one line each) where the files' arrays differ from ``expected`` name -> (shape, dtype)."""
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[tuple[str, str]]:
+        """Problems where the files' arrays differ from ``expected`` name -> (shape, dtype), as (scope, line):
+        scope is the array name (its rows cannot be scanned) or ``"shard S"`` (that shard's file cannot)."""
         ...
 
     @abc.abstractmethod
@@ -69,9 +70,11 @@ class Backend(abc.ABC):
         ...
 
     @abc.abstractmethod
-    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
-        """Extend the store to ``layout.n`` rows (new rows not done, NaN) with all ``ids``/``mos`` (old rows
-        unchanged), then replace the attributes by ``attrs``; the attributes go last (readers take n from them)."""
+    def grow(self, n_old: int, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        """Extend the store from ``n_old`` to ``layout.n`` rows (new rows not done, NaN) with all ``ids``/``mos``
+        (old rows unchanged), then replace the attributes by ``attrs``; the attributes go last (readers take n
+        from them). Idempotent: a growth interrupted anywhere is finished by calling it again with the same
+        arguments (``FeatureStore`` keeps them in its growth journal)."""
         ...
 
     def close(self) -> None:

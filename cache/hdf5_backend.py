@@ -64,8 +64,8 @@ class Hdf5Backend(Backend):
         (path / SHARD_DIR).mkdir()
         atomic_write(path / cls.marker, _index_image(ids, mos, attrs))
 
-    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
-        if layout.n < self.layout.n:
+    def grow(self, n_old: int, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        if layout.n < n_old:
             raise CacheError(f"{self.path}: a store never shrinks ({self.layout.n} -> {layout.n} rows)")
         # The index is the only file that changes, replaced atomically: a reader opens either the old
         # index or the new one. Shard files stay; a shard that gains rows reads them as not done until
@@ -155,41 +155,46 @@ class Hdf5Backend(Backend):
         shape = lay.shapes()[name]
         return self._fill(np.full((max(0, stop - start), *shape), np.nan, DTYPES[name]), name, start, stop)
 
-    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[tuple[str, str]]:
         lay = self.layout
         problems = []
         if (len(self._ids),) != expected["ids"][0]:
-            problems.append(f"ids: {len(self._ids)} entries, expected {expected['ids'][0][0]}")
+            problems.append(("ids", f"ids: {len(self._ids)} entries, expected {expected['ids'][0][0]}"))
         if self._mos.shape != expected["mos"][0]:
-            problems.append(f"mos: shape {self._mos.shape}, expected {expected['mos'][0]}")
+            problems.append(("mos", f"mos: shape {self._mos.shape}, expected {expected['mos'][0]}"))
         for shard in range(lay.num_shards):
+            scope = f"shard {shard}"
             try:
                 f = self._open_shard(shard, check=False)
             except CacheError as exc:
-                problems.append(str(exc))
+                problems.append((scope, str(exc)))
                 continue
             if f is None:
                 continue
-            s0, s1 = lay.shard_range(shard)
             with f:
                 problem = self._identity_problem(f, shard)
                 if problem:
-                    problems.append(f"{_shard_name(shard)}: {problem}")
-                for name in ("done", "maps", "sims", "embeds"):
-                    if name not in expected:
-                        if name in f:
-                            problems.append(f"{_shard_name(shard)}: unexpected dataset {name!r}")
-                        continue
-                    if name not in f:
-                        problems.append(f"{_shard_name(shard)}: dataset {name!r} is missing")
-                        continue
-                    shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
-                    ds = f[name]
-                    # fewer rows is sound: the shard was written before the store grew (see grow)
-                    if (ds.shape[1:] != shape[1:] or not 0 < ds.shape[0] <= shape[0]
-                            or str(ds.dtype) != dtype):
-                        problems.append(f"{_shard_name(shard)}: {name} is {tuple(ds.shape)} {ds.dtype}, "
-                                        f"expected {shape} {dtype}")
+                    problems.append((scope, f"{_shard_name(shard)}: {problem}"))
+                problems += [(scope, f"{_shard_name(shard)}: {p}") for p in self._dataset_problems(f, shard, expected)]
+        return problems
+
+    def _dataset_problems(self, f: h5py.File, shard: int, expected: dict[str, tuple[tuple[int, ...], str]]
+                          ) -> list[str]:
+        s0, s1 = self.layout.shard_range(shard)
+        problems = []
+        for name in ("done", "maps", "sims", "embeds"):
+            if name not in expected:
+                if name in f:
+                    problems.append(f"unexpected dataset {name!r}")
+                continue
+            if name not in f:
+                problems.append(f"dataset {name!r} is missing")
+                continue
+            shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
+            ds = f[name]
+            # fewer rows is sound: the shard was written before the store grew (see grow)
+            if ds.shape[1:] != shape[1:] or not 0 < ds.shape[0] <= shape[0] or str(ds.dtype) != dtype:
+                problems.append(f"{name} is {tuple(ds.shape)} {ds.dtype}, expected {shape} {dtype}")
         return problems
 
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:

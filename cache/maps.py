@@ -15,7 +15,6 @@ Stage two (``train/``) and ``predict`` read stores only through this module.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from clifvqa_core.semantic.extract_config import RecordedExtraction, describe_di
 from .store import open_store
 
 if TYPE_CHECKING:   # typing only: reading a store needs no model code
+    from clifvqa_core.model.checkpoint import Checkpoint
     from clifvqa_core.model.clifvqa import ModelConfig
     from clifvqa_core.inference.scorer import Scorer
 
@@ -138,12 +138,12 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
     """Open the stores, check they fit ``cfg``, hold their maps in RAM (float32 [N, 2r', T]).
 
     Maps come straight from the store when all r descriptions are selected and no other temperature
-    is asked for; otherwise they are recomputed from the cached float16 sims with
-    ``semantic.sims_to_maps`` (CLIP is never needed). Rows not done in a store are left out (warning).
+    is asked for; otherwise they are recomputed from the cached float16 sims (CLIP is never needed): the one
+    rule, ``semantic.extractor.MapRule``, that the Scorer applies to fresh sims. Rows not done in a store are left out (warning).
     Several stores are joined by video id; an id present twice keeps the first store's row.
     """
     from clifvqa_core.semantic.extract_config import check_identity_current
-    from clifvqa_core.semantic.extractor import sims_to_maps
+    from clifvqa_core.semantic.extractor import MapRule
 
     if not paths:
         raise CacheError("no feature store given (--cached STORE)")
@@ -174,25 +174,24 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
             name, dhash = sname, shash
             done = np.asarray(store.done, bool)
             if not done.all():
-                log.warning("%s: %d of %d videos have no features (failed or not extracted); left out",
-                            path, int((~done).sum()), store.n)
+                from .summary import failure_lines
+
+                log.warning("%s: %d of %d videos have no features (failed or not extracted); left out:\n%s",
+                            path, int((~done).sum()), store.n, "\n".join(failure_lines(store)))
             if not cfg.use_semantic:
                 maps = np.zeros((store.n, 0, cfg.frames), np.float32)
             else:
-                full = len(selected) == store.layout.r and list(selected) == list(range(store.layout.r))
-                stored_scale = _store_logit_scale(store)
-                scale = cfg.logit_scale if cfg.logit_scale is not None else stored_scale
-                if full and (cfg.logit_scale is None or cfg.logit_scale == stored_scale):
+                rule = MapRule.of(selected, store.layout.r, cfg.logit_scale, _store_logit_scale(store))
+                if rule.stored:
                     maps = store.load_maps()
                 else:
-                    if scale is None:
-                        raise CacheError(f"{path}: recomputing maps for selection {cfg.descriptions!r} needs "
-                                         "CLIP's logit scale, which the store does not record; set "
-                                         "ModelConfig.logit_scale (100 for OpenAI CLIP weights)")
+                    if rule.logit_scale is None:
+                        raise CacheError(f"{path}: the store does not record CLIP's logit scale, which recomputing "
+                                         f"maps for selection {cfg.descriptions!r} needs; set ModelConfig.logit_scale")
                     maps = np.zeros((store.n, 2 * len(selected), store.layout.frames), np.float32)
                     for i in np.flatnonzero(done):
-                        maps[i] = sims_to_maps(store.read_sims(int(i)), scale, selected)
-                    scale_used = scale
+                        maps[i] = rule.maps(store.read_sims(int(i))).numpy()
+                    scale_used = rule.logit_scale
             keep = [i for i in np.flatnonzero(done) if store.ids[i] not in seen]
             ids += [store.ids[i] for i in keep]
             seen.update(store.ids[i] for i in keep)
@@ -214,31 +213,23 @@ def load_map_table(paths: Sequence[str | Path], cfg: ModelConfig) -> MapTable:
 
 
 # ---- the extraction a checkpoint was trained with -------------------------------------------------------
-def recorded_extraction(ckpt: dict[str, Any], checkpoint: str | Path) -> RecordedExtraction | None:
+def recorded_extraction(ck: Checkpoint) -> RecordedExtraction | None:
     """The extraction of the training stores: recorded in the checkpoint, else (older checkpoints) read
-    from the stores named by its train config (``cached``, relative paths also against the run folder)."""
-    rec = RecordedExtraction.read(ckpt, source=str(checkpoint))
-    if rec is not None:
-        return rec
-    try:
-        cached = json.loads(ckpt.get("train_config") or "{}").get("cached") or []
-    except (TypeError, json.JSONDecodeError):
-        cached = []
-    for path in cached:
-        candidates = [Path(path)]
-        if not Path(path).is_absolute():  # relative to the run directory (the checkpoint's parents)
-            candidates += [parent / path for parent in Path(checkpoint).resolve().parents[:3]]
-        for c in candidates:
-            try:
-                store = open_store(c, "r")
-            except ClifVQAError:
-                continue
-            try:
-                rec = store_extraction(store)
-                if rec is not None:
-                    return rec
-            finally:
-                store.close()
+    from the stores named by its train config (``Checkpoint.train_stores``: relative paths also against the
+    run folder)."""
+    if ck.extraction is not None:
+        return ck.extraction
+    for path in ck.train_stores():
+        try:
+            store = open_store(path, "r")
+        except ClifVQAError:
+            continue
+        try:
+            rec = store_extraction(store)
+            if rec is not None:
+                return rec
+        finally:
+            store.close()
     return None
 
 

@@ -31,9 +31,9 @@ Each row (:class:`clifvqa_core.inference.scorer.ScoreResult`) holds ``score`` on
 (``raw * mos_std + mos_mean``), ``raw`` (the model output, z units of the training MOS), ``semantic``
 (mean of F_s) and ``spatial`` (mean of F_f = FAST-VQA's own raw score of the branch); NaN for a branch the
 model does not have. With ``baseline="fastvqa"`` the spatial branch alone scores the video from a FAST-VQA
-checkpoint (official FAST-VQA-B/FasterVQA/DOVER, or the spatial branch of one of our checkpoints;
-``FastVQAScorer``): ``score = raw = spatial`` = FAST-VQA's raw score (no MOS scale: FAST-VQA reports raw
-scores).
+checkpoint (official FAST-VQA-B/FasterVQA/DOVER; one of our checkpoints is refused; ``FastVQAScorer``):
+``score = raw = spatial`` = FAST-VQA's raw score (no MOS scale: FAST-VQA reports raw scores); the detected
+format and the units are logged as a warning, so the user sees both.
 
 Failures never stop the run: a row with ``status="error"`` and a ``reason``. The CLI exits 0 when at least
 one file was scored and 1 when none was.
@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from clifvqa_core.errors import ConfigError
+from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.semantic.extract_config import RecordedExtraction
 from clifvqa_core.inference.predictions import PredictionRow, collect_videos, summary_line
 from clifvqa_core.inference.scorer import EnsembleScorer, FastVQAScorer, Scorer
@@ -63,17 +64,23 @@ __all__ = ["predict_paths", "BASELINES"]
 
 #: The baselines ``predict --baseline`` knows (one spelling everywhere).
 BASELINES = ("fastvqa",)
+#: What ``--baseline fastvqa`` says about the checkpoint format it detected, and about its score column.
+BASELINE_KINDS = {"fastvqa": "an official FAST-VQA-B / FasterVQA", "dover": "a DOVER (technical branch)",
+                  "kinetics-swin": "a Kinetics-400 Video Swin-T (backbone only, head untrained)",
+                  "random": "no"}
+BASELINE_UNITS = "FAST-VQA's raw output in model units, not MOS (higher = better; FAST-VQA reports them so)"
 
 
 # ---- scoring ----------------------------------------------------------------------------------------------
-def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path, cached: str | Path | None = None,
+def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path | Checkpoint, cached: str | Path | None = None,
                   baseline: str | None = None, device: str = "auto", trust: bool = False,
                   clip_pretrained: str | None = None, workers: int = 0, progress: bool = False,
                   batch_size: int = 1, writer: PredictionWriter | None = None,
                   keep_maps: bool = False, segment_s: float | None = None) -> list[PredictionRow]:
     """Score every video under ``paths`` -> one row per input file (input order; bad inputs included).
 
-    ``checkpoint``: one of our checkpoints (``model.pt``), or with ``baseline="fastvqa"`` a FAST-VQA one.
+    ``checkpoint``: one of our checkpoints (``model.pt``, or the Checkpoint a command has read already), or
+    with ``baseline="fastvqa"`` a FAST-VQA one (one of ours is refused there).
     ``cached``: read maps from this store instead of running CLIP. ``trust``: allow pickled objects in
     foreign (FAST-VQA) checkpoints. ``clip_pretrained``: local CLIP weights file replacing the recorded tag.
     ``workers``: decoding processes (0 = in this process); ``batch_size``: videos per model forward.
@@ -95,23 +102,24 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path, cached: s
     maps: list[torch.Tensor | None] | None = None
     ids: dict[int, str] = {}
     scorer: Scorer | FastVQAScorer | EnsembleScorer
-    if Path(checkpoint).is_dir() and baseline is None:
+    if not isinstance(checkpoint, Checkpoint) and Path(checkpoint).is_dir() and baseline is None:
         if cached is not None:
             raise ConfigError("an ensemble (--checkpoint RUN_DIR) scores with CLIP; drop --cached or pass one model.pt")
         scorer = EnsembleScorer.from_run(checkpoint, device, clip_pretrained=clip_pretrained,
                                          extraction=_extraction(next(Path(checkpoint).glob("split_*/model.pt"), None)))
     elif baseline == "fastvqa":
         scorer = FastVQAScorer.from_checkpoint(checkpoint, device, trust=trust)
-    elif cached is not None:
-        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
-
-        rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
-        scorer = Scorer.from_checkpoint(checkpoint, device, clip=False)
-        if scorer.cfg.use_semantic:
-            maps, ids = cached_maps(files, cached, scorer, rec)
+        log.warning("%s: %s checkpoint detected; --baseline fastvqa scores are %s", checkpoint,
+                    BASELINE_KINDS.get(scorer.kind, scorer.kind), BASELINE_UNITS)
     else:
-        scorer = Scorer.from_checkpoint(checkpoint, device, clip_pretrained=clip_pretrained,
-                                        extraction=_extraction(checkpoint))
+        ck = read_checkpoint(checkpoint)                  # once: the extraction, the scorer
+        rec = ck.extraction or recorded_extraction(ck)    # older checkpoints: from the training store
+        if cached is not None:
+            scorer = Scorer.from_checkpoint(ck, device, clip=False)
+            if scorer.cfg.use_semantic:
+                maps, ids = cached_maps(files, cached, scorer, rec)
+        else:
+            scorer = Scorer.from_checkpoint(ck, device, clip_pretrained=clip_pretrained, extraction=rec)
     if segment_s is not None:
         out = _timelines(scorer, files, segment_s, writer, progress) + bad_inputs
         for r in bad_inputs:
@@ -142,13 +150,11 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path, cached: s
 
 
 def _extraction(checkpoint: str | Path | None) -> RecordedExtraction | None:
-    """None when the checkpoint records its extraction; older checkpoints: read from their training store."""
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
-
+    """The extraction of a checkpoint's training maps (recorded, else read from its training store)."""
     if checkpoint is None:
         return None
-    ck = read_clifvqa_checkpoint(checkpoint)
-    return recorded_extraction(ck, checkpoint) if RecordedExtraction.read(ck) is None else None
+    ck = read_checkpoint(checkpoint)
+    return ck.extraction or recorded_extraction(ck)
 
 
 def _timelines(scorer: Scorer | EnsembleScorer, files: Sequence[Path], segment_s: float,

@@ -24,7 +24,8 @@ from clifvqa_core.errors import ConfigError
 from clifvqa_core.semantic.extract_config import canonical_json, diff_identity, identity_key  # noqa: F401
 
 FORMAT_NAME = "clifvqa-feature-store"
-FORMAT_VERSION = 1
+#: 2: digest records per shard and an index digest (cache/integrity.py); 1 stores read without them.
+FORMAT_VERSION = 2
 FAILURES_FILE = "failures.jsonl"
 DEFAULT_SHARD_SIZE = 64
 

@@ -10,6 +10,7 @@ Writers open with ``mode="a"`` (create if absent, else reuse after checking the 
 """
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import logging
@@ -23,11 +24,14 @@ from typing import Any, Literal
 import numpy as np
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, DamagedStoreError, StorageError
-from clifvqa_core.fileio import PARTIAL_SUFFIX, storage_error
+from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, fsync_dir, storage_error
 
 from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
 from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
 from .backend import BACKENDS, Backend
+from . import writers as _writers
+from .integrity import (CHECKSUM_VERSION, DIGEST_DIR, build_record, commit_pending, digest_mismatches,
+                        index_digest, read_record, recorded_done, settle_pending, write_pending)
 from .schema import (DTYPES, FAILURES_FILE, FORMAT_NAME, FORMAT_VERSION, ShardData, StoreLayout,
                      diff_identity, identity_key, short)
 from .source import StoreSource
@@ -35,6 +39,8 @@ from .source import StoreSource
 log = logging.getLogger(__name__)
 
 Mode = Literal["r", "a", "w"]
+#: The journal of a growth in progress (inside the store); its presence means "not committed or not cleaned".
+GROW_JOURNAL = "growing.json"
 
 
 def detect_backend(path: str | Path) -> str | None:
@@ -101,6 +107,9 @@ def open_store(
         raise CacheError(f"{path}: is a {found} store, not {backend}. Pass --backend {found}, or choose "
                          "another --out.")
     store = FeatureStore(BACKENDS[found](path, writable=mode != "r"), mode)
+    if mode != "r":
+        store.finish_growth()
+        store.clean_predecessors()
     if identity is not None:
         store.check_identity(identity, key)
     if mode != "r":
@@ -143,12 +152,18 @@ def _create(path: Path, backend: str, identity: dict[str, Any], layout: StoreLay
         "config": identity,
         "key": key or identity_key(identity),
         "layout": layout.to_dict(),
+        "index_digest": index_digest(key or identity_key(identity), ids, mos_arr),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: a store is either complete or absent, even if this
     # process dies half way through creation.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.creating"
+    # the creator's host and pid in the name: a later creator removes the folders of dead ones (cache/writers.py)
+    for old in path.parent.glob(f".{path.name}.*.creating"):
+        host, _, pid = old.name[len(path.name) + 2 : -len(".creating")].rpartition("-")[0].rpartition("-")
+        if host == _writers.host() and pid.isdigit() and not _writers.pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = path.parent / f".{path.name}.{_writers.host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.creating"
     try:
         try:
             BACKENDS[backend].create(tmp, layout, ids, mos_arr, attrs)
@@ -202,6 +217,44 @@ class FeatureStore:
                                     f"{first}). The store is damaged; extract again to a new --out.") from None
         self.source: StoreSource | None = StoreSource.from_attrs(self.attrs, str(self.path))
         self._index: dict[str, int] | None = None
+        self._marker: Path | None = None  # this writer's marker (cache/writers.py), while open for writing
+        #: format 2 and later: digest records bind every done row to its video and row (cache/integrity.py)
+        self.checksums = version >= CHECKSUM_VERSION
+        #: what is wrong with ids/mos/n (one line each); readers and writers refuse such a store, verify lists it
+        self.index_problems = self._index_problems()
+        if mode != "r" and not self.checksums:
+            raise CacheError(f"{self.path}: format version {version} store (no content checksums); this code "
+                             f"writes format {FORMAT_VERSION}. Run `python cli.py cache upgrade {self.path}` first.")
+        if not self.checksums:
+            log.warning("%s: format version %s store without content checksums; `python cli.py cache upgrade %s` "
+                        "records them", self.path, version, self.path)
+
+    def _index_problems(self) -> list[str]:
+        """ids, mos and n against each other and the index digest: one line per problem."""
+        out = []
+        if len(self.ids) != self.n or len(self.mos) != self.n:
+            out.append(f"index: layout says n={self.n} but ids holds {len(self.ids)} and mos {len(self.mos)} "
+                       "entries (layout or index edited or damaged)")
+        if self.checksums and self.attrs.get("index_digest") != index_digest(self.key, self.ids, self.mos):
+            out.append("index: ids, mos or n do not match the recorded index digest (edited or damaged)")
+        if len(set(self.ids)) != len(self.ids):
+            seen: set[str] = set()
+            dupes = sorted({v for v in self.ids if v in seen or seen.add(v)})
+            out.append(f"index: video ids are not unique; repeated: {', '.join(map(repr, dupes[:5]))}")
+        empty = [i for i, v in enumerate(self.ids) if not v]
+        if empty:
+            out.append(f"index: {len(empty)} empty video id(s), rows {', '.join(map(str, empty[:5]))}")
+        bad_mos = np.flatnonzero(np.isinf(self.mos))
+        if len(bad_mos):
+            out.append(_name_rows("index: mos infinite", [self.ids[i] for i in bad_mos]))
+        return out
+
+    def _refuse_damaged_index(self) -> None:
+        problem = self.index_problems[0] if self.index_problems else self.key_problem()
+        if problem:
+            raise DamagedStoreError(f"{self.path}: {problem}; its rows cannot be matched to videos and a config. "
+                                    f"`python cli.py cache verify {self.path}` lists every problem; extract again "
+                                    "to a new --out.")
 
     # ---- identity ---------------------------------------------------------------------------
     @property
@@ -232,12 +285,82 @@ class FeatureStore:
 
     @property
     def done(self) -> np.ndarray:
-        """done [n] bool, read from disk now."""
-        return self._read_done(0, self.n)
+        """done [n] bool, read from disk now. DamagedStoreError when a row recorded done lost its flag."""
+        return self._checked_done(0, self.n)
 
     def shard_done(self, shard: int) -> np.ndarray:
-        """done flags [m] of the videos of ``shard``, read from disk now."""
-        return self._read_done(*self.layout.shard_range(shard))
+        """done flags [m] of the videos of ``shard``, read from disk now (checked like ``done``)."""
+        return self._checked_done(*self.layout.shard_range(shard))
+
+    def _checked_done(self, start: int, stop: int) -> np.ndarray:
+        self._refuse_damaged_index()
+        done = self._read_done(start, stop)
+        problems = []
+        for shard, lo, hi in self._pieces(start, stop):
+            problems += self._lost_problems(shard, lo, done[lo - start : hi - start])
+        self._refuse(problems)
+        return done
+
+    def _pieces(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """(shard, lo, hi) of the shards overlapping rows [start, stop)."""
+        lay = self.layout
+        if stop <= start:
+            return []
+        return [(s, max(start, lay.shard_range(s)[0]), min(stop, lay.shard_range(s)[1]))
+                for s in range(lay.shard_of(start), lay.shard_of(stop - 1) + 1)]
+
+    def _where(self, name: str, shard: int) -> str:
+        s0, s1 = self.layout.shard_range(shard)
+        return f"array {name!r}, shard {shard} (rows {s0}..{s1 - 1})"
+
+    def _records(self, shard: int) -> list[dict[str, Any] | None]:
+        """[committed, pending] digest records of ``shard`` (DamagedStoreError naming an unreadable one)."""
+        try:
+            pending = read_record(self.path, shard, pending=True)
+        except DamagedStoreError:
+            pending = None  # a pending record is written whole before it counts; a torn one vouches for nothing
+        return [read_record(self.path, shard), pending]
+
+    def _lost_problems(self, shard: int, lo: int, done: np.ndarray) -> list[str]:
+        """Rows [lo, lo + m) of ``shard`` that its committed record calls done but whose flag is False."""
+        if not self.checksums:
+            return []
+        s0, s1 = self.layout.shard_range(shard)
+        try:
+            committed = read_record(self.path, shard)
+        except DamagedStoreError as exc:
+            return [f"{self._where('done', shard)}: {exc}"]
+        lost = recorded_done(committed, s0, s1 - s0)[lo - s0 : lo - s0 + len(done)] & ~done
+        if not lost.any():
+            return []
+        return [_name_rows(f"{self._where('done', shard)}: recorded done but the done flag is lost (a deleted or "
+                           "damaged done chunk or shard file)", [self.ids[lo + int(j)] for j in np.flatnonzero(lost)])]
+
+    def _content_problems(self, name: str, shard: int, lo: int, rows: np.ndarray, done: np.ndarray) -> list[str]:
+        """Digest and value checks of the done rows [lo, lo + m) of array ``name`` in ``shard``."""
+        where, out = self._where(name, shard), []
+        ids = self.ids[lo : lo + len(done)]
+        if self.checksums:
+            try:
+                records = self._records(shard)
+            except DamagedStoreError as exc:
+                return [f"{where}: {exc}"]
+            s0 = self.layout.shard_range(shard)[0]
+            mismatch, unrecorded = digest_mismatches(self.key, name, lo, s0, ids, rows, done, records)
+            for what, mask in (("content does not match its digest (changed, swapped or foreign data)", mismatch),
+                               ("done but no digest recorded (digest record missing or foreign)", unrecorded)):
+                if mask.any():
+                    out.append(_name_rows(f"{where}: {what}", [ids[int(j)] for j in np.flatnonzero(mask)]))
+        done_rows = np.flatnonzero(done)
+        for what, mask in row_problems(self.layout.r, **{name: rows[done_rows]}).items():
+            out.append(_name_rows(f"{where}: {what}", [ids[int(j)] for j in done_rows[mask]]))
+        return out
+
+    def _refuse(self, problems: list[str]) -> None:
+        if problems:
+            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            raise DamagedStoreError(f"{self.path}: damaged rows refused: {problems[0]}{more}. `python cli.py cache "
+                                    f"verify {self.path}` lists every problem; extract those videos again (new --out).")
 
     def index_of(self, video_id: str) -> int:
         if self._index is None:
@@ -286,13 +409,14 @@ class FeatureStore:
             raise CacheError(f"{self.path}: made without embeddings; extract again with --store-embeddings")
 
     def read_shard(self, shard: int) -> ShardData:
-        """The raw rows of ``shard`` (not value-checked: ``verify`` and writers use it)."""
+        """The rows of ``shard``, checked like every reader's (a writer rewriting a partly done shard copies
+        its done rows: they must be sound, or damage would get a fresh digest)."""
         start, stop = self.layout.shard_range(shard)
         return ShardData(
-            done=self._read_done(start, stop),
-            maps=self._read("maps", start, stop),
-            sims=self._read("sims", start, stop),
-            embeds=self._read("embeds", start, stop) if self.layout.has_embeds else None,
+            done=self._checked_done(start, stop),
+            maps=self._checked("maps", start, stop),
+            sims=self._checked("sims", start, stop),
+            embeds=self._checked("embeds", start, stop) if self.layout.has_embeds else None,
         )
 
     def key_problem(self) -> str | None:
@@ -303,19 +427,17 @@ class FeatureStore:
         return None
 
     def _checked(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) of ``name`` after the key check and the value checks of their done rows."""
-        problem = self.key_problem()
-        if problem:
-            raise DamagedStoreError(f"{self.path}: {problem}; its features cannot be matched to a config. "
-                                    "Extract again to a new --out.")
+        """Rows [start, stop) of ``name`` after the index/key checks, then per shard: done flags against the
+        committed digest record, the digest of every done row, and the value checks of ``row_problems``."""
+        self._refuse_damaged_index()
         rows = self._read(name, start, stop)
         done = self._read_done(start, stop)
-        bad = row_problems(self.layout.r, **{name: rows[done]})
-        if bad:
-            ids = [self.ids[start + int(j)] for j in np.flatnonzero(done)]
-            lines = "; ".join(_name_rows(what, [ids[j] for j in np.flatnonzero(mask)]) for what, mask in bad.items())
-            raise DamagedStoreError(f"{self.path}: damaged rows refused: {lines}. `python cli.py cache verify "
-                                    f"{self.path}` lists every problem; extract those videos again (new --out).")
+        problems = []
+        for shard, lo, hi in self._pieces(start, stop):
+            d = done[lo - start : hi - start]
+            problems += self._lost_problems(shard, lo, d)
+            problems += self._content_problems(name, shard, lo, rows[lo - start : hi - start], d)
+        self._refuse(problems)
         return rows
 
     def _read(self, name: str, start: int, stop: int) -> np.ndarray:
@@ -374,20 +496,84 @@ class FeatureStore:
         if mos.shape != (len(new_ids),):
             raise CacheError(f"{self.path}: {len(new_ids)} new ids but mos of shape {mos.shape}")
         layout = self.layout.replace(n=self.n + len(new_ids))
-        attrs = {**self.attrs, "layout": layout.to_dict()}
+        ids, mos = self.ids + new_ids, np.concatenate([self.mos, mos])
+        attrs = {**self.attrs, "layout": layout.to_dict(), "index_digest": index_digest(self.key, ids, mos)}
         if source is not None:
             attrs["source"] = source.to_dict()
         if new_ids:
             attrs["grown"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self._b.grow(layout, self.ids + new_ids, np.concatenate([self.mos, mos]), attrs)
+        if new_ids:
+            # the transaction: journal (atomic) -> idempotent steps -> attributes (the commit) -> journal removed.
+            # A kill or a full disk anywhere leaves the old store to readers; the next writer replays the journal.
+            atomic_write(self.path / GROW_JOURNAL, json.dumps(
+                {"from": self.n, "to": layout.n, "ids": new_ids, "mos": [None if math.isnan(m) else float(m) for m in mos[self.n:]],
+                 "attrs": attrs}), "cannot start growing the store")
+        self._b.grow(self.n, layout, ids, mos, attrs)
+        self._end_growth()
+        if new_ids:
+            log.info("%s: grown by %d videos to %d", self.path, len(new_ids), self.n)
+
+    def _end_growth(self) -> None:
+        """Remove the growth journal (the growth is committed) and reload the index."""
+        try:
+            (self.path / GROW_JOURNAL).unlink(missing_ok=True)
+        except OSError as exc:
+            raise storage_error(self.path / GROW_JOURNAL, exc, "cannot remove the growth journal") from exc
+        fsync_dir(self.path)
         self.attrs = self._b.read_attrs()
         self.layout = StoreLayout.from_dict(self.attrs["layout"])
         self.ids = self._b.read_ids()[: self.layout.n]
         self.mos = self._b.read_mos()[: self.layout.n]
         self.source = StoreSource.from_attrs(self.attrs, str(self.path))
         self._index = None
-        if new_ids:
-            log.info("%s: grown by %d videos to %d", self.path, len(new_ids), self.n)
+        self.index_problems = self._index_problems()
+
+    def growth_journal(self) -> dict[str, Any] | None:
+        """The journal of an interrupted growth ({from, to, ids, mos, attrs}), or None."""
+        p = self.path / GROW_JOURNAL
+        if not p.is_file():
+            return None
+        try:
+            j = json.loads(p.read_text())
+            if not (isinstance(j, dict) and len(j["ids"]) == len(j["mos"]) == int(j["to"]) - int(j["from"])):
+                raise ValueError("inconsistent fields")
+            return j
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DamagedStoreError(f"{p}: damaged growth journal ({exc}); the store's growth cannot be finished. "
+                                    "Extract again to a new --out.") from None
+
+    def clean_predecessors(self) -> list[Path]:
+        """The resuming writer's cleaning (``cache/writers.py``): when no other registered writer of this store
+        runs, settle the pending digest records (promoted when the done flags were written, else removed) and
+        remove the leftovers the dead writers made; then register this writer -> the paths removed."""
+        dead, others = _writers.dead_predecessors(self.path)
+        if not others:  # pending records are in flight only while another writer runs
+            for p in sorted((self.path / DIGEST_DIR).glob("shard-*.pending.json")):
+                shard = int(p.name.split(".")[0].split("-")[1])
+                if shard < self.layout.num_shards:
+                    s0, s1 = self.layout.shard_range(shard)
+                    settle_pending(self.path, shard, s0, self._read_done(s0, s1))
+        removed = _writers.clean_after_dead(self.path, self.leftovers())
+        if self._marker is None:
+            self._marker = _writers.register(self.path)
+            atexit.register(_writers.unregister, self._marker)
+        return removed
+
+    def finish_growth(self) -> bool:
+        """Replay an interrupted growth (the writer's first step on open) -> whether there was one."""
+        j = self.growth_journal()
+        if j is None:
+            return False
+        n_old, n_new = int(j["from"]), int(j["to"])
+        if self.n not in (n_old, n_new) or len(self.ids) < n_old:
+            raise DamagedStoreError(f"{self.path}: the growth journal ({n_old} -> {n_new} rows) does not fit the "
+                                    f"store ({self.n} rows). Extract again to a new --out.")
+        ids = self.ids[:n_old] + [str(v) for v in j["ids"]]
+        mos = np.concatenate([self.mos[:n_old], np.array([np.nan if m is None else m for m in j["mos"]], np.float64)])
+        self._b.grow(n_old, StoreLayout.from_dict(j["attrs"]["layout"]), ids, mos, j["attrs"])
+        self._end_growth()
+        log.info("%s: finished the growth to %d videos that a killed run began", self.path, self.n)
+        return True
 
     def write_shard(self, shard: int, data: ShardData) -> None:
         """Write the whole of ``shard`` (data first, done flags last). Only the shard's owner calls this."""
@@ -409,7 +595,19 @@ class FeatureStore:
         if tuple(np.shape(data.done)) != (m,):
             raise ValueError(f"shard {shard}: done shape {np.shape(data.done)}, expected ({m},)")
         data.done = np.asarray(data.done, bool)
-        self._b.write_shard(shard, start, stop, data)
+        self._refuse_damaged_index()
+        # digests first (pending), then data and done flags, then the commit: see cache/integrity.py
+        write_pending(self.path, build_record(self.key, shard, start, self.ids[start:stop],
+                                              {n: getattr(data, n) for n in shapes}, data.done))
+        try:
+            self._b.write_shard(shard, start, stop, data)
+            commit_pending(self.path, shard)
+        except BaseException:
+            try:  # a failed write (full disk) cleans its own pending record, or promotes it if the flags made it
+                settle_pending(self.path, shard, start, self._read_done(start, stop))
+            except Exception:  # noqa: BLE001  (the first error is the one to report; the next writer settles)
+                pass
+            raise
 
     @property
     def failures_path(self) -> Path:
@@ -432,7 +630,7 @@ class FeatureStore:
         except OSError as exc:
             raise storage_error(self.failures_path, exc, "cannot record a failed video") from exc
 
-    def failures(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+    def failures(self, include_resolved: bool = False, check: bool = True) -> list[dict[str, Any]]:
         """The latest failure record of each video, in dataset order.
 
         By default only current failures: videos since done (e.g. by ``--retry-failed``) are left out.
@@ -447,7 +645,7 @@ class FeatureStore:
                     latest[str(rec["id"])] = rec
                 except (json.JSONDecodeError, KeyError, TypeError):
                     log.warning("%s:%d: unreadable failure record skipped", self.failures_path, lineno)
-        done = self.done if latest else None
+        done = (self.done if check else self._read_done(0, self.n)) if latest else None
         out = []
         for vid, rec in latest.items():
             i = self._index_or_none(vid)
@@ -476,8 +674,8 @@ class FeatureStore:
 
     def info(self) -> dict[str, Any]:
         """Counts and config: done, failed (current failures), missing (neither), size on disk."""
-        done = self.done
-        failed_ids = {str(r["id"]) for r in self.failures()}
+        done = self._read_done(0, self.n)  # info describes damaged stores too; verify judges them
+        failed_ids = {str(r["id"]) for r in self.failures(check=False)}
         n_failed = sum(1 for i, v in enumerate(self.ids) if v in failed_ids and not done[i])
         return {
             "path": str(self.path),
@@ -498,48 +696,89 @@ class FeatureStore:
         }
 
     def verify(self, key_fn: Any = None) -> list[str]:
-        """Problems found, one line each (empty when the store is sound).
+        """Every problem found, one line each naming the array, shard, rows and video ids (empty when sound).
 
-        Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); array shapes and
-        dtypes (HDF5: each shard file's shard/start/stop/key attributes against the index); unique ids;
-        every chunk decodes; for every done video the value checks of :func:`row_problems`; failure
-        records naming known ids; leftovers of killed runs (:meth:`leftovers`).
+        Rule: a store with no done video fails too (its counts named). Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); the index (ids, mos, n:
+        their digest, unique and non-empty ids, finite or NaN mos); array shapes, dtypes and metadata (HDF5:
+        each shard file's shard/start/stop/key attributes against the index); then per shard: every chunk
+        decodes, done flags against the committed digest record (lost markers), every done row's digest,
+        the value checks of :func:`row_problems` in every array; failure records naming known ids; leftovers
+        of killed runs (:meth:`leftovers`). A format-1 store (no digests) is one problem: ``cache upgrade``.
         """
         problems: list[str] = []
         expect_key = (key_fn or identity_key)(self.config)
         if expect_key != self.key:
             problems.append(f"key {self.key} does not match the stored config (which hashes to {expect_key})")
+        problems += self.index_problems
+        if not self.checksums:
+            problems.append(f"format version {self.attrs.get('format_version')}: no content checksums, so damage "
+                            f"inside rows goes unseen; `python cli.py cache upgrade {self.path}` records them")
         lay = self.layout
         expected: dict[str, tuple[tuple[int, ...], str]] = {
             "ids": ((lay.n,), "str"), "mos": ((lay.n,), DTYPES["mos"]), "done": ((lay.n,), DTYPES["done"])}
         for name, shape in lay.shapes().items():
             expected[name] = ((lay.n, *shape), DTYPES[name])
-        problems += self._b.check_arrays(expected)
-        if problems:
-            return problems  # the data scan below assumes the shapes are right
-        if len(set(self.ids)) != len(self.ids):
-            problems.append("video ids are not unique")
-        bad: dict[str, list[str]] = {}
-        for shard in range(lay.num_shards):
-            try:
-                data = self.read_shard(shard)
-            except CacheError as exc:
-                problems.append(str(exc))
-                continue
-            start, _ = lay.shard_range(shard)
-            done_rows = np.flatnonzero(data.done)
-            found = row_problems(lay.r, maps=data.maps[done_rows], sims=data.sims[done_rows],
-                                 embeds=None if data.embeds is None else data.embeds[done_rows])
-            for what, mask in found.items():
-                bad.setdefault(what, []).extend(self.ids[start + int(j)] for j in done_rows[mask])
-        for what, vids in bad.items():
-            problems.append(_name_rows(what, vids))
+        found = self._b.check_arrays(expected)
+        try:
+            journal = self.growth_journal()
+        except DamagedStoreError as exc:
+            journal, found = None, found + [("", str(exc))]
+        if journal is not None:
+            problems.append(f"an interrupted growth ({journal['from']} -> {journal['to']} rows, {GROW_JOURNAL}): "
+                            f"readers see the {self.n} rows before it; run `extract` again with the same flags "
+                            "to finish it")
+            # arrays already resized to the journal's n are sound too
+            grown = {k: ((int(journal["to"]), *shape[1:]), dt) for k, (shape, dt) in expected.items()}
+            also = {scope for scope, _ in self._b.check_arrays(grown)}
+            found = [(scope, line) for scope, line in found if scope in also]
+        problems += [line for _, line in found]
+        skip = {scope for scope, _ in found}
+        if not ({"ids", "mos", "done"} & skip):
+            for shard in range(lay.num_shards):
+                if f"shard {shard}" not in skip:
+                    problems += self._verify_shard(shard, skip)
+            problems += self._nothing_done()
         problems += [f"leftover from a killed run: {p}" for p in self.leftovers()]
-        unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True)
+        unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True, check=False)
                    if self._index_or_none(str(rec["id"])) is None]
         if unknown:
             problems.append(f"failures.jsonl names {len(unknown)} id(s) not in the store: {', '.join(unknown[:5])}")
         return problems
+
+    def _nothing_done(self) -> list[str]:
+        """The rule for an empty store: no done video is a problem (there is nothing to train or score on)."""
+        try:
+            counts = self.info()
+        except ClifVQAError:
+            return []  # the scan above already named what cannot be read
+        if counts["done"]:
+            return []
+        return [f"no video is done (0 of {counts['videos']}; {counts['failed']} failed, {counts['missing']} "
+                f"missing): nothing to train or score on. Run `python cli.py extract ... --out {self.path}`"]
+
+    def _verify_shard(self, shard: int, skip: set[str]) -> list[str]:
+        s0, s1 = self.layout.shard_range(shard)
+        try:
+            done = self._b.read_done(s0, s1)
+        except Exception as exc:  # noqa: BLE001  (any decoding error is one line)
+            return [self._undecodable("done", shard, exc)]
+        out = self._lost_problems(shard, s0, done)
+        for name in self.layout.shapes():
+            if name in skip:
+                continue
+            try:
+                rows = self._b.read_rows(name, s0, s1)
+            except Exception as exc:  # noqa: BLE001
+                out.append(self._undecodable(name, shard, exc))
+                continue
+            out += self._content_problems(name, shard, s0, rows, done)
+        return out
+
+    def _undecodable(self, name: str, shard: int, exc: Exception) -> str:
+        s0, s1 = self.layout.shard_range(shard)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        what = first if isinstance(exc, ClifVQAError) else f"cannot be decoded ({type(exc).__name__}: {first})"
+        return f"{self._where(name, shard)[:-1]}, {self.ids[s0]}..{self.ids[s1 - 1]}): {what}"
 
     def leftovers(self) -> list[Path]:
         """``find_leftovers(self.path)``: what killed runs left in and beside this store."""
@@ -547,6 +786,8 @@ class FeatureStore:
 
     # ---- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
+        _writers.unregister(self._marker)
+        self._marker = None
         self._b.close()
 
     def __enter__(self) -> "FeatureStore":
@@ -559,11 +800,43 @@ class FeatureStore:
         return f"FeatureStore({str(self.path)!r}, backend={self.backend!r}, n={self.n}, key={self.key!r})"
 
 
+def upgrade_store(path: str | Path) -> str:
+    """Bring a format-1 store (no content checksums) to this format in place -> a one-line summary.
+
+    Only a store that verifies clean apart from its missing checksums is upgraded (its rows are then
+    trusted as they are now): the digest record of every shard with done rows is written, then the
+    attributes (format version, index digest) as the commit. A kill in between leaves a format-1 store;
+    run it again. CacheError naming the first problem otherwise.
+    """
+    st = open_store(path)
+    if st.checksums:
+        return f"{st.path}: already format {st.attrs.get('format_version')}; nothing to do"
+    problems = [p for p in st.verify() if not p.startswith("format version")]
+    if problems:
+        raise CacheError(f"{st.path}: not upgraded, the store has {len(problems)} problem(s), first: {problems[0]}. "
+                         "Extract again to a new --out.")
+    b = BACKENDS[st.backend](st.path, writable=True)
+    lay, written = st.layout, 0
+    for shard in range(lay.num_shards):
+        s0, s1 = lay.shard_range(shard)
+        done = b.read_done(s0, s1)
+        if done.any():
+            rec = build_record(st.key, shard, s0, st.ids[s0:s1], {n: b.read_rows(n, s0, s1) for n in lay.shapes()}, done)
+            write_pending(st.path, rec)
+            commit_pending(st.path, shard)
+            written += 1
+    attrs = {**st.attrs, "format_version": FORMAT_VERSION, "index_digest": index_digest(st.key, st.ids, st.mos)}
+    b.grow(st.n, lay, st.ids, st.mos, attrs)  # same n: the attributes only
+    return f"{st.path}: upgraded to format {FORMAT_VERSION} ({written} shard digest record(s) written)"
+
+
 def find_leftovers(path: str | Path) -> list[Path]:
-    """Files and folders left by killed runs: ``*.partial`` files inside the store at ``path`` and
-    ``.NAME.*.creating`` folders beside it (the store need not exist). Readers ignore them."""
+    """Files and folders left by killed runs: ``*.partial`` files and pending digest records inside the store
+    at ``path`` and ``.NAME.*.creating`` folders beside it (the store need not exist).
+    Readers ignore them (a pending record vouches only for rows whose done flags were written)."""
     p = Path(path)
     found = sorted(f for f in p.rglob(f"*{PARTIAL_SUFFIX}") if f.is_file()) if p.is_dir() else []
+    found += sorted((p / DIGEST_DIR).glob("shard-*.pending.json")) if p.is_dir() else []
     found += sorted(d for d in p.parent.glob(f".{p.name}.*.creating") if d.is_dir())
     return found
 
@@ -578,6 +851,10 @@ def remove_leftovers(path: str | Path, min_age_s: float = 60.0) -> list[Path]:
         try:
             if time.time() - p.stat().st_mtime < min_age_s:
                 continue
+            if p.name.endswith(".pending.json"):
+                _settle_one(Path(path), p)
+                removed.append(p)
+                continue
             if p.is_dir():
                 shutil.rmtree(p)
             else:
@@ -588,6 +865,17 @@ def remove_leftovers(path: str | Path, min_age_s: float = 60.0) -> list[Path]:
         except OSError as exc:
             raise StorageError(p, f"cannot remove this leftover ({exc.strerror or exc})") from exc
     return removed
+
+
+def _settle_one(store: Path, pending: Path) -> None:
+    """``cache clean`` of a pending digest record: promoted when its done flags were written, else removed."""
+    shard = int(pending.name.split(".")[0].split("-")[1])
+    try:
+        st = open_store(store)
+        s0, s1 = st.layout.shard_range(shard)
+        settle_pending(store, shard, s0, st._read_done(s0, s1))
+    except (ClifVQAError, IndexError):
+        pending.unlink()
 
 
 #: Tolerance of the sims range check: float16 rounds a cosine of 1.0 (+ float32 error) to at most 1.001.

@@ -88,22 +88,26 @@ class ZarrBackend(Backend):
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         return np.asarray(self._array(name)[start:stop])
 
-    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
+    def check_arrays(self, expected: dict[str, tuple[tuple[int, ...], str]]) -> list[tuple[str, str]]:
         problems = []
         for name in ("ids", "mos", "done", "maps", "sims", "embeds"):
-            present = name in self.group
+            present = (self.path / name).is_dir()
             if name not in expected:
                 if present:
-                    problems.append(f"unexpected array {name!r}")
+                    problems.append((name, f"unexpected array {name!r}"))
                 continue
             if not present:
-                problems.append(f"array {name!r} is missing")
+                problems.append((name, f"array {name!r} is missing"))
                 continue
-            arr = self.group[name]
+            try:
+                arr = self._array(name)
+            except CacheError as exc:  # damaged metadata (empty or invalid zarr.json): one line
+                problems.append((name, str(exc)))
+                continue
             shape, dtype = expected[name]
             got = "str" if name == "ids" else str(np.dtype(arr.dtype))
             if tuple(arr.shape) != shape or (name != "ids" and got != dtype):
-                problems.append(f"{name} is {tuple(arr.shape)} {got}, expected {shape} {dtype}")
+                problems.append((name, f"array {name!r} is {tuple(arr.shape)} {got}, expected {shape} {dtype}"))
         return problems
 
     def write_shard(self, shard: int, start: int, stop: int, data: ShardData) -> None:
@@ -117,14 +121,15 @@ class ZarrBackend(Backend):
                 raise storage_error(self.path / name, exc, f"cannot write shard {shard} (rows {start}..{stop - 1})"
                                     ) from exc
 
-    def grow(self, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
-        n_old, n = int(self._array("ids").shape[0]), layout.n
+    def grow(self, n_old: int, layout: StoreLayout, ids: list[str], mos: np.ndarray, attrs: dict[str, Any]) -> None:
+        n = layout.n
         if n < n_old:
             raise CacheError(f"{self.path}: a store never shrinks ({n_old} -> {n} rows)")
         try:
             if n > n_old:
                 # Resizing only rewrites array metadata: written chunks stay as they are; new rows read
-                # as the fill value (NaN, done False) until their shard is written.
+                # as the fill value (NaN, done False) until their shard is written. Every step is one atomic
+                # file replace and may be repeated (the journal replays it after a kill or a full disk).
                 for name in ("done", *layout.shapes()):
                     arr = self._array(name)
                     arr.resize((n, *arr.shape[1:]))

@@ -68,23 +68,31 @@ class LabelFormatError(_PathError):
 class MissingVideosError(ClifVQAError):
     """Videos listed in a label file are absent from the dataset root."""
 
-    def __init__(self, missing: list[str], root: str | Path, total: int) -> None:
+    def __init__(self, missing: list[str], root: str | Path, total: int, skipping: bool = False) -> None:
         self.missing = list(missing)
         self.root = str(root)
         self.total = total
+        self.skipping = skipping
         head = ", ".join(printable(m) for m in self.missing[:5])
         more = f" (+{len(self.missing) - 5} more)" if len(self.missing) > 5 else ""
-        super().__init__(
-            f"{len(self.missing)} of {total} videos listed are missing under {self.root}: {head}{more}. "
-            "Check --root, or pass --skip-missing to go on without them."
-        )
+        fix = ("none is there even with --skip-missing: check --root" if skipping else
+               "Check --root, or pass --skip-missing to go on without them")
+        super().__init__(f"{len(self.missing)} of {total} videos listed are missing under {self.root}: {head}{more}. "
+                         f"{fix[0].upper()}{fix[1:]}.")
 
     def __reduce__(self):
-        return (type(self), (self.missing, self.root, self.total))
+        return (type(self), (self.missing, self.root, self.total, self.skipping))
 
 
 class ConfigError(ClifVQAError):
     """A configuration is invalid (unknown key, bad value)."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name missing from a registry (a KeyError, as mapping misses are, and a ClifVQAError for the CLI)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class CacheError(ClifVQAError):

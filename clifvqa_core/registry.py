@@ -4,11 +4,13 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
+from .errors import UnknownNameError
+
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A name -> object table whose misses raise ``KeyError`` listing the known names.
+    """A name -> object table whose misses raise :class:`UnknownNameError` (a ``KeyError``) listing the known names.
 
     >>> DATASETS = Registry("dataset")
     >>> @DATASETS.register("konvid1k")
@@ -39,7 +41,7 @@ class Registry(Generic[T]):
         known = sorted(self._items)
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(known)}.{hint}")
+        raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {', '.join(known)}.{hint}")
 
     def __contains__(self, name: object) -> bool:
         return str(name).lower() in self._items

@@ -26,6 +26,7 @@ import torch
 
 from cache import DEFAULT_SHARD_SIZE, FeatureStore, StoreLayout, detect_backend, open_store
 from cache.source import StoreSource
+from cache.summary import failure_lines
 from clifvqa_core import __version__
 from clifvqa_core.data.datasets import SplitListing
 from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
@@ -62,6 +63,8 @@ class ExtractSummary:
     videos_per_s: float = 0.0
     store_done: int = 0
     store_failed: int = 0
+    #: the store's videos without features, named (``cache.summary.failure_lines``: first few with reasons)
+    failure_lines: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +76,8 @@ class ExtractSummary:
                 f"{self.windows_per_s:.1f} windows/s, {self.videos_per_s:.2f} videos/s; stage seconds: "
                 f"decode {s.get('decode', 0):.1f} (workers), wait {s.get('wait', 0):.1f}, "
                 f"encode {s.get('encode', 0):.1f}, write {s.get('write', 0):.1f}; store: "
-                f"{self.store_done}/{self.videos} done, {self.store_failed} failed")
+                f"{self.store_done}/{self.videos} done, {self.store_failed} failed"
+                + "".join("\n" + line for line in self.failure_lines))
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,7 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     final_done = store.done
     summary.store_done = int(final_done.sum())
     summary.store_failed = sum(1 for r in store.failures() if not final_done[store.index_of(str(r["id"]))])
+    summary.failure_lines = failure_lines(store) if rank == 0 else []
     total = time.perf_counter() - t_start
     summary.windows = mapper.windows
     summary.seconds = {"decode": round(decode_s, 3), "wait": round(wait_s, 3), "encode": round(mapper.encode_s, 3),

@@ -1,4 +1,6 @@
-"""Shared fixtures: the read-only ../shared folder (skip when absent), tiny synthetic videos, gpu marker."""
+"""Shared fixtures: the read-only ../shared folder (skip when absent), tiny synthetic videos, gpu marker, the tiny
+random CLIP, and the session's demo store and model trained on it (built once, read by every test that needs
+one; helpers they are made with: tests/helpers.py)."""
 from __future__ import annotations
 
 import os
@@ -24,6 +26,37 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip() -> str:
+    """The tiny random open_clip model config (tests/data/tiny_clip.json), built with ``clip_pretrained="none"``."""
+    from helpers import TINY_CLIP
+
+    return TINY_CLIP
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> tuple[Path, Path]:
+    """(demo root, feature store): 9 demo clips (3 scenes) and their tiny-CLIP store, made once per session
+    (``helpers.make_demo_store``). Read-only for the tests."""
+    from helpers import make_demo_store
+
+    return make_demo_store(tmp_path_factory.mktemp("demo_store"))
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_store, tmp_path_factory) -> dict:
+    """The session's trained tiny model: ``run_training`` of ``helpers.base_train_config`` (1 split, 1 epoch,
+    1 test clip) on the demo store -> {"root", "store", "out" (the run folder), "result" (run_training's
+    return), "checkpoint" (split_0/model.pt)}. Read-only for the tests."""
+    from helpers import base_train_config
+    from train.protocol import run_training
+
+    root, store = demo_store
+    out = tmp_path_factory.mktemp("demo_run")
+    result = run_training(base_train_config(root, store, out))
+    return {"root": root, "store": store, "out": out, "result": result, "checkpoint": out / "split_0" / "model.pt"}
 
 
 @pytest.fixture(scope="session")
@@ -58,14 +91,15 @@ def write_tiny_checkpoint(path: Path, seed: int = 0, calibration: dict | None = 
                           test_clips: int = 2) -> Path:
     """A CLiF-VQA model.pt with random weights of a tiny model (tiny CLIP, 1x2 windows, T = ``frames``, 4x4
     fragments of 16 px of 4-frame clips), the extraction it records, MOS scale 3.0 +- 0.5 and, when given,
-    a ``calibration`` record: scores in a second or so on the CPU."""
-    import torch
-
-    from clifvqa_core.model.clifvqa import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
-    from clifvqa_core.semantic.extract_config import ExtractConfig
+    a ``calibration`` record: scores in a second or so on the CPU. Written by the one writer
+    (``clifvqa_core.model.checkpoint.write_checkpoint``)."""
+    from clifvqa_core.model.checkpoint import write_checkpoint
+    from clifvqa_core.model.clifvqa import ModelConfig
+    from clifvqa_core.semantic.extract_config import ExtractConfig, RecordedExtraction
     from clifvqa_core.semantic.windows import WindowConfig
     from clifvqa_core.spatial.fastvqa import SpatialConfig
     from clifvqa_core.spatial.fragments import FragmentConfig
+    from helpers import tiny_checkpoint
 
     ecfg = ExtractConfig(clip_model=str(REPO / "tests" / "data" / "tiny_clip.json"), clip_pretrained="none",
                          frames=frames, grid=WindowConfig.parse("1x2"), workers=0, batch_size=64, device="cpu")
@@ -74,16 +108,10 @@ def write_tiny_checkpoint(path: Path, seed: int = 0, calibration: dict | None = 
                                  head_dropout=0.0)
     mcfg = ModelConfig(spatial=spatial, spatial_grid=(2, 2, 2), frames=frames, num_descriptions=r,
                        semantic_hidden=8, regression_hidden=16)
-    torch.manual_seed(seed)
-    ck = {"format": CHECKPOINT_FORMAT, "version": 1, "model_config": mcfg.to_json(),
-          "train_config": f'{{"test_clips": {test_clips}}}', "model": CLiFVQA(mcfg).state_dict(), "mos_mean": 3.0,
-          "mos_std": 0.5, "selected": list(range(r)), "logit_scale": None, "extract_config": ecfg.to_dict(),
-          "extract_identity": ecfg.identity(), "extract_key": ecfg.key()}
-    if calibration is not None:
-        ck["calibration"] = calibration
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ck, path)
-    return Path(path)
+    ck, _ = tiny_checkpoint(mcfg, seed, train_config={"test_clips": test_clips},
+                            extraction=RecordedExtraction(ecfg.to_dict(), ecfg.identity(), ecfg.key()),
+                            extra={} if calibration is None else {"calibration": calibration})
+    return write_checkpoint(path, ck)
 
 
 def hf_cache_file(hub: Path, repo: str, filename: str, src: Path) -> Path:

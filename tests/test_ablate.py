@@ -2,12 +2,11 @@
 1 epoch. Checks the tables' structure, that each row is the protocol run it claims to be (the Obj+Sub row equals a
 plain training run with the same seed, the full modules row equals it too), and the window sweep's stores.
 
-``demo_store`` (shared with test_explain / test_probe / test_vsfa through a process-wide cache) makes the demo
-data (3 scenes x 3 clips, 128x96, 16 frames) and one extraction (T=4, 1x1 windows) once per session.
+The demo store and the plain training run are the session's (``demo_store`` / ``demo_run`` in conftest.py: 3
+scenes x 3 clips, 128x96, 16 frames, one extraction T=4, 1x1 windows, 1 epoch of ``helpers.tiny_model``).
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -17,68 +16,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from clifvqa_core.model.clifvqa import ModelConfig
-
-REPO = Path(__file__).resolve().parents[1]
-TINY_CLIP = REPO / "tests" / "data" / "tiny_clip.json"
-T = 4
-
-
-def tiny_model(**changes) -> ModelConfig:
-    """CPU-size model: Swin3D of width 8, 4-frame clips of 7x7 fragments of 8 px (canvas 56) -> map 2x2x2."""
-    from clifvqa_core.spatial.fastvqa import SpatialConfig
-    from clifvqa_core.spatial.fragments import FragmentConfig
-
-    spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=4, fragment=8), window_size=(2, 7, 7),
-                                 head_dropout=0.0, embed_dim=8)
-    base = dict(spatial=spatial, spatial_grid=(2, 2, 2), frames=T, num_descriptions=32, semantic_hidden=8,
-                regression_hidden=16)
-    base.update(changes)
-    return ModelConfig(**base)
-
-
-@functools.lru_cache(maxsize=None)
-def demo_store(base: str) -> tuple[Path, Path]:
-    """(demo root, feature store) under the session's base temp dir; made once per process."""
-    from clifvqa_core.data.datasets import load_dataset
-    from clifvqa_core.semantic.extract_config import ExtractConfig
-    from train.synthetic import make_demo_data
-    from clifvqa_core.semantic.windows import WindowConfig
-    from extract import run_extraction
-
-    root = Path(base) / "experiments_demo"
-    labels = make_demo_data(root, seed=0, scenes=3, frames=16, height=96, width=128, levels=1,
-                            distortions=("blur", "noise"))
-    items = load_dataset("csv", root, labels=labels)
-    cfg = ExtractConfig(clip_model=str(TINY_CLIP), clip_pretrained="none", frames=T, grid=WindowConfig(1, 1),
-                        workers=0, device="cpu")
-    store = root / "demo.zarr"
-    run_extraction(cfg, items, store, progress=False)
-    return root, store
-
-
-def base_train_config(root: Path, store: Path, out: Path, **changes):
-    from train.config import TrainConfig
-
-    kw = dict(cached=(str(store),), dataset="csv", root=str(root), out=str(out), model=tiny_model(), splits=1,
-              epochs=1, batch_size=3, test_fraction=0.34, val_fraction=0.0, workers=0, device="cpu", test_clips=1,
-              warmup_epochs=0.0, seed=0)
-    kw.update(changes)
-    return TrainConfig(**kw)
+from helpers import DEMO_T as T
+from helpers import base_train_config, tiny_model
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return demo_store(str(tmp_path_factory.getbasetemp()))
+def demo(demo_store):
+    return demo_store
 
 
 @pytest.fixture(scope="module")
-def plain_run(demo, tmp_path_factory):
-    """A normal training run of the base config (what every 'full' row must reproduce)."""
-    from train.protocol import run_training
-
-    root, store = demo
-    return run_training(base_train_config(root, store, tmp_path_factory.mktemp("plain")))
+def plain_run(demo_run):
+    """A normal training run of the base config (what every 'full' row must reproduce): the session's."""
+    return demo_run["result"]
 
 
 def _same_numbers(a: dict, b: dict) -> None:

@@ -186,23 +186,22 @@ def _one_line(msg: str) -> None:
 
 def test_unsafe_files_are_refused_in_one_line_by_every_loader(tmp_path, capsys):
     from clifvqa_core.spatial.checkpoints import load_checkpoint_file
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
-    from train.loop import load_checkpoint
+    from clifvqa_core.model.checkpoint import read_checkpoint
+    from train.loop import load_resume_state
 
     evil = _evil(tmp_path / "evil.pt")
-    for load in (load_checkpoint_file, read_clifvqa_checkpoint, load_checkpoint):
+    for load in (load_checkpoint_file, read_checkpoint, load_resume_state):
         with pytest.raises(CheckpointError, match=r"evil.pt: refused by the safe loader.*GLOBAL") as info:
             load(evil)
         _one_line(str(info.value))
     assert "PAYLOAD RAN" not in capsys.readouterr().out
 
 
-def test_unsafe_clip_weights_file_is_one_line(tmp_path, capsys):
+def test_unsafe_clip_weights_file_is_one_line(tiny_clip, tmp_path, capsys):
     from clifvqa_core.semantic.clip import ClipWeightsError, build_clip
 
-    tiny = Path(__file__).resolve().parent / "data" / "tiny_clip.json"
     evil = _evil(tmp_path / "clip_weights.bin")
     with pytest.raises(ClipWeightsError, match=r"clip_weights.bin: refused by the safe loader.*state_dict") as info:
-        build_clip(str(tiny), str(evil))
+        build_clip(tiny_clip, str(evil))
     _one_line(str(info.value))
     assert "PAYLOAD RAN" not in capsys.readouterr().out

@@ -3,6 +3,7 @@ then `train --cached STORE` with no data flags; growing a CSV dataset; a changed
 two trainings at once against one store (tiny random CLIP, CPU-size model)."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -17,9 +18,9 @@ from cache import open_store
 from cli import main
 from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
+from helpers import TINY_CLIP as TINY
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = str(REPO / "tests" / "data" / "tiny_clip.json")
 EXTRACT = ["--clip-model", TINY, "--clip-pretrained", "none", "--frames", "4", "--grid", "1x1", "--workers", "0",
            "--batch-size", "16", "--device", "cpu", "--shard-size", "4"]
 RUNTIME = ["--epochs", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu"]
@@ -231,3 +232,44 @@ def test_train_and_evaluate_reports_in_browser(lsvq_run, browser, tmp_path):
         "Evaluation: lsvq / test", "Evaluation: lsvq / test_1080p"]
     assert page.eval("document.querySelectorAll('svg circle').length") == 6 and not_blank(got["png"])
     page.close()
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    """15 csv videos, their store and a 1-split run (semantic branch only: fast) -> (store, run folder)."""
+    tmp = tmp_path_factory.mktemp("csv_run")
+    _csv_dataset(tmp / "data", 15)
+    store = tmp / "csv.zarr"
+    res = _run("extract", "--dataset", "csv", "--root", str(tmp / "data"), "--out", str(store), *EXTRACT)
+    assert res.exit_code == 0, res.output
+    res = _run("train", "--cached", str(store), "--splits", "1", "--no-spatial", "--out", str(tmp / "run"),
+               *_train_args(store))
+    assert res.exit_code == 0, res.output
+    return store, tmp / "run"
+
+
+def test_evaluate_on_the_training_store_scores_the_test_part(csv_run, tmp_path):
+    """evaluate --cached TRAINING_STORE scored all 15 videos, 12 of them trained on, and called them "test"."""
+    store, run = csv_run
+    split = json.loads((run / "split_0" / "split.json").read_text())
+    model = str(run / "split_0" / "model.pt")
+    res = CliRunner().invoke(main, ["evaluate", "--cached", str(store), "--checkpoint", model,
+                                                    "--device", "cpu", "--workers", "0", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output + res.stderr
+    out = json.loads(res.stdout)
+    assert out["part"] == "test" and out["n"] == len(split["test"]) == 3
+    assert "the test part of split 0" in res.stderr and "12 training/validation videos left out" in res.stderr
+    with (tmp_path / "e" / "predictions.csv").open() as fh:
+        assert sorted(r["video_id"] for r in csv.DictReader(fh)) == sorted(split["test"])
+    for part, n, said in (("all", 15, "12 of them the model trained or was selected on"),
+                          ("train", len(split["train"]), "not a held-out estimate")):
+        res = CliRunner().invoke(main, ["evaluate", "--cached", str(store), "--checkpoint", model,
+                                                        "--device", "cpu", "--workers", "0", "--part", part])
+        assert res.exit_code == 0, res.output + res.stderr
+        assert json.loads(res.stdout)["part"] == part and json.loads(res.stdout)["n"] == n and said in res.stderr
+    # without split.json the training videos are unknown: --part test is refused, auto scores "all" as before
+    lone = tmp_path / "lone" / "model.pt"
+    lone.parent.mkdir()
+    lone.write_bytes(Path(model).read_bytes())
+    res = _run("evaluate", "--cached", str(store), "--checkpoint", str(lone), "--device", "cpu", "--part", "test")
+    assert res.exit_code == 1 and "split.json is missing" in res.output

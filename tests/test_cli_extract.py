@@ -13,8 +13,8 @@ from cli import main
 from clifvqa_core.errors import CacheKeyMismatchError
 from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
+from helpers import TINY_CLIP as TINY
 
-TINY = str(Path(__file__).resolve().parent / "data" / "tiny_clip.json")
 BASE = ["--clip-model", TINY, "--clip-pretrained", "none", "--frames", "4", "--grid", "2x2", "--workers", "0",
         "--batch-size", "16", "--device", "cpu"]
 
@@ -33,6 +33,9 @@ def test_extract_info_verify_end_to_end(tmp_path):
     res = _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), "--shard-size", "2", *BASE)
     assert res.exit_code == 0, res.output
     assert "3 done, 1 failed" in res.output
+    # the failure is named on the terminal with its reason and where the full list is (was: only a count)
+    assert f"  broken: " in res.output and str(root / "broken.mp4") in res.output
+    assert f"every failure with its reason: {out / 'failures.jsonl'}" in res.output
 
     st = open_store(out)
     assert st.done.sum() == 3 and np.isnan(st.mos).all()  # the folder dataset is unlabelled
@@ -41,6 +44,7 @@ def test_extract_info_verify_end_to_end(tmp_path):
     res = _run("cache", "info", str(out))
     assert res.exit_code == 0 and "4: 3 done, 1 failed, 0 missing" in res.output and "T=4 grid=2x2" in res.output
     assert " descriptions (" in res.output and '"templates"' not in res.output   # readable, not a JSON dump
+    assert "  broken: " in res.output and "failures.jsonl" in res.output
     full = json.loads(_run("cache", "info", "--json", str(out)).output)
     assert full["config"]["descriptions"]["name"] in res.output
     res = _run("cache", "verify", str(out))
@@ -116,3 +120,20 @@ def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
     rec = RecordedExtraction.read(dict(open_store(out).attrs), source="old.pt")
     with pytest.raises(CacheKeyMismatchError, match=r'clip_activation: recorded <absent>, now "gelu"'):
         rec.rebuild(tmp_path / "scratch")
+
+
+def test_training_names_the_videos_without_features(tmp_path, caplog):
+    """train's "1 of 4 videos have no features" names the video, its reason and failures.jsonl."""
+    from train.data import source_items
+
+    root = tmp_path / "videos"
+    for k in range(2):
+        write_video(root / f"clip{k}.mp4", moving_frames(8, 64, 64, seed=k), fps=8)
+    (root / "broken.mp4").write_text("not a video")
+    out = tmp_path / "feats.zarr"
+    assert _run("extract", "--dataset", "folder", "--root", str(root), "--out", str(out), *BASE).exit_code == 0
+    with caplog.at_level("WARNING"):
+        items = source_items(out)
+    assert len(items) == 2
+    text = caplog.text
+    assert "1 of 3 videos" in text and "broken: " in text and str(out / "failures.jsonl") in text

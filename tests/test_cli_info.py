@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 from click.testing import CliRunner
 from conftest import moving_frames
-from test_video import BAD_CASES, make_bad_inputs
+from helpers import BAD_CASES, make_bad_inputs
 
 from cli import main
 from clifvqa_core.media.videowrite import write_video
@@ -35,9 +34,7 @@ def test_info_bad_inputs_errors_exit_1(tmp_path):
     bad = make_bad_inputs(tmp_path / "bad")
     good = write_video(tmp_path / "g.mp4", moving_frames(10, 48, 64), fps=25)
     paths = [good] + [bad[c][0] for c in BAD_CASES]
-    t0 = time.perf_counter()
     result, lines = run_info(*paths)
-    assert time.perf_counter() - t0 < 10
     assert result.exit_code == 1
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output

@@ -2,15 +2,26 @@
 subcommand."""
 from __future__ import annotations
 
+import re
+
 from click.testing import CliRunner
 
 from cli import main
 
 
 def test_train_help_lists_the_presets():
+    """Every model preset is named, as a word, in the help of --model-config (not just somewhere in --help:
+    "cpu" is also a --device choice)."""
+    from train.config import MODEL_PRESETS
+
     res = CliRunner().invoke(main, ["train", "--help"])
     assert res.exit_code == 0
-    assert "fastvqa-b" in res.output and "cpu" in res.output and "tiny" in res.output
+    lines = res.output.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("--model-config"))
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("-"))
+    block = " ".join(ln.strip() for ln in lines[start:end])
+    missing = [p for p in MODEL_PRESETS if not re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", block)]
+    assert not missing, (missing, block)
 
 
 def test_unknown_preset_lists_the_valid_ones(tmp_path):

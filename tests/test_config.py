@@ -1,7 +1,7 @@
 """JsonConfig: JSON round trip, unknown keys rejected, nested configs and tuples restored, stable hash."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 
 import pytest
 
@@ -63,5 +63,5 @@ def test_hash_is_stable_and_content_sensitive():
 
 
 def test_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError, match="cannot assign to field 'name'"):
         _Outer().name = "z"  # type: ignore[misc]

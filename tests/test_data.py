@@ -17,7 +17,7 @@ from clifvqa_core.spatial.fragments import MEAN, STD, FragmentConfig, fastvqa_cl
 from clifvqa_core.model.clifvqa import ModelConfig
 from clifvqa_core.media.video import probe, read_frames
 from clifvqa_core.media.videowrite import write_video
-from tests.conftest import moving_frames
+from conftest import moving_frames
 from train.data import MosScale, VideoQualityDataset, collate_samples
 
 # sha256 of the float32 training samples (seed 7) made by the loader *before* the one-pass rewrite

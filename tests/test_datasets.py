@@ -372,3 +372,22 @@ def test_a_missing_video_is_never_found_under_another_folder_by_its_file_name(tm
     items = load_dataset("csv", tmp_path, labels=labels, skip_missing=True)
     assert {i.video_id: i.path.relative_to(tmp_path).as_posix() for i in items} == {
         "1": "elsewhere/ia-batch1/1.mp4", "2": "deep/2.mp4"}
+
+
+def test_lsvq_skip_missing_leaves_out_a_split_with_no_video(lsvq_root: Path) -> None:
+    """Only the test sets downloaded so far: with --skip-missing the train split (no video under root) is left
+    out and named in one line; without it, or for a single split, the error does not say "pass --skip-missing"
+    to a user who passed it."""
+    from clifvqa_core.data.datasets import list_dataset
+    from clifvqa_core.errors import MissingVideosError
+
+    for name in ("yfcc-batch1/1.mp4", "yfcc-batch2/1.mp4"):
+        (lsvq_root / name).unlink()
+    with pytest.raises(MissingVideosError, match="pass --skip-missing"):
+        list_dataset("lsvq", lsvq_root)
+    listings, absent = list_dataset("lsvq", lsvq_root, skip_missing=True)
+    assert [lst.split for lst in listings] == ["test", "test_1080p"]
+    assert len(absent) == 1 and absent[0].startswith("split train left out: none of its 2 videos")
+    with pytest.raises(MissingVideosError) as err:
+        load_dataset("lsvq", lsvq_root, split="train", skip_missing=True)
+    assert "pass --skip-missing" not in str(err.value) and "even with --skip-missing" in str(err.value)

@@ -10,25 +10,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from test_ablate import base_train_config, demo_store
+
+@pytest.fixture(scope="module")
+def trained(demo_run):
+    """The session's model (1 epoch on the demo store; its record says 1 test clip)."""
+    return demo_run["root"], demo_run["store"], demo_run["checkpoint"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from train.protocol import run_training
-
-    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
-    out = tmp_path_factory.mktemp("explain_run")
-    run_training(base_train_config(root, store, out, test_clips=2))
-    return root, store, out / "split_0" / "model.pt"
-
-
-@pytest.fixture(scope="module")
-def extractor():
+def extractor(tiny_clip):
     from clifvqa_core.semantic.extract_config import ExtractConfig, build_extractor
-    from test_ablate import TINY_CLIP
 
-    return build_extractor(ExtractConfig(clip_model=str(TINY_CLIP), clip_pretrained="none"))
+    return build_extractor(ExtractConfig(clip_model=tiny_clip, clip_pretrained="none"))
 
 
 def test_explain_score_weights_and_png(trained, extractor, tmp_path):
@@ -47,9 +40,10 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     model, ck = CLiFVQA.from_checkpoint(ckpt)
     table = load_map_table([str(store)], model.cfg)
     item = type("I", (), {"video_id": "s01_noise_1", "path": video, "mos": 1.0, "group": None, "extra": ()})()
-    pred, z = score_items(model, [item], table, MosScale(ck["mos_mean"], ck["mos_std"]), torch.device("cpu"),
-                          TrainConfig(test_clips=2, workers=0, batch_size=2, device="cpu", amp=False))
-    assert res["score"] == pytest.approx(float(pred[0]), abs=1e-4) and res["test_clips"] == 2
+    pred, z = score_items(model, [item], table, MosScale(ck.mos_mean, ck.mos_std), torch.device("cpu"),
+                          TrainConfig(test_clips=1, workers=0, batch_size=2, device="cpu", amp=False))
+    # the checkpoint's record (1 test clip) is used, not a default of explain's own (the Scorer's is 4)
+    assert res["score"] == pytest.approx(float(pred[0]), abs=1e-4) and res["test_clips"] == 1
     # the recomputed maps are the cached ones: responses = mean of the cached avg rows
     s = open_store(store)
     cached = s.read_maps(s.index_of("s01_noise_1"))
@@ -70,7 +64,7 @@ def test_explain_score_weights_and_png(trained, extractor, tmp_path):
     assert np.asarray(res["panels"][0]["quality_map"]).shape == (2, 2)
     assert np.asarray(res["panels"][0]["quality_cells"]).shape == (7, 7)
     # weights in MOS units are the model-unit weights times the training MOS std
-    assert all(d["weight_mos"] == pytest.approx(d["weight"] * ck["mos_std"]) for d in res["descriptions"])
+    assert all(d["weight_mos"] == pytest.approx(d["weight"] * ck.mos_std) for d in res["descriptions"])
     png = tmp_path / "explain.png"
     import matplotlib.image as mpimg
 
@@ -125,8 +119,10 @@ def test_explain_scores_through_the_scorer(trained, extractor):
 
     root, store, ckpt = trained
     video = root / "videos" / "s02_blur_1.mp4"
-    res = explain_video(video, ckpt, None, extractor=extractor, plots=False)
-    assert res["score"] == Scorer.from_checkpoint(ckpt, "cpu", extractor=extractor)(video).score
+    # 2 clips, as both would read from a checkpoint trained with test_clips=2 (the session's records 1; with 1
+    # clip the two differ by ~2e-8 on some videos: noted in issue 23)
+    res = explain_video(video, ckpt, None, extractor=extractor, plots=False, test_clips=2)
+    assert res["score"] == Scorer.from_checkpoint(ckpt, "cpu", extractor=extractor, test_clips=2)(video).score
 
 
 def test_fragment_cells_put_each_fragment_value_at_its_grid_cell():
@@ -175,3 +171,36 @@ def test_explain_report_in_browser(trained, browser, tmp_path):
     assert got["outside"] == [] and got["errors"] == [] and not_blank(got["png"])
     assert "RANDOM" in got["page"].eval("document.body.innerText")
     got["page"].close()
+
+
+@pytest.fixture(scope="module")
+def trained_objective(demo_store, tmp_path_factory):
+    """A model trained on the objective descriptions only (18 of 32): its maps are recomputed from sims."""
+    from helpers import base_train_config, tiny_model
+    from train.protocol import run_training
+
+    root, store = demo_store
+    out = tmp_path_factory.mktemp("explain_objective")
+    run_training(base_train_config(root, store, out, model=tiny_model(descriptions="objective",
+                                                                      num_descriptions=18)))
+    return root, store, out / "split_0" / "model.pt"
+
+
+@pytest.mark.parametrize("which", ["trained", "trained_objective"])
+def test_explain_maps_are_the_training_maps_bit_for_bit(which, extractor, request):
+    """explain's maps (CLIP on the video, the Scorer's MapRule) equal the maps training read from the store:
+    the store's own maps for all descriptions, and for a description subset the maps recomputed from the
+    float16 sims the store keeps (float32 sims would differ in the last bits)."""
+    from cache.maps import load_map_table
+    from clifvqa_core.model.checkpoint import read_checkpoint
+    from train.experiments.explain import _scorer, _semantics, resolve_extract_config
+
+    root, store, ckpt = request.getfixturevalue(which)
+    ck = read_checkpoint(ckpt)
+    ecfg = resolve_extract_config(ck)
+    scorer = _scorer(ckpt, ecfg, ck, extractor, None, torch.device("cpu"))
+    table = load_map_table([str(store)], scorer.cfg)
+    assert scorer.rule.stored == (which == "trained") and len(scorer.rule.selected) == table.maps.shape[1] // 2
+    for vid in ("s00_pristine", "s01_noise_1", "s02_blur_1"):
+        sem = _semantics(scorer, extractor, ecfg, scorer.semantic_frames(root / "videos" / f"{vid}.mp4"))
+        assert torch.equal(sem["maps"], table.rows([vid])[0]), vid

@@ -25,10 +25,10 @@ from clifvqa_core.semantic.extract_config import ExtractConfig
 from clifvqa_core.media.videowrite import write_video
 from clifvqa_core.semantic.windows import WindowConfig
 from conftest import moving_frames
+from helpers import TINY_CLIP as TINY
 from extract import run_extraction
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "data" / "tiny_clip.json"
 SHARD = 2
 BATCH = 7  # windows per CLIP call: batches span videos (16 windows each) and end mid-video
 

@@ -14,8 +14,9 @@ from clifvqa_core.semantic.extract_config import (IDENTITY_FIELDS, RUNTIME_FIELD
                                          identity_key)
 from clifvqa_core.semantic.clip import ClipWeightsError
 from clifvqa_core.semantic.windows import WindowConfig
+from helpers import TINY_CLIP
 
-TINY = Path(__file__).parent / "data" / "tiny_clip.json"
+TINY = Path(TINY_CLIP)
 
 
 @pytest.fixture

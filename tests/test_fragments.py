@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from clifvqa_core.media.geometry import scaled_size
 from clifvqa_core.spatial.fragments import (MEAN, STD, FragmentConfig, draw_offsets, fastvqa_clip_indices,
                                     fragments_from_frames, grid_fragments, normalize_fragments, prepare_fragments)
 
@@ -199,7 +200,7 @@ def test_odd_aspect_cut_per_region_in_bounded_memory():
     x, peak = _peak_bytes(lambda: fragments_from_frames(frames, 1, FragmentConfig(), torch.Generator().manual_seed(0)))
     assert x.shape == (1, 3, 32, 224, 224) and torch.isfinite(x).all()
     assert peak < x.numel() * 4 + 32 * 2**20, peak
-    assert Fr._upscaled_size(16, 8192, 224) == (224, 114688)
+    assert scaled_size(16, 8192, 224) == (224, 114688)
 
 
 @pytest.mark.parametrize("h,w", [(16, 300), (40, 1000), (300, 20)])
@@ -208,7 +209,7 @@ def test_region_upscale_matches_whole_upscale(h, w, monkeypatch):
     from clifvqa_core.spatial import fragments as Fr
 
     video = torch.from_numpy(np.random.default_rng(h + w).integers(0, 256, (3, 33, h, w), dtype=np.uint8))
-    gh, gw = Fr._upscaled_size(h, w, 224)
+    gh, gw = scaled_size(h, w, 224)
     offsets = draw_offsets(gh, gw, 2, torch.Generator().manual_seed(1))
     monkeypatch.setattr(Fr, "_MAX_UPSCALED_PIXELS", 0)             # force the per-region path
     region = grid_fragments(video, offsets)
@@ -265,3 +266,22 @@ def test_fastvqa_short_videos():
     np.testing.assert_array_equal(fastvqa_clip_indices(3, 4)[0], 2 * np.arange(32) % 3)
     with pytest.raises(ValueError):
         fastvqa_clip_indices(0, 1)
+
+
+def test_small_frame_rule_is_the_windows_rule():
+    """Fragments and CLIP windows are cut from a frame of one size (``media.geometry.scaled_size``): the fragment
+    grid's frame equals the semantic branch's working frame for every small size (h < 224, many widths), e.g.
+    128x134 -> 224x235 (234.5 rounded half up in both; Python's round() gave 234 here before)."""
+    from clifvqa_core.spatial.fragments import _Cutter
+    from clifvqa_core.semantic import windows
+
+    cfg = FragmentConfig()
+    widths = sorted({1, 7, 100, 133, 134, 135, 223, 224, 225, 299, 383, 500, 641, 999})
+    for h in [*range(1, 224, 3), 128, 223]:
+        for w in widths:
+            assert _Cutter(h, w, 1, cfg).grid_size == windows.scaled_size(h, w, cfg.size), (h, w)
+            assert _Cutter(w, h, 1, cfg).grid_size == windows.scaled_size(w, h, cfg.size), (w, h)
+    for h, w in [(128, 134), (134, 128), (100, 80), (37, 51), (223, 225), (5, 7)]:    # the frames CLIP sees
+        frames = torch.zeros(1, h, w, 3, dtype=torch.uint8)
+        assert windows.upscale_small(frames).shape[1:3] == _Cutter(h, w, 1, cfg).grid_size, (h, w)
+    assert _Cutter(128, 134, 1, cfg).grid_size == (224, 235)

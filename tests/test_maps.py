@@ -7,7 +7,8 @@ import torch
 
 from cache.maps import load_map_table
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError
-from test_train import T, make_store, small_model_cfg
+from helpers import STORE_T as T
+from helpers import make_store, small_model_cfg
 
 
 def test_mismatched_cache_is_refused(tmp_path):

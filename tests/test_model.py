@@ -8,7 +8,9 @@ import torch
 from clifvqa_core.errors import CheckpointError, ConfigError
 from clifvqa_core.spatial.fastvqa import SpatialConfig
 from clifvqa_core.spatial.fragments import FragmentConfig
-from clifvqa_core.model.clifvqa import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig, init_from_checkpoint
+from clifvqa_core.model.checkpoint import init_from_checkpoint, write_checkpoint
+from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
+from helpers import tiny_checkpoint
 
 
 def small_spatial(**changes) -> SpatialConfig:
@@ -103,16 +105,18 @@ def test_config_validation_and_round_trip(tmp_path):
 
 
 def test_init_from_own_checkpoint_and_foreign(tmp_path):
-    torch.manual_seed(0)
-    src = CLiFVQA(small_cfg())
-    path = tmp_path / "model.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "model_config": src.cfg.to_json(), "model": src.state_dict(),
-                "mos_mean": 0.0, "mos_std": 1.0}, path)
+    record, src = tiny_checkpoint(small_cfg())
+    path = write_checkpoint(tmp_path / "model.pt", record)
     torch.manual_seed(1)
-    dst = CLiFVQA(small_cfg(num_descriptions=2))     # other r': the regressor's fc3 does not fit
-    rep = init_from_checkpoint(dst, path)
-    assert rep["source"] == "clifvqa" and any("regressor.fc3.weight" in s for s in rep["skipped"])
-    assert torch.equal(dst.spatial.vqa_head.fc_last.weight, src.spatial.vqa_head.fc_last.weight)
+    dst = CLiFVQA(small_cfg())
+    rep = init_from_checkpoint(dst, path)                 # our format: every tensor, strictly
+    assert rep["source"] == "clifvqa" and rep["loaded"] == len(src.state_dict()) and not rep["missing"]
+    assert all(torch.equal(a, b) for a, b in zip(dst.state_dict().values(), src.state_dict().values()))
+    other = CLiFVQA(small_cfg(num_descriptions=2))     # other r': the regressor's fc3 does not fit -> refused
+    with pytest.raises(CheckpointError, match=r"model.pt: --init .*regressor.fc3.weight.*num_descriptions: "
+                                              r"checkpoint 3, this run 2") as info:
+        init_from_checkpoint(other, path)
+    assert "\n" not in str(info.value)
     back, ck = CLiFVQA.from_checkpoint(path)
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), src.state_dict().values()))
     # a FAST-VQA-layout file (state_dict under "state_dict", our spatial names) initialises spatial.*

@@ -23,11 +23,11 @@ from train.config import TrainConfig
 from clifvqa_core.media.videowrite import write_video
 from clifvqa_core.semantic.windows import WindowConfig
 from conftest import REPO, moving_frames
+from helpers import TINY_CLIP
 
 from cache.predict import predict_paths
 from clifvqa_core.inference.predictions import PredictionWriter, write_predictions
 
-TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
 T = 4
 
 
@@ -191,12 +191,25 @@ def test_missing_clip_weights_error_says_how_to_point_to_them(trained, tmp_path)
     assert res.exit_code == 1 and "--clip-pretrained" in res.output, res.output
 
 
-def test_fastvqa_baseline_from_our_checkpoint(trained, tmp_path):
-    bad = _bad_file(tmp_path)
-    rows = predict_paths([trained["items"][1].path, bad], trained["ckpt"], baseline="fastvqa")
-    again = predict_paths([trained["items"][1].path], trained["ckpt"], baseline="fastvqa")
-    assert rows[0].ok and not rows[1].ok
-    assert rows[0].score == rows[0].spatial == again[0].score and math.isnan(rows[0].semantic)
+def test_fastvqa_baseline_refuses_our_checkpoint_and_names_kind_and_units(trained, tmp_path, caplog):
+    """Issue 19 item 9: our model.pt is not a FAST-VQA checkpoint (one line, rc 1); a FAST-VQA file is named
+    as the kind detected, and the score column is said to be raw model units."""
+    from clifvqa_core.errors import CheckpointError
+    from clifvqa_core.spatial.fastvqa import FastVQA
+
+    with pytest.raises(CheckpointError, match=r"model.pt: a CLiF-VQA checkpoint .*not a FAST-VQA one"):
+        predict_paths([trained["items"][1].path], trained["ckpt"], baseline="fastvqa")
+    res = CliRunner().invoke(main, ["predict", str(trained["items"][1].path), "--baseline", "fastvqa",
+                                    "--checkpoint", str(trained["ckpt"]), "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 1 and "not a FAST-VQA one" in res.output and "Traceback" not in res.output
+    fq = tmp_path / "FAST_VQA_B.pth"
+    torch.save({"state_dict": FastVQA().state_dict()}, fq)         # the official layout (our names)
+    with caplog.at_level("WARNING", logger="cache.predict"):
+        rows = predict_paths([tmp_path / "absent.mp4"], fq, baseline="fastvqa")   # builds the scorer, scores none
+    assert not rows[0].ok
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "FAST_VQA_B.pth: an official FAST-VQA-B / FasterVQA checkpoint detected" in said
+    assert "raw output in model units, not MOS" in said
 
 
 def test_checkpoint_records_extraction_so_predict_needs_no_store(trained, tmp_path):

@@ -13,7 +13,6 @@ import torch
 from click.testing import CliRunner
 
 from clifvqa_core.semantic.descriptions import DESCRIPTION_SETS
-from test_ablate import TINY_CLIP, demo_store
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -46,18 +45,18 @@ class StatsExtractor(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return demo_store(str(tmp_path_factory.getbasetemp()))
+def demo(demo_store):
+    return demo_store
 
 
-def test_probe_directions_with_known_extractor(demo, tmp_path):
+def test_probe_directions_with_known_extractor(demo, tiny_clip, tmp_path):
     from clifvqa_core.semantic.windows import WindowConfig
     from train.experiments.plots import SIZES, png_size
     from train.experiments.probe import ProbeConfig, run_probe
 
     root, _ = demo
     videos = [root / "videos" / "s00_pristine.mp4", root / "videos" / "s01_pristine.mp4"]
-    cfg = ProbeConfig(clip_model=str(TINY_CLIP), clip_pretrained="none", frames=2, grid=WindowConfig(1, 1),
+    cfg = ProbeConfig(clip_model=tiny_clip, clip_pretrained="none", frames=2, grid=WindowConfig(1, 1),
                       changes=("brightness", "contrast", "colourfulness", "noise", "blur"), steps=2)
     res = run_probe(cfg, videos, tmp_path, extractor=StatsExtractor())
     ob = res["objective"]
@@ -88,7 +87,7 @@ def test_probe_directions_with_known_extractor(demo, tmp_path):
         assert img[..., :3].std() > 0.05                       # not a blank canvas
 
 
-def test_probe_cli_real_tiny_clip_matches_extraction_cache(demo, tmp_path):
+def test_probe_cli_real_tiny_clip_matches_extraction_cache(demo, tiny_clip, tmp_path):
     """Level 0 of the probe = the video's cached features (same CLIP, T, grid, sampling)."""
     from cache import open_store
     from cli import main
@@ -96,7 +95,7 @@ def test_probe_cli_real_tiny_clip_matches_extraction_cache(demo, tmp_path):
     root, store = demo
     vids = [str(root / "videos" / f"s0{i}_pristine.mp4") for i in range(3)]
     out = tmp_path / "probe"
-    r = CliRunner().invoke(main, ["probe", "responses", *vids, "--out", str(out), "--clip-model", str(TINY_CLIP),
+    r = CliRunner().invoke(main, ["probe", "responses", *vids, "--out", str(out), "--clip-model", tiny_clip,
                                   "--clip-pretrained", "none", "--frames", "4", "--grid", "1",
                                   "--changes", "brightness,noise", "--steps", "1", "--device", "cpu"])
     assert r.exit_code == 0, r.output

@@ -95,8 +95,11 @@ def test_predict_report_descriptions_and_warning(videos, tmp_path):
     the random-CLIP warning shows when the checkpoint's extraction had no weights."""
     from train.report import RANDOM_CLIP_WARNING, write_predict_report
 
-    ck = {"extract_config": {"clip_model": "ViT-B-32", "grid": {"rows": 1, "cols": 1}, "frames": 8},
-          "extract_identity": {"clip_weights": "none"}, "extract_key": "k", "train_config": "{}"}
+    from clifvqa_core.semantic.extract_config import RecordedExtraction
+    from helpers import tiny_checkpoint
+
+    ck = tiny_checkpoint(extraction=RecordedExtraction(
+        {"clip_model": "ViT-B-32", "grid": {"rows": 1, "cols": 1}, "frames": 8}, {"clip_weights": "none"}, "k"))[0]
     html = write_predict_report(_rows(videos, tmp_path)[:1], tmp_path / "r.html", ckpt=ck,
                                 checkpoint="m.pt").read_text()
     desc = re.findall(r"([\d.]+)% (a [a-z]+ video frame)", html)

@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.semantic.extract_config import ExtractConfig
+from clifvqa_core.model.checkpoint import read_checkpoint, write_checkpoint
+from clifvqa_core.semantic.extract_config import ExtractConfig, RecordedExtraction
 from clifvqa_core.spatial.fastvqa import SpatialConfig
 from clifvqa_core.spatial.fragments import FragmentConfig
-from clifvqa_core.model.clifvqa import CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
+from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer, ScoreResult
 from clifvqa_core.media.videowrite import write_video
 from clifvqa_core.semantic.windows import WindowConfig
 from conftest import REPO, moving_frames
+from helpers import TINY_CLIP, tiny_checkpoint
 
-TINY_CLIP = str(REPO / "tests" / "data" / "tiny_clip.json")
 T = 4
 
 
@@ -31,13 +32,9 @@ def setup(tmp_path_factory):
                                  head_dropout=0.0)
     mcfg = ModelConfig(spatial=spatial, spatial_grid=(2, 2, 2), frames=T, num_descriptions=r, semantic_hidden=8,
                        regression_hidden=16)
-    torch.manual_seed(0)
-    model = CLiFVQA(mcfg)
-    ckpt = root / "model.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "model_config": mcfg.to_json(),
-                "train_config": '{"test_clips": 2}', "model": model.state_dict(), "mos_mean": 3.0, "mos_std": 0.5,
-                "selected": list(range(r)), "logit_scale": None, "extract_config": ecfg.to_dict(),
-                "extract_identity": ecfg.identity(), "extract_key": ecfg.key()}, ckpt)
+    rec = RecordedExtraction(ecfg.to_dict(), ecfg.identity(), ecfg.key())
+    record, model = tiny_checkpoint(mcfg, train_config={"test_clips": 2}, extraction=rec)
+    ckpt = write_checkpoint(root / "model.pt", record)
     videos, frames = [], []
     for i in range(2):
         f = moving_frames(12, 72, 96, seed=i)
@@ -123,12 +120,11 @@ def test_unavailable_recorded_tag_fails_before_the_model_is_built(setup, tmp_pat
     import clifvqa_core.semantic.clip as semantic
     from clifvqa_core.semantic.clip import ClipWeightsError
 
-    ck = torch.load(setup["ckpt"], weights_only=True)
     ecfg = ExtractConfig(clip_model="ViT-B-32", clip_pretrained="openai", frames=T, grid=WindowConfig.parse("1x2"),
                          workers=0, device="cpu")
-    ck.update(extract_config=ecfg.to_dict(), extract_identity=ecfg.identity(), extract_key=ecfg.key())
-    path = tmp_path / "tagged.pt"
-    torch.save(ck, path)
+    ck = read_checkpoint(setup["ckpt"]).replace(extraction=RecordedExtraction(ecfg.to_dict(), ecfg.identity(),
+                                                                              ecfg.key()))
+    path = write_checkpoint(tmp_path / "tagged.pt", ck)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(CLiFVQA, "__init__", lambda *a, **k: pytest.fail("model built before the CLIP check"))

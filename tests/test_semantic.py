@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import moving_frames
+from helpers import TINY_CLIP
 
 from clifvqa_core.semantic.descriptions import CLIF_V1
 from clifvqa_core.errors import ConfigError
@@ -25,7 +26,7 @@ from clifvqa_core.semantic.clip import ClipWeightsError, build_clip, clip_activa
 from clifvqa_core.semantic.extractor import SemanticExtractor, sims_to_maps
 from clifvqa_core.semantic.windows import WindowConfig, scaled_size, upscale_small, window_origins
 
-TINY = Path(__file__).parent / "data" / "tiny_clip.json"
+TINY = Path(TINY_CLIP)
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 GRID = WindowConfig(2, 3)
 
@@ -320,3 +321,21 @@ def test_invalid_json_model_config(tmp_path):
     path.write_text(json.dumps({"embed_dim": 32}))
     with pytest.raises(ConfigError, match="missing key"):
         build_clip(str(path), "none")
+
+
+@pytest.mark.parametrize("selected, asked, stored, scale", [
+    (range(4), None, True, 14.0),          # all descriptions at CLIP's temperature: the store's own maps
+    (range(4), 14.0, True, 14.0),          # the same temperature asked for: still the store's maps
+    (range(4), 100.0, False, 100.0),       # another temperature: recomputed from float16 sims
+    ((0, 2), None, False, 14.0),           # a subset: recomputed
+    ((1, 0, 2, 3), None, False, 14.0),     # all, but reordered: recomputed
+])
+def test_map_rule_one_decision_for_store_and_scorer(selected, asked, stored, scale):
+    from clifvqa_core.semantic.extractor import MapRule
+
+    rule = MapRule.of(selected, 4, asked, 14.0)
+    assert (rule.stored, rule.logit_scale) == (stored, scale)
+    sims = torch.rand(3, 2, 2, 4) * 2 - 1                                     # [T, rows, cols, r] float32
+    want = sims_to_maps(sims if stored else sims.half(), scale, None if stored else list(selected))
+    assert torch.equal(rule.maps(sims), want)                                 # fresh float32 sims
+    assert torch.equal(rule.maps(sims.half().numpy()), sims_to_maps(sims.half(), scale, list(rule.selected)))

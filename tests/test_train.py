@@ -7,7 +7,6 @@ import json
 import math
 import os
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,61 +14,20 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from clifvqa_core.semantic.descriptions import Description, DescriptionSet
-from clifvqa_core.spatial.fastvqa import SpatialConfig
-from clifvqa_core.spatial.fragments import FragmentConfig
 from clifvqa_core.objectives.losses import clif_loss
-from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
+from clifvqa_core.model.clifvqa import CLiFVQA
 from train.config import TrainConfig, resolve_recipe
 from clifvqa_core.media.videowrite import write_video
 from conftest import moving_frames
+from helpers import STORE_R, STORE_T, Item, lite_spatial, make_store, small_model_cfg, store_descriptions
 
 from cache.maps import load_map_table
 from train.data import MosScale, VideoQualityDataset
 from train.loop import BACKBONE_PREFIX, DistEnv, build_optimizer, fit, lr_factor, score_videos, train_step
 from train.protocol import make_split
 
-T, R = 8, 3
-DSET = DescriptionSet("test-set", 1, ("a {} video frame.",),
-                      (Description("sharp", "objective"), Description("blurry", "objective"),
-                       Description("joyful", "subjective")))
-
-
-@dataclass(frozen=True)
-class Item:   # the fields of datasets.VideoItem that stage two reads
-    video_id: str
-    path: Path
-    mos: float
-    group: str | None = None
-    extra: tuple = ()
-
-
-def small_model_cfg(**changes) -> ModelConfig:
-    spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=8, fragment=16), window_size=(4, 7, 7),
-                                 head_dropout=0.0)
-    base = dict(spatial=spatial, spatial_grid=(4, 4, 4), frames=T, num_descriptions=R, description_set="test-set",
-                semantic_hidden=8, regression_hidden=16)
-    base.update(changes)
-    return ModelConfig(**base)
-
-
-def make_store(path: Path, ids: list[str], mos: list[float], frames: int = T, seed: int = 0,
-               clip_weights: str = "none") -> Path:
-    from cache import open_store
-    from cache.schema import ShardData, StoreLayout
-    from clifvqa_core.semantic.extractor import sims_to_maps
-
-    rng = np.random.default_rng(seed)
-    n = len(ids)
-    layout = StoreLayout(n=n, frames=frames, rows=2, cols=2, r=R, shard_size=n)
-    identity = {"descriptions": DSET.to_dict(), "frames": frames, "grid": {"rows": 2, "cols": 2},
-                "clip_weights": clip_weights}
-    sims = rng.uniform(0.1, 0.3, (n, frames, 2, 2, R)).astype(np.float16)
-    store = open_store(path, "w", identity, layout=layout, ids=ids, mos=mos,
-                       attrs={"runtime": {"logit_scale": 100.0}})
-    store.write_shard(0, ShardData(done=np.ones(n, bool), maps=sims_to_maps(sims, 100.0), sims=sims))
-    store.close()
-    return path
+T, R = STORE_T, STORE_R
+DSET = store_descriptions()
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +114,7 @@ def _fit_cfg(tmp: Path, store: Path, epochs: int) -> TrainConfig:
 def test_resume_is_bit_for_bit(data, tmp_path, monkeypatch):
     _, items, store = data
     cfg = _fit_cfg(tmp_path, store, epochs=2)
+    cfg = cfg.replace(model=small_model_cfg(**lite_spatial()))     # any spatial branch: the small one
     table = load_map_table([store], cfg.model)
     train = items[:4]
     full = fit(cfg, cfg.model, table, train, [], tmp_path / "full", seed=3, device=torch.device("cpu"))
@@ -191,7 +150,7 @@ def _ddp_worker(rank: int, world: int, port: int, store: str, items: list, out: 
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
-        cfg = small_model_cfg()
+        cfg = small_model_cfg(**lite_spatial())
         table = load_map_table([store], cfg)
         batch = _batch(items, table, cfg)
         mine = {k: v[rank::world] for k, v in batch.items()}     # DistributedSampler's interleaving
@@ -226,7 +185,7 @@ def test_ddp_two_processes_equal_one_process_doubled_batch(data, tmp_path):
     out = tmp_path / "ddp.pt"
     mp.start_processes(_ddp_worker, args=(2, _free_port(), str(store), four, str(out)), nprocs=2,
                        join=True, start_method="spawn")
-    cfg = small_model_cfg()
+    cfg = small_model_cfg(**lite_spatial())
     table = load_map_table([store], cfg)
     batch = _batch(four, table, cfg)
     torch.manual_seed(0)
@@ -313,19 +272,22 @@ def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path, m
     import os
 
     from clifvqa_core.errors import StorageError
+    from clifvqa_core.model.checkpoint import read_checkpoint
+    from helpers import tiny_checkpoint
     from train.loop import save_checkpoint
 
-    save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+    ck = tiny_checkpoint()[0]
+    save_checkpoint(tmp_path / "last.pt", ck.replace(epoch=1))
 
     def full(obj, f, *a, **kw):  # torch's zip writer sees a short write on a full disk
         Path(f).write_bytes(b"PK\x03\x04 half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(StorageError, match=r"last.pt: cannot write: no space left on device"):
-        save_checkpoint(tmp_path / "last.pt", {"epoch": 2})
+    with pytest.raises(StorageError, match=r"last.pt: cannot write the checkpoint: no space left on device"):
+        save_checkpoint(tmp_path / "last.pt", ck.replace(epoch=2))
     monkeypatch.undo()
-    assert torch.load(tmp_path / "last.pt")["epoch"] == 1
+    assert read_checkpoint(tmp_path / "last.pt").epoch == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
@@ -463,15 +425,14 @@ def test_paper_protocol_tables_carry_the_label(tmp_path, monkeypatch):
     assert PROTOCOL_LABELS["paper"] in md.splitlines()[2]
 
 
-def test_train_cli_protocol_options(tmp_path_factory, tmp_path):
+def test_train_cli_protocol_options(demo_store, tmp_path):
     """`train` on the demo data through the CLI: --protocol paper / --lr / --test-clips / --test-fraction land in
     train_config.json, every table is labelled, and paper + a validation part is one line, exit 1."""
     from click.testing import CliRunner
 
     from cli import main
-    from test_ablate import demo_store
 
-    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
+    root, store = demo_store
     out = tmp_path / "run"
     base = ["train", "--cached", str(store), "--dataset", "csv", "--root", str(root), "--model-config", "tiny",
             "--no-spatial", "--splits", "1", "--epochs", "2", "--batch-size", "3", "--test-fraction", "0.34",
@@ -516,3 +477,38 @@ def test_model_presets_and_unknown_name():
     assert model_preset("fastvqa-b").spatial_grid == (16, 7, 7) and model_preset("tiny").spatial.embed_dim == 24
     with pytest.raises(ConfigError, match=r"'cpx' \(did you mean 'cpu'\?\); known: fastvqa-b, cpu, tiny"):
         model_preset("cpx")
+
+
+def _grouped_47() -> list[Item]:
+    """The issue's dataset: 7 real clips with two re-encodes each (groups of 3) and 26 single synthetic clips."""
+    return [Item(f"r{g}_{j}", Path("x"), float(g + j), group=f"r{g}") for g in range(7) for j in range(3)] + \
+        [Item(f"s{i}", Path("x"), float(i), group=f"s{i}") for i in range(26)]
+
+
+def test_grouped_splits_carve_validation_and_hit_video_fractions():
+    """min_train counts videos (was: groups left, 6 < 24, so grouped data never got a validation part), and the
+    test part is sized by videos (was: 6 of 47 in 9 of 10 splits, 16 in one)."""
+    from train.protocol import split_record
+
+    items = _grouped_47()
+    group = {it.video_id: it.group for it in items}
+    for k in range(10):
+        sp = make_split(items, k, 0.2, 0.1, min_train=24)
+        assert sorted(sp["train"] + sp["val"] + sp["test"]) == sorted(it.video_id for it in items)
+        parts = [{group[v] for v in sp[p]} for p in ("train", "val", "test")]
+        assert not parts[0] & parts[1] and not parts[0] & parts[2] and not parts[1] & parts[2]
+        assert abs(len(sp["test"]) - 10) <= 1, sp          # 47 - int(0.8 * 47) = 10, within one video
+        assert 3 <= len(sp["val"]) <= 6, sp                 # round(0.1 * 37) = 4, within half a group
+        rec = split_record(k, sp, items, 0.2, 0.1)
+        assert rec["unit"] == "group" and rec["asked"] == {"test": 0.2, "val": 0.1}
+        assert rec["achieved"]["test"] == round(len(sp["test"]) / 47, 4) and rec["counts"]["val"] == len(sp["val"])
+
+
+def test_split_summary_line_states_asked_and_achieved():
+    from train.protocol import format_splits, split_record
+
+    items = _grouped_47()
+    recs = [split_record(k, make_split(items, k, 0.2, 0.1, min_train=24), items, 0.2, 0.1) for k in range(3)]
+    line = format_splits(recs)
+    assert line.startswith("splits by group: test ") and "(asked 20%)" in line and "(asked 10%)" in line
+    assert "without one" not in line

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from clifvqa_core.errors import CheckpointError, ConfigError
-from clifvqa_core.model.clifvqa import checkpoint_kind
-from train.config import RECIPES, TrainConfig, resolve_recipe
+from clifvqa_core.model.checkpoint import checkpoint_kind
+from helpers import write_tiny_record
+from train.config import RECIPES, TrainConfig, policy_fields, resolve_recipe
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +20,7 @@ def inits(tmp_path_factory):
                                "cls_head.fc_cls.weight": torch.zeros(400, 768)}}, k400)
     fast = d / "FAST_VQA_B_1_4.pth"
     torch.save({"state_dict": {"fragments_backbone.patch_embed.proj.weight": torch.zeros(96, 3, 2, 4, 4)}}, fast)
-    ours = d / "model.pt"
-    torch.save({"format": "clifvqa-checkpoint", "version": 1, "model": {}}, ours)
+    ours = write_tiny_record(d / "model.pt")
     return {"k400": k400, "fast": fast, "ours": ours}
 
 
@@ -75,3 +75,18 @@ def test_protocol_switch():
         TrainConfig(protocol="paper", val_fraction=0.1)
     with pytest.raises(ConfigError, match="protocol 'papr' unknown"):
         TrainConfig(protocol="papr")
+
+
+@pytest.mark.parametrize("protocol, lr, val, want", [
+    ("default", None, None, {}),
+    ("default", None, 0.0, {"val_fraction": 0.0}),
+    ("default", 1e-3, 0.2, {"val_fraction": 0.2, "lr_head": 1e-3, "lr_backbone": 1e-4}),
+    ("paper", None, None, {"val_fraction": 0.0}),
+    ("paper", 7.5e-4, None, {"val_fraction": 0.0, "lr_head": 7.5e-4, "lr_backbone": 7.5e-4 / 10}),
+])
+def test_policy_fields(protocol, lr, val, want):
+    got = policy_fields(protocol, lr=lr, val_fraction=val)
+    assert got == want
+    cfg = TrainConfig(protocol=protocol, **got)
+    assert cfg.val_fraction == want.get("val_fraction", 0.1)
+    assert cfg.lr_head / cfg.lr_backbone == pytest.approx(10)

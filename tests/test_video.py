@@ -1,7 +1,6 @@
 """clifvqa_core.media.video on tiny videos written here (lossless where pixels are compared exactly)."""
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,14 +8,10 @@ import av
 import numpy as np
 import pytest
 from conftest import moving_frames
+from helpers import BAD_CASES, make_bad_inputs
 
 from clifvqa_core.media import video as V
-from clifvqa_core.errors import (
-    NoVideoStreamError,
-    VideoError,
-    VideoNotFoundError,
-    VideoOpenError,
-)
+from clifvqa_core.errors import VideoError
 from clifvqa_core.media.videowrite import write_video
 
 H, W = 48, 64
@@ -261,52 +256,6 @@ def test_truncated_faststart_mp4(tmp_path):
     assert not info.frame_count_exact and 5 < info.frame_count < 40
     out = V.read_frames(cut, [0, 39])
     assert ids(out)[0] == 0 and 5 < ids(out)[1] < 39
-
-
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        for i in range(5):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 16000, i * 1024
-            for pkt in s.encode(f):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return path
-
-
-def make_bad_inputs(d: Path) -> dict[str, tuple[Path, type[VideoError], str]]:
-    """Every bad-input case: name -> (path, expected error class, a word the reason must contain)."""
-    d.mkdir(parents=True, exist_ok=True)
-    good = write_video(d / "good.mp4", moving_frames(20, H, W), fps=25, codec="libx264")
-    zero = d / "zero.mp4"
-    zero.write_bytes(b"")
-    text = d / "text.mp4"
-    text.write_text("this is not a video\n" * 50)
-    trunc = d / "trunc.mp4"
-    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # moov atom is at the end: lost
-    corrupt = d / "corrupt.mp4"
-    data = bytearray(good.read_bytes())
-    data[:256] = np.random.default_rng(3).integers(0, 256, 256, dtype=np.uint8).tobytes()
-    corrupt.write_bytes(bytes(data))
-    dangling = d / "dangling.mp4"
-    os.symlink(d / "nowhere.mp4", dangling)
-    folder = d / "folder.mp4"
-    folder.mkdir()
-    return {
-        "zero": (zero, VideoOpenError, "empty"),
-        "text": (text, VideoOpenError, "text"),
-        "audio": (_audio_only(d / "audio.mp4"), NoVideoStreamError, "audio"),
-        "truncated": (trunc, VideoOpenError, "truncated"),
-        "corrupt": (corrupt, VideoOpenError, "corrupt"),
-        "dangling": (dangling, VideoNotFoundError, "dangling"),
-        "missing": (d / "missing.mp4", VideoNotFoundError, "no such file"),
-        "directory": (folder, VideoNotFoundError, "directory"),
-    }
-
-
-BAD_CASES = ["zero", "text", "audio", "truncated", "corrupt", "dangling", "missing", "directory"]
 
 
 @pytest.fixture(scope="module")

@@ -104,22 +104,21 @@ def test_vsfa_learns_cached_features_with_train_splits(tmp_path):
         VSFATrainConfig(descriptions="none")
 
 
-def test_probe_vsfa_cli_on_demo_store(tmp_path_factory, tmp_path):
+def test_probe_vsfa_cli_on_demo_store(demo_store, tmp_path):
     from cli import main
-    from test_ablate import demo_store
     from train.experiments.plots import SIZES, png_size
 
-    root, store = demo_store(str(tmp_path_factory.getbasetemp()))
+    root, store = demo_store
     out = tmp_path / "fig5"
     r = CliRunner().invoke(main, ["probe", "vsfa", "--cached", str(store), "--root", str(root), "--out", str(out),
                                   "--descriptions", "objective,all", "--splits", "1", "--epochs", "3",
-                                  "--batch-size", "4", "--test-fraction", "0.34", "--val-fraction", "0"])
+                                  "--batch-size", "4", "--test-fraction", "0.67", "--val-fraction", "0"])
     assert r.exit_code == 0, r.output
     table = json.loads((out / "fig5_vsfa.json").read_text())
     assert list(table["rows"]) == ["objective", "all"] and table["clip"]["weights"] == "none"
     for sel in ("objective", "all"):
         per = json.loads((out / sel / "results.json").read_text())["parts"]["test"]
-        assert per["per_split"][0]["n"] == 6   # 3 scenes: int(0.66 * 3) = 1 trains, 2 scenes (6 clips) test
+        assert per["per_split"][0]["n"] == 6   # 3 scenes of 3: int(0.33 * 9) = 2 -> 1 scene trains, 6 clips test
         m = per["summary"]["srocc"]["mean"]
         assert (math.isnan(m) and math.isnan(table["rows"][sel]["srocc"]["mean"])) or table["rows"][sel]["srocc"][
             "mean"] == m

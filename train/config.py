@@ -36,7 +36,7 @@ from clifvqa_core.errors import ConfigError
 from clifvqa_core.model.clifvqa import ModelConfig
 
 __all__ = ["TrainConfig", "LOSS_NAMES", "MODEL_PRESETS", "PROTOCOLS", "RECIPES", "Recipe", "model_preset",
-           "resolve_recipe"]
+           "policy_fields", "resolve_recipe"]
 
 LOSS_NAMES = ("clif", "plcc_rank")
 MODEL_PRESETS = ("fastvqa-b", "cpu", "tiny")
@@ -44,6 +44,9 @@ MODEL_PRESETS = ("fastvqa-b", "cpu", "tiny")
 #: selected model. "paper": the reference's reporting (no validation part; per split the best test value
 #: of each metric over the epochs), labelled as such in every table.
 PROTOCOLS = ("default", "paper")
+#: One learning rate given (``train --lr``) sets the head's; the Swin backbone's is this many times smaller
+#: (the reference's ``backbone_lr_mult`` 0.1; the paper's defaults 7.5e-4 / 7.5e-5 keep the same ratio).
+BACKBONE_LR_DIVISOR = 10
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,22 @@ class TrainConfig(JsonConfig):
         return cfg.absolute(Path(path_or_text).resolve().parent) if is_file else cfg
 
 
+def policy_fields(protocol: str, lr: float | None = None, val_fraction: float | None = None) -> dict[str, float]:
+    """The TrainConfig fields that one learning rate and an optional validation fraction stand for.
+
+    ``lr`` -> ``lr_head = lr``, ``lr_backbone = lr / BACKBONE_LR_DIVISOR``; None: the defaults. ``val_fraction``
+    None -> the protocol's default: TrainConfig's 0.1 for "default", 0 for "paper" (which has no validation
+    part). Example: ``policy_fields("paper", lr=1e-3)`` -> ``{"val_fraction": 0.0, "lr_head": 1e-3,
+    "lr_backbone": 1e-4}``.
+    """
+    fields: dict[str, float] = {}
+    if val_fraction is not None or protocol != "default":
+        fields["val_fraction"] = val_fraction or 0.0
+    if lr is not None:
+        fields.update(lr_head=lr, lr_backbone=lr / BACKBONE_LR_DIVISOR)
+    return fields
+
+
 def resolve_recipe(cfg: TrainConfig, init_kind: str | None = None) -> TrainConfig:
     """``cfg`` with ``epochs`` / ``ema`` / ``freeze_backbone_epochs`` that are None taken from :data:`RECIPES`.
 
@@ -261,7 +280,7 @@ def resolve_recipe(cfg: TrainConfig, init_kind: str | None = None) -> TrainConfi
         changes["ema"] = row.ema if row.ema is not None else cfg.train_split is not None
     if "freeze_backbone_epochs" in missing:
         if cfg.init and init_kind is None:
-            from clifvqa_core.model.clifvqa import checkpoint_kind
+            from clifvqa_core.model.checkpoint import checkpoint_kind
 
             init_kind = checkpoint_kind(cfg.init, trust=cfg.trust_init)
         vqa = bool(cfg.init) and init_kind in VQA_INIT_KINDS

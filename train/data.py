@@ -51,8 +51,12 @@ def source_items(path: str | Path, root: str | Path | None = None, split: str | 
     from cache import open_store
     from clifvqa_core.data.datasets import list_dataset
 
+    from cache.summary import failure_lines
+
     with open_store(path, "r") as store:
         src, ids, done = store.source, store.ids, store.done
+        named = {sp: failure_lines(store, src.rows(sp)) for sp in ([split] if split else src.split_names)} \
+            if src is not None and not done.all() else {}
     if src is None:
         raise CacheError(f"{path}: the store does not record its dataset (made by an older version); pass "
                          "--dataset, --root and --labels")
@@ -66,8 +70,8 @@ def source_items(path: str | Path, root: str | Path | None = None, split: str | 
         rows = src.rows(sp)
         failed = int((~done[rows]).sum())
         if failed:   # the store knows these: extraction failed (or has not reached them yet)
-            log.warning("%d of %d videos of split %r in %s have no features (`cache info` counts them); left out",
-                        failed, len(rows), sp, path)
+            log.warning("%d of %d videos of split %r in %s have no features; left out:\n%s", failed, len(rows), sp,
+                        path, "\n".join(named.get(sp, ())))
         wanted = {ids[r] for r in rows if done[r]}
         found = [it for it in by_split[sp] if it.video_id in wanted]
         lost = sorted(wanted - {it.video_id for it in found})

@@ -242,7 +242,8 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     from extract import run_extraction
 
     from .loop import fit
-    from .protocol import _write_predictions, make_split, model_config_for_cache, score_items
+    from .protocol import (_write_predictions, make_split, model_config_for_cache, score_items, split_record,
+                           write_split)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,7 +297,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     tcfg.to_json(run_dir / "train_config.json")
     sdir = run_dir / "split_0"
     sdir.mkdir(parents=True, exist_ok=True)
-    (sdir / "split.json").write_text(json.dumps({"k": 0, **split}, indent=1) + "\n")
+    write_split(sdir, split_record(0, split, items, cfg.test_fraction, cfg.val_fraction))
     test_scenes = sorted({str(it.group) for it in test_items})
     log.info("[3/5] stage two: %d train / %d val / %d held-out clips (held-out scenes %s), %d epochs",
              len(train_items), len(val_items), len(test_items), ", ".join(test_scenes), tcfg.epochs)

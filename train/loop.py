@@ -1,7 +1,7 @@
 """Training one model on one split: optimiser groups, warm-up + cosine, EMA, bf16 autocast, DDP, checkpoints,
 bit-for-bit resume, model selection on the validation part, evaluation.
 
-Checkpoint format (``last.pt`` every epoch, ``model.pt`` = the selected model), loadable with
+Checkpoints (``last.pt`` every epoch, ``model.pt`` = the selected model) are :class:`clifvqa_core.model.checkpoint.Checkpoint` records; the file, loadable with
 ``torch.load(weights_only=True)`` (tensors and plain types only)::
 
     format "clifvqa-checkpoint", version 1, model_config (JSON str), train_config (JSON str),
@@ -33,11 +33,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError
-from clifvqa_core.fileio import atomic_write
 from clifvqa_core.spatial.fragments import prepare_fragments
 from clifvqa_core.objectives.losses import LOSSES
 from clifvqa_core.objectives.metrics import evaluate_scores
-from clifvqa_core.model.clifvqa import BACKBONE_PREFIX, CHECKPOINT_FORMAT, CLiFVQA, ModelConfig
+from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from clifvqa_core.model.clifvqa import BACKBONE_PREFIX, CLiFVQA, ModelConfig
 from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
 from clifvqa_core.inference.calibration import Calibration
 from clifvqa_core.inference.scorer import Scorer
@@ -46,8 +46,6 @@ from train.config import TrainConfig, resolve_recipe
 from .data import MapTable, MosScale, VideoQualityDataset, collate_samples
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_VERSION = 1
 
 
 # ---- optimisation ----------------------------------------------------------------------------------
@@ -249,23 +247,47 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (tmp + fsync + rename + fsync dir): a crash never leaves a half-written last.pt;
-    a full disk ends as one ``StorageError`` line naming ``path``."""
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+def save_checkpoint(path: Path, ck: Checkpoint) -> None:
+    """Write atomically (:func:`clifvqa_core.model.checkpoint.write_checkpoint`): a crash never leaves a
+    half-written last.pt; a full disk ends as one ``StorageError`` line naming ``path``."""
+    write_checkpoint(path, ck)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+#: what ``last.pt`` holds beyond the inference checkpoint, needed to resume a split
+RESUME_FIELDS = ("train_model", "optimizer", "scheduler_step", "rng")
+_REDO = "delete it and run `train --resume` again to redo this split from its first epoch"
+
+
+def load_resume_state(path: Path) -> Checkpoint:
+    """``last.pt`` for ``--resume``: read and validated as every checkpoint is, with the training state
+    (:data:`RESUME_FIELDS`) present; CheckpointError (one line naming the file and how to recover) otherwise."""
+    ck = read_checkpoint(path)
+    missing = [k for k in RESUME_FIELDS if k not in ck.extra]
+    if missing:
+        raise CheckpointError(f"{path}: not a resumable last.pt (field {', '.join(map(repr, missing))} missing); {_REDO}")
+    return ck
+
+
+def _resume(last: Path, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
+            ema: "EMA | None", device: torch.device) -> tuple[list, dict, Any, int]:
+    """Restore a split from ``last`` -> (history, best, best_state, start epoch); model, optimiser, schedule, EMA
+    and RNG states are set in place. A state that does not fit this run is one CheckpointError line."""
+    ck = load_resume_state(last)
+    if dict(ck.train_config) != json.loads(cfg.to_json()):
+        log.warning("%s was written with another train config; resuming anyway with the current one", last)
+    x = ck.extra
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        from clifvqa_core.spatial.checkpoints import load_error
-
-        raise load_error(path, exc, "last.pt files hold only tensors and plain values; this one was not written "
-                                    "by `train`: delete it to start the split again") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a CLiF-VQA checkpoint")
-    return ckpt
+        model.load_state_dict(x["train_model"])
+        optimizer.load_state_dict(x["optimizer"])
+        schedule.step_count = int(x["scheduler_step"])
+        if ema is not None and x.get("ema") is not None:
+            ema.state = {k: v.to(device) for k, v in x["ema"].items()}
+        set_rng_state(x["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{last}: the training state does not fit this run ({first}); {_REDO}") from None
+    log.info("resumed %s at epoch %d", last, ck.epoch + 1)
+    return [dict(h) for h in ck.history], dict(ck.best), x.get("best_model"), ck.epoch + 1
 
 
 # ---- one split ---------------------------------------------------------------------------------------
@@ -336,7 +358,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     model = CLiFVQA(model_cfg).to(device)
     init_kind = None
     if cfg.init:
-        from clifvqa_core.model.clifvqa import init_from_checkpoint
+        from clifvqa_core.model.checkpoint import init_from_checkpoint
         init_kind = init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)["source"]
     cfg = resolve_recipe(cfg, init_kind)
     freeze = cfg.freeze_backbone_epochs if model_cfg.use_spatial else 0
@@ -382,20 +404,7 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     start_epoch = 0
     last = out_dir / "last.pt"
     if resume and last.is_file():
-        ck = load_checkpoint(last)
-        if ck.get("train_config") != cfg.to_json():
-            log.warning("%s was written with another train config; resuming anyway with the current one", last)
-        model.load_state_dict(ck["train_model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        schedule.step_count = int(ck["scheduler_step"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
-        history = list(ck["history"])
-        best = dict(ck["best"])
-        best_state = ck.get("best_model")
-        start_epoch = int(ck["epoch"]) + 1
-        set_rng_state(ck["rng"])
-        log.info("resumed %s at epoch %d", last, start_epoch)
+        history, best, best_state, start_epoch = _resume(last, cfg, model, optimizer, schedule, ema, device)
 
     def inference_state() -> dict[str, Tensor]:
         return _cpu_state(ema.state if ema is not None else model.state_dict())
@@ -514,17 +523,14 @@ def fit_calibration(scale: MosScale, train_items: Sequence[Any], val_z: np.ndarr
 
 
 def _payload(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale, epoch: int, step: int,
-             history: list, best: dict, model_state: dict[str, Tensor], extra: dict | None = None) -> dict[str, Any]:
-    out = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-           "model_config": model_cfg.to_json(), "train_config": cfg.to_json(),
-           "model": model_state, "mos_mean": scale.mean, "mos_std": scale.std,
-           "epoch": int(epoch), "step": int(step), "history": history,
-           "best": {"epoch": int(best["epoch"]), "score": float(best["score"]),
-                    "weights": str(best.get("weights", "raw"))},
-           "description_set": table.description_set, "description_hash": table.description_hash,
-           "selected": list(table.selected), "logit_scale": table.logit_scale, "loss": cfg.loss}
-    if table.extraction:  # plain JSON types only: the file still loads with weights_only=True
-        out.update(json.loads(json.dumps(table.extraction)))
-    if extra:
-        out.update(extra)
-    return out
+             history: list, best: dict, model_state: dict[str, Tensor], extra: dict | None = None) -> Checkpoint:
+    from clifvqa_core.semantic.extract_config import RecordedExtraction
+
+    rec = RecordedExtraction.read(table.extraction) if table.extraction else None
+    return Checkpoint(model_config=model_cfg, weights=model_state, mos_mean=scale.mean, mos_std=scale.std,
+                      train_config=json.loads(cfg.to_json()), selected=tuple(table.selected),
+                      logit_scale=table.logit_scale, description_set=table.description_set,
+                      description_hash=table.description_hash, loss=cfg.loss, epoch=int(epoch), step=int(step),
+                      history=tuple(history), best={"epoch": int(best["epoch"]), "score": float(best["score"]),
+                                                    "weights": str(best.get("weights", "raw"))},
+                      extraction=rec, extra=dict(extra or {}))

@@ -1,19 +1,22 @@
 """The evaluation protocol: k random splits (or fixed splits), train + select + test each, report mean +- std.
 
-Split rule (documented, stable): for split k = 0, 1, ..., the list of video ids in dataset order is
-shuffled with ``random.Random(42 * (k + 1))`` (FAST-VQA's seed rule) and the first
+Split rule (documented, stable; :data:`SPLIT_RULE`): for split k = 0, 1, ..., the list of video ids in
+dataset order is shuffled with ``random.Random(42 * (k + 1))`` (FAST-VQA's seed rule) and the first
 ``int((1 - test_fraction) * n)`` videos form the training part, the rest the test part (``int()``, not
 ``round()``, as the reference's ``video_infos[: int(ratio * len(video_infos))]``: YouTube-UGC's 1,147
 videos give 917 training videos). Datasets with groups (``VideoItem.group``: the scene of synthetic clips,
-the content of distorted versions) are split by group instead: the sorted unique groups are shuffled the
-same way and the first ``int((1 - test_fraction) * n_groups)`` groups go to training, so no content is in
-both parts.
+the content of distorted versions) are split by whole groups, so no content is in both parts, but sized by
+videos: the sorted unique groups are shuffled the same way and, in that order, each group joins the
+training part while that brings its video count closer to ``int((1 - test_fraction) * n)`` (a tie joins);
+the others form the test part. Equal-size groups give the first groups of the shuffled order.
 
 Validation (model selection) is carved from the training part, never from the test part: the training
-part (or its groups) is shuffled with ``random.Random(42 * (k + 1) + 1)`` and the last
-``max(3, round(val_fraction * n))`` videos (groups: ``max(1, round(val_fraction * n_groups))`` groups)
-form it; when that would leave fewer than 2 batches of training videos, validation is skipped and the
-last epoch is kept (logged). The split lists are written to ``RUN/split_<k>/split.json``.
+units (videos or groups) are shuffled with ``random.Random(42 * (k + 1) + 1)`` and taken from the end while
+that brings the count closer to ``max(3, round(val_fraction * n_train))`` videos; when that would leave
+fewer than 2 batches of training *videos*, or holds fewer than 3 videos, validation is skipped and the
+last epoch is kept (a warning says so). ``RUN/split_<k>/split.json`` holds the lists, the rule, the asked
+and the achieved fractions (``write_split``, also for the demo and VSFA); ``results.json`` has the
+fractions under ``splits`` and ``train`` prints them in one line.
 
 Reporting (``TrainConfig.protocol``): "default" tests the model selected on the validation part (with
 EMA: the better of the raw and the EMA weights; ``results.json`` records the epoch and the weights of
@@ -43,6 +46,7 @@ from cache.maps import MapTable, check_store_key, load_map_table, recorded_extra
 from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
 from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer
 from train.config import TrainConfig, resolve_recipe
@@ -64,6 +68,15 @@ _LOWER_IS_BETTER = ("rmse", "rmse_logistic")
 
 
 # ---- splits ------------------------------------------------------------------------------------------
+#: the split rule as split.json and results.json state it
+SPLIT_RULE = ("units (groups, else videos) shuffled with random.Random(42 * (k + 1)); in that order each unit joins "
+              "the training part while that brings its video count closer to int((1 - test_fraction) * n) (a tie "
+              "joins), the others form the test part; validation: the training units shuffled with "
+              "random.Random(42 * (k + 1) + 1), taken from the end while that brings the count closer to "
+              "max(3, round(val_fraction * n_train)) videos, kept when >= 3 videos and >= min_train videos stay "
+              "for training")
+
+
 def _split_units(items: Sequence[Any]) -> tuple[list[str], dict[str, list[int]]]:
     """Units to shuffle: groups when every item has one, else single videos. -> (unit names, unit -> item idx)."""
     if items and all(getattr(it, "group", None) not in (None, "") for it in items):
@@ -75,36 +88,100 @@ def _split_units(items: Sequence[Any]) -> tuple[list[str], dict[str, list[int]]]
     return names, {n: [i] for i, n in enumerate(names)}
 
 
+def _fill(order: Sequence[str], sizes: dict[str, int], target: int) -> list[str]:
+    """The units of ``order`` that join a part of ``target`` videos: in order, a unit joins when that brings the
+    part's video count closer to the target (``2 * count + size <= 2 * target``; a tie joins). Units of one
+    video give exactly the first ``target`` units."""
+    part, count = [], 0
+    for u in order:
+        if 2 * count + sizes[u] <= 2 * target:
+            part.append(u)
+            count += sizes[u]
+    return part
+
+
 def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fraction: float = 0.1,
                min_train: int = 2) -> dict[str, list[str]]:
-    """Split ``k`` of the protocol (see module doc). -> {"train", "val", "test"} lists of video ids."""
+    """Split ``k`` of the protocol (:data:`SPLIT_RULE`, module doc). -> {"train", "val", "test"} lists of video ids.
+
+    Grouped items (every item has a ``group``) are split by whole groups, sized by their *videos*: the
+    training part ends within half a group of ``int((1 - test_fraction) * n)`` videos unless one group is
+    larger than the rest of the gap, where counting whole groups gave 6 test videos of 47 in one split and
+    16 in another. ``min_train`` is a number of videos (the training part left after carving validation).
+    Units of one video (no groups) give exactly the old ``int()`` sizes. Ids are listed in shuffled unit order.
+    """
     names, units = _split_units(items)
     if len(names) < 2:
         raise ConfigError(f"cannot split {len(items)} videos in {len(names)} group(s) into train and test")
+    sizes = {u: len(units[u]) for u in names}
     order = list(names)
     random.Random(42 * (k + 1)).shuffle(order)
-    n_train = min(len(order) - 1, max(1, int((1 - test_fraction) * len(order))))
-    train_u, test_u = order[:n_train], order[n_train:]
+    target = max(1, int((1 - test_fraction) * len(items)))
+    train_u = _fill(order, sizes, target) or order[:1]
+    if len(train_u) == len(order):   # every unit fitted: the last one to join is the test part
+        train_u = train_u[:-1]
     val_u: list[str] = []
+    n_train = sum(sizes[u] for u in train_u)
     if val_fraction > 0:
         shuffled = list(train_u)
         random.Random(42 * (k + 1) + 1).shuffle(shuffled)
-        grouped = len(units) != len(items) or any(len(v) > 1 for v in units.values())
-        n_val = max(1, round(val_fraction * len(shuffled))) if grouped else max(3, round(val_fraction * len(shuffled)))
-        if len(shuffled) - n_val >= min_train and n_val < len(shuffled):
-            val_u = shuffled[len(shuffled) - n_val:]
-            train_u = [u for u in train_u if u not in set(val_u)]
-        else:
-            log.warning("split %d: training part too small to carve a validation part; keeping the last epoch", k)
+        n_val_target = max(3, round(val_fraction * n_train))
+        val_u = _fill(shuffled[::-1], sizes, n_val_target)[::-1]
+        n_val = sum(sizes[u] for u in val_u)
+        if n_val < 3 or n_train - n_val < min_train or len(val_u) == len(shuffled):
+            log.warning("split %d: a validation part of ~%d of the %d training videos would leave %d (< %d = 2 "
+                        "batches) or hold < 3 videos; keeping the last epoch", k, n_val_target, n_train,
+                        n_train - n_val, min_train)
+            val_u = []
+    in_train, in_val = set(train_u), set(val_u)
 
     def ids(us: Sequence[str]) -> list[str]:
         return [items[i].video_id for u in us for i in units[u]]
 
-    out = {"train": ids(train_u), "val": ids(val_u), "test": ids(test_u)}
-    if len(out["val"]) and len(out["val"]) < 3:
-        out["train"] += out["val"]
-        out["val"] = []
-    return out
+    return {"train": ids([u for u in train_u if u not in in_val]), "val": ids(val_u),
+            "test": ids([u for u in order if u not in in_train])}
+
+
+def split_record(k: int, split: dict[str, list[str]], items: Sequence[Any], test_fraction: float | None,
+                 val_fraction: float) -> dict[str, Any]:
+    """What ``split.json`` holds: the rule, the unit (group or video), the asked fractions (test: of all videos,
+    None for fixed splits; val: of the training part), the achieved ones (each part of all videos; ``val`` also
+    as ``val_of_training``), the counts and the id lists."""
+    n = sum(len(v) for v in split.values())
+    names, _ = _split_units(items)
+    n_fit = len(split.get("train", ())) + len(split.get("val", ()))
+    achieved = {p: round(len(v) / n, 4) if n else 0.0 for p, v in split.items()}
+    achieved["val_of_training"] = round(len(split.get("val", ())) / n_fit, 4) if n_fit else 0.0
+    return {"k": k, "seed_rule": "random.Random(42 * (k + 1))", "rule": SPLIT_RULE,
+            "unit": "group" if len(names) < len(items) else "video",
+            "asked": {"test": test_fraction, "val": val_fraction}, "achieved": achieved,
+            "counts": {p: len(v) for p, v in split.items()}, **split}
+
+
+def format_splits(splits: Sequence[dict[str, Any]]) -> str:
+    """One line for the train summary: the achieved fractions over the splits against the asked ones."""
+    if not splits:
+        return ""
+
+    def span(key: str) -> str:
+        vals = [100 * s["achieved"].get(key, 0.0) for s in splits]
+        return f"{min(vals):.0f}%" if round(min(vals)) == round(max(vals)) else f"{min(vals):.0f}-{max(vals):.0f}%"
+
+    asked, parts = splits[0]["asked"], []
+    if asked.get("test") is not None:
+        parts.append(f"test {span('test')} of the videos (asked {100 * asked['test']:.0f}%)")
+    n_val = [s["counts"].get("val", 0) for s in splits]
+    if asked.get("val"):
+        parts.append(f"validation {span('val_of_training')} of the training part (asked {100 * asked['val']:.0f}%)"
+                     + ("" if all(n_val) else f"; {sum(1 for v in n_val if not v)} split(s) without one: last epoch kept"))
+    else:
+        parts.append("no validation part: last epoch kept")
+    return f"splits by {splits[0]['unit']}: " + ", ".join(parts)
+
+
+def write_split(sdir: Path, record: dict[str, Any]) -> None:
+    """``sdir/split.json`` (one atomic writer for every protocol: train, the demo, VSFA)."""
+    atomic_write_json(Path(sdir) / "split.json", record, indent=1)
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
@@ -147,36 +224,109 @@ def data_defaults(cached: Sequence[str], dataset: str | None, root: str | None, 
             "eval_splits": tuple(eval_splits) if train_split else ()}
 
 
+#: ``evaluate --part``: auto (the held-out parts when the store holds the checkpoint's training videos)
+EVAL_PARTS = ("auto", "test", "train", "val", "all")
+
+
+def read_split(checkpoint: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """The ``split.json`` that ``train`` wrote beside ``checkpoint`` -> (its path, the record or None)."""
+    path = Path(checkpoint).parent / "split.json"
+    rec = read_json_or_none(path)
+    return path, rec if isinstance(rec, dict) and isinstance(rec.get("train"), list) else None
+
+
+def held_out_parts(split: dict[str, Any]) -> list[str]:
+    """The parts of a split record the model neither trained nor was selected on (test; fixed mode: the
+    eval splits, e.g. test and test_1080p)."""
+    skip = {"train", "val", "k", "seed_rule", "rule", "unit", "asked", "achieved", "counts"}
+    return [p for p, v in split.items() if p not in skip and isinstance(v, list)]
+
+
+def select_parts(checkpoint: str | Path, items: Sequence[Any], part: str = "auto",
+                 split_name: str | None = None) -> list[tuple[str, list[Any], str]] | None:
+    """Which of ``items`` (the store's videos) ``evaluate`` scores under which label, by the checkpoint's
+    ``split.json``. -> [(label, items, note)] or None (auto with no training video among ``items``: the
+    caller's dataset parts apply).
+
+    auto: when ``items`` hold any of the split's train/val videos (the training store, or a copy), its
+    held-out parts; ``test``/``train``/``val``: that part of the split (test = every held-out part);
+    ``all``: every item, labelled "all" with the training videos it holds counted. A label never calls a
+    training video "test": ``--split`` naming a part that holds training videos is refused.
+    """
+    if part not in EVAL_PARTS:
+        raise ConfigError(f"--part {part!r}: choose one of {', '.join(EVAL_PARTS)}")
+    path, split = read_split(checkpoint)
+    fitted = set() if split is None else set(split["train"]) | set(split.get("val") or [])
+    seen = [it for it in items if it.video_id in fitted]
+    if part == "all":
+        note = f"all {len(items)} videos" + (f", {len(seen)} of them the model trained or was selected on ({path})"
+                                             if seen else "")
+        return [("all", list(items), note)]
+    if part == "auto" and not seen:
+        return None
+    if split is None:
+        raise ConfigError(f"--part {part}: {path} is missing (train writes it beside model.pt): without it the "
+                          "training videos are unknown; use --part all")
+    if split_name is not None and part == "auto":
+        raise ConfigError(f"--split {split_name}: {len(seen)} of its videos are training/validation videos of this "
+                          f"checkpoint ({path}); they cannot be scored as a test part. Use --part test (the split's "
+                          "held-out videos) or --part all")
+    names = held_out_parts(split) if part in ("auto", "test") else [part]
+    out = []
+    for name in names:
+        ids = set(split.get(name) or [])
+        chosen = [it for it in items if it.video_id in ids]
+        if chosen:
+            out.append((name, chosen, f"the {name} part of split {split.get('k', 0)} ({path}): {len(chosen)} of "
+                                      f"{len(items)} videos; {len(seen)} training/validation videos left out"
+                        if name not in ("train", "val") else
+                        f"the {name} part of split {split.get('k', 0)} ({path}): {len(chosen)} videos the model "
+                        f"{'trained' if name == 'train' else 'was selected'} on - not a held-out estimate"))
+    if not out:
+        raise ConfigError(f"--part {part}: none of the videos of {'/'.join(names)} in {path} are in this store "
+                          f"({len(items)} videos)")
+    return out
+
+
 def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None = None,
                    out: str | Path | None = None, device: str = "auto", workers: int = 2,
-                   report: str | Path | None = None) -> dict[str, dict[str, Any]]:
+                   report: str | Path | None = None, part: str = "auto") -> dict[str, dict[str, Any]]:
     """``evaluate``: the checkpoint on each part of the data of ``cfg`` (cached, dataset, root, labels).
 
-    Parts: ``split`` when given; else the test splits the first store records for a dataset with official
-    splits (LSVQ: test, test_1080p); else the whole dataset ("all"). -> part -> metrics
-    (:func:`evaluate_checkpoint`); with ``out``, one sub-folder per part when there are several; with
-    ``report``, one HTML report of every part (``train.report.write_evaluate_report``).
+    Parts (:func:`select_parts`): with ``part`` auto and a store holding the checkpoint's training videos,
+    the held-out parts of its ``split.json``; ``part`` test / train / val / all as asked; otherwise
+    ``split`` when given, else the test splits the first store records for a dataset with official splits
+    (LSVQ: test, test_1080p), else the whole dataset ("all"). -> part -> metrics (:func:`evaluate_checkpoint`,
+    with ``part`` and ``videos``: which videos were scored); with ``out``, one sub-folder per part when there
+    are several; with ``report``, one HTML report of every part (``train.report.write_evaluate_report``).
     """
-    parts: list[str | None] = [split]
-    src = store_source(cfg.cached[0]) if split is None and cfg.cached else None
-    if src is not None and src.dataset == cfg.dataset and src.has_official_splits:
-        parts = [s for s in src.split_names if s != "train"] or [None]
+    chosen = select_parts(checkpoint, _load_items(cfg, split), part, split)
+    if chosen is None:
+        parts: list[str | None] = [split]
+        src = store_source(cfg.cached[0]) if split is None and cfg.cached else None
+        if src is not None and src.dataset == cfg.dataset and src.has_official_splits:
+            parts = [s for s in src.split_names if s != "train"] or [None]
+        chosen = []
+        for p in parts:
+            its = _load_items(cfg, p)
+            chosen.append((p or "all", its, f"{'split ' + p if p else 'all videos'} of {cfg.dataset}: {len(its)} videos"))
     results, scores = {}, {}
-    for part in parts:
-        part_out = out if out is None or len(parts) == 1 else Path(out) / str(part)
+    ck = read_checkpoint(checkpoint)          # once for every part and the report
+    for label, items, note in chosen:
+        part_out = out if out is None or len(chosen) == 1 else Path(out) / label
         m = evaluate_checkpoint(
-            checkpoint, _load_items(cfg, part), cfg.cached, out=part_out, device=device, workers=workers,
-            skip_missing=cfg.skip_missing, title=f"{Path(checkpoint).name} on {cfg.dataset}{'/' + part if part else ''}",
-            keep_scores=report is not None)
-        scores[part or "all"] = m.pop("scores", None)
-        results[part or "all"] = m
+            ck, items, cfg.cached, out=part_out, device=device, workers=workers,
+            skip_missing=cfg.skip_missing, title=f"{Path(checkpoint).name} on {cfg.dataset}/{label}",
+            keep_scores=report is not None, part=label)
+        m["videos"] = note
+        scores[label] = m.pop("scores", None)
+        results[label] = m
     if report is not None:
-        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
-        from train.report import provenance, write_evaluate_report
+        from train.report import write_evaluate_report
 
-        prov = provenance(read_clifvqa_checkpoint(checkpoint), checkpoint)
-        write_evaluate_report(report, {f"{cfg.dataset} / {m.get('part', part)}": (scores[part], m)
-                                       for part, m in results.items()}, prov,
+        prov = ck.provenance()
+        write_evaluate_report(report, {f"{cfg.dataset} / {label}": (scores[label], m)
+                                       for label, m in results.items()}, prov,
                               title=f"Evaluation of {Path(checkpoint).name} on {cfg.dataset}")
     return results
 
@@ -357,7 +507,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     paper = cfg.protocol == "paper"
     results: dict[str, Any] = {"title": f"CLiF-VQA on {cfg.dataset}", "config": cfg.to_dict(), "parts": {},
                                "protocol": cfg.protocol, "protocol_label": PROTOCOL_LABELS[cfg.protocol],
-                               "selection": []}
+                               "selection": [], "splits": [], "split_rule": SPLIT_RULE}
     per_part: dict[str, list[dict[str, Any]]] = {}
     per_part_last: dict[str, list[dict[str, Any]]] = {}
     histories: dict[int, list[dict[str, Any]]] = {}
@@ -389,6 +539,9 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     for k, train, val, evals, split_ids in plan:
         sdir = out / f"split_{k}"
         done_file = sdir / "metrics.json"
+        record = split_record(k, split_ids, items if cfg.train_split is None else train_all,
+                              cfg.test_fraction if cfg.train_split is None else None, cfg.val_fraction)
+        results["splits"].append({key: record[key] for key in ("k", "unit", "asked", "achieved", "counts")})
         # an unreadable or truncated marker means "not done": the split is trained again
         done_metrics = read_json_or_none(done_file) if resume else None
         if isinstance(done_metrics, dict):
@@ -403,8 +556,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             continue
         if env.main:
             sdir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(sdir / "split.json", {"seed_rule": "random.Random(42 * (k + 1))", "k": k,
-                                                    **split_ids}, indent=1)
+            write_split(sdir, record)
         log.info("split %d: %d train, %d val, %s", k, len(train), len(val),
                  ", ".join(f"{len(v)} {n}" for n, v in evals.items()))
         res = fit(cfg, model_cfg, table, train, val, sdir, seed=cfg.seed + k, device=device, env=env, resume=resume,
@@ -442,10 +594,10 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     return results
 
 
-def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Sequence[str],
+def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, items: Sequence[Any], cached: Sequence[str],
                         out: str | Path | None = None, device: str = "auto", workers: int = 2, batch_size: int = 4,
                         test_clips: int | None = None, skip_missing: bool = False, title: str = "",
-                        may_differ: Sequence[str] = (), keep_scores: bool = False) -> dict[str, Any]:
+                        may_differ: Sequence[str] = (), keep_scores: bool = False, part: str = "test") -> dict[str, Any]:
     """Intra/cross-dataset test of a trained model on ``items`` (dataset items with MOS) using ``cached`` maps.
 
     Scores come from :class:`clifvqa_core.Scorer` (the path ``predict`` uses: same clips, the checkpoint's
@@ -455,14 +607,15 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
     -> the metrics dict (``evaluate_scores``: raw and logistic SROCC/KROCC/PLCC/RMSE, on the MOS scale of
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
+    ``part``: the label of the scored videos (results.md heading, ``metrics["part"]``).
     ``keep_scores``: the result also holds ``scores`` {"video_id", "path", "mos", "pred"} (lists; for a report).
     """
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
-
-    rec = recorded_extraction(read_clifvqa_checkpoint(checkpoint), checkpoint)
+    ck = read_checkpoint(checkpoint)          # a path, or the record the caller read (not read again)
+    rec = recorded_extraction(ck)
     for c in cached:
         check_store_key(c, rec, may_differ)
-    scorer = Scorer.from_checkpoint(checkpoint, device, clip=False, test_clips=test_clips)
+    scorer = Scorer.from_checkpoint(ck, device, clip=False, test_clips=test_clips)
+    checkpoint = ck.path or checkpoint
     table = load_map_table(cached, scorer.cfg)
     items = join_items(items, table, skip_missing)
     labelled = [it for it in items if math.isfinite(it.mos)]
@@ -472,7 +625,7 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
                       amp=False)
     pred, z = score_items(scorer.model, labelled, table, scorer.scale, scorer.device, cfg)
     metrics = evaluate_scores(pred, [it.mos for it in labelled])
-    metrics.update(checkpoint=str(checkpoint))
+    metrics.update(checkpoint=str(checkpoint), part=part)
     if keep_scores:
         metrics["scores"] = {"video_id": [it.video_id for it in labelled], "path": [str(it.path) for it in labelled],
                              "mos": [float(it.mos) for it in labelled], "pred": [float(p) for p in pred]}
@@ -481,5 +634,5 @@ def evaluate_checkpoint(checkpoint: str | Path, items: Sequence[Any], cached: Se
         _write_predictions(o / "predictions.csv", labelled, pred, z)
         row = {k: v for k, v in metrics.items() if k != "scores"} | {"split": 0}
         write_report(o, {"title": title or f"{Path(checkpoint).name}: evaluation",
-                         "parts": {"test": {"per_split": [row], "summary": summarize([row], TABLE_KEYS)}}})
+                         "parts": {part: {"per_split": [row], "summary": summarize([row], TABLE_KEYS)}}})
     return metrics

@@ -28,7 +28,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from clifvqa_core.errors import ConfigError, LabelFormatError, MissingVideosError, printable
+from clifvqa_core.errors import ConfigError, LabelFormatError, MissingVideosError, UnknownNameError, printable
 from clifvqa_core.data.labels import (DEFAULT_MOS_RANGE, GROUP_ALIASES, MOS_ALIASES, PATH_ALIASES, VIDEO_EXTENSIONS, LabelRow,
                      check_mos_range, read_labels, strip_video_ext)
 from clifvqa_core.registry import Registry
@@ -239,7 +239,7 @@ def _items_from_rows(rows: Sequence[LabelRow], root: Path, label_path: Path, vid
         if not skip_missing or not items:  # nothing found at all: almost surely the wrong root
             if skip_missing:
                 log.error("none of the %d videos listed in %s is under %s", len(rows), label_path, root)
-            raise MissingVideosError(missing, root, len(rows))
+            raise MissingVideosError(missing, root, len(rows), skipping=skip_missing)
         log.warning("%d of %d videos listed in %s are missing under %s and were skipped (first: %s)",
                     len(missing), len(rows), label_path, root, ", ".join(missing[:3]))
     return items
@@ -401,11 +401,8 @@ for _ds in _DATASET_LIST:
     DATASETS.add(_ds.name, _ds)
 
 
-class UnknownDatasetError(ConfigError, KeyError):
+class UnknownDatasetError(UnknownNameError):
     """An unknown dataset name (a KeyError, as registry misses are, and a ClifVQAError for the CLI)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 def dataset_names() -> list[str]:
@@ -464,7 +461,8 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
     their relative path without extension as id; one video listed by two splits keeps one id. Ids are
     computed from the label names, never from which files are present.
     Errors as :func:`load_dataset` (``allow_outside_root`` as there); ConfigError when no split's label
-    file is found.
+    file is found. With ``skip_missing``, a split none of whose videos is under ``root`` (only the test set
+    downloaded so far) is left out and named in the second list.
     """
     try:
         ds = DATASETS[name]
@@ -497,11 +495,18 @@ def list_dataset(name: str, root: str | Path | None, labels: str | Path | None =
             looked = ", ".join(dict(getattr(ds, "split_files", ())).get(sp, ds.label_files))
             absent.append(f"split {sp} left out: no label file under {root_path} (looked for {looked})")
             continue
-        items = ds.load(root_path, labels=label_path, split=sp, skip_missing=skip_missing,
-                        allow_outside_root=allow_outside_root)
+        try:
+            items = ds.load(root_path, labels=label_path, split=sp, skip_missing=skip_missing,
+                            allow_outside_root=allow_outside_root)
+        except MissingVideosError as exc:
+            if not skip_missing:
+                raise
+            absent.append(f"split {sp} left out: none of its {exc.total} videos ({label_path.name}) is under "
+                          f"{root_path} (--skip-missing; extract again when they are there: the store grows)")
+            continue
         listings.append(SplitListing(sp, label_path, tuple(items)))
     if not listings:
-        raise ConfigError(f"no label file of any {name} split under {root_path}: " + "; ".join(absent))
+        raise ConfigError(f"no {name} split can be read under {root_path}: " + "; ".join(absent))
     return _dataset_wide_ids(ds, root_path, listings), absent
 
 

@@ -29,7 +29,6 @@ FAST-VQA's raw score; no MOS scale).
 from __future__ import annotations
 
 import abc
-import json
 import logging
 import math
 import tempfile
@@ -44,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError, ConfigError, VideoError
 from clifvqa_core.inference.calibration import Calibration
+from clifvqa_core.model.checkpoint import DEFAULT_TEST_CLIPS
 
 if TYPE_CHECKING:
     from clifvqa_core.inference.timeline import Timeline
@@ -54,8 +54,6 @@ __all__ = ["Scorer", "EnsembleScorer", "FastVQAScorer", "ScoreResult", "MosScale
 
 #: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
 EVAL_SEED = 20240229
-#: Test clips when a checkpoint's train config does not say (the spec's 4).
-DEFAULT_TEST_CLIPS = 4
 
 @dataclass(frozen=True)
 class MosScale:
@@ -351,7 +349,7 @@ class Scorer(_ScorerBase):
     """A trained CLiF-VQA model ready to score (module doc). Build it with :meth:`from_checkpoint`."""
 
     def __init__(self, model: Any, scale: MosScale, *, extractor: Any = None, extract_cfg: Any = None,
-                 selected: Sequence[int] = (), logit_scale: float | None = None, full_maps: bool = True,
+                 rule: Any = None,
                  test_clips: int = DEFAULT_TEST_CLIPS, device: str | torch.device = "cpu", amp: bool = False,
                  source: str = "", calibration: Calibration | None = None) -> None:
         from clifvqa_core.spatial.fragments import FragmentConfig
@@ -363,9 +361,15 @@ class Scorer(_ScorerBase):
         self.scale = scale
         self.extractor = None if extractor is None else extractor.to(self.device).eval()
         self.extract_cfg = extract_cfg
-        self.selected = list(selected) or list(range(self.cfg.num_descriptions))
-        self.logit_scale = logit_scale
-        self.full_maps = bool(full_maps)
+        if rule is None and self.extractor is not None:    # all descriptions at CLIP's own temperature
+            from clifvqa_core.semantic.extractor import MapRule
+
+            r = self.extractor.r
+            rule = MapRule.of(range(r), r, None, self.extractor.logit_scale)
+        #: how maps are made from CLIP's sims (``semantic.extractor.MapRule``, the training store's rule);
+        #: None without CLIP (maps are then given)
+        self.rule = rule
+        self.selected = list(rule.selected) if rule is not None else list(range(self.cfg.num_descriptions))
         self.test_clips = int(test_clips)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.source = source
@@ -375,51 +379,41 @@ class Scorer(_ScorerBase):
                              if self.cfg.use_spatial else None)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, device: str | torch.device = "auto", *, clip: bool = True,
+    def from_checkpoint(cls, checkpoint: Any, device: str | torch.device = "auto", *, clip: bool = True,
                         clip_pretrained: str | None = None, extraction: Any = None, extractor: Any = None,
-                        test_clips: int | None = None, ckpt: dict[str, Any] | None = None) -> "Scorer":
-        """Load ``checkpoint`` (a ``model.pt`` written by ``train``) and, unless ``clip=False`` (maps will be
-        given), CLIP of the recorded extraction. ``clip_pretrained``: a local weights file replacing the
-        recorded tag; ``extraction``: a RecordedExtraction for checkpoints that record none (read from their
-        store by the caller); ``extractor``: an already built SemanticExtractor of that extraction (tests,
-        notebooks); ``test_clips``: default the training config's; ``ckpt``: the checkpoint already read by the
-        caller (``read_clifvqa_checkpoint``; it is then not read again). Raises CheckpointError,
-        ClipWeightsError, CacheKeyMismatchError."""
-        from clifvqa_core.semantic.extract_config import RecordedExtraction, build_extractor
-        from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig, read_clifvqa_checkpoint
+                        test_clips: int | None = None) -> "Scorer":
+        """Load ``checkpoint`` (a ``model.pt`` written by ``train``, or the
+        :class:`~clifvqa_core.model.checkpoint.Checkpoint` a command has already read: it is not read again)
+        and, unless ``clip=False`` (maps will be given), CLIP of the recorded extraction. ``clip_pretrained``:
+        a local weights file replacing the recorded tag; ``extraction``: a RecordedExtraction for checkpoints
+        that record none (read from their store by the caller); ``extractor``: an already built
+        SemanticExtractor of that extraction (tests, notebooks); ``test_clips``: default the training
+        config's. Raises CheckpointError, ClipWeightsError, CacheKeyMismatchError."""
+        from clifvqa_core.model.checkpoint import read_checkpoint
+        from clifvqa_core.semantic.extract_config import build_extractor
+        from clifvqa_core.semantic.extractor import MapRule
 
         # CLIP before the model (whose construction takes seconds): a recorded tag that is neither cached nor
         # reachable fails at once (build_clip checks before it imports open_clip)
-        ck = ckpt if ckpt is not None else read_clifvqa_checkpoint(checkpoint)
-        cfg = ModelConfig.from_json(ck["model_config"])
-        if "mos_mean" not in ck or "mos_std" not in ck:
-            raise CheckpointError(f"{checkpoint}: no MOS scale (mos_mean / mos_std) recorded")
-        scale = MosScale(float(ck["mos_mean"]), float(ck["mos_std"]))
-        calibration = _calibration(ck, str(checkpoint))
-        if test_clips is None:
-            try:
-                test_clips = int(json.loads(ck.get("train_config") or "{}").get("test_clips") or DEFAULT_TEST_CLIPS)
-            except (TypeError, ValueError, AttributeError):
-                test_clips = DEFAULT_TEST_CLIPS
-        selected = list(ck.get("selected") or range(cfg.num_descriptions))
-        logit_scale = cfg.logit_scale if cfg.logit_scale is not None else ck.get("logit_scale")
-        ecfg = None
-        full = True
+        ck = read_checkpoint(checkpoint)
+        cfg, where = ck.model_config, ck.path or "checkpoint"
+        calibration = _calibration(ck, where)
+        selected = list(ck.selected) or list(range(cfg.num_descriptions))
+        ecfg = rule = None
         if cfg.use_semantic and clip:
-            rec = extraction or RecordedExtraction.read(ck, source=str(checkpoint))
+            rec = extraction or ck.extraction
             if rec is None:
                 raise CheckpointError(
-                    f"{checkpoint}: cannot tell how the training maps were made (the checkpoint records no "
+                    f"{where}: cannot tell how the training maps were made (the checkpoint records no "
                     "extraction config); score with maps from the training store (predict --cached STORE)")
             with tempfile.TemporaryDirectory(prefix="clifvqa-scorer-") as scratch:
                 ecfg = rec.rebuild(scratch, clip_pretrained)
                 if extractor is None:
                     extractor = build_extractor(ecfg)
-            full = selected == list(range(len(ecfg.description_set.texts))) and cfg.logit_scale is None
-        model, _ = CLiFVQA.from_checkpoint(checkpoint, ckpt=ck)
-        return cls(model, scale, extractor=extractor if clip else None, extract_cfg=ecfg, selected=selected,
-                   logit_scale=logit_scale, full_maps=full, test_clips=test_clips, device=device,
-                   source=str(checkpoint), calibration=calibration)
+            rule = MapRule.of(selected, len(ecfg.description_set.texts), cfg.logit_scale, extractor.logit_scale)
+        return cls(ck.build_model(), MosScale(ck.mos_mean, ck.mos_std), extractor=extractor if clip else None,
+                   extract_cfg=ecfg, rule=rule, test_clips=ck.test_clips if test_clips is None else test_clips,
+                   device=device, source=where, calibration=calibration)
 
     # -- the pieces (also used by `explain`) ---------------------------------------------------------------
     def map_names(self) -> tuple[str, ...]:
@@ -450,21 +444,19 @@ class Scorer(_ScorerBase):
 
     def window_probabilities(self, sims: Tensor) -> Tensor:
         """sims [T, rows, cols, r] -> per-window probabilities [T, rows, cols, r'] of the selected descriptions
-        (eq. 2), made as the training store's maps were: all descriptions from float32 sims with CLIP's own
-        temperature; a subset or another temperature from the float16 sims the store keeps (as ``train.data``
-        recomputes them)."""
-        from clifvqa_core.semantic.extractor import window_probabilities
-
-        if self.full_maps:
-            return window_probabilities(sims.float(), self.extractor.logit_scale)
-        scale = self.logit_scale if self.logit_scale is not None else self.extractor.logit_scale
-        return window_probabilities(sims.to(torch.float16).float()[..., self.selected], scale)
+        (eq. 2), by the training store's rule (:class:`~clifvqa_core.semantic.extractor.MapRule`: all
+        descriptions from float32 sims at CLIP's temperature; a subset or another temperature from the sims
+        rounded to float16, as the store keeps them)."""
+        return self._rule().probabilities(sims)
 
     def maps_from_sims(self, sims: Tensor) -> Tensor:
-        """sims [T, rows, cols, r] -> maps [2r', T] float32 (eqs. 3-7 over :meth:`window_probabilities`)."""
-        from clifvqa_core.semantic.extractor import frame_features, sfrp, video_map
+        """sims [T, rows, cols, r] -> maps [2r', T] float32 (eqs. 2-7, :meth:`window_probabilities` pooled)."""
+        return self._rule().maps(sims)
 
-        return video_map(frame_features(sfrp(self.window_probabilities(sims))))
+    def _rule(self) -> Any:
+        if self.rule is None:
+            raise ClifVQAError("this scorer was built without CLIP (clip=False): pass maps")
+        return self.rule
 
     def fragments(self, video: Any) -> Tensor:
         """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
@@ -548,7 +540,7 @@ class Scorer(_ScorerBase):
 _WARNED: set[str] = set()
 
 
-def _calibration(ck: dict[str, Any], source: str) -> Calibration | None:
+def _calibration(ck: Any, source: str) -> Calibration | None:
     """The checkpoint's calibration, or None (an older checkpoint: said once per checkpoint and process)."""
     rec = ck.get("calibration")
     if rec is None:
@@ -620,7 +612,7 @@ class EnsembleScorer(_ScorerBase):
 
 def _input_rule(s: Scorer) -> tuple:
     ecfg = None if s.extract_cfg is None else s.extract_cfg.key()
-    return (ecfg, tuple(s.selected), s.full_maps, s.logit_scale, s.cfg.frames, s.cfg.use_semantic,
+    return (ecfg, tuple(s.selected), s.rule, s.cfg.frames, s.cfg.use_semantic,
             s.cfg.use_spatial, s.fragment_cfg, s.test_clips)
 
 
@@ -635,31 +627,37 @@ class FastVQAScorer(_ScorerBase):
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
         self.seed, self.sigmoid = int(seed), bool(sigmoid)
+        #: the checkpoint format :meth:`from_checkpoint` detected ("" when built from a module)
+        self.kind = ""
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None, device: str | torch.device = "auto", *,
                         trust: bool = False, preset: str = "fastvqa-b", seed: int = 0,
                         sigmoid: bool = False) -> "FastVQAScorer":
-        """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects), or
-        the spatial branch of one of our checkpoints; None: random weights of ``preset`` (smoke tests).
-        ``preset``: the architecture of a foreign file, a name of ``fastvqa.SPATIAL_PRESETS`` (``fastvqa-b``)."""
+        """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects); None:
+        random weights of ``preset`` (smoke tests). ``preset``: the architecture of a foreign file, a name of
+        ``fastvqa.SPATIAL_PRESETS`` (``fastvqa-b``). The detected format is ``kind`` ("fastvqa" | "dover" |
+        "kinetics-swin" | "random"). One of our CLiF-VQA checkpoints is refused (CheckpointError): its spatial
+        branch was trained inside the fused model, so its own score is not the FAST-VQA baseline."""
+        from clifvqa_core.model.checkpoint import is_own_file
         from clifvqa_core.spatial.fastvqa import FastVQA, spatial_preset
-        from clifvqa_core.model.clifvqa import CLiFVQA, is_clifvqa_checkpoint
 
         if checkpoint is None:
             log.warning("no checkpoint: FAST-VQA with random weights (a smoke test, not a quality score)")
-            return cls(FastVQA(spatial_preset(preset)), device, seed, sigmoid)
-        if is_clifvqa_checkpoint(checkpoint):
-            full, _ = CLiFVQA.from_checkpoint(checkpoint)
-            if full.spatial is None:
-                raise CheckpointError(f"{checkpoint}: this model has no spatial branch (use_spatial=false)")
-            return cls(full.spatial, device, seed, sigmoid)
+            out = cls(FastVQA(spatial_preset(preset)), device, seed, sigmoid)
+            out.kind = "random"
+            return out
+        if Path(checkpoint).is_file() and is_own_file(checkpoint):
+            raise CheckpointError(f"{checkpoint}: a CLiF-VQA checkpoint (written by `train`), not a FAST-VQA one; "
+                                  "score it without --baseline, or pass an official FAST-VQA-B / FasterVQA / DOVER file")
         net, report = FastVQA.from_checkpoint(checkpoint, trust=trust, cfg=spatial_preset(preset))
         log.info("%s", report.summary())
         if report.missing:
             log.warning("%s: %d weights missing from the FAST-VQA checkpoint (e.g. %s)", checkpoint,
                         len(report.missing), list(report.missing)[:3])
-        return cls(net, device, seed, sigmoid)
+        out = cls(net, device, seed, sigmoid)
+        out.kind = report.source
+        return out
 
     def _prepare(self, video: Any) -> dict[str, Any]:
         from clifvqa_core.spatial.fastvqa import video_fragments

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,16 +41,24 @@ from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import CheckpointError, ConfigError
 from clifvqa_core.spatial.fastvqa import FastVQA, SpatialConfig
 
-__all__ = ["ModelConfig", "CLiFVQA", "SemanticMLP", "Regressor", "CHECKPOINT_FORMAT", "BACKBONE_PREFIX",
-           "checkpoint_kind", "init_from_checkpoint", "read_clifvqa_checkpoint"]
+__all__ = ["ModelConfig", "CLiFVQA", "SemanticMLP", "Regressor", "BACKBONE_PREFIX", "MAX_MODEL_BYTES"]
 
 log = logging.getLogger(__name__)
 
-#: ``format`` field of our own checkpoint files (written by train/, read here and by predict).
-CHECKPOINT_FORMAT = "clifvqa-checkpoint"
 #: Parameters under this prefix form the "backbone" learning-rate group.
 BACKBONE_PREFIX = "spatial.fragments_backbone."
 
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 64 * 2**30
+
+
+#: The largest model (float32 weights, bytes) a config may describe: half of this machine's memory, so that
+#: the weights and the copy a state-dict load makes fit (:meth:`ModelConfig.check_size`).
+MAX_MODEL_BYTES = _memory_bytes() // 2
 
 #: ModelConfig.regressor_init choices
 REGRESSOR_INITS = ("default", "additive")
@@ -111,6 +119,52 @@ class ModelConfig(JsonConfig):
                               f"got {self.regressor_init!r}")
         if len(self.spatial_grid) != 3 or min(self.spatial_grid) < 1:
             raise ConfigError(f"ModelConfig.spatial_grid must be 3 positive ints, got {self.spatial_grid!r}")
+        self.check_size()
+
+    def check_size(self, max_bytes: int | None = None) -> None:
+        """Refuse, before anything is built, a config whose sizes are not positive integers or whose float32
+        weights (:meth:`parameter_estimate`) would not fit in ``max_bytes`` (default :data:`MAX_MODEL_BYTES`,
+        half of this machine's memory). ConfigError naming the field, e.g. ``semantic_hidden = 2**40``."""
+        ints = {"frames": self.frames, "num_descriptions": self.num_descriptions,
+                "semantic_hidden": self.semantic_hidden, "regression_hidden": self.regression_hidden,
+                **{f"spatial_grid[{i}]": v for i, v in enumerate(self.spatial_grid)}}
+        if self.use_spatial:
+            s = self.spatial
+            ints |= {"spatial.embed_dim": s.embed_dim, "spatial.head_hidden": s.head_hidden,
+                     **{f"spatial.{name}[{i}]": v for name in ("depths", "num_heads", "window_size", "patch_size")
+                        for i, v in enumerate(getattr(s, name))}}
+            if not (isinstance(s.mlp_ratio, (int, float)) and math.isfinite(s.mlp_ratio) and 0 < s.mlp_ratio <= 64):
+                raise ConfigError(f"ModelConfig.spatial.mlp_ratio must be in (0, 64], got {s.mlp_ratio!r}")
+        for name, v in ints.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "num_descriptions" else 1):
+                raise ConfigError(f"ModelConfig.{name} must be a positive integer, got {v!r}")
+        limit = MAX_MODEL_BYTES if max_bytes is None else max_bytes
+        n = self.parameter_estimate()
+        if 4 * n > limit:
+            big = max(ints, key=lambda k: ints[k])
+            raise ConfigError(f"ModelConfig describes ~{n:.3g} parameters ({4 * n / 2**30:.3g} GiB in float32), more "
+                              f"than this machine can hold ({limit / 2**30:.3g} GiB); the largest size is "
+                              f"{big} = {ints[big]}")
+
+    def parameter_estimate(self) -> int:
+        """Parameters (and index buffers) of the model this config builds, counted from the sizes alone (within
+        a few % for Swin3D; exact for the MLPs): what :meth:`check_size` bounds."""
+        n = 0
+        if self.use_semantic:
+            n += (self.frames + 2) * self.semantic_hidden + 1
+        if self.use_regressor:
+            n += (self.semantic_dim + self.spatial_dim + 2) * self.regression_hidden + 1
+        if self.use_spatial:
+            s = self.spatial
+            c, ratio = s.embed_dim, float(s.mlp_ratio)
+            table, win = math.prod(2 * w - 1 for w in s.window_size), math.prod(s.window_size)
+            n += 3 * math.prod(s.patch_size) * c + c
+            for i, (depth, heads) in enumerate(zip(s.depths, s.num_heads)):
+                ci = c * 2 ** i
+                n += depth * (int((4 + 2 * ratio) * ci * ci) + 2 * table * heads + win * win)
+                n += 8 * ci * ci if i < len(s.depths) - 1 else 0                      # patch merging 4C -> 2C
+            n += (c * 2 ** (len(s.depths) - 1) + 2) * s.head_hidden + 1
+        return n
 
     @property
     def semantic_dim(self) -> int:
@@ -256,133 +310,11 @@ class CLiFVQA(nn.Module):
 
     # -- loading ------------------------------------------------------------------------------------
     @classmethod
-    def from_checkpoint(cls, path: str | Path, map_location: str = "cpu",
-                        ckpt: dict[str, Any] | None = None) -> tuple["CLiFVQA", dict[str, Any]]:
-        """Rebuild a model from one of our checkpoints (config + weights). -> (model in eval mode, checkpoint).
-        ``ckpt``: the checkpoint of ``path`` already read (``read_clifvqa_checkpoint``), not read again."""
-        ckpt = read_clifvqa_checkpoint(path, map_location) if ckpt is None else ckpt
-        cfg = ModelConfig.from_json(ckpt["model_config"])
-        model = cls(cfg)
-        state = ckpt["model"]  # the inference weights (the EMA average when training used EMA)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the stored model config: {exc}") from None
-        return model.eval(), ckpt
+    def from_checkpoint(cls, path: Any, map_location: str = "cpu") -> tuple["CLiFVQA", Any]:
+        """Rebuild a model from one of our checkpoints (a path, or a Checkpoint already read) -> (model in
+        eval mode, the :class:`~clifvqa_core.model.checkpoint.Checkpoint`); the one reader validates the file
+        and loads every tensor strictly."""
+        from clifvqa_core.model.checkpoint import read_checkpoint
 
-
-#: What a checkpoint is, for error messages.
-CHECKPOINT_HINT = ("a checkpoint is the model.pt (or last.pt) that `train` writes in RUN/split_K/ "
-                   "(a torch file with format='clifvqa-checkpoint')")
-
-
-def _not_a_checkpoint(p: Path, exc: BaseException | None = None) -> CheckpointError:
-    """A one-line error saying what the file is and what a checkpoint looks like."""
-    from clifvqa_core.data.labels import VIDEO_EXTENSIONS
-
-    if p.suffix.lower() in VIDEO_EXTENSIONS:
-        what = "a video file"
-    elif exc is not None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        what = f"not readable as a torch file with weights only ({type(exc).__name__}: {first[:160]})"
-    else:
-        what = "a torch file without our format field (a foreign checkpoint? FAST-VQA files go to --baseline fastvqa)"
-    return CheckpointError(f"{p}: not a CLiF-VQA checkpoint: {what}; {CHECKPOINT_HINT}")
-
-
-def read_clifvqa_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load one of our checkpoints with ``weights_only=True`` (they hold only tensors and plain types).
-
-    Errors (CheckpointError, one line) say what the file is instead: absent, a folder (naming the
-    checkpoints inside), a video, a foreign or unreadable file.
-    """
-    p = Path(path)
-    if p.is_dir():
-        found = sorted(str(c) for c in p.rglob("model.pt"))[:3]
-        inside = f"; inside: {', '.join(found)}" if found else ""
-        raise CheckpointError(f"{p} is a folder, not a checkpoint file; {CHECKPOINT_HINT}{inside}")
-    if not p.is_file():
-        raise CheckpointError(f"{p}: checkpoint not found; {CHECKPOINT_HINT}")
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        from clifvqa_core.spatial.checkpoints import load_error
-
-        if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():  # unsafe, not just foreign
-            raise load_error(p, exc, "CLiF-VQA checkpoints hold only tensors and plain values, so this file "
-                                     "was not written by `train`; do not load it") from None
-        raise _not_a_checkpoint(p, exc) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise _not_a_checkpoint(p)
-    return ckpt
-
-
-def is_clifvqa_checkpoint(path: str | Path) -> bool:
-    """True when ``path`` is one of our checkpoints (loads with weights_only and has our format field)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - foreign checkpoints hold Python objects; they are not ours
-        return False
-    return isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT
-
-
-def checkpoint_kind(path: str | Path, trust: bool = False) -> str:
-    """What an ``init`` file holds: "clifvqa" (ours), else "fastvqa" | "dover" | "kinetics-swin"
-    (:func:`clifvqa_core.spatial.checkpoints.detect_format`); CheckpointError for a missing or foreign file.
-    The recipe freezes the backbone first only when it is already VQA-trained (not Kinetics-400)."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: --init checkpoint not found")
-    if is_clifvqa_checkpoint(p):
-        return "clifvqa"
-    from clifvqa_core.spatial.checkpoints import detect_format, load_checkpoint_file
-
-    try:
-        return detect_format(load_checkpoint_file(p, trust=trust))
-    except CheckpointError as exc:
-        raise CheckpointError(f"{p}: {exc}" if str(p) not in str(exc) else str(exc)) from None
-
-
-def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) -> dict[str, Any]:
-    """Initialise ``model`` from a checkpoint file; -> report {source, loaded, missing, unexpected, skipped}.
-
-    - one of ours (LSVQ pre-training -> fine-tuning): every tensor whose name and shape match is copied;
-      tensors of other shapes (e.g. another r' or T) are skipped and listed;
-    - official FAST-VQA / FasterVQA, DOVER, or Kinetics-400 Video Swin-T: remapped by the spatial branch's
-      loaders (``clifvqa_core.spatial.checkpoints``) into ``spatial.*``; the semantic MLP and the regressor keep
-      their fresh initialisation. ``trust`` is passed on (foreign files need ``weights_only=False``).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: --init checkpoint not found")
-    if not is_clifvqa_checkpoint(p):
-        if model.spatial is None:
-            raise CheckpointError(f"{p}: a FAST-VQA / Swin checkpoint can only initialise the spatial branch, "
-                                  "which is off in this model")
-        from clifvqa_core.spatial.checkpoints import load_into
-
-        rep = load_into(model.spatial, p, trust=trust)   # strict except the keys a format lacks
-        return {"source": rep.source, "path": str(p), "loaded": None,
-                "missing": [f"spatial.{k}" for k in rep.missing], "unexpected": list(rep.unexpected),
-                "skipped": []}
-    state = read_clifvqa_checkpoint(p)["model"]
-    source = "clifvqa"
-    own = model.state_dict()
-    loaded, skipped = {}, []
-    for k, v in state.items():
-        if k in own and tuple(own[k].shape) == tuple(v.shape):
-            loaded[k] = v
-        elif k in own:
-            skipped.append(f"{k} {list(v.shape)} != {list(own[k].shape)}")
-    unexpected = sorted(k for k in state if k not in own)
-    missing = sorted(k for k in own if k not in state)
-    model.load_state_dict(loaded, strict=False)
-    report = {"source": source, "path": str(p), "loaded": len(loaded), "missing": missing,
-              "unexpected": unexpected, "skipped": skipped}
-    lvl = logging.WARNING if (missing or unexpected or skipped) else logging.INFO
-    log.log(lvl, "init from %s (%s): %d tensors loaded, %d missing, %d unexpected, %d skipped (shape)%s",
-            p, source, len(loaded), len(missing), len(unexpected), len(skipped),
-            f"; missing e.g. {missing[:3]}" if missing else "")
-    if not loaded:
-        raise CheckpointError(f"{p}: no tensor of this checkpoint fits the model")
-    return report
+        ck = read_checkpoint(path, map_location)
+        return ck.build_model(map_location), ck

@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.semantic.clip_weights import (ClipWeightsError, check_clip_weights, model_quick_gelu, tag_config,
-                                               tag_file, weights_id)
+from clifvqa_core.semantic.clip_weights import (ClipWeightsError, check_clip_weights, check_weights_file,
+                                                model_quick_gelu, tag_config, tag_file, weights_id)
 from clifvqa_core.semantic.clip_weights import is_json_model as _is_json_model
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,7 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
         # absolute, so never read as a tag; symlinks kept: open_clip picks the loader by the file name, and
         # an HF cache snapshot file links to a blob without suffix
         oc_pretrained = os.path.abspath(Path(str(pretrained)).expanduser())
+        check_weights_file(oc_pretrained)          # a text file: one line here, not open_clip's KeyError
         if activation == "auto" and act == "gelu" and any(
                 open_clip.get_pretrained_cfg(name, t).get("quick_gelu")
                 for t in open_clip.list_pretrained_tags_by_model(name)):

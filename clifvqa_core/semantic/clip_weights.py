@@ -33,7 +33,8 @@ from clifvqa_core.errors import ClifVQAError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClipWeightsError", "check_clip_weights", "model_quick_gelu", "tag_config", "tag_file", "weights_id"]
+__all__ = ["ClipWeightsError", "check_clip_weights", "check_weights_file", "model_quick_gelu", "tag_config", "tag_file",
+           "weights_id"]
 
 _WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt", ".npz")
 _LOCAL_HINT = (
@@ -91,6 +92,28 @@ def weights_id(pretrained: str | None) -> str:
 
 
 # ---- open_clip's tables, without importing open_clip ---------------------------------------------------------
+def check_weights_file(path: str | Path) -> None:
+    """Refuse, before open_clip reads it, a local ``--clip-pretrained FILE`` that holds no weights: empty, or
+    neither a ``torch.save`` zip archive (also ``.npz``), a legacy pickle nor safetensors (8-byte header size,
+    then its JSON). Example: a text file -> ``ClipWeightsError`` "... is not a weights file (text ...)"."""
+    p = Path(path)
+    size = p.stat().st_size
+    if size == 0:
+        raise ClipWeightsError(f"CLIP weights file {p} is empty (an interrupted download?). {_LOCAL_HINT}")
+    with open(p, "rb") as fh:
+        head = fh.read(512)
+    header = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" or (0 < header < size and head[8:9] == b"{"):
+        return
+    try:
+        text = head.decode("utf-8")
+        kind = f"text starting {text.strip()[:40]!r}" if text.isprintable() or text.strip() else "text"
+    except UnicodeDecodeError:
+        kind = f"unknown bytes {head[:8].hex()}"
+    raise ClipWeightsError(f"CLIP weights file {p} is not a weights file ({kind}; expected a torch.save archive, "
+                           f"a pickle or safetensors). {_LOCAL_HINT}")
+
+
 def _open_clip_dir() -> Path | None:
     spec = importlib.util.find_spec("open_clip")
     locations = list(spec.submodule_search_locations or []) if spec is not None else []

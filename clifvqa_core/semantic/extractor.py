@@ -18,6 +18,7 @@ All inference methods run under ``torch.inference_mode``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -30,7 +31,8 @@ from clifvqa_core.semantic.clip import ClipBundle
 from clifvqa_core.semantic.descriptions import DescriptionSet
 from clifvqa_core.semantic.windows import WindowConfig, cut_windows
 
-__all__ = ["SemanticExtractor", "frame_features", "sfrp", "sims_to_maps", "video_map", "window_probabilities"]
+__all__ = ["MapRule", "SemanticExtractor", "frame_features", "sfrp", "sims_to_maps", "video_map",
+           "window_probabilities"]
 
 
 class SemanticExtractor(nn.Module):
@@ -164,6 +166,55 @@ def sims_to_maps(
         s = s.index_select(-1, idx)
     maps = video_map(frame_features(sfrp(window_probabilities(s, logit_scale))))
     return maps.numpy() if is_np else maps
+
+
+@dataclass(frozen=True)
+class MapRule:
+    """How a model's maps [2r', T] come from CLIP similarities: the one rule of training (maps from a feature
+    store, ``cache.maps.load_map_table``) and of scoring (CLIP on the video: ``Scorer``, ``explain``), so both
+    see the same bits.
+
+    ``stored``: all r descriptions, in order, at the extraction's temperature: the store's own maps, which the
+    extraction made from float32 sims (a scorer uses its float32 sims as they are). Otherwise (a description
+    subset, another temperature) the maps are recomputed from the float16 sims the store keeps, so fresh sims
+    are rounded to float16 first: ``selected`` descriptions (r' of r), softmax at ``logit_scale``.
+    """
+
+    selected: tuple[int, ...]
+    logit_scale: float | None
+    stored: bool
+
+    @classmethod
+    def of(cls, selected: Sequence[int], r: int, asked_scale: float | None, clip_scale: float | None) -> "MapRule":
+        """The rule for ``selected`` of the r cached descriptions; ``asked_scale``: ModelConfig.logit_scale
+        (None: CLIP's); ``clip_scale``: the extraction's temperature (what the store records, or the rebuilt
+        CLIP's). Example: all 32 of 32 with ``asked_scale`` None (or equal to ``clip_scale``) -> stored;
+        "objective" (16 of 32) -> recomputed from float16 sims at ``clip_scale``."""
+        sel = tuple(int(i) for i in selected)
+        stored = sel == tuple(range(r)) and (asked_scale is None or asked_scale == clip_scale)
+        return cls(sel, asked_scale if asked_scale is not None else clip_scale, stored)
+
+    def select(self, sims: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """sims [..., r] (float32 from CLIP, or float16 from a store) -> the float32 sims [..., r'] that the
+        maps are made of (rounded through float16 unless ``stored``)."""
+        s = torch.from_numpy(np.asarray(sims)) if isinstance(sims, np.ndarray) else sims.detach()
+        if self.stored:
+            return s.float()
+        idx = torch.as_tensor(self.selected, dtype=torch.long, device=s.device)
+        if idx.numel() and int(idx.max()) >= s.shape[-1]:
+            raise ValueError(f"description indices {list(self.selected)} out of range for r = {s.shape[-1]}")
+        return s.to(torch.float16).float().index_select(-1, idx)
+
+    def probabilities(self, sims: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """sims [..., T, rows, cols, r] -> eq. 2 window probabilities [..., T, rows, cols, r'] float32."""
+        if self.logit_scale is None:
+            raise ConfigError("recomputing maps for a description subset needs CLIP's logit scale, which is not "
+                              "recorded; set ModelConfig.logit_scale (100 for OpenAI CLIP weights)")
+        return window_probabilities(self.select(sims), self.logit_scale)
+
+    def maps(self, sims: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """sims [..., T, rows, cols, r] -> maps [..., 2r', T] float32 (eqs. 3-7 over :meth:`probabilities`)."""
+        return video_map(frame_features(sfrp(self.probabilities(sims))))
 
 
 def window_probabilities(sims: torch.Tensor, logit_scale: float) -> torch.Tensor:

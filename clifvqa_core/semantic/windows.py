@@ -17,7 +17,8 @@ Worked edge case, 3x3 on a 1080p frame (H=1080, W=1920, s=224): ys = 0, 428, 856
 xs = 0, 848, 1696. A 1x1 grid on the same frame is the centre window at (428, 848).
 
 Small frames: a frame with a side shorter than ``size`` is first upscaled, aspect kept, so that its
-short side is exactly ``size``; the long side becomes round_half_up(long * size / short). Resampling
+short side is exactly ``size``; the long side becomes round_half_up(long * size / short)
+(``media.geometry.scaled_size``, the rule the fragments use too). Resampling
 is bilinear (align_corners=False, antialias off: antialiasing only matters when shrinking, and being
 explicit keeps CPU and CUDA identical), rounded half up and clamped back to uint8. Example: a 100x80
 frame (W=100, H=80) becomes 280x224 (W x H), and a 3x3 grid then has ys = 0, 0, 0 and xs = 0, 28, 56.
@@ -46,6 +47,7 @@ import torch.nn.functional as F
 
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError, FrameSizeError
+from clifvqa_core.media.geometry import scaled_size  # noqa: F401  (re-exported: the one small-frame rule)
 
 #: Identifies the geometry rules above (origins, upscaling); part of the extraction identity.
 WINDOW_RULE = "edge-to-edge-round-half-up/upscale-short-side-bilinear/v1"
@@ -118,23 +120,6 @@ def _axis_origins(length: int, n: int, size: int) -> list[int]:
     if n == 1:
         return [span // 2]
     return [(2 * i * span + (n - 1)) // (2 * (n - 1)) for i in range(n)]
-
-
-def scaled_size(height: int, width: int, size: int = 224) -> tuple[int, int]:
-    """(H', W') after the small-frame rule: unchanged if both sides >= size, else short side -> size.
-
-    Example: (80, 100) -> (224, 280); (1080, 1920) -> (1080, 1920); (100, 1000) -> (224, 2240).
-    """
-    if height < 1 or width < 1:
-        raise ConfigError(f"frame of {height}x{width} px has no pixels")
-    short = min(height, width)
-    if short >= size:
-        return height, width
-
-    def up(x: int) -> int:
-        return max(size, (2 * x * size + short) // (2 * short))
-
-    return (size, up(width)) if height == short else (up(height), size)
 
 
 def check_frame_size(height: int, width: int, size: int = 224) -> tuple[int, int]:

@@ -13,8 +13,8 @@ columns at 0, 137, ..., 822 with offsets in [0, 105). A 720x1280 frame never nee
 has cells of 34 pixels, offsets in [0, 2).
 
 Edge rule (a documented deviation from the reference): a frame smaller than 224 on a side is first upscaled
-bilinearly by 224 / min(H, W) (aspect kept, output sides rounded, at least 224) and the grid is computed on the
-*upscaled* frame; the reference upscales but keeps the original grid, so it only samples the top-left part.
+bilinearly to ``media.geometry.scaled_size`` (aspect kept, short side 224, long side rounded half up: the
+windows' rule, so 128x134 becomes 224x235 in both branches) and the grid is computed on the *upscaled* frame; the reference upscales but keeps the original grid, so it only samples the top-left part.
 A 120x160 frame becomes 224x299 (cells of 32 and 42 pixels). Upscaled values are not rounded (float output).
 A frame count that is not a multiple of ``clip_len`` gets one more, shorter chunk with its own offsets.
 
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clifvqa_core.config import JsonConfig
+from clifvqa_core.media.geometry import scaled_size
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,6 @@ def draw_offsets(height: int, width: int, num_chunks: int, generator: torch.Gene
     return out
 
 
-def _upscaled_size(h: int, w: int, size: int) -> tuple[int, int]:
-    """Frame size the grid is computed on: (h, w), or upscaled by size / min(h, w) when a side is < size."""
-    if min(h, w) >= size:
-        return h, w
-    scale = size / min(h, w)
-    return max(size, round(h * scale)), max(size, round(w * scale))
-
-
 def _bilinear_taps(n_in: int, n_out: int, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """F.interpolate's bilinear rule (align_corners=False, output size given) at output positions ``pos``.
 
@@ -117,8 +110,9 @@ class _Cutter:
     [num_clips, C, N / num_clips, S * S], 0-255, not normalised: uint8 when the frames are uint8 and cut
     directly, else float32 (upscaled frames, float input).
 
-    The grid is computed on the (possibly upscaled) frame of :func:`_upscaled_size`; canvas cell (i, j) of
-    chunk k comes from the F x F grid-frame block at (rows[i, j, k], cols[i, j, k]). Three ways to get there:
+    The grid is computed on the (possibly upscaled) frame of ``media.geometry.scaled_size`` (the windows'
+    rule); canvas cell (i, j) of chunk k comes from the F x F grid-frame block at (rows[i, j, k],
+    cols[i, j, k]). Three ways to get there:
 
     * ``direct`` (both sides >= S, the reference case): one ``np.take`` of C-byte pixels per frame;
     * ``whole`` (small frame, upscaled frame <= ``_MAX_UPSCALED_PIXELS``): the frame is upscaled whole with
@@ -138,7 +132,7 @@ class _Cutter:
             raise ValueError("video has no frames")
         if h < 1 or w < 1:
             raise ValueError(f"frames must have pixels, got {h}x{w}")
-        gh, gw = _upscaled_size(h, w, s)
+        gh, gw = scaled_size(h, w, s)
         chunks = -(-n // cfg.clip_len)
         if offsets is None:
             offsets = draw_offsets(gh, gw, chunks, generator, cfg)

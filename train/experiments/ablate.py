@@ -296,17 +296,15 @@ def run_ablation(cfg: AblationConfig, items: Sequence[Any] | None = None) -> dic
 
 def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> dict[str, Any]:
     """Table 5 as the paper ran it (module doc): one trained model scored on every grid's store."""
-    from clifvqa_core.semantic.extract_config import RecordedExtraction
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+    from clifvqa_core.model.checkpoint import read_checkpoint
     from clifvqa_core.semantic.windows import WINDOW_PRESETS
     from train.protocol import evaluate_checkpoint
 
     base = cfg.train
     out = Path(base.out)
-    ckpt = read_clifvqa_checkpoint(cfg.checkpoint)
+    ckpt = read_checkpoint(cfg.checkpoint)     # once: every row scores this record
     store = base.cached[0]
-    rec = RecordedExtraction.read(ckpt, source=str(cfg.checkpoint))
-    extract_cfg = rec.config if rec is not None else None
+    extract_cfg = ckpt.extraction.config if ckpt.extraction is not None else None
     if not Path(store).exists() and extract_cfg is None:
         raise CacheError(f"{store} does not exist and {cfg.checkpoint} does not record how its maps were "
                          "extracted; extract the dataset first (`cli.py extract`) and pass that store")
@@ -319,7 +317,7 @@ def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> 
                                  cfg.extract_device, extract_config=extract_cfg)
         row_dir = out / "windows" / str(n)
         log.info("window sweep (checkpoint): %d windows (%dx%d) from %s", n, r, c, path)
-        m = evaluate_checkpoint(cfg.checkpoint, items, [str(path)], out=row_dir, device=base.device,
+        m = evaluate_checkpoint(ckpt, items, [str(path)], out=row_dir, device=base.device,
                                 workers=base.workers, batch_size=max(1, base.batch_size // 2),
                                 test_clips=base.test_clips, skip_missing=base.skip_missing,
                                 title=f"{Path(cfg.checkpoint).name} on {base.dataset}, {n} windows ({r}x{c})",
@@ -334,7 +332,7 @@ def _windows_of_checkpoint(cfg: AblationConfig, items: Sequence[Any] | None) -> 
         rows.append(row)
     result = {"what": "windows", "mode": "checkpoint", "checkpoint": str(cfg.checkpoint), "dataset": base.dataset,
               "cached": list(base.cached), "rows": rows, "config": cfg.to_dict(),
-              "trained_on": json.loads(ckpt["train_config"]).get("dataset") if ckpt.get("train_config") else None}
+              "trained_on": ckpt.dataset}
     if groups:
         counts = {g: 0 for g in RESOLUTION_GROUPS}
         for v in {it.video_id for it in items}:

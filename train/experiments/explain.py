@@ -50,18 +50,20 @@ log = logging.getLogger(__name__)
 __all__ = ["explain_video", "resolve_extract_config"]
 
 
-def resolve_extract_config(ckpt: dict[str, Any], cached: str | Path | None = None, clip_model: str | None = None,
+def resolve_extract_config(ckpt: Any, cached: str | Path | None = None, clip_model: str | None = None,
                            clip_pretrained: str | None = None, grid: str | None = None):
-    """The ExtractConfig whose CLIP + grid made the features of this checkpoint (module doc, step 1)."""
-    from clifvqa_core.semantic.extract_config import ExtractConfig, RecordedExtraction
+    """The ExtractConfig whose CLIP + grid made the features of this checkpoint (module doc, step 1).
+    ``ckpt``: the :class:`~clifvqa_core.model.checkpoint.Checkpoint` (or its path)."""
+    from clifvqa_core.model.checkpoint import read_checkpoint
+    from clifvqa_core.semantic.extract_config import ExtractConfig
     from clifvqa_core.semantic.windows import WindowConfig
 
+    ckpt = read_checkpoint(ckpt)
     base = None
     store_path = cached
-    if store_path is None and clip_model is None and RecordedExtraction.read(ckpt) is None:
-        tc = json.loads(ckpt.get("train_config") or "{}")
-        paths = tc.get("cached") or []
-        store_path = paths[0] if paths else None
+    if store_path is None and clip_model is None and ckpt.extraction is None:
+        stores = ckpt.train_stores()          # relative paths also against the run folder, as predict does
+        store_path = stores[0] if stores else None
     if store_path is not None:
         from cache import open_store
         from cache.maps import store_extraction
@@ -72,14 +74,14 @@ def resolve_extract_config(ckpt: dict[str, Any], cached: str | Path | None = Non
             raise CacheError(f"{store_path}: the store does not record its extraction config; give "
                              "--clip-model, --clip-pretrained and --grid")
         base = rec.rebuild()
-    elif clip_model is None and RecordedExtraction.read(ckpt) is not None:   # recorded in the checkpoint
-        base = RecordedExtraction.read(ckpt).rebuild()
+    elif clip_model is None and ckpt.extraction is not None:   # recorded in the checkpoint
+        base = ckpt.extraction.rebuild()
     if base is None:
         if clip_model is None:
             raise ConfigError("cannot tell which CLIP made the features: the checkpoint names no feature store; "
                               "give --cached STORE or --clip-model/--clip-pretrained/--grid")
         base = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained or "openai",
-                             descriptions=ckpt.get("description_set") or "clif-v1")
+                             descriptions=ckpt.description_set or "clif-v1")
     changes: dict[str, Any] = {}
     if clip_model is not None:
         changes["clip_model"] = clip_model
@@ -88,9 +90,9 @@ def resolve_extract_config(ckpt: dict[str, Any], cached: str | Path | None = Non
     if grid is not None:
         changes["grid"] = WindowConfig.parse(grid)
     cfg = base.replace(**changes) if changes else base
-    want = ckpt.get("description_hash")
+    want = ckpt.description_hash
     if want and cfg.description_set.content_hash() != want:
-        raise CheckpointError(f"the checkpoint was trained on description set {ckpt.get('description_set')!r} "
+        raise CheckpointError(f"the checkpoint was trained on description set {ckpt.description_set!r} "
                               f"(hash {want}) but the extraction config uses {cfg.descriptions!r} "
                               f"(hash {cfg.description_set.content_hash()})")
     return cfg
@@ -143,29 +145,23 @@ def _local_quality(model: Any, video: Path, info: Any, center: int, seed: int) -
     return {"qmap": q, "cells": fragment_cells(q, fc.grid, fc.fragment), "slot": slot, "clip": idx.tolist()}
 
 
-def _scorer(checkpoint: str | Path, ecfg: Any, ck: dict[str, Any], extractor: Any, test_clips: int | None,
+def _scorer(checkpoint: str | Path, ecfg: Any, ck: Any, extractor: Any, test_clips: int | None,
             dev: torch.device) -> Any:
     """The one scoring path, built from the checkpoint (read once) and the resolved extraction."""
     from clifvqa_core.inference.scorer import Scorer
     from clifvqa_core.semantic.extract_config import RecordedExtraction
 
     rec = RecordedExtraction(ecfg.to_dict(), ecfg.identity(), ecfg.key(), source=f"explain {checkpoint}")
-    return Scorer.from_checkpoint(checkpoint, dev, extraction=rec, extractor=extractor, test_clips=test_clips,
-                                  ckpt=ck)
+    return Scorer.from_checkpoint(ck, dev, extraction=rec, extractor=extractor, test_clips=test_clips)
 
 
 def _semantics(scorer: Any, extractor: Any, ecfg: Any, frames: torch.Tensor) -> dict[str, Any]:
     """CLIP on the scorer's T frames -> {"probs" [T, R, C, r'] (window probabilities), "maps" [2r', T], "sel"}:
-    the scorer's own rule when the model has the semantic branch, else all descriptions at CLIP's scale."""
-    from clifvqa_core.semantic.extractor import sims_to_maps, window_probabilities
-
+    the scorer's rule (``Scorer.rule``, the training store's; all descriptions at CLIP's temperature for a
+    model without the semantic branch)."""
     sims = extractor.frames_to_sims(frames, ecfg.grid, batch_size=ecfg.batch_size).float().cpu()   # [T, R, C, r]
-    if scorer.cfg.use_semantic:
-        return {"probs": scorer.window_probabilities(sims), "maps": scorer.maps_from_sims(sims),
-                "sel": list(scorer.selected)}
-    scale = extractor.logit_scale
-    return {"probs": window_probabilities(sims, scale), "maps": sims_to_maps(sims, scale),
-            "sel": list(range(sims.shape[-1]))}
+    return {"probs": scorer.window_probabilities(sims), "maps": scorer.maps_from_sims(sims),
+            "sel": list(scorer.rule.selected)}
 
 
 def _score_and_weights(scorer: Any, video: Path, maps: torch.Tensor) -> tuple[dict[str, torch.Tensor], np.ndarray]:
@@ -190,7 +186,7 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
                   plots: bool = True, report: str | Path | None = None) -> dict[str, Any]:
     """Explain the score of ``video`` under ``checkpoint`` (module doc). -> result dict (JSON-ready).
     ``report``: also write an HTML report (the video's row and this explanation, figure embedded)."""
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+    from clifvqa_core.model.checkpoint import read_checkpoint
     from clifvqa_core.media.video import probe
     from clifvqa_core.runtime import resolve_device
     from clifvqa_core.semantic.extract_config import build_extractor
@@ -202,7 +198,7 @@ def explain_video(video: str | Path, checkpoint: str | Path, out: str | Path | N
 
         require_matplotlib()
     video, dev = Path(video), resolve_device(device)
-    ck = read_clifvqa_checkpoint(checkpoint)
+    ck = read_checkpoint(checkpoint)           # once: the extraction, the scorer and the report
     ecfg = resolve_extract_config(ck, cached, clip_model, clip_pretrained, grid)
     extractor = (extractor if extractor is not None else build_extractor(ecfg)).to(dev).eval()
     scorer = _scorer(checkpoint, ecfg, ck, extractor, test_clips, dev)
@@ -258,7 +254,7 @@ def _result(video: Path, checkpoint: str | Path, info: Any, ecfg: Any, scorer: A
         "video": str(video), "checkpoint": str(checkpoint), "size": [info.width, info.height],
         "frame_count": info.frame_count,
         "clip": {"model": ecfg.clip_model, "weights": ecfg.identity()["clip_weights"], "grid": str(ecfg.grid),
-                 "logit_scale": scorer.logit_scale if scorer.logit_scale is not None else extractor.logit_scale},
+                 "logit_scale": scorer.rule.logit_scale},
         "model": {"use_semantic": mcfg.use_semantic, "use_spatial": mcfg.use_spatial,
                   "use_regressor": mcfg.use_regressor, "descriptions": mcfg.descriptions, "frames": mcfg.frames},
         "score": float(scorer.scale.to_mos(z)), "score_z": z, "test_clips": scorer.test_clips, "mos_std": std,

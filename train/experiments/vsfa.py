@@ -138,7 +138,7 @@ def run_vsfa(cfg: VSFATrainConfig, items: Sequence[Any] | None = None) -> dict[s
     """
     from cache.maps import load_map_table
     from train.data import MosScale, join_items
-    from train.protocol import TABLE_KEYS, fit_model_to_cache, make_split, write_report
+    from train.protocol import TABLE_KEYS, fit_model_to_cache, make_split, split_record, write_report, write_split
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def run_vsfa(cfg: VSFATrainConfig, items: Sequence[Any] | None = None) -> dict[s
         rows.append(m)
         sdir = out / f"split_{k}"
         sdir.mkdir(parents=True, exist_ok=True)
-        (sdir / "split.json").write_text(json.dumps({"k": k, **sp}, indent=1) + "\n")
+        write_split(sdir, split_record(k, sp, items, cfg.test_fraction, cfg.val_fraction))
         (sdir / "history.json").write_text(json.dumps(history) + "\n")
         with (sdir / "predictions_test.csv").open("w") as fh:
             fh.write("video_id,mos,pred\n")

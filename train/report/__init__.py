@@ -39,16 +39,16 @@ def _warnings(prov: Mapping[str, Any] | None) -> list[str]:
 
 
 def write_predict_report(rows: Sequence[Any], path: str | Path, *, checkpoint: str | Path = "",
-                         ckpt: Mapping[str, Any] | None = None, baseline: str | None = None,
+                         ckpt: Any = None, baseline: str | None = None,
                          explanations: Sequence[tuple[Mapping[str, Any], bytes | None]] = (),
                          thumbnails: bool = True, title: str = "Predicted video quality") -> Path:
     """``predict``'s report: one row per input (errors included) + an explanation panel per ``explanations``
-    entry ((explain result, PNG bytes)). The provenance line comes from ``ckpt`` (the checkpoint dict) or,
+    entry ((explain result, PNG bytes)). The provenance line comes from ``ckpt`` (the Checkpoint read) or,
     when not given, from reading ``checkpoint`` (one of ours; a ``baseline`` FAST-VQA file has none)."""
     if ckpt is None and checkpoint and baseline is None:
-        from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+        from clifvqa_core.model.checkpoint import read_checkpoint
 
-        ckpt = read_clifvqa_checkpoint(checkpoint)
+        ckpt = read_checkpoint(checkpoint)
     prov = provenance(ckpt, checkpoint) if ckpt is not None else None
     if baseline is not None:
         title = f"{title} - {baseline} baseline ({Path(str(checkpoint)).name})"
@@ -68,22 +68,22 @@ def write_evaluate_report(path: str | Path, parts: Mapping[str, tuple[Mapping[st
     return write_page(path, document(title, sub, body, _warnings(prov), _footer()))
 
 
-def read_histories(run_dir: str | Path, splits: Sequence[int]) -> tuple[dict[int, list[dict[str, Any]]], dict]:
+def read_histories(run_dir: str | Path, splits: Sequence[int]) -> tuple[dict[int, list[dict[str, Any]]], Any]:
     """Per split its per-epoch history (from ``split_k/model.pt``, where ``fit`` records it) -> (split ->
-    history, the first checkpoint read, for the provenance; {} when none could be read)."""
+    history, the first Checkpoint read, for the provenance; None when none could be read)."""
     from clifvqa_core.errors import ClifVQAError
-    from clifvqa_core.model.clifvqa import read_clifvqa_checkpoint
+    from clifvqa_core.model.checkpoint import read_checkpoint
 
     out: dict[int, list[dict[str, Any]]] = {}
-    first: dict = {}
+    first = None
     for k in splits:
         ck_path = Path(run_dir) / f"split_{k}" / "model.pt"
         try:
-            ck = read_clifvqa_checkpoint(ck_path)
+            ck = read_checkpoint(ck_path)
         except ClifVQAError:
             continue
-        first = first or dict(ck)
-        out[k] = list(ck.get("history") or [])
+        first = first or ck
+        out[k] = [dict(h) for h in ck.history]
     return out, first
 
 
@@ -116,7 +116,7 @@ def _pm(s: Mapping[str, Any]) -> str:
 
 
 def write_explain_report(path: str | Path, results: Sequence[tuple[Mapping[str, Any], bytes | None]],
-                         ckpt: Mapping[str, Any] | None = None, checkpoint: str | Path = "") -> Path:
+                         ckpt: Any = None, checkpoint: str | Path = "") -> Path:
     """``explain --report``: the explained video(s) as rows, each with its explanation panel."""
     from clifvqa_core.inference.scorer import ScoreResult
 

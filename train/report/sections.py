@@ -17,7 +17,6 @@ timelines give the same kind of page.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -52,25 +51,14 @@ SCORE_HELP = {
 
 
 # ---- provenance -------------------------------------------------------------------------------------------
-def provenance(ck: Mapping[str, Any], checkpoint: str | Path = "") -> dict[str, Any]:
-    """What a checkpoint says about how its numbers were made -> {checkpoint, clip_model, clip_weights, grid,
-    frames, descriptions, dataset, stores, loss, random_clip}. ``ck``: the checkpoint dict
-    (``read_clifvqa_checkpoint``)."""
-    from clifvqa_core.semantic.extract_config import RecordedExtraction
-
-    rec = RecordedExtraction.read(dict(ck))
-    cfg, ident = (rec.config, rec.identity) if rec is not None else ({}, {})
-    try:
-        tc = json.loads(ck.get("train_config") or "{}")
-    except (TypeError, ValueError):
-        tc = {}
-    grid = cfg.get("grid") or {}
-    weights = ident.get("clip_weights", cfg.get("clip_pretrained"))
-    return {"checkpoint": str(checkpoint), "clip_model": cfg.get("clip_model"), "clip_weights": weights,
-            "grid": f"{grid.get('rows')}x{grid.get('cols')}" if grid else None, "frames": cfg.get("frames"),
-            "descriptions": ck.get("description_set"), "dataset": tc.get("dataset"),
-            "stores": list(tc.get("cached") or ()), "loss": ck.get("loss"),
-            "random_clip": weights == "none"}
+def provenance(ck: Any, checkpoint: str | Path = "") -> dict[str, Any]:
+    """What a checkpoint says about how its numbers were made (``Checkpoint.provenance``: checkpoint, clip_model,
+    clip_weights, grid, frames, descriptions, dataset, stores, loss, random_clip); ``checkpoint``: what to
+    show as the model instead of the record's path."""
+    prov = ck.provenance()
+    if checkpoint:
+        prov["checkpoint"] = str(checkpoint)
+    return prov
 
 
 def provenance_block(prov: Mapping[str, Any]) -> str:
