@@ -387,6 +387,7 @@ def demo_timeline(test_items: list[Any], out: Path, device: str) -> list[Any]:
 
         plot_timelines(rows, out / "timeline_plot")
         (out / "timeline_plot" / "timeline.png").replace(out / "timeline.png")
+        (out / "timeline_plot").rmdir()
     except ClifVQAError as exc:            # matplotlib is optional
         log.warning("no timeline plot: %s", exc)
     for row, it in zip(rows[1:], chosen):
