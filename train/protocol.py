@@ -49,6 +49,7 @@ from clifvqa_core.objectives.metrics import evaluate_scores, summarize
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer
+from train.runfiles import expected_parts, finished_split, remove_leftovers
 from train.config import TrainConfig, resolve_recipe
 
 from .data import MosScale, join_items, source_items, store_source
@@ -536,14 +537,15 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
                                          **{n: [it.video_id for it in v] for n, v in evals.items()}})]
 
+    if env.main:   # a killed save's .partial files (atomic writes) of an earlier run of this folder
+        remove_leftovers([out, *(out / f"split_{k}" for k, *_ in plan)])
     for k, train, val, evals, split_ids in plan:
         sdir = out / f"split_{k}"
-        done_file = sdir / "metrics.json"
         record = split_record(k, split_ids, items if cfg.train_split is None else train_all,
                               cfg.test_fraction if cfg.train_split is None else None, cfg.val_fraction)
         results["splits"].append({key: record[key] for key in ("k", "unit", "asked", "achieved", "counts")})
-        # an unreadable or truncated marker means "not done": the split is trained again
-        done_metrics = read_json_or_none(done_file) if resume else None
+        # absent or unreadable: not done (trained again); valid JSON missing parts, or a damaged model.pt: refused
+        done_metrics = finished_split(sdir, expected_parts(evals, paper)) if resume else None
         if isinstance(done_metrics, dict):
             log.info("split %d already finished; skipping (resume)", k)
             for part, m in done_metrics.items():
