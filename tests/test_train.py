@@ -226,6 +226,10 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     assert not set(split0["train"]) & set(split0["test"])
     assert (run / "split_0" / "model.pt").is_file() and (run / "split_1" / "predictions_test.csv").is_file()
     assert "mean +- std" in (run / "results.md").read_text()
+    from clifvqa_core.model.checkpoint import read_checkpoint
+
+    cal = read_checkpoint(run / "split_0" / "model.pt").get("calibration")    # no validation part: percentile only
+    assert cal["kind"] == "identity" and cal["q"] is None and len(cal["mos_quantiles"]) == 101
     # evaluate a trained checkpoint on the same cache (deterministic: twice the same numbers)
     a = protocol.evaluate_checkpoint(run / "split_0" / "model.pt", items, [str(store)], device="cpu",
                                      workers=0, out=tmp_path / "eval")

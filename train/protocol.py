@@ -608,7 +608,9 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, items: Sequence[Any
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
     ``part``: the label of the scored videos (results.md heading, ``metrics["part"]``).
-    ``keep_scores``: the result also holds ``scores`` {"video_id", "path", "mos", "pred"} (lists; for a report).
+    ``keep_scores``: the result also holds ``scores`` {"video_id", "path", "mos", "pred"} (lists; for a report;
+    with a calibrated checkpoint also "low" and "high", the 90 % intervals: the report shows their coverage).
+    ``pred`` is predict's ``score``: calibrated when the checkpoint records a calibration.
     """
     ck = read_checkpoint(checkpoint)          # a path, or the record the caller read (not read again)
     rec = recorded_extraction(ck)
@@ -624,11 +626,15 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, items: Sequence[Any
     cfg = TrainConfig(batch_size=max(2, 2 * batch_size), workers=workers, test_clips=scorer.test_clips,
                       amp=False)
     pred, z = score_items(scorer.model, labelled, table, scorer.scale, scorer.device, cfg)
+    pred = scorer.calibrate(z)          # predict's ``score``: through the checkpoint's calibration when it has one
     metrics = evaluate_scores(pred, [it.mos for it in labelled])
     metrics.update(checkpoint=str(checkpoint), part=part)
     if keep_scores:
         metrics["scores"] = {"video_id": [it.video_id for it in labelled], "path": [str(it.path) for it in labelled],
                              "mos": [float(it.mos) for it in labelled], "pred": [float(p) for p in pred]}
+        if scorer.calibration is not None and math.isfinite(scorer.calibration.q):
+            metrics["scores"]["low"] = [float(p) - scorer.calibration.q for p in pred]
+            metrics["scores"]["high"] = [float(p) + scorer.calibration.q for p in pred]
     if out is not None:
         o = Path(out)
         _write_predictions(o / "predictions.csv", labelled, pred, z)
