@@ -11,5 +11,6 @@ from .store import (FeatureStore, detect_backend, find_leftovers, human_bytes, o
                     upgrade_store)
 
 __all__ = ["open_store", "FeatureStore", "StoreLayout", "ShardData", "identity_key", "diff_identity",
-           "detect_backend", "human_bytes", "find_leftovers", "remove_leftovers", "upgrade_store", "BACKENDS", "FORMAT_VERSION",
+           "detect_backend", "human_bytes", "find_leftovers", "remove_leftovers", "upgrade_store", "BACKENDS",
+           "FORMAT_VERSION",
            "DEFAULT_SHARD_SIZE"]

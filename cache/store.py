@@ -107,11 +107,15 @@ def open_store(
         raise CacheError(f"{path}: is a {found} store, not {backend}. Pass --backend {found}, or choose "
                          "another --out.")
     store = FeatureStore(BACKENDS[found](path, writable=mode != "r"), mode)
-    if mode != "r":
-        store.finish_growth()
-        store.clean_predecessors()
     if identity is not None:
         store.check_identity(identity, key)
+    if mode != "r":
+        if not store.checksums:
+            raise CacheError(f"{path}: format version {store.attrs.get('format_version')} store (no content "
+                             f"checksums); this code writes format {FORMAT_VERSION}. Run `python cli.py cache "
+                             f"upgrade {path}` first.")
+        store.finish_growth()
+        store.clean_predecessors()
     if mode != "r":
         if layout is not None and not layout.same_data_shape(store.layout):
             raise CacheError(f"{path}: holds a layout {store.layout.to_dict()} but this run needs "
@@ -222,9 +226,6 @@ class FeatureStore:
         self.checksums = version >= CHECKSUM_VERSION
         #: what is wrong with ids/mos/n (one line each); readers and writers refuse such a store, verify lists it
         self.index_problems = self._index_problems()
-        if mode != "r" and not self.checksums:
-            raise CacheError(f"{self.path}: format version {version} store (no content checksums); this code "
-                             f"writes format {FORMAT_VERSION}. Run `python cli.py cache upgrade {self.path}` first.")
         if not self.checksums:
             log.warning("%s: format version %s store without content checksums; `python cli.py cache upgrade %s` "
                         "records them", self.path, version, self.path)
@@ -297,9 +298,19 @@ class FeatureStore:
         done = self._read_done(start, stop)
         problems = []
         for shard, lo, hi in self._pieces(start, stop):
-            problems += self._lost_problems(shard, lo, done[lo - start : hi - start])
+            problems += self._lost_problems(shard, lo, done[lo - start : hi - start], self._committed(shard))
         self._refuse(problems)
         return done
+
+    def _committed(self, shard: int) -> dict[str, Any] | None | str:
+        """The committed digest record of ``shard`` (None: absent or format 1), or the line saying why it is
+        unreadable."""
+        if not self.checksums:
+            return None
+        try:
+            return read_record(self.path, shard)
+        except DamagedStoreError as exc:
+            return f"{self._where('done', shard)}: {exc}"
 
     def _pieces(self, start: int, stop: int) -> list[tuple[int, int, int]]:
         """(shard, lo, hi) of the shards overlapping rows [start, stop)."""
@@ -313,38 +324,36 @@ class FeatureStore:
         s0, s1 = self.layout.shard_range(shard)
         return f"array {name!r}, shard {shard} (rows {s0}..{s1 - 1})"
 
-    def _records(self, shard: int) -> list[dict[str, Any] | None]:
-        """[committed, pending] digest records of ``shard`` (DamagedStoreError naming an unreadable one)."""
+    def _pending(self, shard: int) -> dict[str, Any] | None:
+        """The pending digest record of ``shard``, or None (a pending record is written whole before it counts;
+        a torn one vouches for nothing)."""
         try:
-            pending = read_record(self.path, shard, pending=True)
+            return read_record(self.path, shard, pending=True)
         except DamagedStoreError:
-            pending = None  # a pending record is written whole before it counts; a torn one vouches for nothing
-        return [read_record(self.path, shard), pending]
+            return None
 
-    def _lost_problems(self, shard: int, lo: int, done: np.ndarray) -> list[str]:
-        """Rows [lo, lo + m) of ``shard`` that its committed record calls done but whose flag is False."""
-        if not self.checksums:
-            return []
+    def _lost_problems(self, shard: int, lo: int, done: np.ndarray, committed: dict[str, Any] | None | str
+                       ) -> list[str]:
+        """Rows [lo, lo + m) of ``shard`` that its committed record (``_committed``) calls done but whose flag
+        is False."""
+        if isinstance(committed, str):
+            return [committed]
         s0, s1 = self.layout.shard_range(shard)
-        try:
-            committed = read_record(self.path, shard)
-        except DamagedStoreError as exc:
-            return [f"{self._where('done', shard)}: {exc}"]
         lost = recorded_done(committed, s0, s1 - s0)[lo - s0 : lo - s0 + len(done)] & ~done
         if not lost.any():
             return []
         return [_name_rows(f"{self._where('done', shard)}: recorded done but the done flag is lost (a deleted or "
                            "damaged done chunk or shard file)", [self.ids[lo + int(j)] for j in np.flatnonzero(lost)])]
 
-    def _content_problems(self, name: str, shard: int, lo: int, rows: np.ndarray, done: np.ndarray) -> list[str]:
+    def _content_problems(self, name: str, shard: int, lo: int, rows: np.ndarray, done: np.ndarray,
+                          committed: dict[str, Any] | None | str) -> list[str]:
         """Digest and value checks of the done rows [lo, lo + m) of array ``name`` in ``shard``."""
         where, out = self._where(name, shard), []
         ids = self.ids[lo : lo + len(done)]
         if self.checksums:
-            try:
-                records = self._records(shard)
-            except DamagedStoreError as exc:
-                return [f"{where}: {exc}"]
+            if isinstance(committed, str):
+                return [committed.replace(self._where("done", shard), where)]
+            records = [committed, self._pending(shard)]
             s0 = self.layout.shard_range(shard)[0]
             mismatch, unrecorded = digest_mismatches(self.key, name, lo, s0, ids, rows, done, records)
             for what, mask in (("content does not match its digest (changed, swapped or foreign data)", mismatch),
@@ -434,9 +443,9 @@ class FeatureStore:
         done = self._read_done(start, stop)
         problems = []
         for shard, lo, hi in self._pieces(start, stop):
-            d = done[lo - start : hi - start]
-            problems += self._lost_problems(shard, lo, d)
-            problems += self._content_problems(name, shard, lo, rows[lo - start : hi - start], d)
+            d, committed = done[lo - start : hi - start], self._committed(shard)
+            problems += self._lost_problems(shard, lo, d, committed)
+            problems += self._content_problems(name, shard, lo, rows[lo - start : hi - start], d, committed)
         self._refuse(problems)
         return rows
 
@@ -506,8 +515,9 @@ class FeatureStore:
             # the transaction: journal (atomic) -> idempotent steps -> attributes (the commit) -> journal removed.
             # A kill or a full disk anywhere leaves the old store to readers; the next writer replays the journal.
             atomic_write(self.path / GROW_JOURNAL, json.dumps(
-                {"from": self.n, "to": layout.n, "ids": new_ids, "mos": [None if math.isnan(m) else float(m) for m in mos[self.n:]],
-                 "attrs": attrs}), "cannot start growing the store")
+                {"from": self.n, "to": layout.n, "ids": new_ids,
+                 "mos": [None if math.isnan(m) else float(m) for m in mos[self.n:]], "attrs": attrs}),
+                "cannot start growing the store")
         self._b.grow(self.n, layout, ids, mos, attrs)
         self._end_growth()
         if new_ids:
@@ -630,7 +640,7 @@ class FeatureStore:
         except OSError as exc:
             raise storage_error(self.failures_path, exc, "cannot record a failed video") from exc
 
-    def failures(self, include_resolved: bool = False, check: bool = True) -> list[dict[str, Any]]:
+    def failures(self, include_resolved: bool = False) -> list[dict[str, Any]]:
         """The latest failure record of each video, in dataset order.
 
         By default only current failures: videos since done (e.g. by ``--retry-failed``) are left out.
@@ -645,7 +655,7 @@ class FeatureStore:
                     latest[str(rec["id"])] = rec
                 except (json.JSONDecodeError, KeyError, TypeError):
                     log.warning("%s:%d: unreadable failure record skipped", self.failures_path, lineno)
-        done = (self.done if check else self._read_done(0, self.n)) if latest else None
+        done = self._read_done(0, self.n) if latest else None  # describes damaged stores too
         out = []
         for vid, rec in latest.items():
             i = self._index_or_none(vid)
@@ -675,7 +685,7 @@ class FeatureStore:
     def info(self) -> dict[str, Any]:
         """Counts and config: done, failed (current failures), missing (neither), size on disk."""
         done = self._read_done(0, self.n)  # info describes damaged stores too; verify judges them
-        failed_ids = {str(r["id"]) for r in self.failures(check=False)}
+        failed_ids = {str(r["id"]) for r in self.failures()}
         n_failed = sum(1 for i, v in enumerate(self.ids) if v in failed_ids and not done[i])
         return {
             "path": str(self.path),
@@ -698,7 +708,8 @@ class FeatureStore:
     def verify(self, key_fn: Any = None) -> list[str]:
         """Every problem found, one line each naming the array, shard, rows and video ids (empty when sound).
 
-        Rule: a store with no done video fails too (its counts named). Checks: attributes and key (``key_fn(config)``, default :func:`identity_key`); the index (ids, mos, n:
+        Rule: a store with no done video fails too (its counts named). Checks: attributes and key
+        (``key_fn(config)``, default :func:`identity_key`); the index (ids, mos, n:
         their digest, unique and non-empty ids, finite or NaN mos); array shapes, dtypes and metadata (HDF5:
         each shard file's shard/start/stop/key attributes against the index); then per shard: every chunk
         decodes, done flags against the committed digest record (lost markers), every done row's digest,
@@ -739,7 +750,7 @@ class FeatureStore:
                     problems += self._verify_shard(shard, skip)
             problems += self._nothing_done()
         problems += [f"leftover from a killed run: {p}" for p in self.leftovers()]
-        unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True, check=False)
+        unknown = [str(rec["id"]) for rec in self.failures(include_resolved=True)
                    if self._index_or_none(str(rec["id"])) is None]
         if unknown:
             problems.append(f"failures.jsonl names {len(unknown)} id(s) not in the store: {', '.join(unknown[:5])}")
@@ -762,7 +773,8 @@ class FeatureStore:
             done = self._b.read_done(s0, s1)
         except Exception as exc:  # noqa: BLE001  (any decoding error is one line)
             return [self._undecodable("done", shard, exc)]
-        out = self._lost_problems(shard, s0, done)
+        committed = self._committed(shard)
+        out = self._lost_problems(shard, s0, done, committed)
         for name in self.layout.shapes():
             if name in skip:
                 continue
@@ -771,7 +783,7 @@ class FeatureStore:
             except Exception as exc:  # noqa: BLE001
                 out.append(self._undecodable(name, shard, exc))
                 continue
-            out += self._content_problems(name, shard, s0, rows, done)
+            out += self._content_problems(name, shard, s0, rows, done, committed)
         return out
 
     def _undecodable(self, name: str, shard: int, exc: Exception) -> str:
@@ -821,7 +833,8 @@ def upgrade_store(path: str | Path) -> str:
         s0, s1 = lay.shard_range(shard)
         done = b.read_done(s0, s1)
         if done.any():
-            rec = build_record(st.key, shard, s0, st.ids[s0:s1], {n: b.read_rows(n, s0, s1) for n in lay.shapes()}, done)
+            arrays = {n: b.read_rows(n, s0, s1) for n in lay.shapes()}
+            rec = build_record(st.key, shard, s0, st.ids[s0:s1], arrays, done)
             write_pending(st.path, rec)
             commit_pending(st.path, shard)
             written += 1

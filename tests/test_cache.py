@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cache import ShardData, StoreLayout, identity_key, open_store  # noqa: F401
+from cache import ShardData, StoreLayout, identity_key, open_store
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError
 
 from store_helpers import IDENTITY, IDS, LAYOUT, MOS
@@ -226,7 +226,8 @@ def test_readers_refuse_damaged_rows_that_verify_reports(tmp_path, backend):
     problems = st.verify()
     assert any("maps outside [0, 1]" in p and "vid2" in p for p in problems)
     assert any("sims outside [-1, 1]" in p and "vid3" in p for p in problems)
-    with pytest.raises(DamagedStoreError, match=r"damaged rows refused: array .maps., shard 1 \(rows 2..3\): maps outside \[0, 1\].*vid2"):
+    with pytest.raises(DamagedStoreError,
+                       match=r"damaged rows refused: array .maps., shard 1 \(rows 2..3\): maps outside \[0, 1\].*vid2"):
         st.load_maps()
     with pytest.raises(DamagedStoreError, match=r"sims outside \[-1, 1\] for 1 done video\(s\): vid3"):
         st.read_sims(3)

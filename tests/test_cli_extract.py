@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,10 @@ def _make_old(store: Path) -> None:
     g.attrs["config"] = ident
     g.attrs["key"] = identity_key(ident)
     g.attrs["extract_config"] = {k: v for k, v in dict(g.attrs["extract_config"]).items() if k != "clip_activation"}
+    # that version wrote format 1: no content checksums (cache/integrity.py)
+    g.attrs["format_version"] = 1
+    del g.attrs["index_digest"]
+    shutil.rmtree(store / "digests")
 
 
 def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
