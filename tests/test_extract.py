@@ -78,17 +78,19 @@ def _same(a, b) -> None:
 
 def _driver(tmp_path: Path, videos: list[Item], out: Path, **kw) -> list[str]:
     """A script running run_extraction on ``videos`` (what `cli.py extract` does once it has the items)."""
-    spec = {"items": [[v.video_id, str(v.path), v.mos] for v in videos], "out": str(out), "kw": kw}
+    spec = {"items": [[v.video_id, str(v.path), v.mos] for v in videos], "out": str(out), "kw": kw,
+            "cfg": _cfg().to_dict()}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})
-        from test_extract import Item, _cfg
+        from helpers import Item
+        from clifvqa_core.semantic.extract_config import ExtractConfig
         from extract import run_extraction
         spec = json.load(open({str(tmp_path / 'spec.json')!r}))
         items = [Item(i, p, m) for i, p, m in spec["items"]]
-        run_extraction(_cfg(), items, spec["out"], progress=False, **spec["kw"])
+        run_extraction(ExtractConfig.from_dict(spec["cfg"]), items, spec["out"], progress=False, **spec["kw"])
     """))
     return [str(script)]
 
