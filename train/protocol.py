@@ -32,7 +32,6 @@ Outputs: ``RUN/train_config.json``, per split ``split.json``, ``last.pt``, ``mod
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
@@ -44,8 +43,8 @@ import torch
 
 from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
-from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
-from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none, write_csv
+from clifvqa_core.objectives.metrics import TABLE_KEYS, evaluate_scores, summarize
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer
@@ -57,7 +56,6 @@ from .loop import DistEnv, fit, init_distributed, resolve_device, score_videos
 
 log = logging.getLogger(__name__)
 
-TABLE_KEYS = ("srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
 #: what every table of a protocol is labelled with (results.md headings, ablation tables)
 PROTOCOL_LABELS = {
     "default": "model selected on a validation part of the training part",
@@ -301,6 +299,10 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
     with ``part`` and ``videos``: which videos were scored); with ``out``, one sub-folder per part when there
     are several; with ``report``, one HTML report of every part (``train.report.write_evaluate_report``).
     """
+    ck = read_checkpoint(checkpoint)          # once for every part and the report
+    rec = recorded_extraction(ck)
+    for c in cfg.cached:                      # a store of another extraction: its key error first, not warnings
+        check_store_key(c, rec)
     chosen = select_parts(checkpoint, _load_items(cfg, split), part, split)
     if chosen is None:
         parts: list[str | None] = [split]
@@ -312,7 +314,6 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
             its = _load_items(cfg, p)
             chosen.append((p or "all", its, f"{'split ' + p if p else 'all videos'} of {cfg.dataset}: {len(its)} videos"))
     results, scores = {}, {}
-    ck = read_checkpoint(checkpoint)          # once for every part and the report
     for label, items, note in chosen:
         part_out = out if out is None or len(chosen) == 1 else Path(out) / label
         m = evaluate_checkpoint(
@@ -380,14 +381,10 @@ def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
 
 
 def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, pred_z: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
-            for it, p, z in zip(items, pred_mos, pred_z):
-                w.writerow([it.video_id, str(it.path), f"{it.mos:.9g}", f"{p:.9g}", f"{z:.9g}"])
-
-    atomic_write(path, write)
+    """predictions CSV (video_id, path, mos, pred, pred_z) through the one escaping writer (``write_csv``)."""
+    write_csv(path, ["video_id", "path", "mos", "pred", "pred_z"],
+              ([it.video_id, str(it.path), float(it.mos), float(p), float(z)]
+               for it, p, z in zip(items, pred_mos, pred_z)))
 
 
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
@@ -481,6 +478,37 @@ def check_cached_keys(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 # ---- entry points ----------------------------------------------------------------------------------------
+def _split_plan(cfg: TrainConfig, table: MapTable) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """The runs of the protocol -> ([(k, train items, val items, {part: test items}, split ids)], the items
+    the splits are drawn from). Random-split mode: ``cfg.splits`` splits of the dataset (:func:`make_split`);
+    fixed mode: one run on ``train_split`` (its validation part carved from it), tested on ``eval_splits``."""
+    if cfg.train_split is None:
+        items = join_items(_load_items(cfg, None), table, cfg.skip_missing)
+        plan = []
+        for k in range(cfg.splits):
+            sp = make_split(items, k, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
+            if len(sp["test"]) < 3:
+                raise ConfigError(f"split {k}: the test part holds {len(sp['test'])} videos; at least 3 are "
+                                  "needed for correlations (more videos or a larger test_fraction)")
+            by_id = {it.video_id: it for it in items}
+            plan.append((k, [by_id[v] for v in sp["train"]], [by_id[v] for v in sp["val"]],
+                         {"test": [by_id[v] for v in sp["test"]]}, sp))
+        return plan, items
+    train_all = join_items(_load_items(cfg, cfg.train_split), table, cfg.skip_missing)
+    sp = make_split(train_all, 0, test_fraction=min(cfg.val_fraction, 0.5) or 0.1, val_fraction=0.0)
+    # fixed mode: the "test" part of this internal split is the validation part
+    by_id = {it.video_id: it for it in train_all}
+    val = [by_id[v] for v in sp["test"]] if cfg.val_fraction > 0 else []
+    if 0 < len(val) < 3:   # correlations need 3 videos: no selection, as make_split does for random splits
+        log.warning("fixed split: a validation part of %d video(s) is too small; keeping the last epoch", len(val))
+        val = []
+    train = [by_id[v] for v in sp["train"]] if val else train_all
+    evals = {name: join_items(_load_items(cfg, name), table, cfg.skip_missing) for name in cfg.eval_splits}
+    plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
+                                     **{n: [it.video_id for it in v] for n, v in evals.items()}})]
+    return plan, train_all
+
+
 def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run the whole protocol of ``cfg``; -> the results dict (also written to RUN/results.json + .md).
 
@@ -512,37 +540,13 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     per_part: dict[str, list[dict[str, Any]]] = {}
     per_part_last: dict[str, list[dict[str, Any]]] = {}
     histories: dict[int, list[dict[str, Any]]] = {}
-    if cfg.train_split is None:
-        items = join_items(_load_items(cfg, None), table, cfg.skip_missing)
-        plan = []
-        for k in range(cfg.splits):
-            sp = make_split(items, k, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
-            if len(sp["test"]) < 3:
-                raise ConfigError(f"split {k}: the test part holds {len(sp['test'])} videos; at least 3 are "
-                                  "needed for correlations (more videos or a larger test_fraction)")
-            by_id = {it.video_id: it for it in items}
-            plan.append((k, [by_id[v] for v in sp["train"]], [by_id[v] for v in sp["val"]],
-                         {"test": [by_id[v] for v in sp["test"]]}, sp))
-    else:
-        train_all = join_items(_load_items(cfg, cfg.train_split), table, cfg.skip_missing)
-        sp = make_split(train_all, 0, test_fraction=min(cfg.val_fraction, 0.5) or 0.1, val_fraction=0.0)
-        # fixed mode: the "test" part of this internal split is the validation part
-        by_id = {it.video_id: it for it in train_all}
-        val = [by_id[v] for v in sp["test"]] if cfg.val_fraction > 0 else []
-        if 0 < len(val) < 3:   # correlations need 3 videos: no selection, as make_split does for random splits
-            log.warning("fixed split: a validation part of %d video(s) is too small; keeping the last epoch", len(val))
-            val = []
-        train = [by_id[v] for v in sp["train"]] if val else train_all
-        evals = {name: join_items(_load_items(cfg, name), table, cfg.skip_missing) for name in cfg.eval_splits}
-        plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
-                                         **{n: [it.video_id for it in v] for n, v in evals.items()}})]
-
+    plan, pool = _split_plan(cfg, table)
     if env.main:   # a killed save's .partial files (atomic writes) of an earlier run of this folder
         remove_leftovers([out, *(out / f"split_{k}" for k, *_ in plan)])
     for k, train, val, evals, split_ids in plan:
         sdir = out / f"split_{k}"
-        record = split_record(k, split_ids, items if cfg.train_split is None else train_all,
-                              cfg.test_fraction if cfg.train_split is None else None, cfg.val_fraction)
+        record = split_record(k, split_ids, pool, cfg.test_fraction if cfg.train_split is None else None,
+                              cfg.val_fraction)
         results["splits"].append({key: record[key] for key in ("k", "unit", "asked", "achieved", "counts")})
         # absent or unreadable: not done (trained again); valid JSON missing parts, or a damaged model.pt: refused
         done_metrics = finished_split(sdir, expected_parts(evals, paper)) if resume else None

@@ -46,7 +46,7 @@ import numpy as np
 
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import CacheError, ConfigError
-from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.objectives.metrics import METRIC_KEYS, evaluate_scores, summarize
 from train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,8 @@ def _row_summary(results: dict[str, Any]) -> dict[str, Any]:
     """{part: {"srocc": {mean, std, n}, "plcc": ..., "per_split": [...]}} of one run_training result."""
     out = {}
     for part, block in results["parts"].items():
-        out[part] = {k: block["summary"][k] for k in ("srocc", "plcc", "krocc", "rmse")}
-        out[part]["per_split"] = [{k: r.get(k) for k in ("split", "n", "srocc", "plcc", "krocc", "rmse")}
+        out[part] = {k: block["summary"][k] for k in METRIC_KEYS}
+        out[part]["per_split"] = [{k: r.get(k) for k in ("split", "n", *METRIC_KEYS)}
                                   for r in block["per_split"]]
     return out
 
@@ -211,12 +211,14 @@ def _group_metrics(run_dir: Path, part: str, groups: dict[str, str]) -> dict[str
 
 def _group_metrics_of(csvs: Sequence[tuple[int, Path]], groups: dict[str, str]) -> dict[str, Any]:
     """Per resolution group: metrics of each (split, predictions.csv), then mean/std over the splits."""
+    from clifvqa_core.fileio import csv_unescape
+
     per_group: dict[str, list[dict[str, Any]]] = {}
     for split, pred_csv in csvs:
         with pred_csv.open() as fh:
             rows = list(csv.DictReader(fh))
         for g in sorted(set(groups.values())):
-            sel = [r for r in rows if groups.get(r["video_id"]) == g]
+            sel = [r for r in rows if groups.get(csv_unescape(r["video_id"])) == g]
             if len(sel) < 3:
                 per_group.setdefault(g, [])
                 continue

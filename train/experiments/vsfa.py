@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["VSFATrainConfig", "run_vsfa", "vsfa_selections"]
 
-LOSSES = ("l1", "clif")
+#: the baseline's own losses (VSFA's L1, or our clif loss); not TrainConfig's
+VSFA_LOSSES = ("l1", "clif")
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ class VSFATrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         if self.descriptions.strip().lower() == "none":
             raise ConfigError("the VSFA baseline needs semantic features: descriptions 'none' selects none")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"VSFATrainConfig.loss {self.loss!r} unknown; known: {', '.join(LOSSES)}")
+        if self.loss not in VSFA_LOSSES:
+            raise ConfigError(f"VSFATrainConfig.loss {self.loss!r} unknown; known: {', '.join(VSFA_LOSSES)}")
         if self.epochs < 1 or self.batch_size < 2 or self.splits < 1:
             raise ConfigError("VSFATrainConfig: epochs >= 1, batch_size >= 2 and splits >= 1 are required")
         if not 0.0 < self.test_fraction < 1.0 or not 0.0 <= self.val_fraction < 1.0:
@@ -138,6 +139,7 @@ def run_vsfa(cfg: VSFATrainConfig, items: Sequence[Any] | None = None) -> dict[s
     """
     from cache.maps import load_map_table
     from train.data import MosScale, join_items
+    from clifvqa_core.fileio import write_csv
     from train.protocol import TABLE_KEYS, fit_model_to_cache, make_split, split_record, write_report, write_split
 
     out = Path(cfg.out)
@@ -175,9 +177,8 @@ def run_vsfa(cfg: VSFATrainConfig, items: Sequence[Any] | None = None) -> dict[s
         sdir.mkdir(parents=True, exist_ok=True)
         write_split(sdir, split_record(k, sp, items, cfg.test_fraction, cfg.val_fraction))
         (sdir / "history.json").write_text(json.dumps(history) + "\n")
-        with (sdir / "predictions_test.csv").open("w") as fh:
-            fh.write("video_id,mos,pred\n")
-            fh.writelines(f"{it.video_id},{it.mos:.6g},{p:.6g}\n" for it, p in zip(test, pred))
+        write_csv(sdir / "predictions_test.csv", ["video_id", "mos", "pred"],
+                  ([it.video_id, float(it.mos), float(p)] for it, p in zip(test, pred)), ".6g")
         log.info("VSFA split %d (%s): SROCC %.3f PLCC %.3f (best epoch %d)", k, cfg.descriptions, m["srocc"],
                  m["plcc"], best_epoch)
     results = {"title": f"VSFA on CLIP semantic features ({cfg.descriptions} descriptions) - {cfg.dataset}",
