@@ -104,6 +104,23 @@ def test_config_validation_and_round_trip(tmp_path):
         CLiFVQA(cfg)(*_inputs()[:1], torch.rand(2, 6, 9))
 
 
+def test_init_spatial_branch_from_own_spatial_only_checkpoint(tmp_path):
+    """CLiF-VQA*: a spatial-only checkpoint of ours initialises the full model's spatial branch, every tensor of
+    it; the semantic MLP and the regressor stay fresh. Another spatial config is refused in one line."""
+    record, src = tiny_checkpoint(small_cfg(use_semantic=False))
+    path = write_checkpoint(tmp_path / "fastvqa.pt", record)
+    torch.manual_seed(1)
+    dst = CLiFVQA(small_cfg())
+    fresh = {k: v.clone() for k, v in dst.state_dict().items() if not k.startswith("spatial.")}
+    rep = init_from_checkpoint(dst, path)
+    assert rep["source"] == "clifvqa-spatial" and rep["loaded"] == len(src.spatial.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(dst.spatial.state_dict().values(), src.spatial.state_dict().values()))
+    assert all(torch.equal(dst.state_dict()[k], v) for k, v in fresh.items())
+    other = CLiFVQA(small_cfg(spatial=small_spatial(embed_dim=16)))
+    with pytest.raises(CheckpointError, match=r"fastvqa.pt: --init with a spatial-only .* of another shape"):
+        init_from_checkpoint(other, path)
+
+
 def test_init_from_own_checkpoint_and_foreign(tmp_path):
     record, src = tiny_checkpoint(small_cfg())
     path = write_checkpoint(tmp_path / "model.pt", record)

@@ -539,6 +539,8 @@ def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) 
         return {"source": rep.source, "path": str(p), "loaded": None,
                 "missing": [f"spatial.{k}" for k in rep.missing], "unexpected": list(rep.unexpected)}
     ck = read_checkpoint(p)
+    if not ck.model_config.use_semantic and model.cfg.use_semantic and model.spatial is not None:
+        return _init_spatial_from_own(model, p, ck)
     problem = state_mismatch(model.state_dict(), ck.weights)
     if problem:
         from clifvqa_core.semantic.extract_config import describe_diff, diff_identity
@@ -551,3 +553,22 @@ def init_from_checkpoint(model: CLiFVQA, path: str | Path, trust: bool = False) 
     model.load_state_dict(dict(ck.weights), strict=True)
     log.info("--init %s (clifvqa): all %d tensors loaded", p, len(ck.weights))
     return {"source": "clifvqa", "path": str(p), "loaded": len(ck.weights), "missing": [], "unexpected": []}
+
+
+def _init_spatial_from_own(model: CLiFVQA, p: Path, ck: "Checkpoint") -> dict[str, Any]:
+    """A spatial-only checkpoint of ours (the FAST-VQA row) -> ``model``'s spatial branch, fully and strictly
+    (the paper's CLiF-VQA*: the spatial branch alone pretrained); the semantic MLP and the regressor, whose
+    input width differs, start fresh (logged). A spatial tensor missing or of another shape is refused."""
+    prefix = "spatial."
+    own = {k[len(prefix):]: v for k, v in ck.weights.items() if k.startswith(prefix)}
+    problem = state_mismatch(model.spatial.state_dict(), own)
+    if problem:
+        raise CheckpointError(f"{p}: --init with a spatial-only CLiF-VQA checkpoint loads the whole spatial "
+                              f"branch, but {problem}. Train with the checkpoint's spatial config")
+    model.spatial.load_state_dict(own, strict=True)
+    fresh = [n for n in ("semantic_mlp", "regressor") if getattr(model, n) is not None]
+    log.warning("--init %s (clifvqa, spatial branch only): all %d spatial tensors loaded; %s start fresh", p,
+                len(own), " and ".join(fresh) or "nothing else")
+    skipped = sorted(k for k in ck.weights if not k.startswith(prefix))
+    return {"source": "clifvqa-spatial", "path": str(p), "loaded": len(own),
+            "missing": sorted(k for k in model.state_dict() if not k.startswith(prefix)), "unexpected": skipped}
