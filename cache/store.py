@@ -451,11 +451,17 @@ class FeatureStore:
 
     def _read(self, name: str, start: int, stop: int) -> np.ndarray:
         try:
-            return self._b.read_rows(name, start, stop)
+            rows = self._b.read_rows(name, start, stop)
         except ClifVQAError:
             raise
         except Exception as exc:  # zstd / checksum / JSON errors of the storage library
             raise self._decode_error(name, start, stop, exc) from None
+        expect = (max(0, stop - start), *self.layout.shapes()[name])
+        if tuple(rows.shape) != expect:  # an edited layout (r, frames, grid) over arrays of another shape
+            raise DamagedStoreError(f"{self.path}: array {name!r}, rows {start}..{stop - 1}: shape "
+                                    f"{tuple(rows.shape)}, the layout says {expect}; `python cli.py cache verify "
+                                    f"{self.path}` lists every problem; extract again to a new --out.")
+        return rows
 
     def _read_done(self, start: int, stop: int) -> np.ndarray:
         try:

@@ -139,6 +139,20 @@ def _edit_n(p, b, tmp):
     _edit_attrs(p, b, layout={**LAYOUT.to_dict(), "n": 4})
 
 
+def _edit_r(p, b, tmp):
+    _edit_attrs(p, b, layout={**LAYOUT.to_dict(), "r": 2})  # arrays keep r = 3: readers must not trust it
+
+
+def _damaged_done_header(p, b, tmp):
+    """The object header of shard 1's ``done`` dataset overwritten: h5py raises KeyError on opening it."""
+    f = p / "shards" / "shard-00001.h5"
+    with h5py.File(f, "r") as h:
+        addr = h.id.links.get_info(b"done").u
+    raw = bytearray(f.read_bytes())
+    raw[addr : addr + 16] = b"\xff" * 16
+    f.write_bytes(bytes(raw))
+
+
 def _edit_id(value: str, row: int):
     def damage(p, b, tmp):
         if b == "zarr":
@@ -172,6 +186,8 @@ CASES = [
     ("empty maps/zarr.json", _empty_array_meta, ["zarr"], "maps/zarr.json: cannot read the array metadata", "maps"),
     ("invalid sims/zarr.json", _invalid_array_meta, ["zarr"], "sims/zarr.json: cannot read", "sims3"),
     ("edited layout.n", _edit_n, BACKENDS, "index: ids, mos or n do not match", "maps"),
+    ("edited layout.r", _edit_r, BACKENDS, "4, 4) float32", "sims3"),
+    ("damaged dataset header", _damaged_done_header, ["hdf5"], "dataset 'done' cannot be opened (KeyError", "maps"),
     ("duplicated id", _edit_id("vid0", 1), BACKENDS, "index: video ids are not unique; repeated: 'vid0'", "maps"),
     ("empty id", _edit_id("", 4), BACKENDS, "index: 1 empty video id(s), rows 4", "done"),
 ]
