@@ -58,6 +58,14 @@ def _int_list(ctx: click.Context, param: click.Parameter, text: str) -> tuple[in
 
 # ---- shared options ------------------------------------------------------------------------------
 
+def workers_option(name: str = "--workers", what: str = "Decoding processes (0: inline)."):
+    """Every ``--workers``: one default rule (``clifvqa_core.runtime.default_workers``: cores - 1, at most 4)."""
+    from clifvqa_core.runtime import default_workers
+
+    return click.option(name, default=default_workers, type=click.IntRange(min=0),
+                        help=f"{what} [default: cores - 1, at most 4; here {default_workers()}]")
+
+
 _OUTSIDE_ROOT = click.option("--allow-outside-root", is_flag=True,
                              help="Accept label paths outside --root (absolute or ../).")
 
@@ -184,20 +192,22 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count (1,5,9,...).")
 @click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
 @click.option("--batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes (0: inline).")
+@workers_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
               help="auto: fp16 autocast on CUDA, fp32 on CPU.")
 @click.option("--store-embeddings", is_flag=True, help="Also store window image embeddings [T, rows, cols, D].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N videos (quick runs).")
 @click.option("--retry-failed", is_flag=True, help="Retry videos recorded in failures.jsonl by an earlier run.")
-@click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1),
-              help="Videos per shard (unit of writing and resuming; used when the store is created).")
+@click.option("--shard-size", default=None, type=click.IntRange(min=1),
+              help="Videos per shard (unit of writing and resuming; used when the store is created) "
+                   "[default: ceil(videos / 16), at most 64]. Finished videos are also written every minute "
+                   "and on Ctrl-C.")
 def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split: str | None, clip_model: str,
                 clip_pretrained: str, clip_activation: str, descriptions: str, frames: int, grid: str, backend: str,
                 batch_size: int,
                 workers: int, device: str, precision: str, store_embeddings: bool, limit: int | None,
-                skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int) -> None:
+                skip_missing: bool, allow_outside_root: bool, retry_failed: bool, shard_size: int | None) -> None:
     """Stage one: CLIP semantic maps of every video into a resumable feature store (torchrun-aware).
 
     One store per dataset: without --split, every split whose label file is found (LSVQ: train, test,
@@ -211,7 +221,7 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
     from clifvqa_core.data.datasets import list_dataset
     from clifvqa_core.semantic.extract_config import ExtractConfig
     from clifvqa_core.semantic.windows import WindowConfig
-    from extract import run_extraction
+    from extract import ExtractInterrupted, run_extraction
     from extract.runner import DatasetOrigin
 
     cfg = ExtractConfig(clip_model=clip_model, clip_pretrained=clip_pretrained, clip_activation=clip_activation,
@@ -223,8 +233,12 @@ def extract_cmd(dataset: str, root: Path, labels: Path | None, out: Path, split:
     for line in absent:
         click.echo(line, err=True)
     origin, items = DatasetOrigin.from_listings(dataset, root, listings)
-    summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
-                             retry_failed=retry_failed, origin=origin)
+    try:
+        summary = run_extraction(cfg, items, out, backend=backend, limit=limit, shard_size=shard_size,
+                                 retry_failed=retry_failed, origin=origin)
+    except ExtractInterrupted as stop:
+        click.echo(stop.summary.format_interrupted(), err=True)
+        sys.exit(130)
     if summary.rank == 0:
         click.echo(summary.format())
 
@@ -301,7 +315,7 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
 @main.command("train")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A train_config.json (e.g. of an earlier run); other options are then ignored except --resume.")
-@click.option("--cached", multiple=True, help="Feature store(s) made by `extract` (repeat to join several).")
+@click.option("--cached", multiple=True, type=click.Path(path_type=Path), help="Feature store(s) made by `extract` (repeat to join several).")
 @dataset_options("store")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (results, checkpoints).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Random 80/20 splits.")
@@ -342,7 +356,7 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
 @click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start from.")
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file (weights_only=False).")
 @click.option("--resume", is_flag=True, help="Skip finished splits, continue an interrupted one from last.pt.")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@workers_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
@@ -368,9 +382,11 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
         data = data_defaults([str(c) for c in cached], dataset, None if root is None else str(root), train_split,
                              [s for s in eval_splits.split(",") if s],
                              ctx.get_parameter_source("splits") == click.core.ParameterSource.COMMANDLINE)
-        if not cached or data["root"] is None or out is None:
-            raise click.UsageError("--cached, --root and --out are required (or --config); --root may be "
-                                   "left out for a store that records its dataset")
+        lacking = [f for f, bad in (("--cached STORE", not cached), ("--out RUN_FOLDER", out is None),
+                                    ("--root (the store records no dataset)", bool(cached) and data["root"] is None))
+                   if bad]
+        if lacking:
+            raise click.UsageError(f"train needs {' and '.join(lacking)} (or --config)")
         cfg = TrainConfig(
             cached=tuple(str(c) for c in cached), dataset=data["dataset"], root=data["root"],
             labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
@@ -398,7 +414,7 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @main.command("evaluate")
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A model.pt written by `train`.")
 @dataset_options("store")
-@click.option("--cached", required=True, multiple=True, help="Feature store(s) of that dataset.")
+@click.option("--cached", required=True, multiple=True, type=click.Path(path_type=Path), help="Feature store(s) of that dataset.")
 @click.option("--split", default=None,
               help="Dataset split (e.g. test_1080p; default: the test splits the store holds, else all videos).")
 @click.option("--part", type=click.Choice(["auto", "test", "train", "val", "all"]), default="auto", show_default=True,
@@ -408,7 +424,7 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write results.json/.md + predictions.csv.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write FILE.html: predicted vs MOS, the metrics, the worst-predicted videos (one file).")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0))
+@workers_option()
 @click.option("--device", default="auto", show_default=True)
 def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, report, workers, device, skip_missing,
                  allow_outside_root) -> None:
@@ -457,7 +473,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
 @click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count.")
 @click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
-@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes of extract.")
+@workers_option("--extract-workers", "Decoding processes of extract.")
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--model-config", default="fastvqa-b", show_default=True, help="As for train (preset or ModelConfig JSON).")
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1), help="Fine-tuning splits.")
@@ -472,7 +488,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
 @click.option("--ema/--no-ema", default=None, help="As for train [default: the recipe].")
 @click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0), help="As for train [default: the recipe].")
 @click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes of training.")
+@workers_option(what="Decoding processes of training.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--calibrate-steps", default=2, show_default=True, type=click.IntRange(min=0),
@@ -526,7 +542,7 @@ def reproduce_cmd(lsvq, konvid, livevqc, youtubeugc, out, init, trust_init, dry_
               help="Score with the spatial branch alone (FAST-VQA) for comparison.")
 @click.option("--clip-pretrained", default=None,
               help="Local CLIP weights file to use instead of the recorded tag (e.g. when offline).")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@workers_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow Python objects in a foreign (FAST-VQA) checkpoint.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
@@ -609,6 +625,18 @@ def _device_name(name: str) -> str:
     return str(resolve_device(name))
 
 
+def _store_data(cached: Path, dataset: str | None, root: Path | None) -> tuple[str, str]:
+    """(dataset, root) of ablate / probe vsfa: as train reads them, from the store when not given."""
+    from train.protocol import data_defaults
+
+    if root is None and not Path(cached).exists():
+        raise click.UsageError(f"--root is needed: {cached} does not exist yet, so it records no dataset")
+    data = data_defaults([str(cached)], dataset, None if root is None else str(root), None, [], True)
+    if data["root"] is None:
+        raise click.UsageError("--root is required for a store that does not record its dataset")
+    return data["dataset"], data["root"]
+
+
 def _csv_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
@@ -616,12 +644,12 @@ def _csv_list(text: str) -> list[str]:
 @main.command("ablate")
 @click.option("--what", required=True, type=click.Choice(["modules", "descriptions", "windows"]),
               help="modules: Table 3; descriptions: Table 4; windows: Table 5 (window sweep).")
-@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`; with --checkpoint it "
+@click.option("--cached", required=True, type=click.Path(path_type=Path), help="Feature store of the dataset (made by `extract`; with --checkpoint it "
               "may not exist yet: it is then extracted as the model's training maps were).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="--what windows: score this trained model.pt on every grid of --dataset (Table 5 as the paper "
                    "ran it: e.g. an LSVQ model on livevqc) instead of training per row.")
-@dataset_options("store-csv")
+@dataset_options("store")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (one run per table row).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Base train_config.json; then only --what/--cached/--dataset/--root/--labels/--out/--windows apply.")
@@ -630,23 +658,27 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--splits", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--test-fraction", default=0.2, show_default=True, type=float)
 @click.option("--val-fraction", default=0.1, show_default=True, type=float)
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=None, type=click.IntRange(min=1),
+              help="Epochs per row [default: the dataset's recipe, as train].")
 @click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
 @click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="clif loss: weight of L_mon (as train; 0 = L_lin only, the cpu preset's recipe).")
 @click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start every row from.")
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file.")
 @click.option("--test-clips", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=0), help="Decoding processes.")
+@workers_option()
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--windows", default="1,5,9,25,45,85", show_default=True, callback=_int_list, help="Window counts of the sweep (--what windows).")
 @click.option("--no-resolution-groups", is_flag=True, help="Window sweep: no per-resolution columns.")
 @click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1),
               help="Window sweep: windows per CLIP call when a grid's store is extracted.")
-@click.option("--extract-workers", default=2, show_default=True, type=click.IntRange(min=0))
+@workers_option("--extract-workers", "Window sweep: decoding processes when a grid's store is extracted.")
 def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path, model_config, descriptions, splits,
-               test_fraction, val_fraction, epochs, batch_size, loss, init, trust_init, test_clips, workers, device,
-               seed, skip_missing, windows, no_resolution_groups, extract_batch_size, extract_workers) -> None:
+               test_fraction, val_fraction, epochs, batch_size, loss, alpha, init, trust_init, test_clips, workers,
+               device, seed, skip_missing, allow_outside_root, windows, no_resolution_groups, extract_batch_size,
+               extract_workers) -> None:
     """The paper's ablations (Tables 3-5): one training-protocol run per row, JSON + Markdown table in OUT.
 
     Table 5 as the paper ran it: `--what windows --checkpoint MODEL --dataset livevqc ...` scores one trained
@@ -656,14 +688,15 @@ def ablate_cmd(what, cached, checkpoint, dataset, root, labels, out, config_path
     from train.experiments.ablate import AblationConfig, run_ablation
     from train.protocol import model_config_from_spec
 
-    data = dict(cached=(str(cached),), dataset=dataset, root=str(root),
+    dataset, root = _store_data(cached, dataset, root)
+    data = dict(cached=(str(cached),), dataset=dataset, root=root,
                 labels=None if labels is None else str(labels), out=str(out))
     if config_path is not None:
         base = TrainConfig.from_json(config_path).replace(**data)
     else:
         base = TrainConfig(**data, skip_missing=skip_missing, splits=splits, test_fraction=test_fraction,
-                           val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss,
-                           init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
+                           val_fraction=val_fraction, epochs=epochs, batch_size=batch_size, loss=loss, alpha=alpha,
+                           allow_outside_root=allow_outside_root, init=init, trust_init=trust_init, test_clips=test_clips, workers=workers,
                            device=device, seed=seed, **({} if checkpoint is not None else {
                                "model": model_config_from_spec(model_config, descriptions, False, False, False,
                                                                (str(cached),))}))
@@ -717,8 +750,8 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
 
 
 @probe_group.command("vsfa")
-@click.option("--cached", required=True, help="Feature store of the dataset (made by `extract`).")
-@dataset_options("store-csv")
+@click.option("--cached", required=True, type=click.Path(path_type=Path), help="Feature store of the dataset (made by `extract`).")
+@dataset_options("store")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--descriptions", default="objective,subjective,all", show_default=True,
               help="Selections to compare (comma-separated: objective, subjective, all).")
@@ -732,14 +765,17 @@ def probe_responses_cmd(videos, out, clip_model, clip_pretrained, descriptions, 
 @click.option("--pooling", type=click.Choice(["vsfa", "mean"]), default="vsfa", show_default=True,
               help="VSFA's subjectively-inspired temporal pooling, or the plain mean.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True)
 def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, test_fraction, val_fraction, epochs,
-                   batch_size, lr, loss, pooling, seed, device, skip_missing) -> None:
+                   batch_size, lr, loss, pooling, seed, device, skip_missing, allow_outside_root) -> None:
     """Paper figure 5: VSFA-style GRU on cached per-frame CLIP features only (training split protocol)."""
     from train.experiments.vsfa_model import VSFAConfig
     from train.experiments.vsfa import VSFATrainConfig, vsfa_selections
 
-    cfg = VSFATrainConfig(cached=(str(cached),), dataset=dataset, root=str(root),
+    if allow_outside_root:
+        raise click.UsageError("probe vsfa reads label paths under --root only (no --allow-outside-root)")
+    dataset, root = _store_data(cached, dataset, root)
+    cfg = VSFATrainConfig(cached=(str(cached),), dataset=dataset, root=root,
                           labels=None if labels is None else str(labels), out=str(out), skip_missing=skip_missing,
                           splits=splits, test_fraction=test_fraction, val_fraction=val_fraction,
                           model=VSFAConfig(pooling=pooling), epochs=epochs, batch_size=batch_size, lr=lr,
@@ -753,7 +789,7 @@ def probe_vsfa_cmd(cached, dataset, root, labels, out, descriptions, splits, tes
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A model.pt written by `train`.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (explain.png/.json/.txt).")
-@click.option("--cached", default=None, help="Feature store whose extraction config (CLIP, grid) to use "
+@click.option("--cached", default=None, type=click.Path(path_type=Path), help="Feature store whose extraction config (CLIP, grid) to use "
               "(default: the store the model was trained on).")
 @click.option("--clip-model", default=None, help="Override the CLIP model (name or JSON config).")
 @click.option("--clip-pretrained", default=None, help="Override the CLIP weights (tag, file or 'none').")

@@ -113,3 +113,8 @@ class CacheKeyMismatchError(CacheError):
 
 class CheckpointError(ClifVQAError):
     """A checkpoint cannot be read or does not fit the model."""
+
+
+class RunFileError(_PathError):
+    """A file of a training run (``metrics.json`` and the like) that a resume trusts is not what ``train``
+    writes. Names the file, what is wrong and how to recover."""

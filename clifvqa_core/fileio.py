@@ -15,10 +15,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import numbers
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 from clifvqa_core.errors import StorageError
 
@@ -133,3 +134,59 @@ def read_json_or_none(path: str | Path) -> Any | None:
     except (OSError, ValueError) as exc:
         log.warning("%s: unreadable (%s); treated as absent", p, exc)
         return None
+
+
+# ---- CSV: every file we write goes through one escaping rule ---------------------------------------------
+#: first characters that make a spreadsheet (Excel, LibreOffice, Sheets) run a cell as a formula or DDE call
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell a spreadsheet will not run as a formula: text starting with ``= + - @`` (or tab / CR) gets a
+    leading ``'`` (OWASP's rule: ``=HYPERLINK(...)``, ``@SUM(1)``, ``=cmd|' calc'!A0``, ``-1`` as text);
+    numbers (int, float) are left alone: write numbers as numbers, not as pre-formatted strings."""
+    if isinstance(value, str) and value and value[0] in _FORMULA_START:
+        return "'" + value
+    return value
+
+
+def csv_unescape(value: str) -> str:
+    """The text :func:`csv_safe` was given (for readers of our own CSV files: ids matched against a store)."""
+    return value[1:] if len(value) > 1 and value[0] == "'" and value[1] in _FORMULA_START else value
+
+
+def csv_cells(row: Sequence[Any], float_format: str = ".9g") -> list[Any]:
+    """One CSV row: floats formatted (NaN and None empty), text through :func:`csv_safe`."""
+    out: list[Any] = []
+    for v in row:
+        if v is None or (isinstance(v, numbers.Real) and v != v):
+            out.append("")
+        elif isinstance(v, bool):
+            out.append(v)
+        elif isinstance(v, numbers.Integral):
+            out.append(int(v))
+        elif isinstance(v, numbers.Real):
+            out.append(format(float(v), float_format))
+        else:
+            out.append(csv_safe(str(v)))
+    return out
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]], float_format: str = ".9g") -> str:
+    """The whole CSV file text: ``header`` then each row through :func:`csv_cells`."""
+    import csv
+    import io
+
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow([csv_safe(h) for h in header])
+    for row in rows:
+        w.writerow(csv_cells(row, float_format))
+    return buf.getvalue()
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]], float_format: str = ".9g",
+              what: str = "cannot write") -> Path:
+    """The one CSV writer (train's split predictions, evaluate, the demo, VSFA; ``predict`` streams through
+    :func:`csv_cells`): every cell escaped (:func:`csv_safe`), the file written atomically."""
+    return atomic_write(path, csv_text(header, rows, float_format), what=what)

@@ -201,6 +201,17 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+#: at most this many decoding workers by default (each decodes one video at a time on one core)
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """The one default of every ``--workers`` (extract, train, evaluate, predict, ablate): one decoding process
+    per core beyond the first (which trains / runs CLIP), at most :data:`MAX_DEFAULT_WORKERS`; 0 (decode
+    inline) on one core. 2 cores -> 1 (a fixed 4 made PyTorch warn once per split), 16 cores -> 4."""
+    return max(0, min(MAX_DEFAULT_WORKERS, cpu_cores() - 1))
+
+
 @contextmanager
 def threads_beside_workers(workers: int, device: "torch.device | str" = "cpu") -> Iterator[int]:
     """On a CPU device, give this process's torch ops the cores that ``workers`` DataLoader workers (decoding

@@ -4,6 +4,6 @@ Public API: :func:`run_extraction` -> :class:`ExtractSummary`.
 """
 from __future__ import annotations
 
-from .runner import ExtractSummary, run_extraction
+from .runner import ExtractInterrupted, ExtractSummary, auto_shard_size, run_extraction
 
-__all__ = ["run_extraction", "ExtractSummary"]
+__all__ = ["run_extraction", "ExtractSummary", "ExtractInterrupted", "auto_shard_size"]

@@ -77,6 +77,19 @@ class WindowMapper:
         self._order, self._parts, self._shape = [], {}, {}
         return out
 
+    def take_finished(self) -> list[VideoFeatures]:
+        """Return (and forget) the videos whose every window is encoded, without encoding the remainder: a
+        periodic or interrupted write keeps the batches, and so the numbers, of an uninterrupted run."""
+        queued = {item[0] for item in self._queue}
+        ready = [i for i in self._order if i not in queued
+                 and sum(p[0].shape[0] for p in self._parts[i]) == int(np.prod(self._shape[i]))]
+        out = [self._finish(i) for i in ready]
+        keep = set(ready)
+        self._order = [i for i in self._order if i not in keep]
+        for i in ready:
+            del self._parts[i], self._shape[i]
+        return out
+
     def _encode(self, n: int) -> None:
         pieces, owners = [], []
         need = n

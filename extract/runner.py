@@ -41,6 +41,40 @@ from .writer import ShardWriter
 log = logging.getLogger(__name__)
 
 
+#: seconds of extraction between writes of the finished videos of the current shard (at most this much work
+#: is lost to a kill; Ctrl-C loses less: the finished videos are written first)
+WRITE_EVERY_S = 60.0
+
+
+def auto_shard_size(n: int) -> int:
+    """Videos per shard when none is given: ``ceil(n / 16)`` within [1, DEFAULT_SHARD_SIZE] (64), so a small
+    dataset has 16 shards (47 videos: 3 per shard; torchrun ranks all get work) and a large one 64-video
+    shards (39k LSVQ videos: 611 shards)."""
+    return max(1, min(DEFAULT_SHARD_SIZE, -(-int(n) // 16)))
+
+
+def extract_time_estimate(first_s: float, videos: int, cfg: ExtractConfig, device: torch.device,
+                          quiet_below_s: float = 600.0) -> str | None:
+    """On a CPU: the extraction's time from its first video (``first_s`` seconds, decoding start included),
+    logged as a warning with the quick CPU settings when it exceeds ``quiet_below_s``. -> the message or None."""
+    total = first_s * videos
+    if device.type != "cpu" or total < quiet_below_s:
+        return None
+    msg = (f"CPU: the first video took {first_s:.1f} s (T={cfg.frames}, grid {cfg.grid.rows}x{cfg.grid.cols}); "
+           f"{videos} videos: about {total / 60:.0f} min. On a CPU, --frames 8 --grid 1x1 (the demo's settings) "
+           "is about 36x fewer windows; the paper's T=32 and 3x3 grid are for a GPU")
+    log.warning("%s", msg)
+    return msg
+
+
+class ExtractInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_extraction``, after the finished videos were written: ``summary`` says what is kept."""
+
+    def __init__(self, summary: "ExtractSummary") -> None:
+        super().__init__("extraction interrupted")
+        self.summary = summary
+
+
 @dataclass
 class ExtractSummary:
     """What one process did. ``done``/``failed``: videos this process finished / recorded as failed;
@@ -68,6 +102,11 @@ class ExtractSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def format_interrupted(self) -> str:
+        """What an interrupted run kept and how to resume (the CLI prints it on Ctrl-C)."""
+        return (f"interrupted: {self.done} video(s) of this run written and kept; {self.store}: {self.store_done}/"
+                f"{self.videos} done. Run the same extract command again to resume (done videos are skipped).")
 
     def format(self) -> str:
         s = self.seconds
@@ -178,7 +217,7 @@ def run_extraction(
     device: str | None = None,
     limit: int | None = None,
     *,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int | None = None,
     retry_failed: bool = False,
     progress: bool | None = None,
     origin: DatasetOrigin | None = None,
@@ -192,8 +231,10 @@ def run_extraction(
 
     ``batch_size`` (windows per CLIP call), ``workers`` (decoding processes, 0 = inline) and ``device``
     override the runtime knobs of ``cfg``. ``limit`` keeps the first N items (the store then holds
-    those N). ``shard_size`` videos per shard applies when the store is created; an existing store
-    keeps its own. ``progress``: tqdm bar (default: on rank 0 only).
+    those N). ``shard_size`` videos per shard applies when the store is created (None:
+    :func:`auto_shard_size`); an existing store keeps its own. Every :data:`WRITE_EVERY_S` seconds the
+    finished videos of the current shard are written (and marked done); on Ctrl-C they are written too and
+    :class:`ExtractInterrupted` (a KeyboardInterrupt) carries the summary of what is kept. ``progress``: tqdm bar (default: on rank 0 only).
     Raises CacheKeyMismatchError when ``out`` holds another config's features, CacheError when it
     holds another dataset.
     """
@@ -205,6 +246,7 @@ def run_extraction(
     workers = cfg.workers if workers is None else int(workers)
     if batch_size < 1 or workers < 0:
         raise ConfigError("batch size must be >= 1 and workers >= 0")
+    shard_size = auto_shard_size(len(items)) if shard_size is None else int(shard_size)
     dev = resolve_device(device or cfg.device)
     dist = init_distributed(dev)
     try:
@@ -277,11 +319,18 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     failures: dict[int, dict[str, str]] = {}
     t_loop = time.perf_counter()
 
-    def end_shard() -> None:
-        results = mapper.flush()
+    last_write = time.perf_counter()
+    estimated = ""   # the CPU time estimate, said once after the first video
+
+    def end_shard(finished_only: bool = False) -> None:
+        nonlocal last_write
+        results = mapper.take_finished() if finished_only else mapper.flush()
+        if finished_only and not results and not failures:
+            return
         summary.done += len(results)
         writer.submit(current, results, dict(failures))
         failures.clear()
+        last_write = time.perf_counter()
 
     try:
         it = iter(loader)
@@ -304,11 +353,22 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
             else:
                 mapper.add(item.index, item.windows)
             bar.update(1)
+            if not estimated and rank == 0:
+                estimated = extract_time_estimate(time.perf_counter() - t_loop, len(pending), cfg, dev) or "said"
             elapsed = max(time.perf_counter() - t_loop, 1e-9)
             bar.set_postfix_str(f"{mapper.windows / elapsed:.1f} windows/s, {summary.failed} failed", refresh=False)
+            if time.perf_counter() - last_write >= WRITE_EVERY_S:
+                end_shard(finished_only=True)   # at most a minute of work at risk, whatever the shard size
         if current is not None:
             end_shard()
         writer.wait()
+    except KeyboardInterrupt:
+        bar.close()
+        if current is not None:
+            end_shard(finished_only=True)
+        writer.wait()
+        summary.store_done = int(store.done.sum())
+        raise ExtractInterrupted(summary) from None
     finally:
         bar.close()
         writer.close()

@@ -99,9 +99,9 @@ def write_tiny_checkpoint(path: Path, seed: int = 0, calibration: dict | None = 
     from clifvqa_core.semantic.windows import WindowConfig
     from clifvqa_core.spatial.fastvqa import SpatialConfig
     from clifvqa_core.spatial.fragments import FragmentConfig
-    from helpers import tiny_checkpoint
+    from helpers import TINY_CLIP, tiny_checkpoint
 
-    ecfg = ExtractConfig(clip_model=str(REPO / "tests" / "data" / "tiny_clip.json"), clip_pretrained="none",
+    ecfg = ExtractConfig(clip_model=TINY_CLIP, clip_pretrained="none",
                          frames=frames, grid=WindowConfig.parse("1x2"), workers=0, batch_size=64, device="cpu")
     r = ecfg.description_set.r
     spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=4, fragment=16, grid=4), window_size=(2, 4, 4),

@@ -273,3 +273,21 @@ def test_evaluate_on_the_training_store_scores_the_test_part(csv_run, tmp_path):
     lone.write_bytes(Path(model).read_bytes())
     res = _run("evaluate", "--cached", str(store), "--checkpoint", str(lone), "--device", "cpu", "--part", "test")
     assert res.exit_code == 1 and "split.json is missing" in res.output
+
+
+def test_evaluate_on_a_store_of_another_extraction_gives_the_key_error_first(csv_run, tmp_path, caplog):
+    """It warned "N of N videos have no features" before the (good) key error."""
+    store, run = csv_run
+    data = tmp_path / "data"
+    _csv_dataset(data, 3)
+    (data / "c2.mp4").write_text("not a video")            # a row without features in the other store
+    other = tmp_path / "other.zarr"
+    args = [("2x2" if a == "1x1" else a) for a in EXTRACT]
+    res = _run("extract", "--dataset", "csv", "--root", str(data), "--out", str(other), *args)
+    assert res.exit_code == 0, res.output
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        res = CliRunner().invoke(main, ["evaluate", "--cached", str(other), "--checkpoint",
+                                        str(run / "split_0" / "model.pt"), "--device", "cpu", "--workers", "0"])
+    assert res.exit_code == 1 and "grid" in res.output, res.output
+    assert "no features" not in caplog.text

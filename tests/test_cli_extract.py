@@ -142,3 +142,46 @@ def test_training_names_the_videos_without_features(tmp_path, caplog):
     assert len(items) == 2
     text = caplog.text
     assert "1 of 3 videos" in text and "broken: " in text and str(out / "failures.jsonl") in text
+
+
+def test_auto_shard_size_keeps_small_datasets_in_small_shards():
+    from extract import auto_shard_size
+
+    assert [auto_shard_size(n) for n in (1, 3, 47, 1000, 39075)] == [1, 1, 3, 63, 64]
+
+
+def test_ctrl_c_keeps_finished_videos_and_says_how_to_resume(tmp_path):
+    """Ctrl-C after some videos of one 64-video shard (larger than the dataset) kept 0 and printed "Aborted!"."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "videos"
+    n = 8
+    for k in range(n):
+        write_video(root / f"clip{k:02d}.mp4", moving_frames(4, 120, 160, seed=k), fps=4)
+    out = tmp_path / "feats.zarr"
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(repo / "cli.py"), "extract", "--dataset", "folder", "--root", str(root), "--out",
+           str(out), "--shard-size", "64", *BASE]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen, deadline = b"", time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:   # the progress bar: at least 2 videos done
+            seen += os.read(proc.stderr.fileno(), 256)
+            if any(f" {k}/{n} ".encode() in seen for k in range(2, n - 2)):
+                break
+        assert proc.poll() is None, "the run ended before Ctrl-C"
+        proc.send_signal(signal.SIGINT)
+        err = (seen + proc.communicate(timeout=30)[1]).decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = int(open_store(out).done.sum())
+    assert proc.returncode == 130 and 2 <= done < n
+    assert "interrupted: " in err and f"{done}/{n} done" in err and "Run the same extract command again" in err
+    assert "Aborted!" not in err
+    assert open_store(out).verify() == []      # the kept rows are whole; a re-run extracts only the others

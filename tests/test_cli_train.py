@@ -38,3 +38,40 @@ def test_verbose_is_accepted_after_the_subcommand():
         assert res.exit_code == 0, (args, res.output)
     res = CliRunner().invoke(main, ["datasets", "-x"])
     assert res.exit_code == 2                     # other unknown options are still refused
+
+
+def test_train_names_only_what_is_missing(tmp_path):
+    """`train --cached X` without --out said "--cached, --root and --out are required"."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    res = CliRunner().invoke(main, ["train", "--model-config", "cpu"])
+    assert res.exit_code == 2 and "train needs --cached STORE and --out RUN_FOLDER" in res.output
+    store = tmp_path / "s.zarr"
+    store.mkdir()
+    res = CliRunner().invoke(main, ["train", "--cached", str(store), "--model-config", "cpu", "--root", str(tmp_path)])
+    assert res.exit_code == 2 and "train needs --out RUN_FOLDER (or --config)" in res.output
+    assert "--root" not in res.output.split("Error:")[-1]
+
+
+def test_small_cli_consistencies():
+    """--cached is a PATH everywhere; ablate/probe vsfa read dataset and root from the store like train
+    (no required --root, no csv default); probe vsfa's device is auto; ablate's epochs the recipe, with --alpha."""
+    import click
+
+    from cli import main
+
+    def cmd(*names):
+        c = main
+        for n in names:
+            c = c.commands[n]
+        return {p.name: p for p in c.params}
+
+    for names in (("train",), ("evaluate",), ("predict",), ("ablate",), ("probe", "vsfa"), ("explain",)):
+        assert isinstance(cmd(*names)["cached"].type, click.Path), names
+    for names in (("ablate",), ("probe", "vsfa")):
+        p = cmd(*names)
+        assert not p["root"].required and p["dataset"].default is None, names
+    assert cmd("probe", "vsfa")["device"].default == "auto"
+    assert cmd("ablate")["epochs"].default is None and "alpha" in cmd("ablate")

@@ -22,6 +22,11 @@ from train.demo import (DemoConfig, _data, format_kind_table, kind_table, resolv
 #: the demo and the check train 80 epochs (measured, 2-core box, alpha 0, seeds 0/1/2 side by side: 70 epochs gave
 #: 0.852 / 0.767 / 0.823, 80 epochs 0.875 / 0.832 / 0.807; the 3 seeds take ~9 min side by side)
 LEARNING_EPOCHS = 80
+#: Cheaper configurations measured for issue 23 (one thread each, held-out SROCC, CPU s per seed incl. data and
+#: extraction), none kept because none clears the bar: 8 scenes of 16 frames at 160x120, batch 8, 30 epochs
+#: 0.358 / 0.362 / 0.363 (seeds 0-2, ~66 s); the same with lr 6e-4 0.199 (seed 0); 112x112 frames 0.176 (seed 0);
+#: Swin width 12 instead of 24, 60 epochs 0.415 (seed 1, 105 s). Training costs ~20 ms per sample whatever the
+#: model width (small ops, overhead-bound); at 320x240 decoding is ~60 % of an epoch (4.3 of 7.3 s).
 #: thresholds of the multi-seed learning check (held-out SROCC of each seed, and of their median): issue 10's
 #: bar. The plateau this guards against gives 0.0-0.25, and the paper's loss with alpha 1 (L_mon on) 0.67-0.72
 #: at 70 epochs.

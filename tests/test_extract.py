@@ -78,17 +78,19 @@ def _same(a, b) -> None:
 
 def _driver(tmp_path: Path, videos: list[Item], out: Path, **kw) -> list[str]:
     """A script running run_extraction on ``videos`` (what `cli.py extract` does once it has the items)."""
-    spec = {"items": [[v.video_id, str(v.path), v.mos] for v in videos], "out": str(out), "kw": kw}
+    spec = {"items": [[v.video_id, str(v.path), v.mos] for v in videos], "out": str(out), "kw": kw,
+            "cfg": _cfg().to_dict()}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})
-        from test_extract import Item, _cfg
+        from helpers import Item
+        from clifvqa_core.semantic.extract_config import ExtractConfig
         from extract import run_extraction
         spec = json.load(open({str(tmp_path / 'spec.json')!r}))
         items = [Item(i, p, m) for i, p, m in spec["items"]]
-        run_extraction(_cfg(), items, spec["out"], progress=False, **spec["kw"])
+        run_extraction(ExtractConfig.from_dict(spec["cfg"]), items, spec["out"], progress=False, **spec["kw"])
     """))
     return [str(script)]
 
@@ -238,3 +240,29 @@ def test_frame_over_the_pixel_cap_is_a_failed_video(tmp_path, monkeypatch):
         decode_windows(path, 2, WindowConfig(1, 1))
     got = WindowReader([(0, str(path))], 2, WindowConfig(1, 1))[0]
     assert got.windows is None and "aspect ratio" in got.failure["reason"]
+
+
+def test_writes_between_shard_ends_change_no_number(reference, videos, tmp_path, monkeypatch):
+    """The finished videos of a shard are written every WRITE_EVERY_S seconds (here: after every video) without
+    cutting a CLIP batch short, so the store equals the reference bit for bit."""
+    import extract.runner as runner
+
+    monkeypatch.setattr(runner, "WRITE_EVERY_S", 0.0)
+    out = tmp_path / "often.zarr"
+    run_extraction(_cfg(), videos, out, batch_size=BATCH, workers=0, device="cpu", shard_size=SHARD, progress=False)
+    ref = open_store(reference[0])
+    got = open_store(out)
+    assert got.ids == ref.ids and got.done.tolist() == ref.done.tolist()
+    np.testing.assert_array_equal(got.load_maps(), ref.load_maps())
+    np.testing.assert_array_equal(got.load_sims(), ref.load_sims())
+
+
+def test_cpu_extraction_estimate_names_the_quick_settings():
+    """T=32 and a 3x3 grid on a CPU (about 30 s a video): the estimate and the CPU settings, said once."""
+    from extract.runner import extract_time_estimate
+
+    cfg = ExtractConfig(clip_model=str(TINY), clip_pretrained="none")
+    msg = extract_time_estimate(30.0, 47, cfg, torch.device("cpu"))
+    assert "47 videos: about 24 min" in msg and "--frames 8 --grid 1x1" in msg and "T=32, grid 3x3" in msg
+    assert extract_time_estimate(0.5, 47, cfg, torch.device("cpu")) is None          # short runs: nothing said
+    assert extract_time_estimate(30.0, 47, cfg, torch.device("meta")) is None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clifvqa_core.errors import StorageError
@@ -121,3 +122,52 @@ def test_store_on_a_full_tmpfs_fails_in_one_line(small_tmpfs, backend):
     st = open_store(path)
     assert not st.done.all()
     assert not [p for p in path.rglob("*") if p.name.endswith(PARTIAL_SUFFIX)]
+
+
+HOSTILE_IDS = ['=HYPERLINK("http://x","y")', "@SUM(1)", "=cmd|' calc'!A0", "+1", "-1"]
+
+
+def test_every_csv_writer_escapes_formula_cells(tmp_path):
+    """train's split_*/predictions_test.csv and evaluate's predictions.csv wrote ids unescaped (predict did
+    escape): every writer now goes through fileio.write_csv / csv_cells; numbers stay numbers."""
+    import csv as csvmod
+    from dataclasses import dataclass
+
+    from clifvqa_core.fileio import csv_unescape, write_csv
+    from clifvqa_core.inference.predictions import PredictionRow, write_predictions
+    from train.protocol import _write_predictions
+
+    @dataclass(frozen=True)
+    class Item:
+        video_id: str
+        path: Path
+        mos: float
+
+    items = [Item(v, Path(f"/d/{k}.mp4"), -1.5) for k, v in enumerate(HOSTILE_IDS)]
+    _write_predictions(tmp_path / "train.csv", items, np.full(5, -2.25), np.full(5, -0.5))
+    write_csv(tmp_path / "plain.csv", ["video_id", "pred"], [[v, -1.0] for v in HOSTILE_IDS])
+    write_predictions([PredictionRow(v, video_id=v, score=-1.0) for v in HOSTILE_IDS], tmp_path / "predict.csv")
+    for name in ("train.csv", "plain.csv", "predict.csv"):
+        with (tmp_path / name).open(newline="") as fh:
+            rows = list(csvmod.DictReader(fh))
+        assert [r["video_id"] for r in rows] == ["'" + v for v in HOSTILE_IDS], name
+        assert [csv_unescape(r["video_id"]) for r in rows] == HOSTILE_IDS
+        assert all(not c or c[0] not in "=+-@" or c.lstrip("-").replace(".", "").isdigit()
+                   for r in rows for c in r.values()), name              # only numbers may start with -
+    with (tmp_path / "train.csv").open(newline="") as fh:
+        assert next(csvmod.DictReader(fh))["pred"] == "-2.25"              # a negative number is not text
+
+
+def test_no_csv_writer_bypasses_the_escaping_one():
+    """csv.writer appears only in fileio (write_csv) and the streaming predict writer (csv_cells)."""
+    repo = Path(__file__).resolve().parents[1]
+    allowed = {"clifvqa_core/fileio.py", "clifvqa_core/inference/predictions.py"}
+    found = set()
+    for py in repo.rglob("*.py"):
+        rel = py.relative_to(repo).as_posix()
+        if rel.startswith(("tests/", ".venv/", "build/")) or "/." in rel:
+            continue
+        text = py.read_text(errors="replace")
+        if "csv.writer(" in text or "csv.DictWriter(" in text or ".csv\").open(\"w\"" in text:
+            found.add(rel)
+    assert found <= allowed, found - allowed

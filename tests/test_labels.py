@@ -52,6 +52,11 @@ BAD = [  # name, content, expected message fragment
     ("csv_empty_mos", "path,mos\na.mp4,\n", "line 2: 'mos' '' is not a number"),
     ("csv_empty_path", "path,mos\n,3\n", "line 2: empty 'path'"),
     ("csv_duplicate_ext", "path,mos\nclips/a.mp4,3\nclips/a,2\n", "line 3: video 'clips/a' is listed twice (first on line 2)"),
+    # a path field no file can have (issue 24: a 200 kB field was a csv traceback, a 100 kB one an OSError)
+    ("csv_200kB_path", "path,mos\n" + "a" * 200_000 + ".mp4,3\n", "line 2: not a CSV row (field larger than"),
+    ("csv_100kB_path", "path,mos\n" + "a" * 100_000 + ".mp4,3\n", "line 2: a video path of 100004 bytes"),
+    ("csv_long_part", "path,mos\nclips/" + "b" * 300 + ".mp4,3\n", "line 2: a video path of 310 bytes"),
+    ("txt_long_path", "x/" * 2100 + "a.mp4, 8, 25, 3.1\n", "line 1: a video path of 4205 bytes"),
 ]
 
 

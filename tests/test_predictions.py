@@ -73,3 +73,13 @@ def test_writer_rows_as_they_come_then_input_order_and_no_partial_left(tmp_path)
     data = json.loads(write_predictions(rows, tmp_path / "p.json", meta={"k": 1}).read_text())
     assert data["meta"] == {"k": 1} and data["summary"] == {"inputs": 2, "scored": 1, "failed": 1}
     assert [r["score"] for r in data["rows"]] == [2.0, None]
+
+
+def test_predictions_file_must_name_its_format(tmp_path):
+    """predict --out p.txt silently wrote CSV."""
+    from clifvqa_core.errors import ConfigError
+    from clifvqa_core.inference.predictions import PredictionWriter
+
+    with pytest.raises(ConfigError, match=r"p\.txt: the predictions file must end in \.csv or \.json"):
+        PredictionWriter(tmp_path / "p.txt")
+    assert not list(tmp_path.iterdir())

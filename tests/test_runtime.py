@@ -33,3 +33,27 @@ def test_network_reachable_does_not_wait_for_a_hanging_resolver(monkeypatch):
         assert not returned.is_set()  # answered while the lookup was still blocked
     finally:
         release.set()
+
+
+def test_one_workers_default_rule_for_every_command(monkeypatch):
+    """train --workers defaulted to 4 on a 2-core machine (PyTorch warned once per split), others to 2."""
+    import click
+
+    import clifvqa_core.runtime as runtime
+    from cli import main
+    from train.config import TrainConfig
+
+    for cores, want in ((1, 0), (2, 1), (3, 2), (16, 4)):
+        monkeypatch.setattr(runtime, "cpu_cores", lambda c=cores: c)
+        assert runtime.default_workers() == want and TrainConfig().workers == want
+
+    def commands(group):
+        for cmd in group.commands.values():
+            yield from commands(cmd) if isinstance(cmd, click.Group) else [cmd]
+
+    seen = [(c.name, p.name) for c in commands(main) for p in c.params if p.name in ("workers", "extract_workers")]
+    assert len(seen) >= 6
+    for cmd in commands(main):
+        for p in cmd.params:
+            if p.name in ("workers", "extract_workers"):
+                assert p.default is runtime.default_workers, (cmd.name, p.name, p.default)

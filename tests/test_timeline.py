@@ -143,3 +143,30 @@ def test_rss_is_flat_in_duration(tmp_path):
     (n_short, short), (n_long, long) = res[videos[0]], res[videos[1]]
     assert (n_short, n_long) == (4, 24)
     assert long - short < 30, res
+
+
+def test_predict_cli_writes_timeline_rows_and_plot(tiny, tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    ckpt = str(tiny["root"] / "model.pt")
+    video = str(tiny["root"] / "long.mkv")
+    res = CliRunner().invoke(main, ["predict", video, "--checkpoint", ckpt, "--segment", "1", "--plot",
+                                    str(tmp_path / "plots"), "--out", str(tmp_path / "p.csv"), "--no-progress",
+                                    "--device", "cpu", "--workers", "0"])
+    assert res.exit_code == 0, res.output
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [r["kind"] for r in rows] == ["video", "segment", "segment", "segment"]
+    assert [(r["start_s"], r["end_s"]) for r in rows[1:]] == [("0.000000", "1.000000"), ("1.000000", "2.000000"),
+                                                              ("2.000000", "2.500000")]
+    assert {"score", "low", "high", "percentile"} <= set(rows[0])
+    assert (tmp_path / "plots" / "long.png").stat().st_size > 10_000
+    res = CliRunner().invoke(main, ["predict", video, "--checkpoint", ckpt, "--segment", "1", "--out",
+                                    str(tmp_path / "p.json"), "--no-progress", "--device", "cpu"])
+    got = json.loads((tmp_path / "p.json").read_text())
+    assert got["summary"]["inputs"] == 1 and [r["kind"] for r in got["rows"]].count("segment") == 3
+    res = CliRunner().invoke(main, ["predict", video, "--checkpoint", ckpt, "--plot", str(tmp_path / "x")])
+    assert res.exit_code == 1 and "--segment" in res.output

@@ -88,7 +88,8 @@ def test_validation_scores_are_the_scorers_and_keep_train_mode(data):
     z = score_videos(model, items[:3], maps, torch.device("cpu"), test_clips=2, batch_size=2)
     assert model.training
     ref = Scorer(copy.deepcopy(model), MosScale(0.0, 1.0), test_clips=2).score_many([it.path for it in items[:3]],
-                                                                                   maps=list(maps), progress=False)
+                                                                                   maps=list(maps), progress=False,
+                                                                                   batch_size=2)
     assert z.tolist() == [r.raw for r in ref] and len(set(z.tolist())) == 3
 
 
@@ -225,6 +226,10 @@ def test_run_training_protocol_writes_reports(data, tmp_path, monkeypatch):
     assert not set(split0["train"]) & set(split0["test"])
     assert (run / "split_0" / "model.pt").is_file() and (run / "split_1" / "predictions_test.csv").is_file()
     assert "mean +- std" in (run / "results.md").read_text()
+    from clifvqa_core.model.checkpoint import read_checkpoint
+
+    cal = read_checkpoint(run / "split_0" / "model.pt").get("calibration")    # no validation part: percentile only
+    assert cal["kind"] == "identity" and cal["q"] is None and len(cal["mos_quantiles"]) == 101
     # evaluate a trained checkpoint on the same cache (deterministic: twice the same numbers)
     a = protocol.evaluate_checkpoint(run / "split_0" / "model.pt", items, [str(store)], device="cpu",
                                      workers=0, out=tmp_path / "eval")
@@ -512,3 +517,23 @@ def test_split_summary_line_states_asked_and_achieved():
     line = format_splits(recs)
     assert line.startswith("splits by group: test ") and "(asked 20%)" in line and "(asked 10%)" in line
     assert "without one" not in line
+
+
+def test_cpu_time_estimate_from_the_first_step_names_the_cpu_recipe(monkeypatch, caplog):
+    """train with the default fastvqa-b model on a CPU showed 0/90 for minutes with nothing saying why."""
+    import train.loop as loop
+    from train.config import model_preset
+
+    monkeypatch.setattr(loop, "_ESTIMATED", [])
+    cfg = TrainConfig(splits=10, epochs=30)
+    with caplog.at_level("WARNING"):
+        msg = loop.cpu_time_estimate(40.0, cfg, model_preset("fastvqa-b"), 3, torch.device("cpu"))
+    assert "10 split(s) x 30 epochs x 3 steps = 900 steps: about 10.0 h" in msg and msg in caplog.text
+    assert "--model-config cpu --alpha 0" in msg
+    assert loop.cpu_time_estimate(40.0, cfg, model_preset("fastvqa-b"), 3, torch.device("cpu")) is None   # once
+    monkeypatch.setattr(loop, "_ESTIMATED", [])
+    assert "--model-config" not in loop.cpu_time_estimate(1.0, cfg, model_preset("cpu"), 30, torch.device("cpu"))
+    monkeypatch.setattr(loop, "_ESTIMATED", [])
+    assert loop.cpu_time_estimate(0.5, cfg, model_preset("cpu"), 1, torch.device("cpu")) is None    # minutes
+    monkeypatch.setattr(loop, "_ESTIMATED", [])
+    assert loop.cpu_time_estimate(1.0, cfg, model_preset("cpu"), 3, torch.device("meta")) is None

@@ -34,6 +34,7 @@ from typing import Any
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError
 from clifvqa_core.model.clifvqa import ModelConfig
+from clifvqa_core.runtime import default_workers
 
 __all__ = ["TrainConfig", "LOSS_NAMES", "MODEL_PRESETS", "PROTOCOLS", "RECIPES", "Recipe", "model_preset",
            "policy_fields", "resolve_recipe"]
@@ -177,7 +178,7 @@ class TrainConfig(JsonConfig):
     grad_checkpoint: bool = True
     # runtime
     device: str = "auto"
-    workers: int = 4
+    workers: int = field(default_factory=default_workers)
     seed: int = 0
     test_clips: int = 4
     val_every: int = 1

@@ -162,6 +162,8 @@ class DemoResult:
     test_scenes: list[str] = field(default_factory=list)
     kinds: dict[str, Any] = field(default_factory=dict)     # kind_table of the held-out scenes
     threads: int = 0                                         # torch threads of the training process
+    calibration: dict[str, Any] = field(default_factory=dict)  # held_out_calibration: RMSE before/after, coverage
+    timeline: list[Any] = field(default_factory=list)          # the timeline rows of timeline.mp4
 
 
 def resolve_clip_weights(model: str, pretrained: str, activation: str = "auto") -> tuple[str, str]:
@@ -315,6 +317,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     metrics = evaluate_scores(pred, [it.mos for it in test_items])
     _write_predictions(out / "held_out.csv", test_items, pred, z)
     kinds = kind_table(test_items, pred)
+    calibration = held_out_calibration(out / "model.pt", pred, [it.mos for it in test_items])
     seconds["evaluate"] = time.perf_counter() - t0
     log.info("[4/5] held-out scenes: SROCC %.4f PLCC %.4f (%.1f s)", metrics["srocc"], metrics["plcc"],
              seconds["evaluate"])
@@ -325,6 +328,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     bad.write_bytes(b"this file is not a video; predict lists it with its reason\n")
     rows = predict_paths([*(it.path for it in picks), bad], out / "model.pt", device=str(device), keep_maps=True)
     write_predictions(rows, out / "predictions.csv")
+    timeline = demo_timeline(test_items, out, str(device))
     seconds["predict"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_all
     cpu = time.process_time() - cpu0
@@ -332,14 +336,63 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
 
     files = {"results": str(out / "results.json"), "checkpoint": str(out / "model.pt"),
              "predictions": str(out / "predictions.csv"), "held_out": str(out / "held_out.csv"),
-             "data": str(labels), "features": str(store), "run": str(run_dir), "report": str(out / "report.html")}
+             "data": str(labels), "features": str(store), "run": str(run_dir), "report": str(out / "report.html"),
+             "timeline": str(out / "timeline.csv"), "timeline_plot": str(out / "timeline.png")}
     result = DemoResult(out=out, metrics=metrics, clip_weights=weights, clip_note=note, predictions=rows,
                         files=files, seconds=seconds, cpu_seconds=cpu, config=cfg, n_train=len(train_items),
                         n_test=len(test_items), epochs=tcfg.epochs, test_scenes=test_scenes, kinds=kinds,
-                        threads=threads)
+                        threads=threads, calibration=calibration, timeline=timeline)
     _write_results(result, res, out / "results.json")
     write_demo_report(result, res.history, tcfg, test_items, pred, out / "report.html")
     return result
+
+
+def held_out_calibration(checkpoint: Path, pred: np.ndarray, mos: list[float]) -> dict[str, Any]:
+    """The checkpoint's calibration (fitted on the validation part) judged on the held-out scenes: RMSE of the
+    uncalibrated ``pred`` [n] and of the calibrated scores, the 90 % interval's coverage and mean width."""
+    from clifvqa_core.inference.calibration import Calibration
+    from clifvqa_core.model.checkpoint import read_checkpoint
+    from clifvqa_core.objectives.metrics import rmse
+
+    cal = Calibration.from_dict(read_checkpoint(checkpoint).get("calibration"), str(checkpoint))
+    score = cal.apply(pred)
+    low, high = cal.interval(score)
+    m = np.asarray(mos, np.float64)
+    return {"kind": cal.kind, "note": cal.note, "n_val": cal.n, "rmse_before": rmse(pred, m),
+            "rmse_after": rmse(score, m), "coverage": float(np.mean((m >= low) & (m <= high))),
+            "width": float(np.mean(high - low)), "exact": cal.exact}
+
+
+def demo_timeline(test_items: list[Any], out: Path, device: str) -> list[Any]:
+    """One timeline: the pristine clip of a held-out scene followed by its two strongest distortions, one
+    file (``timeline.mp4``), scored with ``predict --segment`` one clip long -> the rows (also timeline.csv,
+    the plot timeline.png)."""
+    from cache.predict import predict_paths
+    from clifvqa_core.inference.predictions import write_predictions
+    from clifvqa_core.media.video import probe, read_frames
+    from clifvqa_core.media.videowrite import write_video
+
+    scene = sorted({str(it.group) for it in test_items})[0]
+    clips = sorted([it for it in test_items if str(it.group) == scene], key=lambda it: -it.mos)
+    chosen = [clips[0], clips[-1], clips[len(clips) // 2]]       # best, worst, middle
+    info = probe(chosen[0].path)
+    frames = [read_frames(it.path, range(probe(it.path).frame_count)) for it in chosen]
+    n = min(f.shape[0] for f in frames)
+    path = write_video(out / "timeline.mp4", (fr for f in frames for fr in f[:n]), fps=info.fps,
+                       options={"crf": "10", "x264-params": "mbtree=0"})
+    rows = predict_paths([path], out / "model.pt", device=device, segment_s=n / float(info.fps))
+    write_predictions(rows, out / "timeline.csv")
+    try:
+        from train.experiments.plots import plot_timelines
+
+        plot_timelines(rows, out / "timeline_plot")
+        (out / "timeline_plot" / "timeline.png").replace(out / "timeline.png")
+        (out / "timeline_plot").rmdir()
+    except ClifVQAError as exc:            # matplotlib is optional
+        log.warning("no timeline plot: %s", exc)
+    for row, it in zip(rows[1:], chosen):
+        row.video_id = f"{it.video_id} (MOS {it.mos:.2f})"
+    return rows
 
 
 def kind_table(items: list[Any], pred: np.ndarray) -> dict[str, Any]:
@@ -405,6 +458,8 @@ def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
     keys = ("n", "srocc", "plcc", "krocc", "rmse", "plcc_logistic", "rmse_logistic")
     data = {
         "held_out": {k: r.metrics.get(k) for k in keys},
+        "held_out_calibration": r.calibration,
+        "timeline": [row.to_dict() for row in r.timeline],
         "held_out_scenes": r.test_scenes, "n_train": r.n_train, "n_test": r.n_test,
         "held_out_per_kind": r.kinds,
         "clip": {"model": r.config.clip_model, "weights": r.clip_weights, "asked": r.config.clip_pretrained,
@@ -454,6 +509,16 @@ def write_demo_report(r: DemoResult, history: list[dict[str, Any]], tcfg: Any, t
                                      "CLiF-VQA demo report - one file, no network needed"))
 
 
+def _calibration_lines(r: DemoResult) -> list[str]:
+    c = r.calibration
+    if not c:
+        return []
+    return [f"calibrated MOS scale ({c['kind']}, fitted on {c['n_val']} validation clips): held-out RMSE "
+            f"{c['rmse_before']:.3f} before, {c['rmse_after']:.3f} after",
+            f"90% interval (split-conformal): covers {100 * c['coverage']:.0f}% of the held-out MOS, mean width "
+            f"{c['width']:.2f} MOS" + ("" if c["exact"] else " (validation part too small: not guaranteed)")]
+
+
 def format_summary(r: DemoResult) -> str:
     """The text the CLI prints at the end."""
     from clifvqa_core.inference.predictions import format_table
@@ -477,6 +542,12 @@ def format_summary(r: DemoResult) -> str:
         "",
         "predict on a few held-out files:",
         format_table(r.predictions),
+        "",
+        *_calibration_lines(r),
+        "",
+        "one timeline (predict --segment): the held-out clips below, one after the other in timeline.mp4:",
+        format_table(r.timeline),
+        "  segments: " + ", ".join(row.video_id for row in r.timeline[1:]),
         "",
         f"time {r.seconds['total'] / 60:.1f} min (data {r.seconds['data']:.0f} s, stage one {r.seconds['extract']:.0f} s, "
         f"stage two {r.seconds['train']:.0f} s, evaluate {r.seconds['evaluate']:.0f} s, predict {r.seconds['predict']:.0f} s)",

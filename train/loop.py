@@ -302,6 +302,34 @@ class FitResult:
     selection: str = ""            # how: "validation" or "last epoch (no validation part)"
 
 
+_ESTIMATED: list[bool] = []   # the CPU estimate is printed once per process (the first split's first step)
+
+
+def cpu_time_estimate(step_s: float, cfg: TrainConfig, model_cfg: ModelConfig, steps_per_epoch: int,
+                      device: torch.device) -> str | None:
+    """On a CPU, once per process: the run's time from its measured first step (``step_s`` seconds, DataLoader
+    start included), logged as a warning with the CPU recipe when the model is not the ``cpu`` preset's.
+    -> the message (None on other devices or when already said)."""
+    if device.type != "cpu" or _ESTIMATED:
+        return None
+    from train.config import model_preset
+
+    _ESTIMATED.append(True)
+    splits = cfg.splits if cfg.train_split is None else 1
+    steps = splits * cfg.epochs * steps_per_epoch
+    total = step_s * steps
+    heavy = model_cfg.use_spatial and model_cfg.spatial != model_preset("cpu").spatial
+    if total < 300 and not heavy:   # a run of minutes on the CPU model: the progress bar says enough
+        return None
+    took = f"{total / 3600:.1f} h" if total >= 5400 else f"{total / 60:.0f} min"
+    msg = (f"CPU: the first training step took {step_s:.1f} s; {splits} split(s) x {cfg.epochs} epochs x "
+           f"{steps_per_epoch} steps = {steps} steps: about {took}, validation and tests not counted")
+    if heavy:
+        msg += ". The CPU recipe: --model-config cpu --alpha 0 (the demo's model: minutes on 2 cores)"
+    log.warning("%s", msg)
+    return msg
+
+
 def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
     """The training bar: tqdm over optimisation steps on stderr (a no-op object when not ``enabled``)."""
     from tqdm.auto import tqdm
@@ -439,6 +467,8 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         for batch in loader:
             losses.append(train_step(net, batch, optimizer, loss_fn, device, amp, env, schedule, ema))
             bar.update(1)
+            if len(losses) == 1 and epoch == start_epoch and env.main:
+                cpu_time_estimate(time.perf_counter() - t0, cfg, model_cfg, steps_per_epoch, device)
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
                                "lr_head": optimizer.param_groups[1]["lr"], "frozen_backbone": frozen_now}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):

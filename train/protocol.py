@@ -32,7 +32,6 @@ Outputs: ``RUN/train_config.json``, per split ``split.json``, ``last.pt``, ``mod
 """
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
@@ -44,11 +43,12 @@ import torch
 
 from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
-from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none
+from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none, write_csv
 from clifvqa_core.objectives.metrics import evaluate_scores, summarize
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer
+from train.runfiles import expected_parts, finished_split, remove_leftovers
 from train.config import TrainConfig, resolve_recipe
 
 from .data import MosScale, join_items, source_items, store_source
@@ -300,6 +300,10 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
     with ``part`` and ``videos``: which videos were scored); with ``out``, one sub-folder per part when there
     are several; with ``report``, one HTML report of every part (``train.report.write_evaluate_report``).
     """
+    ck = read_checkpoint(checkpoint)          # once for every part and the report
+    rec = recorded_extraction(ck)
+    for c in cfg.cached:                      # a store of another extraction: its key error first, not warnings
+        check_store_key(c, rec)
     chosen = select_parts(checkpoint, _load_items(cfg, split), part, split)
     if chosen is None:
         parts: list[str | None] = [split]
@@ -311,7 +315,6 @@ def evaluate_parts(checkpoint: str | Path, cfg: TrainConfig, split: str | None =
             its = _load_items(cfg, p)
             chosen.append((p or "all", its, f"{'split ' + p if p else 'all videos'} of {cfg.dataset}: {len(its)} videos"))
     results, scores = {}, {}
-    ck = read_checkpoint(checkpoint)          # once for every part and the report
     for label, items, note in chosen:
         part_out = out if out is None or len(chosen) == 1 else Path(out) / label
         m = evaluate_checkpoint(
@@ -379,14 +382,10 @@ def fit_model_to_cache(cfg: ModelConfig, cached: Sequence[str]) -> ModelConfig:
 
 
 def _write_predictions(path: Path, items: Sequence[Any], pred_mos: np.ndarray, pred_z: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["video_id", "path", "mos", "pred", "pred_z"])
-            for it, p, z in zip(items, pred_mos, pred_z):
-                w.writerow([it.video_id, str(it.path), f"{it.mos:.9g}", f"{p:.9g}", f"{z:.9g}"])
-
-    atomic_write(path, write)
+    """predictions CSV (video_id, path, mos, pred, pred_z) through the one escaping writer (``write_csv``)."""
+    write_csv(path, ["video_id", "path", "mos", "pred", "pred_z"],
+              ([it.video_id, str(it.path), float(it.mos), float(p), float(z)]
+               for it, p, z in zip(items, pred_mos, pred_z)))
 
 
 def score_items(model: CLiFVQA, items: Sequence[Any], table: MapTable, scale: MosScale, device: torch.device,
@@ -536,14 +535,15 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
                                          **{n: [it.video_id for it in v] for n, v in evals.items()}})]
 
+    if env.main:   # a killed save's .partial files (atomic writes) of an earlier run of this folder
+        remove_leftovers([out, *(out / f"split_{k}" for k, *_ in plan)])
     for k, train, val, evals, split_ids in plan:
         sdir = out / f"split_{k}"
-        done_file = sdir / "metrics.json"
         record = split_record(k, split_ids, items if cfg.train_split is None else train_all,
                               cfg.test_fraction if cfg.train_split is None else None, cfg.val_fraction)
         results["splits"].append({key: record[key] for key in ("k", "unit", "asked", "achieved", "counts")})
-        # an unreadable or truncated marker means "not done": the split is trained again
-        done_metrics = read_json_or_none(done_file) if resume else None
+        # absent or unreadable: not done (trained again); valid JSON missing parts, or a damaged model.pt: refused
+        done_metrics = finished_split(sdir, expected_parts(evals, paper)) if resume else None
         if isinstance(done_metrics, dict):
             log.info("split %d already finished; skipping (resume)", k)
             for part, m in done_metrics.items():
@@ -608,7 +608,9 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, items: Sequence[Any
     the checkpoint's training data) plus ``checkpoint``; with ``out`` also writes ``results.json``,
     ``results.md`` and ``predictions.csv`` there. Scores are deterministic (seeded test clips).
     ``part``: the label of the scored videos (results.md heading, ``metrics["part"]``).
-    ``keep_scores``: the result also holds ``scores`` {"video_id", "path", "mos", "pred"} (lists; for a report).
+    ``keep_scores``: the result also holds ``scores`` {"video_id", "path", "mos", "pred"} (lists; for a report;
+    with a calibrated checkpoint also "low" and "high", the 90 % intervals: the report shows their coverage).
+    ``pred`` is predict's ``score``: calibrated when the checkpoint records a calibration.
     """
     ck = read_checkpoint(checkpoint)          # a path, or the record the caller read (not read again)
     rec = recorded_extraction(ck)
@@ -624,11 +626,15 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, items: Sequence[Any
     cfg = TrainConfig(batch_size=max(2, 2 * batch_size), workers=workers, test_clips=scorer.test_clips,
                       amp=False)
     pred, z = score_items(scorer.model, labelled, table, scorer.scale, scorer.device, cfg)
+    pred = scorer.calibrate(z)          # predict's ``score``: through the checkpoint's calibration when it has one
     metrics = evaluate_scores(pred, [it.mos for it in labelled])
     metrics.update(checkpoint=str(checkpoint), part=part)
     if keep_scores:
         metrics["scores"] = {"video_id": [it.video_id for it in labelled], "path": [str(it.path) for it in labelled],
                              "mos": [float(it.mos) for it in labelled], "pred": [float(p) for p in pred]}
+        if scorer.calibration is not None and math.isfinite(scorer.calibration.q):
+            metrics["scores"]["low"] = [float(p) - scorer.calibration.q for p in pred]
+            metrics["scores"]["high"] = [float(p) + scorer.calibration.q for p in pred]
     if out is not None:
         o = Path(out)
         _write_predictions(o / "predictions.csv", labelled, pred, z)

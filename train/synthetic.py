@@ -45,7 +45,6 @@ and the same labels.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -60,6 +59,7 @@ from scipy import ndimage
 
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError
+from clifvqa_core.fileio import write_csv
 from clifvqa_core.media.videowrite import write_video
 
 log = logging.getLogger(__name__)
@@ -367,11 +367,7 @@ def make_demo_data(
             total += sum(f.result() for f in futures)  # a failed clip raises here, before labels.csv exists
     cfg.to_json(out / "demo_config.json")
     labels = out / "labels.csv"
-    tmp = labels.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "mos", "scene", "distortion", "level"])
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(labels)
+    fields = ["path", "mos", "scene", "distortion", "level"]
+    write_csv(labels, fields, ([r[f] for f in fields] for r in rows), float_format="")   # str(float): exact
     log.info("demo data: %d clips, %.1f MB, %.1f s -> %s", len(rows), total / 1e6, time.perf_counter() - t0, labels)
     return labels

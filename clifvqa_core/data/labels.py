@@ -29,7 +29,7 @@ import dataclasses
 import io
 import math
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from clifvqa_core.errors import ConfigError, LabelFormatError, printable
 
@@ -90,6 +90,21 @@ def _norm_name(name: str) -> str:
     name = name.strip().replace("\\", "/")
     while name.startswith("./"):
         name = name[2:]
+    return name
+
+
+#: the longest path and path component Linux file systems allow (PATH_MAX, NAME_MAX; bytes)
+MAX_PATH, MAX_NAME = 4096, 255
+
+
+def _check_name(path: Path, line: int, name: str) -> str:
+    """``name`` when it can name a file; a LabelFormatError for the line otherwise (a 200 kB field would
+    only fail later as an OS error "File name too long")."""
+    longest = max((len(part.encode()) for part in name.split("/")), default=0)
+    if len(name.encode()) > MAX_PATH or longest > MAX_NAME:
+        raise LabelFormatError(path, f"line {line}: a video path of {len(name.encode())} bytes (starting "
+                                     f"{name[:40]!r}); no file can have it (at most {MAX_PATH} bytes, "
+                                     f"{MAX_NAME} per part): a damaged label file?")
     return name
 
 
@@ -165,7 +180,8 @@ def _parse_fastvqa(path: Path, text: str) -> list[LabelRow]:
         for col, val in (("column 2", c2), ("column 3", c3)):
             if not _is_number(val):
                 raise LabelFormatError(path, f"line {i}: {col} {val!r} is not a number (FAST-VQA format: path, c2, c3, mos)")
-        rows.append(LabelRow(_norm_name(name), _parse_mos(path, i, mos), i, extra=(("c2", c2), ("c3", c3))))
+        rows.append(LabelRow(_check_name(path, i, _norm_name(name)), _parse_mos(path, i, mos), i,
+                             extra=(("c2", c2), ("c3", c3))))
     return rows
 
 
@@ -173,6 +189,19 @@ def _sniff_delimiter(header: str) -> str:
     counts = {d: header.count(d) for d in (",", ";", "\t")}
     best = max(counts, key=lambda d: (counts[d], d == ","))
     return best if counts[best] else ","
+
+
+def _records(path: Path, reader: Any) -> Iterator[list[str]]:
+    """The rows of a csv reader; csv's own errors (a field over its 128 kB limit, a NUL byte) as one
+    LabelFormatError naming the line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise LabelFormatError(path, f"line {reader.line_num}: not a CSV row ({exc}); is this a label "
+                                         "file?") from None
 
 
 def _parse_csv(path: Path, text: str, path_columns: Sequence[str]) -> list[LabelRow]:
@@ -183,7 +212,7 @@ def _parse_csv(path: Path, text: str, path_columns: Sequence[str]) -> list[Label
     header: list[str] | None = None
     header_line = 0
     rows: list[LabelRow] = []
-    for fields in reader:
+    for fields in _records(path, reader):
         if not any(f.strip() for f in fields):
             continue
         if header is None:
@@ -213,7 +242,7 @@ def _parse_csv(path: Path, text: str, path_columns: Sequence[str]) -> list[Label
         if len(fields) != len(header):
             raise LabelFormatError(path, f"line {line}: expected {len(header)} fields as in the header (line {header_line}), "
                                          f"got {len(fields)}")
-        name = _norm_name(fields[ipath])
+        name = _check_name(path, line, _norm_name(fields[ipath]))
         if not name:
             raise LabelFormatError(path, f"line {line}: empty {header[ipath]!r} (the video path column)")
         group = fields[igroup].strip() if igroup is not None else None
@@ -222,7 +251,7 @@ def _parse_csv(path: Path, text: str, path_columns: Sequence[str]) -> list[Label
             mos=_parse_mos(path, line, fields[imos], f"{header[imos]!r}"),
             line=line,
             group=group or None,
-            alt_names=tuple(_norm_name(fields[j]) for j in ialt if fields[j].strip()),
+            alt_names=tuple(_check_name(path, line, _norm_name(fields[j])) for j in ialt if fields[j].strip()),
             extra=tuple((header[j], fields[j].strip()) for j in iextra),
         ))
     if not rows:

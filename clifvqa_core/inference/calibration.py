@@ -10,15 +10,14 @@ Input scale: the *uncalibrated* score ``raw * mos_std + mos_mean`` (MOS units of
 
 Map (``kind``), fitted by least squares from the validation predictions to their MOS:
 
-- ``"logistic4"``: the VQEG 4-parameter logistic of :func:`clifvqa_core.objectives.metrics.fit_logistic`
-  (the one used before PLCC/RMSE), kept when the fit converges, is increasing (b1 > b2) and is finite;
+- ``"logistic4"``: the VQEG 4-parameter logistic :func:`clifvqa_core.objectives.metrics.logistic4` (the one
+  used before PLCC/RMSE), fitted with bounds (:func:`_fit_logistic`), kept when it is increasing (b1 > b2);
 - ``"linear"`` (the named fallback): ``a x + b`` when the logistic fit fails or decreases, kept when a > 0;
 - ``"identity"``: when neither gives an increasing map (a model anti-correlated on validation), or fewer
   than :data:`MIN_VIDEOS` validation videos. Every kind is monotone non-decreasing.
 
 Interval: split-conformal at level 1 - ``alpha`` (default 90 %). The residuals |MOS - calibrated score|
-are *cross-fitted* (each validation video's residual comes from a map fitted without its fold: leave-one-out
-up to 50 videos, 10 folds above), so the map is not judged on the videos it was fitted to. The half-width
+are *cross-fitted* (each validation video's residual comes from a map fitted without its fold, 5 folds), so the map is not judged on the videos it was fitted to. The half-width
 ``q`` is the ceil((n + 1)(1 - alpha))-th smallest residual (the finite-sample quantile); when that rank
 exceeds n (n < 9 at 90 %) ``q`` is the largest residual and ``exact`` is False (coverage not guaranteed).
 ``low, high = score -+ q``. Under exchangeability of validation and test videos P(MOS in [low, high]) >=
@@ -31,7 +30,6 @@ Percentile: ``mos_quantiles`` are the 0, 1, ..., 100 % quantiles of the training
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -50,18 +48,57 @@ KINDS = ("logistic4", "linear", "identity")
 _QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
-def _fit_map(pred: np.ndarray, mos: np.ndarray) -> tuple[str, tuple[float, ...], str]:
-    """-> (kind, params, why the earlier kinds were not kept)."""
-    from clifvqa_core.objectives.metrics import MetricWarning, fit_logistic
+def _fit_logistic(pred: np.ndarray, mos: np.ndarray, init: Sequence[float] | None) -> np.ndarray | None:
+    """:func:`~clifvqa_core.objectives.metrics.logistic4` fitted by bounded least squares on standardised
+    predictions (b1, b2 within the MOS range widened by its span on each side, slope 0.05-10 std: a
+    near-linear cloud cannot drift to b1 = 130, b2 = -77 as an unbounded fit does, slowly) -> params [4] on
+    the raw scale, or None. ``init``: params of an earlier fit to start from (else slopes 0.3 and 1 std)."""
+    from scipy import optimize
+
+    from clifvqa_core.objectives.metrics import logistic4
+
+    mu, sd = float(pred.mean()), float(pred.std())
+    z = (pred - mu) / sd
+    lo, hi = float(mos.min()), float(mos.max())
+    span = max(hi - lo, 1e-6)
+    bounds = ([lo - span, lo - span, -10.0, 0.05], [hi + span, hi + span, 10.0, 10.0])
+    starts = ([[hi, lo, float(np.median(z)), s] for s in (0.3, 1.0)] if init is None else
+              [[init[0], init[1], (init[2] - mu) / sd, abs(init[3]) / sd]])
+    best, best_cost = None, math.inf
+    for x0 in starts:
+        x0 = np.clip(x0, np.add(bounds[0], 1e-9), np.subtract(bounds[1], 1e-9))
+        try:
+            r = optimize.least_squares(lambda b: logistic4(z, *b) - mos, x0, jac=lambda b: _jac(z, b),
+                                       bounds=bounds, max_nfev=200)
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if np.isfinite(r.x).all() and r.cost < best_cost:
+            best, best_cost = r.x, r.cost
+    if best is None:
+        return None
+    b1, b2, b3, b4 = (float(v) for v in best)
+    return np.array([b1, b2, mu + sd * b3, sd * abs(b4)])
+
+
+def _jac(z: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """d logistic4(z; b1, b2, b3, b4) / d b -> [n, 4] (b4 > 0)."""
+    u = np.clip((z - b[2]) / b[3], -500.0, 500.0)
+    s = 1.0 / (1.0 + np.exp(-u))
+    ds = s * (1.0 - s) * (b[0] - b[1])
+    return np.stack([s, 1.0 - s, -ds / b[3], -ds * u / b[3]], axis=1)
+
+
+def _fit_map(pred: np.ndarray, mos: np.ndarray, init: Sequence[float] | None = None
+             ) -> tuple[str, tuple[float, ...], str]:
+    """-> (kind, params, why the earlier kinds were not kept). ``init``: logistic params to start from."""
+    from clifvqa_core.objectives import metrics
 
     if pred.size < MIN_VIDEOS or np.ptp(pred) == 0:
         return "identity", (), f"{pred.size} validation videos (or constant predictions): nothing to fit"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MetricWarning)
-        mapped, params = fit_logistic(pred, mos)
+    params = _fit_logistic(pred, mos, init)
     why = "logistic fit failed"
     if params is not None:
-        if params[0] > params[1] and np.isfinite(mapped).all():
+        if params[0] > params[1] and np.isfinite(metrics.logistic4(pred, *params)).all():
             return "logistic4", tuple(float(v) for v in params), ""
         why = "logistic fit decreasing"
     a, b = np.polyfit(pred, mos, 1)
@@ -81,15 +118,17 @@ def _apply(kind: str, params: Sequence[float], x: Any) -> np.ndarray:
     return v.copy()
 
 
-def _cross_residuals(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
-    """|MOS - map(pred)| with each video's map fitted without its fold (LOO up to 50 videos, else 10 folds)."""
+def _cross_residuals(pred: np.ndarray, mos: np.ndarray, kind: str, params: Sequence[float]) -> np.ndarray:
+    """|MOS - map(pred)| with each video's map fitted without its fold (5 folds; LOO below 5 videos),
+    each fold's logistic started from the full fit (``kind``, ``params``)."""
     n = pred.size
-    folds = n if n <= 50 else 10
+    folds = min(n, 5)
     fold = np.arange(n) % folds
     out = np.empty(n, np.float64)
+    init = params if kind == "logistic4" else None
     for f in range(folds):
         held, rest = fold == f, fold != f
-        kind, params, _ = _fit_map(pred[rest], mos[rest])
+        kind, params, _ = _fit_map(pred[rest], mos[rest], init)
         out[held] = np.abs(mos[held] - _apply(kind, params, pred[held]))
     return out
 
@@ -120,7 +159,7 @@ class Calibration:
         kind, params, why = _fit_map(p, m)
         q, exact = math.nan, False
         if p.size >= 2:
-            res = np.sort(_cross_residuals(p, m))
+            res = np.sort(_cross_residuals(p, m, kind, params))
             rank = math.ceil((p.size + 1) * (1 - alpha))
             exact = rank <= p.size
             q = float(res[min(rank, p.size) - 1])

@@ -19,14 +19,13 @@ characters in names escaped (``\\n``), so one row stays one line.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 from pathlib import Path
 from typing import IO, Any, Iterable, Sequence
 
-from clifvqa_core.errors import CacheError, ClifVQAError
-from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, storage_error
+from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
+from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, csv_cells, csv_safe, csv_text, storage_error  # noqa: F401 (csv_safe: public here too)
 from clifvqa_core.inference.scorer import ScoreResult
 
 __all__ = ["PredictionRow", "collect_videos", "write_predictions", "PredictionWriter", "format_table",
@@ -92,18 +91,9 @@ def summary_line(rows: Sequence[PredictionRow]) -> str:
     return f"scored {ok} of {len(videos)} input(s); {len(videos) - ok} failed"
 
 
-def csv_safe(value: Any) -> Any:
-    """A cell a spreadsheet will not run as a formula: text starting with = + - @ (or tab / CR) gets a
-    leading ``'`` (OWASP's rule); numbers are left alone."""
-    if isinstance(value, str) and value and value[0] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def _csv_cells(r: PredictionRow) -> list[Any]:
     d = r.to_dict()
-    return ["" if d[c] is None else (f"{d[c]:.6f}" if isinstance(d[c], float) else csv_safe(d[c]))
-            for c in OUTPUT_COLUMNS]
+    return csv_cells([d[c] for c in OUTPUT_COLUMNS], ".6f")
 
 
 class PredictionWriter:
@@ -118,6 +108,8 @@ class PredictionWriter:
     def __init__(self, out: str | Path, meta: dict[str, Any] | None = None) -> None:
         self.path = Path(out)
         self.meta = meta or {}
+        if self.path.suffix.lower() not in (".csv", ".json"):
+            raise ConfigError(f"{self.path}: the predictions file must end in .csv or .json (its format)")
         self.json = self.path.suffix.lower() == ".json"
         self.written: list[PredictionRow] = []
         self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
@@ -156,12 +148,8 @@ class PredictionWriter:
                                                               "failed": len(videos) - ok},
                                "rows": [r.to_dict() for r in rows]}, indent=1) + "\n"
         else:     # rewritten in input order (rows were appended in scoring order)
-            buf = io.StringIO(newline="")
-            w = csv.writer(buf)
-            w.writerow(OUTPUT_COLUMNS)
-            for r in rows:
-                w.writerow(_csv_cells(r))
-            text = buf.getvalue()
+            text = csv_text(OUTPUT_COLUMNS, ([d[c] for c in OUTPUT_COLUMNS] for d in (r.to_dict() for r in rows)),
+                            ".6f")
         atomic_write(self.path, text, what="cannot write predictions")
         self._abort()
         self.partial.unlink(missing_ok=True)

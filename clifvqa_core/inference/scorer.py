@@ -581,7 +581,10 @@ class EnsembleScorer(_ScorerBase):
         (``kwargs``: those of :meth:`Scorer.from_checkpoint`). Raises CheckpointError without any."""
         paths = sorted(Path(run_dir).glob("split_*/model.pt"), key=lambda p: (len(p.parent.name), p.parent.name))
         if not paths:
-            raise CheckpointError(f"{run_dir}: no split_*/model.pt in this folder; pass a model.pt or a train run")
+            found = sorted(str(c) for c in Path(run_dir).rglob("model.pt"))[:3]
+            inside = f"; inside: {', '.join(found)}" if found else ""
+            raise CheckpointError(f"{run_dir} is a folder without split_*/model.pt (not a train run); pass a model.pt "
+                                  f"or a train run folder{inside}")
         first = Scorer.from_checkpoint(paths[0], device, **kwargs)
         kwargs.setdefault("extractor", first.extractor)
         return cls([first] + [Scorer.from_checkpoint(p, device, **kwargs) for p in paths[1:]])

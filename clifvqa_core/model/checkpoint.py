@@ -252,9 +252,10 @@ def _not_ours(p: Path, exc: BaseException | None = None) -> CheckpointError:
         import zipfile
 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if zipfile.is_zipfile(p) or _starts_with(p, b"PK"):
-            return CheckpointError(f"{p}: the checkpoint is truncated or damaged ({type(exc).__name__}: "
-                                   f"{first[:120]}); {_RECOVER}")
+        if zipfile.is_zipfile(p) or _starts_with(p, b"PK"):   # torch's text (zip internals) would not help
+            what = "a damaged" if zipfile.is_zipfile(p) else "an incomplete"
+            return CheckpointError(f"{p}: the checkpoint is truncated or damaged ({what} zip archive of "
+                                   f"{p.stat().st_size} bytes); {_RECOVER}")
         what = f"not readable as a torch file with weights only ({type(exc).__name__}: {first[:160]})"
     else:
         what = "a torch file without our format field (a foreign checkpoint? FAST-VQA files go to --baseline fastvqa)"

@@ -244,7 +244,7 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
     oc_pretrained: str | None
     if wid == "none":
         oc_pretrained = None
-        log.warning("CLIP %s built with RANDOM weights (--clip-pretrained none, seed 0): features carry no "
+        log.warning("CLIP %s built with RANDOM weights (pretrained 'none', seed 0): features carry no "
                     "semantics; use only for tests and smoke runs", model)
     elif wid.startswith("sha256:"):
         # absolute, so never read as a tag; symlinks kept: open_clip picks the loader by the file name, and

@@ -211,12 +211,14 @@ def _group_metrics(run_dir: Path, part: str, groups: dict[str, str]) -> dict[str
 
 def _group_metrics_of(csvs: Sequence[tuple[int, Path]], groups: dict[str, str]) -> dict[str, Any]:
     """Per resolution group: metrics of each (split, predictions.csv), then mean/std over the splits."""
+    from clifvqa_core.fileio import csv_unescape
+
     per_group: dict[str, list[dict[str, Any]]] = {}
     for split, pred_csv in csvs:
         with pred_csv.open() as fh:
             rows = list(csv.DictReader(fh))
         for g in sorted(set(groups.values())):
-            sel = [r for r in rows if groups.get(r["video_id"]) == g]
+            sel = [r for r in rows if groups.get(csv_unescape(r["video_id"])) == g]
             if len(sel) < 3:
                 per_group.setdefault(g, [])
                 continue

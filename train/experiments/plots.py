@@ -222,7 +222,7 @@ def plot_timeline(video: Any, segments: Sequence[Any], path: str | Path) -> Path
     ax.set_xlabel("time (s)", fontsize=12)
     ax.set_ylabel("predicted quality (MOS scale)", fontsize=12)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=10, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=10, frameon=False)
     note = "" if band else "  (no interval: uncalibrated checkpoint)"
     failed = len(segments) - len(ok)
     note += f"  ({failed} segment(s) failed, shaded)" if failed else ""

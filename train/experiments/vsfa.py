@@ -138,6 +138,7 @@ def run_vsfa(cfg: VSFATrainConfig, items: Sequence[Any] | None = None) -> dict[s
     """
     from cache.maps import load_map_table
     from train.data import MosScale, join_items
+    from clifvqa_core.fileio import write_csv
     from train.protocol import TABLE_KEYS, fit_model_to_cache, make_split, split_record, write_report, write_split
 
     out = Path(cfg.out)
@@ -175,9 +176,8 @@ def run_vsfa(cfg: VSFATrainConfig, items: Sequence[Any] | None = None) -> dict[s
         sdir.mkdir(parents=True, exist_ok=True)
         write_split(sdir, split_record(k, sp, items, cfg.test_fraction, cfg.val_fraction))
         (sdir / "history.json").write_text(json.dumps(history) + "\n")
-        with (sdir / "predictions_test.csv").open("w") as fh:
-            fh.write("video_id,mos,pred\n")
-            fh.writelines(f"{it.video_id},{it.mos:.6g},{p:.6g}\n" for it, p in zip(test, pred))
+        write_csv(sdir / "predictions_test.csv", ["video_id", "mos", "pred"],
+                  ([it.video_id, float(it.mos), float(p)] for it, p in zip(test, pred)), ".6g")
         log.info("VSFA split %d (%s): SROCC %.3f PLCC %.3f (best epoch %d)", k, cfg.descriptions, m["srocc"],
                  m["plcc"], best_epoch)
     results = {"title": f"VSFA on CLIP semantic features ({cfg.descriptions} descriptions) - {cfg.dataset}",
