@@ -95,6 +95,17 @@ def _foreign_unit_and_record(p, b, tmp):
     shutil.copy(tmp / f"other.{b}" / "digests" / "shard-00001.json", p / "digests" / "shard-00001.json")
 
 
+def _foreign_same_ids_and_record(p, b, tmp):
+    """Shard 1 (zarr: its maps and sims chunks) and its digest record from a store of the same config AND the
+    same ids (the same names extracted from other files): only the store's own id tells them apart."""
+    o = tmp / f"twin.{b}"
+    make_store(o, b, seed=7).close()
+    pairs = ([(_chunk(o, n, 1), _chunk(p, n, 1)) for n in ("maps", "sims")] if b == "zarr"
+             else [(o / "shards" / "shard-00001.h5", p / "shards" / "shard-00001.h5")])
+    for src, dst in pairs + [(o / "digests" / "shard-00001.json", p / "digests" / "shard-00001.json")]:
+        shutil.copy(src, dst)
+
+
 def _delete_done(p, b, tmp):
     (p / "done" / "c" / "1" if b == "zarr" else p / "shards" / "shard-00001.h5").unlink()
 
@@ -174,6 +185,8 @@ CASES = [
      "match its digest (changed, swapped or foreign data) for 2 done video(s): vid2, vid3", "maps"),
     ("foreign unit and its record", _foreign_unit_and_record, BACKENDS, "shard 1 (rows 2..3): content does not match",
      "maps"),
+    ("foreign unit and record, same ids", _foreign_same_ids_and_record, BACKENDS,
+     "array 'maps', shard 1 (rows 2..3): content does not match", "maps"),
     ("deleted done chunk / shard file", _delete_done, BACKENDS, "array 'done', shard 1 (rows 2..3): recorded done "
      "but the done flag is lost", "done"),
     ("deleted digest record", _delete_record, BACKENDS, "done but no digest recorded", "maps"),
