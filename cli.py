@@ -11,6 +11,7 @@ import click
 
 from clifvqa_core import __version__
 from clifvqa_core.errors import ClifVQAError, ConfigError
+from clifvqa_core.objectives import LOSS_NAMES
 
 
 class _Group(click.Group):
@@ -290,10 +291,7 @@ def cache_upgrade_cmd(store: Path) -> None:
     """Record content checksums in a format-1 STORE (made before they existed), after it verifies clean."""
     from cache import upgrade_store
 
-    try:
-        click.echo(upgrade_store(store))
-    except ClifVQAError as exc:
-        _fail(exc)
+    click.echo(upgrade_store(store))
 
 
 @cache_group.command("clean")
@@ -342,7 +340,7 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
 @click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Learning rate of the head/semantic MLP; the backbone gets 0.1x (the reference's backbone_lr_mult) "
                    "[default: the paper's 7.5e-4 / 7.5e-5].")
-@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default="clif", show_default=True)
 @click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="clif loss: weight of the monotonicity term L_mon (eq. 16; L_lin keeps weight 1). 0 = L_lin only: "
                    "what the demo trains the cpu preset from scratch with (L_mon slowed that learning; docs/benchmarks.md).")
@@ -434,9 +432,9 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
     several parts (LSVQ: test and test_1080p) the JSON has one object per part and --out one folder each.
     """
     from train.config import TrainConfig
-    from train.protocol import data_defaults, evaluate_parts
+    from train.protocol import TABLE_KEYS, data_defaults, evaluate_parts
 
-    keys = ("n", "srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
+    keys = ("n", *TABLE_KEYS)
     stores = [str(c) for c in cached]
     data = data_defaults(stores, dataset, None if root is None else str(root), None, [], random_splits_asked=True)
     if data["root"] is None:
@@ -483,7 +481,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
 @click.option("--epochs", default=None, type=click.IntRange(min=1), help="Epochs of every training [default: the recipe].")
 @click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
 @click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True), help="As for train.")
-@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default="clif", show_default=True)
 @click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0), help="As for train.")
 @click.option("--ema/--no-ema", default=None, help="As for train [default: the recipe].")
 @click.option("--freeze-backbone-epochs", default=None, type=click.IntRange(min=0), help="As for train [default: the recipe].")
@@ -661,7 +659,7 @@ def _csv_list(text: str) -> list[str]:
 @click.option("--epochs", default=None, type=click.IntRange(min=1),
               help="Epochs per row [default: the dataset's recipe, as train].")
 @click.option("--batch-size", default=12, show_default=True, type=click.IntRange(min=2))
-@click.option("--loss", type=click.Choice(["clif", "plcc_rank"]), default="clif", show_default=True)
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default="clif", show_default=True)
 @click.option("--alpha", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="clif loss: weight of L_mon (as train; 0 = L_lin only, the cpu preset's recipe).")
 @click.option("--init", default=None, help="FAST-VQA / DOVER / K400 Swin / CLiF-VQA checkpoint to start every row from.")

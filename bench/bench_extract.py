@@ -70,6 +70,7 @@ def _throughput(args, tmp: Path) -> dict:
     from extract import run_extraction
     from extract.mapper import WindowMapper
     from extract.reader import decode_windows
+    from clifvqa_core.runtime import resolve_device
 
     cfg = _cfg(args)
     t0 = time.perf_counter()
@@ -78,8 +79,7 @@ def _throughput(args, tmp: Path) -> dict:
     gen_s = time.perf_counter() - t0
 
     # encoding alone: windows decoded and cut beforehand, same batching code and batch size
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     ext = build_extractor(cfg).to(device).eval()
     windows = [decode_windows(it.path, cfg.frames, cfg.grid) for it in items]
     mapper = WindowMapper(ext, cfg.batch_size, device, cfg.precision)

@@ -9,7 +9,8 @@
   temperature), and keeps ``maps [N, 2r', T]`` float32 in memory (:class:`MapTable`).
 - :func:`check_store_key` refuses a store made under another extraction key than a checkpoint's training
   features; :func:`cached_maps` hands the maps of video files to a :class:`clifvqa_core.Scorer` (the
-  ``predict --cached`` path; DESIGN: the caller above the core checks the key, the scorer stays one path).
+  ``predict --cached`` path; ../shared/DESIGN.md: the caller above the core checks the key, the scorer stays
+  one path).
 
 Stage two (``train/``) and ``predict`` read stores only through this module.
 """
@@ -127,7 +128,7 @@ def check_cache_fits(store: Any, cfg: ModelConfig) -> tuple[tuple[int, ...], str
 def _refuse_join(first: Any, other: Any) -> None:
     """Stores made by different extractions (CLIP weights, grid, T, descriptions ...) never share a table."""
     diffs = diff_identity(first.config, other.config)
-    listed = describe_diff(diffs, "first", "this", limit=8) or "the key rule"
+    listed = describe_diff(diffs, "first", "this") or "the key rule"
     raise CacheKeyMismatchError(
         f"{other.path} was made with another extraction config than {first.path} (key {other.key} vs "
         f"{first.key}); differing fields: {listed}. Stores joined by --cached must come from one "

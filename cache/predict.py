@@ -6,7 +6,7 @@
     write_predictions(rows, "scores.csv")      # clifvqa_core.inference.predictions: CSV / JSON, the terminal table
 
 This is the ``predict`` command's function. It lives in ``cache/`` because it may read feature stores
-(DESIGN: the caller of the scorer that takes maps from a store sits above the core and checks the key;
+(../shared/DESIGN.md: the caller of the scorer that takes maps from a store sits above the core and checks the key;
 ``cache`` imports only ``clifvqa_core``); the scoring itself, the input walk and the output files are
 ``clifvqa_core`` (:class:`~clifvqa_core.Scorer`, :mod:`clifvqa_core.inference.predictions`).
 

@@ -90,11 +90,6 @@ class StoreLayout(JsonConfig):
 DTYPES = {"maps": "float32", "sims": "float16", "embeds": "float16", "done": "bool", "mos": "float64"}
 
 
-def short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) and value == "<absent>" else json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 @dataclass
 class ShardData:
     """The rows of one shard, in memory: ``m`` videos (``m = stop - start``).

@@ -25,6 +25,7 @@ import numpy as np
 
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError, ClifVQAError, DamagedStoreError, StorageError
 from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, fsync_dir, storage_error
+from clifvqa_core.semantic.extract_config import describe_diff
 
 from . import hdf5_backend as _hdf5  # noqa: F401  (registers the backend)
 from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
@@ -33,7 +34,7 @@ from . import writers as _writers
 from .integrity import (CHECKSUM_VERSION, DIGEST_DIR, build_record, commit_pending, digest_mismatches,
                         index_digest, read_record, recorded_done, row_key, settle_pending, write_pending)
 from .schema import (DTYPES, FAILURES_FILE, FORMAT_NAME, FORMAT_VERSION, ShardData, StoreLayout,
-                     diff_identity, identity_key, short)
+                     diff_identity, identity_key)
 from .source import StoreSource
 
 log = logging.getLogger(__name__)
@@ -273,9 +274,7 @@ class FeatureStore:
         if not diffs and asked_key == self.key:
             return
         if diffs:
-            listed = "; ".join(f"{p} (stored {short(a)}, asked {short(b)})" for p, a, b in diffs[:8])
-            more = f"; and {len(diffs) - 8} more" if len(diffs) > 8 else ""
-            what = f"differing fields: {listed}{more}"
+            what = f"differing fields: {describe_diff(diffs, 'stored', 'asked')}"
         else:
             what = "the fields agree but the keys differ (the key rule changed between versions)"
         raise CacheKeyMismatchError(

@@ -15,7 +15,7 @@ import re
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -139,11 +139,30 @@ def init_distributed(device: torch.device | None = None) -> DistEnv:
 
 
 # ---- progress --------------------------------------------------------------------------------------------
-def progress_bar(total: int, enabled: bool = True, desc: str = "", unit: str = "video") -> Any:
-    """A tqdm bar on stderr (``disable`` when not ``enabled``, e.g. on ranks other than 0)."""
+def autocast_for(device: "torch.device", amp: bool) -> Any:
+    """The one autocast rule (training and scoring): bf16 autocast on CUDA when ``amp``; nothing on CPU (bf16
+    CPU autocast is slow and changes numbers)."""
+    import torch
+
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def decode_worker_init(_: int) -> None:
+    """``worker_init_fn`` of every decoding DataLoader (extraction, scoring): workers decode in parallel
+    already, so intra-op threads in each would only oversubscribe the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def progress_bar(total: int, enabled: bool = True, desc: str = "", unit: str = "video", initial: int = 0) -> Any:
+    """The one progress bar: tqdm on stderr (``disable`` when not ``enabled``, e.g. on ranks other than 0),
+    starting at ``initial`` (a resumed run)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True, desc=desc or None)
+    return tqdm(total=total, initial=initial, unit=unit, disable=not enabled, dynamic_ncols=True, desc=desc or None)
 
 
 # ---- offline switch -----------------------------------------------------------------------------------------

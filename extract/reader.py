@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from clifvqa_core.errors import FrameSizeError, VideoDecodeError, VideoError
 from clifvqa_core.media.video import sample_uniform
+from clifvqa_core.runtime import decode_worker_init
 from clifvqa_core.semantic.windows import WindowConfig, cut_windows
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,6 @@ class DecodedVideo:
     windows: torch.Tensor | None  # uint8 [T, rows, cols, 3, S, S]
     failure: dict[str, str] | None
     decode_s: float
-
-    @property
-    def num_windows(self) -> int:
-        return 0 if self.windows is None else int(self.windows.shape[0] * self.windows.shape[1] * self.windows.shape[2])
 
 
 def decode_windows(path: str | Path, frames: int, grid: WindowConfig) -> torch.Tensor:
@@ -87,17 +84,12 @@ def _collate_one(item: DecodedVideo) -> DecodedVideo:
     return item
 
 
-def worker_init(_: int) -> None:
-    # Workers decode in parallel already; intra-op threads in each would only oversubscribe the cores.
-    torch.set_num_threads(1)
-
-
 def reader_loader(reader: WindowReader, workers: int, prefetch: int = 2, pin_memory: bool = False) -> Any:
     """A DataLoader yielding DecodedVideo in order; ``workers`` = 0 decodes in this process."""
     from torch.utils.data import DataLoader
 
     kwargs: dict[str, Any] = {}
     if workers > 0:
-        kwargs.update(prefetch_factor=prefetch, worker_init_fn=worker_init)
+        kwargs.update(prefetch_factor=prefetch, worker_init_fn=decode_worker_init)
     return DataLoader(reader, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_collate_one,
                       pin_memory=pin_memory, **kwargs)

@@ -256,6 +256,49 @@ def run_extraction(
         dist.close()
 
 
+def _open_on_every_rank(out: Path, cfg: ExtractConfig, items: list[Any], layout: StoreLayout, backend: str,
+                        origin: DatasetOrigin | None, dist: DistEnv, attrs: dict[str, Any]) -> FeatureStore:
+    """The store, opened by every rank. Rank 0 creates (or checks and grows) it before anyone else touches
+    it; its verdict is shared so that every rank stops with the same message instead of hanging at a barrier."""
+    store: FeatureStore | None = None
+    error = None
+    if dist.rank == 0:
+        try:
+            store = _open_growing(out, cfg, items, layout, backend, origin, attrs=attrs)
+        except ClifVQAError as exc:
+            error = exc
+    message = dist.broadcast(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if message is not None:
+        raise CacheError(f"rank 0 could not open the store: {message}")
+    return store if store is not None else open_store(out, "a", cfg.identity(), backend=backend, key=cfg.key())
+
+
+def _pending_rows(store: FeatureStore, items: list[Any], rank: int, world: int, retry_failed: bool
+                  ) -> tuple[dict[int, Any], list[int], int]:
+    """-> ({store row: item} of this run's items, rows this rank extracts, rows skipped (done, or failed
+    before unless ``retry_failed``)). Rows of videos this run does not list (another split) are left alone;
+    rank r owns the shards s with s % world == r."""
+    by_id = {str(it.video_id): it for it in items}
+    listed = {i: by_id[v] for i, v in enumerate(store.ids) if v in by_id}
+    done = store.done
+    failed_before = {str(r["id"]) for r in store.failures()}
+    owned = [s for s in range(store.layout.num_shards) if s % world == rank]
+    pending, skipped = [], 0
+    for s in owned:
+        for i in range(*store.layout.shard_range(s)):
+            if i not in listed:
+                continue
+            if done[i] or (store.ids[i] in failed_before and not retry_failed):
+                skipped += 1
+            else:
+                pending.append(i)
+    log.info("rank %d/%d: %d shards, %d videos to extract, %d skipped (done or failed before%s)",
+             rank, world, len(owned), len(pending), skipped, "" if not retry_failed else "; retrying failures")
+    return listed, pending, skipped
+
+
 def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_size: int, workers: int,
          dev: torch.device, shard_size: int, retry_failed: bool, progress: bool | None, dist: DistEnv,
          t_start: float, origin: DatasetOrigin | None = None) -> ExtractSummary:
@@ -266,45 +309,11 @@ def _run(cfg: ExtractConfig, items: list[Any], out: Path, backend: str, batch_si
     embed_dim = int(extractor.text_features.shape[1]) if cfg.store_embeddings else 0
     layout = StoreLayout(n=len(items), frames=cfg.frames, rows=cfg.grid.rows, cols=cfg.grid.cols,
                          r=extractor.r, embed_dim=embed_dim, shard_size=shard_size)
-    identity, key = cfg.identity(), cfg.key()
 
-    # Rank 0 creates (or checks and grows) the store before anyone else touches it; its verdict is
-    # shared so that every rank stops with the same message instead of hanging at a barrier.
-    store: FeatureStore | None = None
-    error = None
-    if rank == 0:
-        try:
-            store = _open_growing(out, cfg, items, layout, backend, origin, attrs={
-                "extract_config": cfg.to_dict(),
-                "runtime": _runtime_info(dev, cfg.precision, extractor, world)})
-        except ClifVQAError as exc:
-            error = exc
-    message = dist.broadcast(None if error is None else f"{type(error).__name__}: {error}")
-    if error is not None:
-        raise error
-    if message is not None:
-        raise CacheError(f"rank 0 could not open the store: {message}")
-    if store is None:
-        store = open_store(out, "a", identity, backend=backend, key=key)
+    store = _open_on_every_rank(out, cfg, items, layout, backend, origin, dist, attrs={
+        "extract_config": cfg.to_dict(), "runtime": _runtime_info(dev, cfg.precision, extractor, world)})
     layout = store.layout  # an existing store keeps its shard size
-    # store rows -> this run's items; rows of videos this run does not list (another split) are left alone
-    by_id = {str(it.video_id): it for it in items}
-    listed = {i: by_id[v] for i, v in enumerate(store.ids) if v in by_id}
-
-    done = store.done
-    failed_before = {str(r["id"]) for r in store.failures()}
-    owned = [s for s in range(layout.num_shards) if s % world == rank]
-    pending, skipped = [], 0
-    for s in owned:
-        for i in range(*layout.shard_range(s)):
-            if i not in listed:
-                continue
-            if done[i] or (store.ids[i] in failed_before and not retry_failed):
-                skipped += 1
-            else:
-                pending.append(i)
-    log.info("rank %d/%d: %d shards, %d videos to extract, %d skipped (done or failed before%s)",
-             rank, world, len(owned), len(pending), skipped, "" if not retry_failed else "; retrying failures")
+    listed, pending, skipped = _pending_rows(store, items, rank, world, retry_failed)
 
     summary = ExtractSummary(store=str(out), backend=store.backend, key=store.key, rank=rank,
                              world_size=world, videos=layout.n, skipped=skipped)

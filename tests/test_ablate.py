@@ -246,7 +246,7 @@ def test_table5_one_checkpoint_over_grids_with_resolution_groups(demo, trained_m
     odd = tmp_path / "odd.pt"
     torch.save(ck, odd)
     r = CliRunner().invoke(main, args[:4] + [str(odd)] + args[5:])
-    assert r.exit_code == 1 and "frames: trained" in r.output
+    assert r.exit_code == 1 and "frames (trained" in r.output
     r = CliRunner().invoke(main, ["ablate", "--what", "modules", "--checkpoint", str(trained_model), "--cached",
                                   str(store), "--root", str(root), "--out", str(tmp_path / "x")])
     assert r.exit_code == 1 and "window sweep only" in r.output

@@ -123,7 +123,7 @@ def test_store_made_before_the_activation_was_recorded_is_refused(tmp_path):
     assert res.exit_code == 1 and "clip_activation (stored <absent>, asked \"gelu\")" in res.output
     # a checkpoint trained on such a store: predict's on-the-fly stage one refuses it, naming the field
     rec = RecordedExtraction.read(dict(open_store(out).attrs), source="old.pt")
-    with pytest.raises(CacheKeyMismatchError, match=r'clip_activation: recorded <absent>, now "gelu"'):
+    with pytest.raises(CacheKeyMismatchError, match=r'clip_activation \(recorded <absent>, now "gelu"\)'):
         rec.rebuild(tmp_path / "scratch")
 
 

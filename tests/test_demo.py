@@ -67,6 +67,10 @@ def test_learning_check_held_out_scenes_every_seed(tmp_path):
               f"scenes {scenes}; {secs:.0f} s wall (3 seeds side by side)")
         print(format_kind_table(kinds))
         _check_outputs(Path(out), LEARNING_CHECK.replace(seed=seed))
+        cal = json.loads((Path(out) / "results.json").read_text())["held_out_calibration"]
+        print(f"calibrated MOS scale ({cal['kind']}): held-out RMSE {cal['rmse_before']:.3f} before, "
+              f"{cal['rmse_after']:.3f} after; 90% interval covers {100 * cal['coverage']:.0f}%, "
+              f"mean width {cal['width']:.2f}")
     sroccs = [r[1] for r in rows]
     assert all(math.isfinite(s) for s in sroccs)
     assert min(sroccs) >= SROCC_EACH and float(np.median(sroccs)) >= SROCC_MEDIAN, sroccs
@@ -87,6 +91,9 @@ def _check_outputs(out, cfg: DemoConfig) -> None:
         rows = list(csv.DictReader(fh))
     assert [r["status"] for r in rows] == ["ok", "ok", "error"]
     assert (out / "model.pt").is_file()
+    assert set(data["held_out_calibration"]) >= {"rmse_before", "rmse_after", "coverage", "width"}
+    timeline = [r["kind"] for r in data["timeline"]]
+    assert timeline == ["video", "segment", "segment", "segment"] and (out / "timeline.csv").is_file()
     html = (out / "report.html").read_text()        # the report: every held-out clip and every predict input
     assert html.count('<tr data-name=') == data["n_test"] + len(rows) and "RANDOM weights" in html
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clifvqa_core.spatial.fastvqa import FastVQA, SpatialConfig, demo_sigmoid, video_fragments
+from clifvqa_core.spatial.fastvqa import FastVQA, SpatialConfig, demo_sigmoid
 
 ATOL = 1e-4
 
@@ -76,17 +76,18 @@ def test_demo_sigmoid():
 def test_fastvqa_scorer_deterministic_on_path_and_frames(tmp_path):
     from conftest import moving_frames
 
-    from clifvqa_core.inference.scorer import FastVQAScorer
+    from clifvqa_core.inference.scorer import FastVQAScorer, eval_fragments
     from clifvqa_core.media.videowrite import write_video
 
     path = tmp_path / "clip.mkv"
     frames = moving_frames(40, 48, 64, seed=1)
     write_video(path, frames, fps=25, codec="ffv1")
-    frag = video_fragments(path, SpatialConfig.tiny().fragments, seed=0)
+    cfg = SpatialConfig.tiny().fragments
+    frag = eval_fragments(path, cfg.test_clips, cfg)
     assert frag.shape == (4, 3, 32, 224, 224)
-    assert torch.equal(frag, video_fragments(path, SpatialConfig.tiny().fragments, seed=0))
+    assert torch.equal(frag, eval_fragments(path, cfg.test_clips, cfg))
     # lossless file: the decoded frames give the same fragments as the file
-    assert torch.equal(frag, video_fragments(torch.from_numpy(frames), SpatialConfig.tiny().fragments, seed=0))
+    assert torch.equal(frag, eval_fragments(torch.from_numpy(frames), cfg.test_clips, cfg))
     torch.manual_seed(0)
     scorer = FastVQAScorer(FastVQA(SpatialConfig.tiny()), device="cpu")
     a = scorer(path)
@@ -94,6 +95,28 @@ def test_fastvqa_scorer_deterministic_on_path_and_frames(tmp_path):
     assert scorer(torch.from_numpy(frames), fps=25).score == pytest.approx(a.score, abs=1e-6)
     p = FastVQAScorer(scorer.net, device="cpu", sigmoid=True)(path).score   # same seed -> its sigmoid
     assert 0 < p < 1 and p == pytest.approx(demo_sigmoid(a.score), abs=1e-7)
+
+
+def test_fastvqa_scorer_and_scorer_sample_the_same_fragments(tmp_path):
+    """One test-time sampler: FastVQAScorer and Scorer (a spatial-only CLiF-VQA model holding the same FAST-VQA
+    net) cut the same fragments of a video and so give the same spatial score."""
+    from conftest import moving_frames
+
+    from clifvqa_core.inference.scorer import FastVQAScorer, MosScale, Scorer
+    from clifvqa_core.media.videowrite import write_video
+    from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
+    from clifvqa_core.spatial.fragments import FragmentConfig
+
+    path = tmp_path / "clip.mkv"
+    write_video(path, moving_frames(70, 40, 72, seed=2), fps=25, codec="ffv1")   # small: upscaled, 4 segments
+    torch.manual_seed(0)
+    spatial = SpatialConfig.tiny(fragments=FragmentConfig(clip_len=4, fragment=8), window_size=(2, 7, 7),
+                                 embed_dim=8)
+    model = CLiFVQA(ModelConfig(spatial=spatial, spatial_grid=(2, 2, 2), use_semantic=False, use_regressor=False))
+    ours = Scorer(model, MosScale(0.0, 1.0), test_clips=4, device="cpu")
+    base = FastVQAScorer(model.spatial, device="cpu")
+    assert torch.equal(ours.fragments(path), base._prepare(path)["fragments"])
+    assert ours(path).spatial == pytest.approx(base(path).spatial, abs=1e-6)
 
 
 def test_cli_fastvqa_baseline_bad_checkpoint_one_line(tmp_path):

@@ -33,6 +33,6 @@ def test_mismatched_cache_is_refused(tmp_path):
     # nor one made with other CLIP weights, although its maps have the same shape: the field is named
     weights = make_store(tmp_path / "weights.zarr", ["y"], [1.0], clip_weights="sha256:0123")
     with pytest.raises(CacheKeyMismatchError, match=r"weights.zarr was made with another extraction config.*"
-                                                    r'clip_weights: first "none", this "sha256:0123"'):
+                                                    r'clip_weights \(first "none", this "sha256:0123"\)'):
         load_map_table([store, weights], small_model_cfg())
     assert len(load_map_table([store, make_store(tmp_path / "same.zarr", ["z"], [1.0])], small_model_cfg()).ids) == 9

@@ -34,12 +34,12 @@ from typing import Any
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError
 from clifvqa_core.model.clifvqa import ModelConfig
+from clifvqa_core.objectives import LOSS_NAMES
 from clifvqa_core.runtime import default_workers
 
 __all__ = ["TrainConfig", "LOSS_NAMES", "MODEL_PRESETS", "PROTOCOLS", "RECIPES", "Recipe", "model_preset",
            "policy_fields", "resolve_recipe"]
 
-LOSS_NAMES = ("clif", "plcc_rank")
 MODEL_PRESETS = ("fastvqa-b", "cpu", "tiny")
 #: "default": model selection on a validation part carved from the training part, test numbers of the
 #: selected model. "paper": the reference's reporting (no validation part; per split the best test value

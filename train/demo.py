@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from clifvqa_core.config import JsonConfig
+from clifvqa_core.objectives.metrics import METRIC_KEYS, TABLE_KEYS
 from train.synthetic import DISTORTIONS
 from clifvqa_core.errors import ClifVQAError, ConfigError
 
@@ -232,6 +233,35 @@ def _epochs_for_budget(cfg: DemoConfig, tcfg: Any, mcfg: Any, table: Any, items:
     return max(1, epochs)
 
 
+def _stage_one(cfg: DemoConfig, items: list[Any], folder: Path) -> tuple[str, str, Path]:
+    """CLIP maps of the demo clips into ``folder``/KEY.zarr -> (weights used, note on them, store);
+    ClifVQAError when a clip has no features."""
+    from extract import run_extraction
+
+    weights, note = resolve_clip_weights(cfg.clip_model, cfg.clip_pretrained, cfg.clip_activation)
+    ecfg = cfg.extract_config(weights)
+    store = folder / f"{ecfg.key()}.zarr"
+    summary = run_extraction(ecfg, items, store, progress=True)
+    if summary.store_done < len(items):
+        raise ClifVQAError(f"stage one: only {summary.store_done} of {len(items)} demo clips have features "
+                           f"(see {store}/failures.jsonl)")
+    return weights, note, store
+
+
+def _train_config(cfg: DemoConfig, store: Path, labels: Path, run_dir: Path, mcfg: Any) -> Any:
+    """The demo's stage two as a TrainConfig (one split of the demo data, CPU, no amp), written to
+    run/train_config.json so that ``train --config`` repeats it."""
+    from train.config import TrainConfig
+
+    return TrainConfig(cached=(str(store.resolve()),), dataset="csv", root=str(labels.parent.resolve()),
+                       labels=str(labels.resolve()), out=str(run_dir.resolve()), splits=1,
+                       test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, model=mcfg,
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, lr_backbone=cfg.lr_backbone,
+                       lr_head=cfg.lr_head, warmup_epochs=cfg.warmup_epochs, loss=cfg.loss, alpha=cfg.alpha,
+                       amp=False, grad_checkpoint=False, device=cfg.device, workers=cfg.workers, seed=cfg.seed,
+                       test_clips=cfg.test_clips)
+
+
 def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     """Run the whole demo into ``out`` (see the module doc). -> DemoResult (also written as results.json)."""
     from cache import open_store
@@ -240,9 +270,6 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     from clifvqa_core.data.datasets import load_dataset
     from clifvqa_core.objectives.metrics import evaluate_scores
     from clifvqa_core.inference.predictions import write_predictions
-    from train.config import TrainConfig
-    from extract import run_extraction
-
     from .loop import fit
     from .protocol import (_write_predictions, make_split, model_config_for_cache, score_items, split_record,
                            write_split)
@@ -260,13 +287,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     log.info("[1/5] data: %d clips of %d scenes (%.1f s)", len(items), cfg.scenes, seconds["data"])
 
     t0 = time.perf_counter()
-    weights, note = resolve_clip_weights(cfg.clip_model, cfg.clip_pretrained, cfg.clip_activation)
-    ecfg = cfg.extract_config(weights)
-    store = out / "features" / f"{ecfg.key()}.zarr"
-    summary = run_extraction(ecfg, items, store, progress=True)
-    if summary.store_done < len(items):
-        raise ClifVQAError(f"stage one: only {summary.store_done} of {len(items)} demo clips have features "
-                           f"(see {store}/failures.jsonl)")
+    weights, note, store = _stage_one(cfg, items, out / "features")
     seconds["extract"] = time.perf_counter() - t0
     log.info("[2/5] stage one: %s, T=%d, grid %s -> %s (%.1f s)", note, cfg.frames, cfg.grid, store,
              seconds["extract"])
@@ -286,13 +307,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     val_items = [by_id[v] for v in split["val"]]
     test_items = [by_id[v] for v in split["test"]]
     run_dir = out / "run"
-    tcfg = TrainConfig(cached=(str(store.resolve()),), dataset="csv", root=str((out / "data").resolve()),
-                       labels=str(labels.resolve()), out=str(run_dir.resolve()), splits=1,
-                       test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, model=mcfg,
-                       epochs=cfg.epochs, batch_size=cfg.batch_size, lr_backbone=cfg.lr_backbone,
-                       lr_head=cfg.lr_head, warmup_epochs=cfg.warmup_epochs, loss=cfg.loss, alpha=cfg.alpha,
-                       amp=False, grad_checkpoint=False, device=cfg.device, workers=cfg.workers, seed=cfg.seed,
-                       test_clips=cfg.test_clips)
+    tcfg = _train_config(cfg, store, labels, run_dir, mcfg)
     if cfg.minutes is not None:
         tcfg = tcfg.replace(epochs=_epochs_for_budget(cfg, tcfg, mcfg, table, train_items))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -455,7 +470,7 @@ def _clean(v: Any) -> Any:
 
 
 def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
-    keys = ("n", "srocc", "plcc", "krocc", "rmse", "plcc_logistic", "rmse_logistic")
+    keys = ("n", *TABLE_KEYS)
     data = {
         "held_out": {k: r.metrics.get(k) for k in keys},
         "held_out_calibration": r.calibration,
@@ -529,10 +544,10 @@ def format_summary(r: DemoResult) -> str:
         f"CLiF-VQA demo - {r.clip_note}",
         f"held-out scenes {', '.join(r.test_scenes)}: {r.n_test} clips (trained on {r.n_train}, {r.epochs} epochs)",
         "",
-        "| SROCC | PLCC | KROCC | RMSE |",
-        "|---|---|---|---|",
+        "| " + " | ".join(k.upper() for k in METRIC_KEYS) + " |",
+        "|" + "---|" * len(METRIC_KEYS),
         "| " + " | ".join(f"{m[k]:.4f}" if m.get(k) is not None and math.isfinite(m[k]) else "nan"
-                         for k in ("srocc", "plcc", "krocc", "rmse")) + " |",
+                         for k in METRIC_KEYS) + " |",
         "",
         "held-out scenes, mean MOS per distortion kind (true = the label formula, predicted = the model; the",
         ("training loss (L_lin alone) fixes the order of the scores, not their level or spread):"

@@ -21,7 +21,6 @@ import logging
 import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,10 +34,11 @@ from torch.utils.data import DataLoader, DistributedSampler
 from clifvqa_core.errors import CheckpointError, ClifVQAError
 from clifvqa_core.spatial.fragments import prepare_fragments
 from clifvqa_core.objectives.losses import LOSSES
-from clifvqa_core.objectives.metrics import evaluate_scores
+from clifvqa_core.objectives.metrics import TABLE_KEYS, evaluate_scores
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from clifvqa_core.model.clifvqa import BACKBONE_PREFIX, CLiFVQA, ModelConfig
-from clifvqa_core.runtime import DistEnv, init_distributed, resolve_device  # noqa: F401 - re-exported
+from clifvqa_core.runtime import (DistEnv, autocast_for, init_distributed, progress_bar,  # noqa: F401 - re-exported
+                                  resolve_device)
 from clifvqa_core.inference.calibration import Calibration
 from clifvqa_core.inference.scorer import Scorer
 from train.config import TrainConfig, resolve_recipe
@@ -130,13 +130,6 @@ class EMA:
 
 def unwrap(model: nn.Module) -> CLiFVQA:
     return model.module if hasattr(model, "module") else model
-
-
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; nothing on CPU (bf16 CPU autocast is slow and changes numbers)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _gather_global(x: Tensor, env: DistEnv) -> tuple[Tensor, int]:
@@ -330,13 +323,6 @@ def cpu_time_estimate(step_s: float, cfg: TrainConfig, model_cfg: ModelConfig, s
     return msg
 
 
-def _progress(total: int, initial: int, name: str, enabled: bool) -> Any:
-    """The training bar: tqdm over optimisation steps on stderr (a no-op object when not ``enabled``)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", disable=not enabled, dynamic_ncols=True, desc=name)
-
-
 def _val_score(metrics: dict[str, Any]) -> float:
     s = metrics["srocc"] + metrics["plcc"]
     return -math.inf if not math.isfinite(s) else float(s)
@@ -382,84 +368,45 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     equal those of an uninterrupted run bit for bit.
     """
     scale = MosScale.fit([it.mos for it in train_items])
-    torch.manual_seed(seed)
-    model = CLiFVQA(model_cfg).to(device)
-    init_kind = None
-    if cfg.init:
-        from clifvqa_core.model.checkpoint import init_from_checkpoint
-        init_kind = init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)["source"]
-    cfg = resolve_recipe(cfg, init_kind)
+    model, cfg = _initial_model(cfg, model_cfg, seed, device)
     freeze = cfg.freeze_backbone_epochs if model_cfg.use_spatial else 0
-    train_ds = VideoQualityDataset(train_items, table, scale, model_cfg, "train", seed=seed)
+    per_rank, amp = cfg.batch_size // env.world, cfg.amp and device.type == "cuda"
+    train_ds, sampler, loader = _train_loader(cfg, model_cfg, table, scale, train_items, seed, env, device)
     val_ds = (VideoQualityDataset(val_items, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
               if val_items else None)
-    if cfg.batch_size % env.world:
-        raise ClifVQAError(f"batch size {cfg.batch_size} is not divisible by the {env.world} DDP processes")
-    per_rank = cfg.batch_size // env.world
-    if len(train_ds) < cfg.batch_size:
-        raise ClifVQAError(f"the training part has {len(train_ds)} videos, fewer than one batch "
-                           f"({cfg.batch_size}); lower --batch-size")
-    # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
-    sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
-                                 drop_last=True)
-    # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
-    # reaches them through shared memory (set_epoch).
-    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
-                        collate_fn=collate_samples)
     steps_per_epoch = len(loader)
-    total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg)
-    schedule = Schedule(optimizer, int(round(cfg.warmup_epochs * steps_per_epoch)), total)
+    schedule = Schedule(optimizer, int(round(cfg.warmup_epochs * steps_per_epoch)), steps_per_epoch * cfg.epochs)
     ema = EMA(model, cfg.ema_decay) if cfg.ema else None
     monitor_ds = {part: VideoQualityDataset(its, table, scale, model_cfg, "eval", seed=seed, num_clips=cfg.test_clips)
                   for part, its in (monitor or {}).items() if its}
 
-    def wrap() -> nn.Module:
-        # DDP registers the parameters that require grad when it is built, so it is rebuilt at unfreezing
-        if not env.enabled:
-            return model
-        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_name = cfg.loss
-
     def loss_fn(p: Tensor, q: Tensor) -> Tensor:
-        return LOSSES[loss_name](p, q, cfg.alpha, cfg.beta)
+        return LOSSES[cfg.loss](p, q, cfg.alpha, cfg.beta)
 
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": -1, "score": -math.inf, "weights": "ema" if ema is not None else "raw"}
-    best_state: dict[str, Tensor] | None = None
-    best_val_z: np.ndarray | None = None     # validation scores of the selected weights (for the calibration)
-    start_epoch = 0
     last = out_dir / "last.pt"
-    if resume and last.is_file():
-        history, best, best_state, start_epoch = _resume(last, cfg, model, optimizer, schedule, ema, device)
+    history, best, best_state, start_epoch = _resume_state(last if resume else None, cfg, model, optimizer,
+                                                           schedule, ema, device)
+    best_val_z: np.ndarray | None = None     # validation scores of the selected weights (for the calibration)
 
     def inference_state() -> dict[str, Tensor]:
         return _cpu_state(ema.state if ema is not None else model.state_dict())
 
     def candidates() -> list[tuple[str, nn.Module]]:
         """The weights to score: raw, and EMA when on (loaded into a second model)."""
-        out: list[tuple[str, nn.Module]] = [("raw", model)]
-        if ema is not None:
-            ema_model = CLiFVQA(model_cfg).to(device)
-            ema_model.load_state_dict(ema.state)
-            out.append(("ema", ema_model))
-        return out
+        return [("raw", model)] + ([] if ema is None else [("ema", _loaded(model_cfg, ema.state, device))])
 
-    amp = cfg.amp and device.type == "cuda"
-    frozen_now = None
-    net: nn.Module = model
-    if freeze:
-        log.info("the Swin backbone is frozen for the first %d of %d epochs (requires_grad=False)", freeze,
-                 cfg.epochs)
-    bar = _progress(cfg.epochs * steps_per_epoch, start_epoch * steps_per_epoch, out_dir.name, progress and env.main)
+    def score(eval_model: nn.Module, ds: VideoQualityDataset) -> np.ndarray:
+        return score_videos(eval_model, ds.items, ds.maps, device, cfg.test_clips,
+                            batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
+
+    frozen_now, net = None, model          # net: the module a step runs (DDP-wrapped under DDP)
+    bar = progress_bar(cfg.epochs * steps_per_epoch, progress and env.main, out_dir.name, "step",
+                       initial=start_epoch * steps_per_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         if frozen_now != (epoch < freeze):
             frozen_now = epoch < freeze
-            set_backbone_frozen(model, frozen_now)
-            net = wrap()
-            if epoch and not frozen_now:
-                log.info("epoch %d: the backbone is unfrozen (trained end to end from now on)", epoch + 1)
+            net = _freeze(model, frozen_now, epoch, freeze, cfg.epochs, env, device)
         sampler.set_epoch(epoch)
         train_ds.set_epoch(epoch)
         t0, losses = time.perf_counter(), []
@@ -472,61 +419,26 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0,
                                "lr_head": optimizer.param_groups[1]["lr"], "frozen_backbone": frozen_now}
         if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            for which, eval_model in candidates():
-                pred = score_videos(eval_model, val_ds.items, val_ds.maps, device, cfg.test_clips,
-                                    batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
-                m = evaluate_scores(pred, val_ds.mos.numpy())
-                pre = "" if which == "raw" else "ema_"
-                row.update({f"{pre}val_srocc": m["srocc"], f"{pre}val_plcc": m["plcc"], f"{pre}val_krocc": m["krocc"]})
-                score = _val_score(m)
-                if score > best["score"] or best_state is None:
-                    best = {"epoch": epoch, "score": score, "weights": which}
-                    best_state, best_val_z = _cpu_state(eval_model.state_dict()), pred
+            best, best_state, best_val_z = _validate(row, epoch, candidates(), val_ds, score, best, best_state,
+                                                     best_val_z)
         if monitor_ds:
-            row["monitor"] = {}
-            for part, ds in monitor_ds.items():
-                mos = np.asarray(scale.to_mos(ds.mos.numpy()))
-                row["monitor"][part] = {}
-                for which, eval_model in candidates():
-                    z = score_videos(eval_model, ds.items, ds.maps, device, cfg.test_clips,
-                                     batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
-                    m = evaluate_scores(np.asarray(scale.to_mos(z)), mos)
-                    row["monitor"][part][which] = {k: m[k] for k in ("n", "srocc", "krocc", "plcc", "rmse",
-                                                                       "plcc_logistic", "rmse_logistic")}
+            row["monitor"] = _monitor(monitor_ds, candidates(), score, scale)
         history.append(row)
-        bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
-                                                          if "val_srocc" in row else "")
-                            + (f", EMA {row['ema_val_srocc']:.3f}" if "ema_val_srocc" in row else ""))
-        val = "".join(f" {w} val SROCC {row[p + 'val_srocc']:.3f} PLCC {row[p + 'val_plcc']:.3f}"
-                      for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
-        log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, cfg.epochs, row["loss"],
-                 " (backbone frozen)" if frozen_now else "", val, row["seconds"])
+        _report_epoch(bar, row, epoch, cfg.epochs, frozen_now)
         if env.main:
             save_checkpoint(last, _payload(cfg, model_cfg, table, scale, epoch, schedule.step_count, history,
-                                           best, inference_state(), extra={
-                                               "train_model": _cpu_state(model.state_dict()),
-                                               "optimizer": optimizer.state_dict(),
-                                               "scheduler_step": schedule.step_count,
-                                               "ema": None if ema is None else _cpu_state(ema.state),
-                                               "best_model": best_state, "rng": rng_state()}))
+                                           best, inference_state(),
+                                           extra=_resume_record(model, optimizer, schedule, ema, best_state)))
         if env.enabled:
             dist.barrier()
 
     bar.close()
-    if val_ds is None or best_state is None:
-        final_state, best_epoch = inference_state(), cfg.epochs - 1
-        weights, selection = ("ema" if ema is not None else "raw"), "last epoch (no validation part)"
-    else:
-        final_state, best_epoch = best_state, int(best["epoch"])
-        weights, selection = str(best.get("weights", "raw")), "validation"
-    log.info("selected: %s weights of epoch %d (%s)", weights, best_epoch + 1, selection)
-    final = CLiFVQA(model_cfg)
-    final.load_state_dict(final_state)
-    final.to(device).eval()
+    final_state, best_epoch, weights, selection = _selected(best if val_ds is not None else None, best_state,
+                                                            inference_state(), ema is not None, cfg.epochs)
+    final = _loaded(model_cfg, final_state, device).eval()
     ckpt_path = out_dir / "model.pt"
     if val_ds is not None and best_val_z is None:     # resumed after the selection: score it again
-        best_val_z = score_videos(final, val_ds.items, val_ds.maps, device, cfg.test_clips,
-                                  batch_size=max(1, per_rank // 2), workers=cfg.workers, amp=amp, env=env)
+        best_val_z = score(final, val_ds)
     calibration = fit_calibration(scale, train_items, best_val_z, None if val_ds is None else val_ds.mos.numpy())
     if env.main:
         save_checkpoint(ckpt_path, _payload(cfg, model_cfg, table, scale, cfg.epochs - 1, schedule.step_count,
@@ -535,6 +447,135 @@ def _fit(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, train_items:
     if env.enabled:
         dist.barrier()
     return FitResult(final, scale, history, best_epoch, ckpt_path, weights, selection)
+
+
+def _initial_model(cfg: TrainConfig, model_cfg: ModelConfig, seed: int, device: torch.device
+                   ) -> tuple[CLiFVQA, TrainConfig]:
+    """The model before training (seeded init, then ``cfg.init``'s weights) and ``cfg`` with its recipe
+    resolved (the frozen epochs depend on what ``init`` holds)."""
+    torch.manual_seed(seed)
+    model = CLiFVQA(model_cfg).to(device)
+    init_kind = None
+    if cfg.init:
+        from clifvqa_core.model.checkpoint import init_from_checkpoint
+        init_kind = init_from_checkpoint(model, cfg.init, trust=cfg.trust_init)["source"]
+    return model, resolve_recipe(cfg, init_kind)
+
+
+def _freeze(model: nn.Module, frozen: bool, epoch: int, freeze: int, epochs: int, env: DistEnv,
+            device: torch.device) -> nn.Module:
+    """Freeze or unfreeze the backbone (:func:`set_backbone_frozen`) from ``epoch`` on -> the module a training
+    step runs: ``model``, or its DDP wrapper under DDP (rebuilt here: DDP registers the parameters that require
+    grad when it is built)."""
+    set_backbone_frozen(model, frozen)
+    if frozen:
+        log.info("the Swin backbone is frozen for the first %d of %d epochs (requires_grad=False)", freeze, epochs)
+    elif epoch:
+        log.info("epoch %d: the backbone is unfrozen (trained end to end from now on)", epoch + 1)
+    if not env.enabled:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _selected(best: dict[str, Any] | None, best_state: dict[str, Tensor] | None, last_state: dict[str, Tensor],
+              ema: bool, epochs: int) -> tuple[dict[str, Tensor], int, str, str]:
+    """The model a run keeps -> (state, epoch, weights "raw" | "ema", how it was selected): the validation's
+    best (``best``, None without a validation part), else the last epoch's inference weights (EMA when on)."""
+    if best is None or best_state is None:
+        out = last_state, epochs - 1, ("ema" if ema else "raw"), "last epoch (no validation part)"
+    else:
+        out = best_state, int(best["epoch"]), str(best.get("weights", "raw")), "validation"
+    log.info("selected: %s weights of epoch %d (%s)", out[2], out[1] + 1, out[3])
+    return out
+
+
+def _loaded(model_cfg: ModelConfig, state: dict[str, Tensor], device: torch.device) -> CLiFVQA:
+    """A new model of ``model_cfg`` holding ``state``, on ``device``."""
+    model = CLiFVQA(model_cfg)
+    model.load_state_dict(state)
+    return model.to(device)
+
+
+def _resume_record(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule, ema: EMA | None,
+                   best_state: dict[str, Tensor] | None) -> dict[str, Any]:
+    """What ``last.pt`` holds beyond a model checkpoint, read back by :func:`_resume_state`."""
+    return {"train_model": _cpu_state(model.state_dict()), "optimizer": optimizer.state_dict(),
+            "scheduler_step": schedule.step_count, "ema": None if ema is None else _cpu_state(ema.state),
+            "best_model": best_state, "rng": rng_state()}
+
+
+def _train_loader(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, scale: MosScale,
+                  items: Sequence[Any], seed: int, env: DistEnv, device: torch.device
+                  ) -> tuple[VideoQualityDataset, DistributedSampler, DataLoader]:
+    """The training part's dataset, sampler and loader (``batch_size / world`` videos per rank and step);
+    ClifVQAError for a batch size the ranks cannot share or a part smaller than one batch."""
+    if cfg.batch_size % env.world:
+        raise ClifVQAError(f"batch size {cfg.batch_size} is not divisible by the {env.world} DDP processes")
+    train_ds = VideoQualityDataset(items, table, scale, model_cfg, "train", seed=seed)
+    if len(train_ds) < cfg.batch_size:
+        raise ClifVQAError(f"the training part has {len(train_ds)} videos, fewer than one batch "
+                           f"({cfg.batch_size}); lower --batch-size")
+    # The sampler fixes the data order from (seed, epoch) alone, with or without DDP.
+    sampler = DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=seed,
+                                 drop_last=True)
+    # Persistent workers keep each video's packet index (VideoQualityDataset) across epochs; the epoch
+    # reaches them through shared memory (set_epoch).
+    loader = DataLoader(train_ds, batch_size=cfg.batch_size // env.world, sampler=sampler, num_workers=cfg.workers,
+                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0,
+                        collate_fn=collate_samples)
+    return train_ds, sampler, loader
+
+
+def _resume_state(last: Path | None, cfg: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+                  schedule: Schedule, ema: EMA | None, device: torch.device
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Tensor] | None, int]:
+    """-> (history, best, best_state, start epoch): a fresh run's, or those :func:`_resume` restores from
+    ``last`` (``last.pt``, when resuming and it exists)."""
+    if last is None or not last.is_file():
+        return [], {"epoch": -1, "score": -math.inf, "weights": "ema" if ema is not None else "raw"}, None, 0
+    return _resume(last, cfg, model, optimizer, schedule, ema, device)
+
+
+def _validate(row: dict[str, Any], epoch: int, candidates: list[tuple[str, nn.Module]], val_ds: Any,
+              score: Callable[[nn.Module, Any], np.ndarray], best: dict[str, Any],
+              best_state: dict[str, Tensor] | None, best_z: np.ndarray | None
+              ) -> tuple[dict[str, Any], dict[str, Tensor] | None, np.ndarray | None]:
+    """Score each candidate ("raw", "ema") on the validation part into ``row`` ({,ema_}val_srocc/plcc/krocc)
+    -> (best, best_state, its validation scores [n] z): the best (epoch, weights) so far by SROCC + PLCC."""
+    for which, eval_model in candidates:
+        pred = score(eval_model, val_ds)
+        m = evaluate_scores(pred, val_ds.mos.numpy())
+        pre = "" if which == "raw" else "ema_"
+        row.update({f"{pre}val_srocc": m["srocc"], f"{pre}val_plcc": m["plcc"], f"{pre}val_krocc": m["krocc"]})
+        value = _val_score(m)
+        if value > best["score"] or best_state is None:
+            best = {"epoch": epoch, "score": value, "weights": which}
+            best_state, best_z = _cpu_state(eval_model.state_dict()), pred
+    return best, best_state, best_z
+
+
+def _monitor(parts: dict[str, Any], candidates: list[tuple[str, nn.Module]],
+             score: Callable[[nn.Module, Any], np.ndarray], scale: MosScale) -> dict[str, Any]:
+    """The monitored parts scored with each candidate: {part: {"raw" | "ema": {n, TABLE_KEYS}}} (MOS units)."""
+    out: dict[str, Any] = {}
+    for part, ds in parts.items():
+        mos = np.asarray(scale.to_mos(ds.mos.numpy()))
+        out[part] = {}
+        for which, eval_model in candidates:
+            m = evaluate_scores(np.asarray(scale.to_mos(score(eval_model, ds))), mos)
+            out[part][which] = {k: m[k] for k in ("n", *TABLE_KEYS)}
+    return out
+
+
+def _report_epoch(bar: Any, row: dict[str, Any], epoch: int, epochs: int, frozen: bool | None) -> None:
+    """The epoch's loss and validation numbers on the progress bar and in the log (INFO)."""
+    bar.set_postfix_str(f"loss {row['loss']:.4f}" + (f", val SROCC {row['val_srocc']:.3f}"
+                                                      if "val_srocc" in row else "")
+                        + (f", EMA {row['ema_val_srocc']:.3f}" if "ema_val_srocc" in row else ""))
+    val = "".join(f" {w} val SROCC {row[p + 'val_srocc']:.3f} PLCC {row[p + 'val_plcc']:.3f}"
+                  for w, p in (("raw", ""), ("EMA", "ema_")) if p + "val_srocc" in row)
+    log.info("epoch %d/%d loss %.4f%s%s (%.1fs)", epoch + 1, epochs, row["loss"],
+             " (backbone frozen)" if frozen else "", val, row["seconds"])
 
 
 def fit_calibration(scale: MosScale, train_items: Sequence[Any], val_z: np.ndarray | None,

@@ -44,7 +44,7 @@ import torch
 from cache.maps import MapTable, check_store_key, load_map_table, recorded_extraction
 from clifvqa_core.errors import ClifVQAError, ConfigError
 from clifvqa_core.fileio import atomic_write, atomic_write_json, read_json_or_none, write_csv
-from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.objectives.metrics import TABLE_KEYS, evaluate_scores, summarize
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 from clifvqa_core.inference.scorer import Scorer
@@ -56,7 +56,6 @@ from .loop import DistEnv, fit, init_distributed, resolve_device, score_videos
 
 log = logging.getLogger(__name__)
 
-TABLE_KEYS = ("srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
 #: what every table of a protocol is labelled with (results.md headings, ablation tables)
 PROTOCOL_LABELS = {
     "default": "model selected on a validation part of the training part",
@@ -479,6 +478,37 @@ def check_cached_keys(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 # ---- entry points ----------------------------------------------------------------------------------------
+def _split_plan(cfg: TrainConfig, table: MapTable) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """The runs of the protocol -> ([(k, train items, val items, {part: test items}, split ids)], the items
+    the splits are drawn from). Random-split mode: ``cfg.splits`` splits of the dataset (:func:`make_split`);
+    fixed mode: one run on ``train_split`` (its validation part carved from it), tested on ``eval_splits``."""
+    if cfg.train_split is None:
+        items = join_items(_load_items(cfg, None), table, cfg.skip_missing)
+        plan = []
+        for k in range(cfg.splits):
+            sp = make_split(items, k, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
+            if len(sp["test"]) < 3:
+                raise ConfigError(f"split {k}: the test part holds {len(sp['test'])} videos; at least 3 are "
+                                  "needed for correlations (more videos or a larger test_fraction)")
+            by_id = {it.video_id: it for it in items}
+            plan.append((k, [by_id[v] for v in sp["train"]], [by_id[v] for v in sp["val"]],
+                         {"test": [by_id[v] for v in sp["test"]]}, sp))
+        return plan, items
+    train_all = join_items(_load_items(cfg, cfg.train_split), table, cfg.skip_missing)
+    sp = make_split(train_all, 0, test_fraction=min(cfg.val_fraction, 0.5) or 0.1, val_fraction=0.0)
+    # fixed mode: the "test" part of this internal split is the validation part
+    by_id = {it.video_id: it for it in train_all}
+    val = [by_id[v] for v in sp["test"]] if cfg.val_fraction > 0 else []
+    if 0 < len(val) < 3:   # correlations need 3 videos: no selection, as make_split does for random splits
+        log.warning("fixed split: a validation part of %d video(s) is too small; keeping the last epoch", len(val))
+        val = []
+    train = [by_id[v] for v in sp["train"]] if val else train_all
+    evals = {name: join_items(_load_items(cfg, name), table, cfg.skip_missing) for name in cfg.eval_splits}
+    plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
+                                     **{n: [it.video_id for it in v] for n, v in evals.items()}})]
+    return plan, train_all
+
+
 def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run the whole protocol of ``cfg``; -> the results dict (also written to RUN/results.json + .md).
 
@@ -510,37 +540,13 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     per_part: dict[str, list[dict[str, Any]]] = {}
     per_part_last: dict[str, list[dict[str, Any]]] = {}
     histories: dict[int, list[dict[str, Any]]] = {}
-    if cfg.train_split is None:
-        items = join_items(_load_items(cfg, None), table, cfg.skip_missing)
-        plan = []
-        for k in range(cfg.splits):
-            sp = make_split(items, k, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
-            if len(sp["test"]) < 3:
-                raise ConfigError(f"split {k}: the test part holds {len(sp['test'])} videos; at least 3 are "
-                                  "needed for correlations (more videos or a larger test_fraction)")
-            by_id = {it.video_id: it for it in items}
-            plan.append((k, [by_id[v] for v in sp["train"]], [by_id[v] for v in sp["val"]],
-                         {"test": [by_id[v] for v in sp["test"]]}, sp))
-    else:
-        train_all = join_items(_load_items(cfg, cfg.train_split), table, cfg.skip_missing)
-        sp = make_split(train_all, 0, test_fraction=min(cfg.val_fraction, 0.5) or 0.1, val_fraction=0.0)
-        # fixed mode: the "test" part of this internal split is the validation part
-        by_id = {it.video_id: it for it in train_all}
-        val = [by_id[v] for v in sp["test"]] if cfg.val_fraction > 0 else []
-        if 0 < len(val) < 3:   # correlations need 3 videos: no selection, as make_split does for random splits
-            log.warning("fixed split: a validation part of %d video(s) is too small; keeping the last epoch", len(val))
-            val = []
-        train = [by_id[v] for v in sp["train"]] if val else train_all
-        evals = {name: join_items(_load_items(cfg, name), table, cfg.skip_missing) for name in cfg.eval_splits}
-        plan = [(0, train, val, evals, {"train": [it.video_id for it in train], "val": [it.video_id for it in val],
-                                         **{n: [it.video_id for it in v] for n, v in evals.items()}})]
-
+    plan, pool = _split_plan(cfg, table)
     if env.main:   # a killed save's .partial files (atomic writes) of an earlier run of this folder
         remove_leftovers([out, *(out / f"split_{k}" for k, *_ in plan)])
     for k, train, val, evals, split_ids in plan:
         sdir = out / f"split_{k}"
-        record = split_record(k, split_ids, items if cfg.train_split is None else train_all,
-                              cfg.test_fraction if cfg.train_split is None else None, cfg.val_fraction)
+        record = split_record(k, split_ids, pool, cfg.test_fraction if cfg.train_split is None else None,
+                              cfg.val_fraction)
         results["splits"].append({key: record[key] for key in ("k", "unit", "asked", "achieved", "counts")})
         # absent or unreadable: not done (trained again); valid JSON missing parts, or a damaged model.pt: refused
         done_metrics = finished_split(sdir, expected_parts(evals, paper)) if resume else None

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Scorer", "EnsembleScorer", "FastVQAScorer", "ScoreResult", "MosScale", "EVAL_SEED"]
+__all__ = ["Scorer", "EnsembleScorer", "FastVQAScorer", "ScoreResult", "MosScale", "EVAL_SEED", "eval_fragments"]
 
 #: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
 EVAL_SEED = 20240229
@@ -174,13 +174,20 @@ class _Prepared(Dataset):
             return {"i": i, "inputs": None, "error": _reason(exc)}
 
 
+def eval_fragments(video: Any, num_clips: int, cfg: Any, seed: int = EVAL_SEED) -> Tensor:
+    """The one test-time fragment sampler of both scorers (and of training's validation):
+    ``fragments.sample_clip_fragments`` with ``default_rng(seed)`` -> raw [num_clips, 3, clip_len, S, S].
+
+    Clip indices and fragment offsets follow FAST-VQA's test rule (``num_clips`` segments, one clip each, 49
+    offsets per clip); the reference draws them unseeded (scores change run to run), ours are seeded, so
+    ``Scorer`` and ``FastVQAScorer`` cut the same fragments of the same video for the same ``cfg``."""
+    from clifvqa_core.spatial.fragments import sample_clip_fragments
+
+    return sample_clip_fragments(video, num_clips, cfg, np.random.default_rng(seed))
+
+
 def _one(x: Any) -> Any:
     return x
-
-
-def _worker_init(_: int) -> None:
-    # workers decode in parallel already; intra-op threads in each would only oversubscribe the cores
-    torch.set_num_threads(1)
 
 
 class _ScorerBase(abc.ABC):
@@ -273,14 +280,14 @@ class _ScorerBase(abc.ABC):
         """(index, result) as soon as each input is scored, in input order (see :meth:`score_many`).
         ``keep_maps``: each scored result keeps its semantic maps (``maps``, ``descriptions``: the report's
         "which descriptions matched")."""
-        from clifvqa_core.runtime import progress_bar
+        from clifvqa_core.runtime import decode_worker_init, progress_bar
 
         videos = list(videos)
         if maps is not None and len(maps) != len(videos):
             raise ValueError(f"maps has {len(maps)} entries for {len(videos)} videos")
         if batch_size < 1 or workers < 0:
             raise ValueError("batch_size must be >= 1 and workers >= 0")
-        kwargs: dict[str, Any] = {"worker_init_fn": _worker_init, "prefetch_factor": 2} if workers else {}
+        kwargs: dict[str, Any] = {"worker_init_fn": decode_worker_init, "prefetch_factor": 2} if workers else {}
         loader = DataLoader(_Prepared(videos, self._prepare), batch_size=None, shuffle=False,
                             num_workers=workers, collate_fn=_one, **kwargs)
         bar = progress_bar(len(videos), progress, desc="score")
@@ -459,11 +466,9 @@ class Scorer(_ScorerBase):
         return self.rule
 
     def fragments(self, video: Any) -> Tensor:
-        """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``, seeded with EVAL_SEED), uint8 (float32
-        0-255 when upscaled); :meth:`forward` normalises them on the device (``fragments.prepare_fragments``)."""
-        from clifvqa_core.spatial.fragments import sample_clip_fragments
-
-        return sample_clip_fragments(video, self.test_clips, self.fragment_cfg, np.random.default_rng(EVAL_SEED))
+        """Test-time fragments -> raw [K, 3, t, 224, 224] (K = ``test_clips``; :func:`eval_fragments`), uint8
+        (float32 0-255 when upscaled); :meth:`forward` normalises them on the device (``fragments.prepare_fragments``)."""
+        return eval_fragments(video, self.test_clips, self.fragment_cfg)
 
     def _prepare(self, video: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -478,12 +483,10 @@ class Scorer(_ScorerBase):
         [B, 2r', T] -> {"score", "semantic", "spatial"} [B] (z units); inference mode, autocast on CUDA when ``amp``.
         ``grad``: autograd on instead (``explain`` differentiates the score w.r.t. maps that require grad; the
         numbers are the same)."""
-        from contextlib import nullcontext
-
+        from clifvqa_core.runtime import autocast_for
         from clifvqa_core.spatial.fragments import prepare_fragments
 
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
-        with (torch.enable_grad() if grad else torch.inference_mode()), ctx:
+        with (torch.enable_grad() if grad else torch.inference_mode()), autocast_for(self.device, self.amp):
             return self.model(None if fragments is None else prepare_fragments(fragments, self.device),
                               None if maps is None else maps.float().to(self.device))
 
@@ -620,11 +623,12 @@ def _input_rule(s: Scorer) -> tuple:
 
 
 class FastVQAScorer(_ScorerBase):
-    """The FAST-VQA baseline: the spatial branch alone, 4 seeded test clips (``fastvqa.video_fragments``
-    rule, seed 0), ``score = raw = spatial`` = FAST-VQA's raw score (``sigmoid`` maps it to (0, 1) as
+    """The FAST-VQA baseline: the spatial branch alone, ``cfg.test_clips`` (4) seeded test clips (the Scorer's
+    :func:`eval_fragments`, seed :data:`EVAL_SEED`), ``score = raw = spatial`` = FAST-VQA's raw score (``sigmoid`` maps it to (0, 1) as
     FAST-VQA's demo does)."""
 
-    def __init__(self, net: Any, device: str | torch.device = "cpu", seed: int = 0, sigmoid: bool = False) -> None:
+    def __init__(self, net: Any, device: str | torch.device = "cpu", seed: int = EVAL_SEED,
+                 sigmoid: bool = False) -> None:
         from clifvqa_core.runtime import resolve_device
 
         self.device = resolve_device(device)
@@ -635,7 +639,7 @@ class FastVQAScorer(_ScorerBase):
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None, device: str | torch.device = "auto", *,
-                        trust: bool = False, preset: str = "fastvqa-b", seed: int = 0,
+                        trust: bool = False, preset: str = "fastvqa-b", seed: int = EVAL_SEED,
                         sigmoid: bool = False) -> "FastVQAScorer":
         """An official FAST-VQA-B / FasterVQA, DOVER or K400 Swin file (``trust``: allow pickled objects); None:
         random weights of ``preset`` (smoke tests). ``preset``: the architecture of a foreign file, a name of
@@ -663,9 +667,8 @@ class FastVQAScorer(_ScorerBase):
         return out
 
     def _prepare(self, video: Any) -> dict[str, Any]:
-        from clifvqa_core.spatial.fastvqa import video_fragments
-
-        return {"fragments": video_fragments(video, self.net.cfg.fragments, self.seed)}
+        cfg = self.net.cfg.fragments
+        return {"fragments": eval_fragments(video, cfg.test_clips, cfg, self.seed)}
 
     def _forward(self, batch: list[dict[str, Any]]) -> list[dict[str, float]]:
         from clifvqa_core.spatial.fastvqa import demo_sigmoid

@@ -25,12 +25,15 @@ from scipy import optimize, stats
 from clifvqa_core.errors import ClifVQAError
 
 __all__ = ["MetricError", "MetricWarning", "srocc", "krocc", "plcc", "rmse", "logistic4", "fit_logistic",
-           "evaluate_scores", "summarize", "METRIC_KEYS"]
+           "evaluate_scores", "summarize", "METRIC_KEYS", "TABLE_KEYS"]
 
 log = logging.getLogger(__name__)
 
 #: The headline keys of :func:`evaluate_scores` (raw), in table order.
 METRIC_KEYS = ("srocc", "krocc", "plcc", "rmse")
+#: The keys every report of results shows (results.md, evaluate, the demo, monitors), in this order: the
+#: headline keys, then PLCC and RMSE after the 4-parameter logistic fit.
+TABLE_KEYS = METRIC_KEYS + ("plcc_logistic", "rmse_logistic")
 
 
 class MetricError(ClifVQAError, ValueError):
@@ -157,8 +160,7 @@ def evaluate_scores(pred: Any, mos: Any) -> dict[str, Any]:
 
 
 def summarize(results: Iterable[Mapping[str, Any]],
-              keys: Sequence[str] = ("srocc", "krocc", "plcc", "rmse", "plcc_logistic", "rmse_logistic")
-              ) -> dict[str, dict[str, float]]:
+              keys: Sequence[str] = TABLE_KEYS) -> dict[str, dict[str, float]]:
     """Mean +- std over splits: [{key: value}, ...] -> {key: {"mean", "std", "n"}}.
 
     std is the sample std (ddof=1; 0 for one split); NaN values (constant predictions in a split) are

@@ -206,6 +206,28 @@ def _square_size(size: Any) -> int:
     return int(size)
 
 
+def _model_name(model: str, open_clip: Any) -> tuple[str, str, dict[str, Any]]:
+    """-> (open_clip model name, model id, preprocessing to force) of an open_clip name or a JSON model config
+    (registered with open_clip under a content-hash name; its mean/std forced). ConfigError for an unknown name."""
+    force: dict[str, Any] = {}
+    if _is_json_model(model):
+        cfg, pre = load_model_json(model)
+        digest = _json_hash(cfg, pre)
+        if "mean" in pre:
+            force["image_mean"] = tuple(float(v) for v in pre["mean"])
+        if "std" in pre:
+            force["image_std"] = tuple(float(v) for v in pre["std"])
+        return _register_json(cfg, digest), f"json:{digest}", force
+    name = str(model).replace("/", "-")
+    if name not in open_clip.list_models():
+        close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
+        raise ConfigError(
+            f"unknown CLIP model {model!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+            + " (give an open_clip model name or the path of a JSON model config)"
+        )
+    return name, name, force
+
+
 def build_clip(model: str, pretrained: str | None = "none", activation: str = "auto") -> ClipBundle:
     """Build an open_clip model on the CPU in eval mode, float32.
 
@@ -219,26 +241,7 @@ def build_clip(model: str, pretrained: str | None = "none", activation: str = "a
     check_clip_weights(model, pretrained)
     import open_clip
 
-    force: dict[str, Any] = {}
-    if _is_json_model(model):
-        cfg, pre = load_model_json(model)
-        digest = _json_hash(cfg, pre)
-        name = _register_json(cfg, digest)
-        model_id = f"json:{digest}"
-        if "mean" in pre:
-            force["image_mean"] = tuple(float(v) for v in pre["mean"])
-        if "std" in pre:
-            force["image_std"] = tuple(float(v) for v in pre["std"])
-    else:
-        name = str(model).replace("/", "-")
-        model_id = name
-        if name not in open_clip.list_models():
-            close = difflib.get_close_matches(name, open_clip.list_models(), n=3)
-            raise ConfigError(
-                f"unknown CLIP model {model!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
-                + " (give an open_clip model name or the path of a JSON model config)"
-            )
-
+    name, model_id, force = _model_name(model, open_clip)
     wid = weights_id(pretrained)
     act = clip_activation(model, pretrained, activation)
     oc_pretrained: str | None

@@ -184,14 +184,16 @@ def _norm(value: Any) -> Any:
     return json.loads(canonical_json(value))
 
 
-def describe_diff(diffs: list[tuple[str, Any, Any]], a: str = "stored", b: str = "asked", limit: int = 5) -> str:
-    """``"grid.rows: stored 3, asked 5; ..."`` for the first ``limit`` differences (values shortened)."""
+def describe_diff(diffs: list[tuple[str, Any, Any]], a: str = "stored", b: str = "asked", limit: int = 8) -> str:
+    """The one formatter of identity differences: ``'grid.rows (stored 3, asked 5); frames (stored 32, asked
+    16)'`` for the first ``limit`` of ``diffs`` (:func:`diff_identity`), values as JSON cut to 60 characters,
+    then ``'; and N more'``."""
     def short(v: Any) -> str:
         text = v if isinstance(v, str) and v == "<absent>" else json.dumps(v, ensure_ascii=False, default=str)
         return text if len(text) <= 60 else text[:57] + "..."
 
-    more = f"; ... {len(diffs) - limit} more" if len(diffs) > limit else ""
-    return "; ".join(f"{p}: {a} {short(x)}, {b} {short(y)}" for p, x, y in diffs[:limit]) + more
+    more = f"; and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(f"{p} ({a} {short(x)}, {b} {short(y)})" for p, x, y in diffs[:limit]) + more
 
 
 @dataclass(frozen=True)

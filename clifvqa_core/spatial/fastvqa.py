@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from clifvqa_core.spatial.checkpoints import LoadReport, load_into
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import ConfigError
-from clifvqa_core.spatial.fragments import FragmentConfig, clip_fragments
+from clifvqa_core.spatial.fragments import FragmentConfig
 from clifvqa_core.registry import Registry
 from clifvqa_core.spatial.swin3d import SwinTransformer3D
 
@@ -161,14 +160,3 @@ def demo_sigmoid(score: float | Tensor) -> float | Tensor:
     if isinstance(score, Tensor):
         return torch.sigmoid((score - DEMO_MEAN) / DEMO_STD)
     return 1.0 / (1.0 + math.exp(-(score - DEMO_MEAN) / DEMO_STD))
-
-
-def video_fragments(video: str | Path | np.ndarray | Tensor, cfg: FragmentConfig = FragmentConfig(), seed: int = 0,
-                    num_clips: int | None = None) -> Tensor:
-    """FAST-VQA's test-time fragments of a video file (or of its uint8 frames [N, H, W, 3], all of them in
-    order): raw [num_clips (4), 3, 32, 224, 224] (uint8, float32 0-255 when upscaled; normalise with
-    ``fragments.prepare_fragments``), deterministic per seed (clip indices from
-    ``default_rng(seed)``, fragment offsets from ``manual_seed(seed)``, as FAST-VQA's test). Scored by
-    ``clifvqa_core.inference.scorer.FastVQAScorer``."""
-    k = cfg.test_clips if num_clips is None else num_clips
-    return clip_fragments(video, k, cfg, np.random.default_rng(seed), torch.Generator().manual_seed(seed))

@@ -18,7 +18,8 @@ the token grid (8, 4, 2 tokens per fragment side at stages 0-2), rolled with the
 g = |drow| + |dcol| (an L1 distance, so 0, 1, 2, ...) and bias = g * relative + (1 - g) * fragment.
 
 Speed: attention uses ``F.scaled_dot_product_attention`` with the bias (+ shift mask, -100) as an additive
-float mask, called per sample on 4D tensors (the fused CPU/GPU kernels want 4D). Masks and gates are cached
+float mask, one batched 4D call per block (the fused CPU/GPU kernels want 4D: the windows are folded into the
+head axis so that the per-window bias broadcasts over the batch). Masks and gates are cached
 per (grid, window, shift, device); without autograd on the bias tables each block also caches its combined
 bias+mask for the last grid it saw (one entry, invalidated when a table changes; ~1.1 GB in all for FAST-VQA-B
 at 32x224x224, freed by ``clear_caches()`` or by the next training-mode pass).
@@ -87,11 +88,6 @@ def _remember(key: tuple, value):
         _GEOM_CACHE.pop(next(iter(_GEOM_CACHE)))
     _GEOM_CACHE[key] = value
     return value
-
-
-def clear_geometry_cache() -> None:
-    """Drop the cached masks, gates and window permutations (all grids, all devices)."""
-    _GEOM_CACHE.clear()
 
 
 def shift_mask(grid: Triple, window: Triple, shift: Triple, device: torch.device) -> Tensor | None:

@@ -46,7 +46,7 @@ import numpy as np
 
 from clifvqa_core.config import JsonConfig
 from clifvqa_core.errors import CacheError, ConfigError
-from clifvqa_core.objectives.metrics import evaluate_scores, summarize
+from clifvqa_core.objectives.metrics import METRIC_KEYS, evaluate_scores, summarize
 from train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -197,8 +197,8 @@ def _row_summary(results: dict[str, Any]) -> dict[str, Any]:
     """{part: {"srocc": {mean, std, n}, "plcc": ..., "per_split": [...]}} of one run_training result."""
     out = {}
     for part, block in results["parts"].items():
-        out[part] = {k: block["summary"][k] for k in ("srocc", "plcc", "krocc", "rmse")}
-        out[part]["per_split"] = [{k: r.get(k) for k in ("split", "n", "srocc", "plcc", "krocc", "rmse")}
+        out[part] = {k: block["summary"][k] for k in METRIC_KEYS}
+        out[part]["per_split"] = [{k: r.get(k) for k in ("split", "n", *METRIC_KEYS)}
                                   for r in block["per_split"]]
     return out
 

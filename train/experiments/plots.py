@@ -185,10 +185,6 @@ def png_size(path: str | Path) -> tuple[int, int]:
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
-def describe_sizes(paths: Sequence[str | Path]) -> list[str]:
-    return [f"{p} ({'x'.join(map(str, png_size(p)))})" for p in paths]
-
-
 def plot_timeline(video: Any, segments: Sequence[Any], path: str | Path) -> Path:
     """A timeline PNG (1000 x 420): each segment's score (ScoreResult rows, ``kind="segment"``) as a step over
     its [start_s, end_s), the 90 % interval as a band, the whole-video row's score dashed, the worst segment

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["VSFATrainConfig", "run_vsfa", "vsfa_selections"]
 
-LOSSES = ("l1", "clif")
+#: the baseline's own losses (VSFA's L1, or our clif loss); not TrainConfig's
+VSFA_LOSSES = ("l1", "clif")
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ class VSFATrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         if self.descriptions.strip().lower() == "none":
             raise ConfigError("the VSFA baseline needs semantic features: descriptions 'none' selects none")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"VSFATrainConfig.loss {self.loss!r} unknown; known: {', '.join(LOSSES)}")
+        if self.loss not in VSFA_LOSSES:
+            raise ConfigError(f"VSFATrainConfig.loss {self.loss!r} unknown; known: {', '.join(VSFA_LOSSES)}")
         if self.epochs < 1 or self.batch_size < 2 or self.splits < 1:
             raise ConfigError("VSFATrainConfig: epochs >= 1, batch_size >= 2 and splits >= 1 are required")
         if not 0.0 < self.test_fraction < 1.0 or not 0.0 <= self.val_fraction < 1.0:
