@@ -108,7 +108,32 @@ def dataset_options(source: str):
                              help="Go on without videos absent from --root or from the cache.")]
     else:
         raise ValueError(f"dataset_options: unknown source {source!r}")
+    return _options(opts)
 
+
+def extraction_options(batch_size: str = "--batch-size"):
+    """The stage-one extraction settings (CLIP, descriptions, frames, grid, backend, CLIP batch), declared once
+    for `extract` and `reproduce`; ``batch_size`` names the batch option (`reproduce`: --extract-batch-size)."""
+    return _options([
+        click.option("--clip-model", default="ViT-B-32", show_default=True,
+                     help="open_clip model name, or the path of a JSON model config in open_clip's format."),
+        click.option("--clip-pretrained", default="openai", show_default=True,
+                     help="open_clip weights tag, a local weights file, or 'none' (random init, tests only)."),
+        click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto",
+                     show_default=True, help="auto: as the tag / model config declares (GELU for a plain name with "
+                     "a local file); quick_gelu for OpenAI's weights given as a file."),
+        click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name."),
+        click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video."),
+        click.option("--grid", default="3x3", show_default=True,
+                     help="Window grid 'ROWSxCOLS' or a preset count (1,5,9,...)."),
+        click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True),
+        click.option(batch_size, default=288, show_default=True, type=click.IntRange(min=1),
+                     help="Windows per CLIP call."),
+    ])
+
+
+def _options(opts: list):
+    """One decorator applying ``opts`` in the order listed (as --help shows them)."""
     def apply(fn):
         for opt in reversed(opts):
             fn = opt(fn)
@@ -181,18 +206,7 @@ def make_demo_data_cmd(out: Path, seed: int, scenes: int) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Feature store directory to create or resume.")
 @click.option("--split", default=None,
               help="Only this split (default: every split whose label file is under --root, into one store).")
-@click.option("--clip-model", default="ViT-B-32", show_default=True,
-              help="open_clip model name, or the path of a JSON model config in open_clip's format.")
-@click.option("--clip-pretrained", default="openai", show_default=True,
-              help="open_clip weights tag, a local weights file, or 'none' (random init, tests only).")
-@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto",
-              show_default=True, help="auto: as the tag / model config declares (GELU for a plain name with a "
-              "local file); quick_gelu for OpenAI's weights given as a file.")
-@click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
-@click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
-@click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count (1,5,9,...).")
-@click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
-@click.option("--batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
+@extraction_options()
 @workers_option()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
@@ -463,14 +477,7 @@ def evaluate_cmd(checkpoint, dataset, root, cached, labels, split, part, out, re
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file.")
 @click.option("--dry-run", is_flag=True, help="Print and write the plan (plan.json), run nothing.")
 @click.option("--skip-missing", is_flag=True, help="Go on without listed videos that are absent.")
-@click.option("--clip-model", default="ViT-B-32", show_default=True, help="As for extract.")
-@click.option("--clip-pretrained", default="openai", show_default=True, help="As for extract ('none': random, tests only).")
-@click.option("--clip-activation", type=click.Choice(["auto", "quick_gelu", "gelu"]), default="auto", show_default=True)
-@click.option("--descriptions", default="clif-v1", show_default=True, help="Description set name.")
-@click.option("--frames", default=32, show_default=True, type=click.IntRange(min=1), help="T frames per video.")
-@click.option("--grid", default="3x3", show_default=True, help="Window grid 'ROWSxCOLS' or a preset count.")
-@click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default="zarr", show_default=True)
-@click.option("--extract-batch-size", default=288, show_default=True, type=click.IntRange(min=1), help="Windows per CLIP call.")
+@extraction_options("--extract-batch-size")
 @workers_option("--extract-workers", "Decoding processes of extract.")
 @click.option("--shard-size", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--model-config", default="fastvqa-b", show_default=True, help="As for train (preset or ModelConfig JSON).")

@@ -50,8 +50,8 @@ import torch
 from clifvqa_core.errors import ConfigError
 from clifvqa_core.model.checkpoint import Checkpoint, read_checkpoint
 from clifvqa_core.semantic.extract_config import RecordedExtraction
-from clifvqa_core.inference.predictions import PredictionRow, collect_videos, summary_line
-from clifvqa_core.inference.scorer import EnsembleScorer, FastVQAScorer, Scorer
+from clifvqa_core.inference.predictions import collect_videos, summary_line
+from clifvqa_core.inference.scorer import EnsembleScorer, FastVQAScorer, Scorer, ScoreResult
 
 from .maps import cached_maps, recorded_extraction
 
@@ -76,7 +76,7 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path | Checkpoi
                   baseline: str | None = None, device: str = "auto", trust: bool = False,
                   clip_pretrained: str | None = None, workers: int = 0, progress: bool = False,
                   batch_size: int = 1, writer: PredictionWriter | None = None,
-                  keep_maps: bool = False, segment_s: float | None = None) -> list[PredictionRow]:
+                  keep_maps: bool = False, segment_s: float | None = None) -> list[ScoreResult]:
     """Score every video under ``paths`` -> one row per input file (input order; bad inputs included).
 
     ``checkpoint``: one of our checkpoints (``model.pt``, or the Checkpoint a command has read already), or
@@ -126,14 +126,14 @@ def predict_paths(paths: Sequence[str | Path], checkpoint: str | Path | Checkpoi
             if writer is not None:
                 writer.write(r)
         return _in_input_order(out, paths, t0)
-    rows: list[PredictionRow | None] = [None] * len(files)
+    rows: list[ScoreResult | None] = [None] * len(files)
     todo = [i for i in range(len(files)) if maps is None or maps[i] is not None]
     for r in bad_inputs:
         if writer is not None:
             writer.write(r)
     for i in range(len(files)):
         if maps is not None and maps[i] is None:
-            rows[i] = PredictionRow(str(files[i]), video_id=files[i].stem).fail(
+            rows[i] = ScoreResult(str(files[i]), video_id=files[i].stem).fail(
                 f"no cached maps for this file in {cached} (matched by file name / path without extension)")
             if writer is not None:
                 writer.write(rows[i])
@@ -158,11 +158,11 @@ def _extraction(checkpoint: str | Path | None) -> RecordedExtraction | None:
 
 
 def _timelines(scorer: Scorer | EnsembleScorer, files: Sequence[Path], segment_s: float,
-               writer: PredictionWriter | None, progress: bool) -> list[PredictionRow]:
+               writer: PredictionWriter | None, progress: bool) -> list[ScoreResult]:
     """Each file's timeline rows (whole-video row first), written as each file is done."""
     from clifvqa_core.runtime import progress_bar
 
-    out: list[PredictionRow] = []
+    out: list[ScoreResult] = []
     bar = progress_bar(len(files), progress, desc="timeline")
     try:
         for f in files:
@@ -179,7 +179,7 @@ def _timelines(scorer: Scorer | EnsembleScorer, files: Sequence[Path], segment_s
     return out
 
 
-def _in_input_order(out: list[PredictionRow], paths: Sequence[str | Path], t0: float) -> list[PredictionRow]:
+def _in_input_order(out: list[ScoreResult], paths: Sequence[str | Path], t0: float) -> list[ScoreResult]:
     """Rows in input order (a stable sort: a timeline's segment rows stay after its video row), error rows
     of missing inputs where the input stood."""
     order = {str(p): k for k, p in enumerate(paths)}

@@ -11,9 +11,9 @@ import pytest
 from cache import ShardData, StoreLayout, identity_key, open_store
 from clifvqa_core.errors import CacheError, CacheKeyMismatchError
 
-from store_helpers import IDENTITY, IDS, LAYOUT, MOS
-from store_helpers import make_store as _make
-from store_helpers import plausible_shard as _shard
+from helpers import IDENTITY, IDS, LAYOUT, MOS
+from helpers import make_shard_store as _make
+from helpers import plausible_shard as _shard
 
 
 @pytest.mark.parametrize("backend", ["zarr", "hdf5"])

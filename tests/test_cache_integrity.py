@@ -13,7 +13,7 @@ import zarr
 
 from cache import open_store
 from clifvqa_core.errors import CacheError, DamagedStoreError
-from store_helpers import IDS, LAYOUT, extend_store, make_store, plausible_shard
+from helpers import IDS, LAYOUT, extend_store, make_shard_store, plausible_shard
 
 BACKENDS = ["zarr", "hdf5"]
 
@@ -40,7 +40,7 @@ def _swap(a: Path, b: Path) -> None:
 def _other_store(tmp: Path, backend: str) -> Path:
     """A store of the same config and layout holding other videos."""
     path = tmp / f"other.{backend}"
-    make_store(path, backend, ids=[f"other{i}" for i in range(5)], seed=7)
+    make_shard_store(path, backend, ids=[f"other{i}" for i in range(5)], seed=7)
     return path
 
 
@@ -222,7 +222,7 @@ def test_corruption_matrix_verify_finds_it_and_readers_refuse(tmp_path, backend,
     if backend not in next(c[2] for c in CASES if c[0] == case):
         pytest.skip(f"{case}: a {backend} store has no such file")
     path = tmp_path / f"s.{backend}"
-    make_store(path, backend).close()
+    make_shard_store(path, backend).close()
     assert open_store(path).verify() == []
     damage(path, backend, tmp_path)
     st = open_store(path)
@@ -237,7 +237,7 @@ def test_corruption_matrix_verify_finds_it_and_readers_refuse(tmp_path, backend,
 
 def test_sound_rows_of_other_shards_still_read_and_sound_row_of_the_shard_too(tmp_path):
     path = tmp_path / "s"
-    make_store(path, "zarr").close()
+    make_shard_store(path, "zarr").close()
     _flip_sims(path, "zarr", tmp_path)
     st = open_store(path)
     np.testing.assert_array_equal(st.read_sims(2), plausible_shard(LAYOUT, 1).sims[0])
@@ -252,7 +252,7 @@ def test_cli_verify_is_one_line_per_problem_exit_1_no_traceback(tmp_path, case):
     import cli
 
     path = tmp_path / "s"
-    make_store(path, "zarr", fill=case != "nothing done").close()
+    make_shard_store(path, "zarr", fill=case != "nothing done").close()
     if case == "empty group zarr.json":
         (path / "zarr.json").write_text("")
     elif case == "flip maps":
@@ -339,7 +339,7 @@ def grown_reference(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     for b in BACKENDS:
         base = tmp_path_factory.mktemp(b) / "base"
-        make_store(base, b).close()
+        make_shard_store(base, b).close()
         ref = base.with_name("ref")
         shutil.copytree(base, ref)
         sizes = _injected(mp)
@@ -402,7 +402,7 @@ def test_full_disk_at_every_byte_budget_of_a_growth_is_one_line_then_the_rerun_c
 _KILL_CHILD = """
 import os, signal, sys
 sys.path[:0] = [{tests!r}]
-from store_helpers import extend_store
+from helpers import extend_store
 k, real = [0], os.replace
 def replace(src, dst, *a, **kw):
     k[0] += 1
@@ -444,7 +444,7 @@ def test_format_1_store_reads_warns_refuses_writes_and_upgrades(tmp_path, backen
     from cache import upgrade_store
 
     path = tmp_path / "s"
-    make_store(path, backend).close()
+    make_shard_store(path, backend).close()
     shutil.rmtree(path / "digests")
     shutil.rmtree(path / "writers", ignore_errors=True)
     attrs = open_store(path).attrs

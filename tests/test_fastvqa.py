@@ -102,7 +102,8 @@ def test_fastvqa_scorer_and_scorer_sample_the_same_fragments(tmp_path):
     net) cut the same fragments of a video and so give the same spatial score."""
     from conftest import moving_frames
 
-    from clifvqa_core.inference.scorer import FastVQAScorer, MosScale, Scorer
+    from clifvqa_core.inference.scorer import FastVQAScorer, Scorer
+    from clifvqa_core.model.checkpoint import MosScale
     from clifvqa_core.media.videowrite import write_video
     from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
     from clifvqa_core.spatial.fragments import FragmentConfig

@@ -134,7 +134,8 @@ def test_every_csv_writer_escapes_formula_cells(tmp_path):
     from dataclasses import dataclass
 
     from clifvqa_core.fileio import csv_unescape, write_csv
-    from clifvqa_core.inference.predictions import PredictionRow, write_predictions
+    from clifvqa_core.inference.predictions import write_predictions
+    from clifvqa_core.inference.scorer import ScoreResult
     from train.protocol import _write_predictions
 
     @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def test_every_csv_writer_escapes_formula_cells(tmp_path):
     items = [Item(v, Path(f"/d/{k}.mp4"), -1.5) for k, v in enumerate(HOSTILE_IDS)]
     _write_predictions(tmp_path / "train.csv", items, np.full(5, -2.25), np.full(5, -0.5))
     write_csv(tmp_path / "plain.csv", ["video_id", "pred"], [[v, -1.0] for v in HOSTILE_IDS])
-    write_predictions([PredictionRow(v, video_id=v, score=-1.0) for v in HOSTILE_IDS], tmp_path / "predict.csv")
+    write_predictions([ScoreResult(v, video_id=v, score=-1.0) for v in HOSTILE_IDS], tmp_path / "predict.csv")
     for name in ("train.csv", "plain.csv", "predict.csv"):
         with (tmp_path / name).open(newline="") as fh:
             rows = list(csvmod.DictReader(fh))

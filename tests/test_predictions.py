@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from clifvqa_core.errors import StorageError
-from clifvqa_core.inference.predictions import (PredictionRow, PredictionWriter, collect_videos, format_table,
-                                      write_predictions)
+from clifvqa_core.inference.predictions import PredictionWriter, collect_videos, format_table, write_predictions
+from clifvqa_core.inference.scorer import ScoreResult
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -27,12 +27,12 @@ def test_collect_videos_skips_hidden_and_dedups(tmp_path):
 
 
 def test_row_to_dict_nan_is_none():
-    assert PredictionRow("p", "error", reason="r").to_dict()["score"] is None
+    assert ScoreResult("p", "error", reason="r").to_dict()["score"] is None
 
 
 def test_predictions_csv_escapes_formulas_and_table_escapes_control_chars(tmp_path):
-    rows = [PredictionRow("=HYPERLINK(\"x\")", video_id="@id", score=1.5, raw=0.5),
-            PredictionRow("a\nb\tc.mp4", "error", reason="bad\nfile"), PredictionRow("-1.mp4", video_id="+x")]
+    rows = [ScoreResult("=HYPERLINK(\"x\")", video_id="@id", score=1.5, raw=0.5),
+            ScoreResult("a\nb\tc.mp4", "error", reason="bad\nfile"), ScoreResult("-1.mp4", video_id="+x")]
     out = write_predictions(rows, tmp_path / "p.csv")
     got = _read_csv(out)
     assert [r["path"] for r in got] == ["'=HYPERLINK(\"x\")", "a\nb\tc.mp4", "'-1.mp4"]
@@ -49,7 +49,7 @@ def test_predictions_disk_full_is_one_line(tmp_path, monkeypatch):
     import clifvqa_core.fileio as fileio_mod
 
     w = PredictionWriter(tmp_path / "p.csv")
-    w.write(PredictionRow("a.mp4", score=1.0))
+    w.write(ScoreResult("a.mp4", score=1.0))
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -62,7 +62,7 @@ def test_predictions_disk_full_is_one_line(tmp_path, monkeypatch):
 
 
 def test_writer_rows_as_they_come_then_input_order_and_no_partial_left(tmp_path):
-    rows = [PredictionRow("b.mp4", score=2.0), PredictionRow("a.mp4", "error", reason="bad")]
+    rows = [ScoreResult("b.mp4", score=2.0), ScoreResult("a.mp4", "error", reason="bad")]
     w = PredictionWriter(tmp_path / "p.csv")
     w.write(rows[1])                                       # scoring order differs from input order
     assert [r["path"] for r in _read_csv(tmp_path / "p.csv.partial")] == ["a.mp4"]   # flushed at once

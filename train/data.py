@@ -25,7 +25,8 @@ from cache.maps import MapTable
 from clifvqa_core.errors import CacheError, ClifVQAError, VideoError
 from clifvqa_core.model.clifvqa import ModelConfig
 from clifvqa_core.runtime import cpu_cores
-from clifvqa_core.inference.scorer import EVAL_SEED, MosScale  # noqa: F401 - part of this module's API
+from clifvqa_core.inference.scorer import EVAL_SEED
+from clifvqa_core.model.checkpoint import MosScale  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
 

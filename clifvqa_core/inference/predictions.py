@@ -28,7 +28,7 @@ from clifvqa_core.errors import CacheError, ClifVQAError, ConfigError
 from clifvqa_core.fileio import PARTIAL_SUFFIX, atomic_write, csv_cells, csv_safe, csv_text, storage_error  # noqa: F401 (csv_safe: public here too)
 from clifvqa_core.inference.scorer import ScoreResult
 
-__all__ = ["PredictionRow", "collect_videos", "write_predictions", "PredictionWriter", "format_table",
+__all__ = ["collect_videos", "write_predictions", "PredictionWriter", "format_table",
            "summary_line", "OUTPUT_COLUMNS"]
 
 #: Columns of predictions.csv, in order. ``kind`` is "video" (one per input; with ``--segment`` the
@@ -38,12 +38,9 @@ OUTPUT_COLUMNS = ("path", "video_id", "kind", "segment", "start_s", "end_s", "st
                   "percentile", "semantic", "spatial", "raw", "clips_std", "models_std", "worst", "worst_start_s",
                   "reason")
 
-#: One row of predictions: the scorer's result.
-PredictionRow = ScoreResult
-
 
 # ---- inputs -------------------------------------------------------------------------------------------
-def collect_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[PredictionRow]]:
+def collect_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[ScoreResult]]:
     """Expand files and folders. -> (video files in input order, folders sorted inside; error rows).
 
     Files are kept whatever their extension (the decoder decides); folders are walked by the ``folder``
@@ -53,7 +50,7 @@ def collect_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[Predic
     from clifvqa_core.data.datasets import load_dataset
 
     files: list[Path] = []
-    errors: list[PredictionRow] = []
+    errors: list[ScoreResult] = []
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
@@ -68,30 +65,30 @@ def collect_videos(paths: Iterable[str | Path]) -> tuple[list[Path], list[Predic
             try:
                 found = [it.path for it in load_dataset("folder", p)]
             except ClifVQAError as exc:
-                errors.append(PredictionRow(str(p), "error", reason=f"folder holds no video files ({exc})"))
+                errors.append(ScoreResult(str(p), "error", reason=f"folder holds no video files ({exc})"))
                 continue
             for f in sorted(found):
                 add(f)
         elif p.is_file():
             add(p)
         else:
-            errors.append(PredictionRow(str(p), "error", reason="no such file or folder"))
+            errors.append(ScoreResult(str(p), "error", reason="no such file or folder"))
     return files, errors
 
 
 # ---- output ------------------------------------------------------------------------------------------------
-def _videos(rows: Sequence[PredictionRow]) -> list[PredictionRow]:
+def _videos(rows: Sequence[ScoreResult]) -> list[ScoreResult]:
     """The one-per-input rows (a timeline's segment rows left out)."""
     return [r for r in rows if r.kind == "video"]
 
 
-def summary_line(rows: Sequence[PredictionRow]) -> str:
+def summary_line(rows: Sequence[ScoreResult]) -> str:
     videos = _videos(rows)
     ok = sum(r.ok for r in videos)
     return f"scored {ok} of {len(videos)} input(s); {len(videos) - ok} failed"
 
 
-def _csv_cells(r: PredictionRow) -> list[Any]:
+def _csv_cells(r: ScoreResult) -> list[Any]:
     d = r.to_dict()
     return csv_cells([d[c] for c in OUTPUT_COLUMNS], ".6f")
 
@@ -111,7 +108,7 @@ class PredictionWriter:
         if self.path.suffix.lower() not in (".csv", ".json"):
             raise ConfigError(f"{self.path}: the predictions file must end in .csv or .json (its format)")
         self.json = self.path.suffix.lower() == ".json"
-        self.written: list[PredictionRow] = []
+        self.written: list[ScoreResult] = []
         self.partial = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
         self._fh: IO[str] | None = None
         try:
@@ -125,7 +122,7 @@ class PredictionWriter:
             self._abort()
             raise storage_error(self.path, exc, "cannot write predictions") from None
 
-    def write(self, row: PredictionRow) -> None:
+    def write(self, row: ScoreResult) -> None:
         self.written.append(row)
         if self.json or self._fh is None:
             return
@@ -135,7 +132,7 @@ class PredictionWriter:
         except OSError as exc:
             raise storage_error(self.path, exc, "cannot write predictions") from None
 
-    def close(self, rows: Sequence[PredictionRow] | None = None) -> Path:
+    def close(self, rows: Sequence[ScoreResult] | None = None) -> Path:
         """Finish the file: ``rows`` (default: the rows written) in that order, written atomically onto
         ``out``; then the ``.partial`` file is removed (it stays when the write fails)."""
         rows = list(self.written if rows is None else rows)
@@ -175,7 +172,7 @@ class PredictionWriter:
         self._abort()      # on an exception the .partial file stays with the rows scored so far
 
 
-def write_predictions(rows: Sequence[PredictionRow], out: str | Path, meta: dict[str, Any] | None = None) -> Path:
+def write_predictions(rows: Sequence[ScoreResult], out: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write ``rows`` to ``out`` at once (``.json`` or CSV, see :class:`PredictionWriter`); atomic."""
     return PredictionWriter(out, meta).close(rows)
 
@@ -187,7 +184,7 @@ def display_name(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def format_table(rows: Sequence[PredictionRow], width: int = 48) -> str:
+def format_table(rows: Sequence[ScoreResult], width: int = 48) -> str:
     """A fixed-width text table for the terminal (one line per row, whatever the file names hold)."""
     def num(v: float) -> str:
         return f"{v:8.3f}" if math.isfinite(v) else f"{'-':>8}"

@@ -43,39 +43,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError, ConfigError, VideoError
 from clifvqa_core.inference.calibration import Calibration
-from clifvqa_core.model.checkpoint import DEFAULT_TEST_CLIPS
+from clifvqa_core.model.checkpoint import DEFAULT_TEST_CLIPS, MosScale
 
 if TYPE_CHECKING:
     from clifvqa_core.inference.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Scorer", "EnsembleScorer", "FastVQAScorer", "ScoreResult", "MosScale", "EVAL_SEED", "eval_fragments"]
+__all__ = ["Scorer", "EnsembleScorer", "FastVQAScorer", "ScoreResult", "EVAL_SEED", "eval_fragments"]
 
 #: Seed of test-time clip and fragment sampling: fixed, so a video always gets the same score.
 EVAL_SEED = 20240229
-
-@dataclass(frozen=True)
-class MosScale:
-    """z-scoring of MOS with the training part's mean and population std: q = (mos - mean) / std."""
-
-    mean: float
-    std: float
-
-    @classmethod
-    def fit(cls, mos: Sequence[float]) -> "MosScale":
-        m = np.asarray(mos, np.float64)
-        if m.size == 0 or not np.isfinite(m).all():
-            raise ClifVQAError("training videos need finite MOS labels (found NaN: unlabelled videos?)")
-        sd = float(m.std())
-        return cls(float(m.mean()), sd if sd > 0 else 1.0)
-
-    def to_z(self, mos: np.ndarray | float) -> np.ndarray | float:
-        return (np.asarray(mos, np.float64) - self.mean) / self.std
-
-    def to_mos(self, z: np.ndarray | float) -> np.ndarray | float:
-        return np.asarray(z, np.float64) * self.std + self.mean
-
 
 @dataclass
 class ScoreResult:
@@ -418,7 +396,7 @@ class Scorer(_ScorerBase):
                 if extractor is None:
                     extractor = build_extractor(ecfg)
             rule = MapRule.of(selected, len(ecfg.description_set.texts), cfg.logit_scale, extractor.logit_scale)
-        return cls(ck.build_model(), MosScale(ck.mos_mean, ck.mos_std), extractor=extractor if clip else None,
+        return cls(ck.build_model(), ck.scale, extractor=extractor if clip else None,
                    extract_cfg=ecfg, rule=rule, test_clips=ck.test_clips if test_clips is None else test_clips,
                    device=device, source=where, calibration=calibration)
 

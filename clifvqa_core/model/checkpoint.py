@@ -39,15 +39,16 @@ import os
 import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from clifvqa_core.errors import CheckpointError, ClifVQAError, ConfigError
 from clifvqa_core.model.clifvqa import CLiFVQA, ModelConfig
 
-__all__ = ["Checkpoint", "read_checkpoint", "write_checkpoint", "is_own_file", "checkpoint_kind",
+__all__ = ["Checkpoint", "MosScale", "read_checkpoint", "write_checkpoint", "is_own_file", "checkpoint_kind",
            "init_from_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "DEFAULT_TEST_CLIPS",
            "OPTIONAL_FIELDS", "CHECKPOINT_HINT"]
 
@@ -90,6 +91,32 @@ OPTIONAL_FIELDS: dict[str, Callable[[Any], None]] = {"calibration": _check_calib
 
 
 @dataclass(frozen=True)
+class MosScale:
+    """z-scoring of MOS with the training part's mean and population std: q = (mos - mean) / std.
+
+    Fitted by training on its training part and recorded in the checkpoint (``mos_mean``, ``mos_std``;
+    :attr:`Checkpoint.scale`); the scorer maps the model's z output back with :meth:`to_mos`.
+    """
+
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, mos: Sequence[float]) -> "MosScale":
+        m = np.asarray(mos, np.float64)
+        if m.size == 0 or not np.isfinite(m).all():
+            raise ClifVQAError("training videos need finite MOS labels (found NaN: unlabelled videos?)")
+        sd = float(m.std())
+        return cls(float(m.mean()), sd if sd > 0 else 1.0)
+
+    def to_z(self, mos: np.ndarray | float) -> np.ndarray | float:
+        return (np.asarray(mos, np.float64) - self.mean) / self.std
+
+    def to_mos(self, z: np.ndarray | float) -> np.ndarray | float:
+        return np.asarray(z, np.float64) * self.std + self.mean
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """One of our checkpoints, read and validated (:func:`read_checkpoint`) or about to be written.
 
@@ -116,6 +143,11 @@ class Checkpoint:
     extra: Mapping[str, Any] = field(default_factory=dict)
     path: str = ""                  #: where it was read from ("" for one built in memory)
     version: int = CHECKPOINT_VERSION
+
+    @property
+    def scale(self) -> MosScale:
+        """The training MOS scale: score = raw * mos_std + mos_mean."""
+        return MosScale(self.mos_mean, self.mos_std)
 
     # -- what the train config says (parsed once, at read time) ---------------------------------------
     @property
