@@ -99,7 +99,7 @@ def _foreign_same_ids_and_record(p, b, tmp):
     """Shard 1 (zarr: its maps and sims chunks) and its digest record from a store of the same config AND the
     same ids (the same names extracted from other files): only the store's own id tells them apart."""
     o = tmp / f"twin.{b}"
-    make_store(o, b, seed=7).close()
+    make_shard_store(o, b, seed=7).close()
     pairs = ([(_chunk(o, n, 1), _chunk(p, n, 1)) for n in ("maps", "sims")] if b == "zarr"
              else [(o / "shards" / "shard-00001.h5", p / "shards" / "shard-00001.h5")])
     for src, dst in pairs + [(o / "digests" / "shard-00001.json", p / "digests" / "shard-00001.json")]:
