@@ -31,6 +31,11 @@ from .schema import DTYPES, ShardData, StoreLayout
 SHARD_DIR = "shards"
 
 
+def _reason(exc: BaseException) -> str:
+    """``Type: first line`` of an h5py error (one line for a message)."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
 def _shard_name(shard: int) -> str:
     return f"shard-{shard:05d}.h5"
 
@@ -144,11 +149,14 @@ class Hdf5Backend(Backend):
         return out
 
     def _dataset(self, f: h5py.File, name: str, shard: int) -> h5py.Dataset:
+        if name not in f:
+            raise CacheError(f"{self._shard_file(shard)}: dataset {name!r} is missing. Delete that file "
+                             "and run `extract` again with the same flags to rewrite it.")
         try:
             return f[name]
-        except KeyError:
-            raise CacheError(f"{self._shard_file(shard)}: dataset {name!r} is missing. Delete that file "
-                             "and run `extract` again with the same flags to rewrite it.") from None
+        except (KeyError, OSError) as exc:  # present but its object header is damaged
+            raise CacheError(f"{self._shard_file(shard)}: dataset {name!r} cannot be opened ({_reason(exc)}). "
+                             "Delete that file and run `extract` again with the same flags to rewrite it.") from None
 
     def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
         lay = self.layout
@@ -187,11 +195,15 @@ class Hdf5Backend(Backend):
                 if name in f:
                     problems.append(f"unexpected dataset {name!r}")
                 continue
-            if name not in f:
+            try:
+                ds = f[name] if name in f else None
+            except Exception as exc:  # noqa: BLE001  (a damaged object header: h5py raises KeyError/OSError)
+                problems.append(f"dataset {name!r} cannot be opened ({_reason(exc)})")
+                continue
+            if ds is None:
                 problems.append(f"dataset {name!r} is missing")
                 continue
             shape, dtype = (s1 - s0, *expected[name][0][1:]), expected[name][1]
-            ds = f[name]
             # fewer rows is sound: the shard was written before the store grew (see grow)
             if ds.shape[1:] != shape[1:] or not 0 < ds.shape[0] <= shape[0] or str(ds.dtype) != dtype:
                 problems.append(f"{name} is {tuple(ds.shape)} {ds.dtype}, expected {shape} {dtype}")

@@ -6,8 +6,9 @@ Every written shard gets a **digest record**, ``STORE/digests/shard-NNNNN.json``
      "rows": {"maps": [hex | null, ...], "sims": [...], "embeds": [...]}}
 
 ``rows[name][j]`` is ``blake2b-128(key, name, row index, video id, the row's bytes)`` of done row ``s0 + j``
-(null for rows not done). A byte flip, two rows or chunks swapped, or a chunk/shard copied from another
-store (other ids or key) no longer matches. The record is written in two steps around the done flags:
+(null for rows not done); KEY there is ``row_key``: the store key and the store's own random id. A byte
+flip, two rows or chunks swapped, or a chunk/shard copied from another store (other ids or key, or the same
+config and ids, even with its digest record) no longer matches. The record is written in two steps around the done flags:
 
     data -> digests/shard-NNNNN.pending.json -> done flags -> pending renamed over shard-NNNNN.json
 
@@ -54,6 +55,12 @@ def row_digests(key: str, name: str, start: int, ids: list[str], rows: np.ndarra
         h.update(memoryview(a[j]).cast("B"))
         out.append(h.hexdigest())
     return out
+
+
+def row_key(key: str, store_id: Any) -> str:
+    """What row digests are salted with: the store key, and the store's own id (``attrs["store_id"]``, a
+    random hex set at creation) when it has one (stores made before it: the key alone)."""
+    return key if store_id is None else f"{key}/{store_id}"
 
 
 def index_digest(key: str, ids: list[str], mos: np.ndarray) -> str:

@@ -32,7 +32,7 @@ from . import zarr_backend as _zarr  # noqa: F401  (registers the backend)
 from .backend import BACKENDS, Backend
 from . import writers as _writers
 from .integrity import (CHECKSUM_VERSION, DIGEST_DIR, build_record, commit_pending, digest_mismatches,
-                        index_digest, read_record, recorded_done, settle_pending, write_pending)
+                        index_digest, read_record, recorded_done, row_key, settle_pending, write_pending)
 from .schema import (DTYPES, FAILURES_FILE, FORMAT_NAME, FORMAT_VERSION, ShardData, StoreLayout,
                      diff_identity, identity_key)
 from .source import StoreSource
@@ -158,6 +158,7 @@ def _create(path: Path, backend: str, identity: dict[str, Any], layout: StoreLay
         "key": key or identity_key(identity),
         "layout": layout.to_dict(),
         "index_digest": index_digest(key or identity_key(identity), ids, mos_arr),
+        "store_id": uuid.uuid4().hex,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +226,9 @@ class FeatureStore:
         self._marker: Path | None = None  # this writer's marker (cache/writers.py), while open for writing
         #: format 2 and later: digest records bind every done row to its video and row (cache/integrity.py)
         self.checksums = version >= CHECKSUM_VERSION
+        #: what row digests are salted with: the key and this store's own id (set at creation), so a shard
+        #: and its digest record copied from another store of the same config and ids do not match
+        self._row_key = row_key(self.key, self.attrs.get("store_id"))
         #: what is wrong with ids/mos/n (one line each); readers and writers refuse such a store, verify lists it
         self.index_problems = self._index_problems()
         if not self.checksums:
@@ -354,7 +358,7 @@ class FeatureStore:
                 return [committed.replace(self._where("done", shard), where)]
             records = [committed, self._pending(shard)]
             s0 = self.layout.shard_range(shard)[0]
-            mismatch, unrecorded = digest_mismatches(self.key, name, lo, s0, ids, rows, done, records)
+            mismatch, unrecorded = digest_mismatches(self._row_key, name, lo, s0, ids, rows, done, records)
             for what, mask in (("content does not match its digest (changed, swapped or foreign data)", mismatch),
                                ("done but no digest recorded (digest record missing or foreign)", unrecorded)):
                 if mask.any():
@@ -450,11 +454,17 @@ class FeatureStore:
 
     def _read(self, name: str, start: int, stop: int) -> np.ndarray:
         try:
-            return self._b.read_rows(name, start, stop)
+            rows = self._b.read_rows(name, start, stop)
         except ClifVQAError:
             raise
         except Exception as exc:  # zstd / checksum / JSON errors of the storage library
             raise self._decode_error(name, start, stop, exc) from None
+        expect = (max(0, stop - start), *self.layout.shapes()[name])
+        if tuple(rows.shape) != expect:  # an edited layout (r, frames, grid) over arrays of another shape
+            raise DamagedStoreError(f"{self.path}: array {name!r}, rows {start}..{stop - 1}: shape "
+                                    f"{tuple(rows.shape)}, the layout says {expect}; `python cli.py cache verify "
+                                    f"{self.path}` lists every problem; extract again to a new --out.")
+        return rows
 
     def _read_done(self, start: int, stop: int) -> np.ndarray:
         try:
@@ -606,7 +616,7 @@ class FeatureStore:
         data.done = np.asarray(data.done, bool)
         self._refuse_damaged_index()
         # digests first (pending), then data and done flags, then the commit: see cache/integrity.py
-        write_pending(self.path, build_record(self.key, shard, start, self.ids[start:stop],
+        write_pending(self.path, build_record(self._row_key, shard, start, self.ids[start:stop],
                                               {n: getattr(data, n) for n in shapes}, data.done))
         try:
             self._b.write_shard(shard, start, stop, data)
@@ -828,16 +838,18 @@ def upgrade_store(path: str | Path) -> str:
                          "Extract again to a new --out.")
     b = BACKENDS[st.backend](st.path, writable=True)
     lay, written = st.layout, 0
+    store_id = st.attrs.get("store_id") or uuid.uuid4().hex
     for shard in range(lay.num_shards):
         s0, s1 = lay.shard_range(shard)
         done = b.read_done(s0, s1)
         if done.any():
             arrays = {n: b.read_rows(n, s0, s1) for n in lay.shapes()}
-            rec = build_record(st.key, shard, s0, st.ids[s0:s1], arrays, done)
+            rec = build_record(row_key(st.key, store_id), shard, s0, st.ids[s0:s1], arrays, done)
             write_pending(st.path, rec)
             commit_pending(st.path, shard)
             written += 1
-    attrs = {**st.attrs, "format_version": FORMAT_VERSION, "index_digest": index_digest(st.key, st.ids, st.mos)}
+    attrs = {**st.attrs, "format_version": FORMAT_VERSION, "index_digest": index_digest(st.key, st.ids, st.mos),
+             "store_id": store_id}
     b.grow(st.n, lay, st.ids, st.mos, attrs)  # same n: the attributes only
     return f"{st.path}: upgraded to format {FORMAT_VERSION} ({written} shard digest record(s) written)"
 

@@ -95,6 +95,17 @@ def _foreign_unit_and_record(p, b, tmp):
     shutil.copy(tmp / f"other.{b}" / "digests" / "shard-00001.json", p / "digests" / "shard-00001.json")
 
 
+def _foreign_same_ids_and_record(p, b, tmp):
+    """Shard 1 (zarr: its maps and sims chunks) and its digest record from a store of the same config AND the
+    same ids (the same names extracted from other files): only the store's own id tells them apart."""
+    o = tmp / f"twin.{b}"
+    make_shard_store(o, b, seed=7).close()
+    pairs = ([(_chunk(o, n, 1), _chunk(p, n, 1)) for n in ("maps", "sims")] if b == "zarr"
+             else [(o / "shards" / "shard-00001.h5", p / "shards" / "shard-00001.h5")])
+    for src, dst in pairs + [(o / "digests" / "shard-00001.json", p / "digests" / "shard-00001.json")]:
+        shutil.copy(src, dst)
+
+
 def _delete_done(p, b, tmp):
     (p / "done" / "c" / "1" if b == "zarr" else p / "shards" / "shard-00001.h5").unlink()
 
@@ -139,6 +150,20 @@ def _edit_n(p, b, tmp):
     _edit_attrs(p, b, layout={**LAYOUT.to_dict(), "n": 4})
 
 
+def _edit_r(p, b, tmp):
+    _edit_attrs(p, b, layout={**LAYOUT.to_dict(), "r": 2})  # arrays keep r = 3: readers must not trust it
+
+
+def _damaged_done_header(p, b, tmp):
+    """The object header of shard 1's ``done`` dataset overwritten: h5py raises KeyError on opening it."""
+    f = p / "shards" / "shard-00001.h5"
+    with h5py.File(f, "r") as h:
+        addr = h.id.links.get_info(b"done").u
+    raw = bytearray(f.read_bytes())
+    raw[addr : addr + 16] = b"\xff" * 16
+    f.write_bytes(bytes(raw))
+
+
 def _edit_id(value: str, row: int):
     def damage(p, b, tmp):
         if b == "zarr":
@@ -160,6 +185,8 @@ CASES = [
      "match its digest (changed, swapped or foreign data) for 2 done video(s): vid2, vid3", "maps"),
     ("foreign unit and its record", _foreign_unit_and_record, BACKENDS, "shard 1 (rows 2..3): content does not match",
      "maps"),
+    ("foreign unit and record, same ids", _foreign_same_ids_and_record, BACKENDS,
+     "array 'maps', shard 1 (rows 2..3): content does not match", "maps"),
     ("deleted done chunk / shard file", _delete_done, BACKENDS, "array 'done', shard 1 (rows 2..3): recorded done "
      "but the done flag is lost", "done"),
     ("deleted digest record", _delete_record, BACKENDS, "done but no digest recorded", "maps"),
@@ -172,6 +199,8 @@ CASES = [
     ("empty maps/zarr.json", _empty_array_meta, ["zarr"], "maps/zarr.json: cannot read the array metadata", "maps"),
     ("invalid sims/zarr.json", _invalid_array_meta, ["zarr"], "sims/zarr.json: cannot read", "sims3"),
     ("edited layout.n", _edit_n, BACKENDS, "index: ids, mos or n do not match", "maps"),
+    ("edited layout.r", _edit_r, BACKENDS, "4, 4) float32", "sims3"),
+    ("damaged dataset header", _damaged_done_header, ["hdf5"], "dataset 'done' cannot be opened (KeyError", "maps"),
     ("duplicated id", _edit_id("vid0", 1), BACKENDS, "index: video ids are not unique; repeated: 'vid0'", "maps"),
     ("empty id", _edit_id("", 4), BACKENDS, "index: 1 empty video id(s), rows 4", "done"),
 ]
