@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli import main
@@ -154,8 +155,13 @@ def chain(layout, tmp_path_factory):
     killed, whole = tmp / "killed", tmp / "whole"
     _kill_after(_args(layout, killed), killed, "train__lsvq__clifvqa.json")
     steps_before = {p.name: p.read_text() for p in (killed / "steps").glob("*.json")}
-    resumed = _run(*_args(layout, killed))
-    uninterrupted = _run(*_args({k: layout[k] for k in ("--lsvq", "--konvid")}, whole))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)      # as the killed subprocess ran (OMP_NUM_THREADS=1): float32 sums depend on it
+    try:
+        resumed = _run(*_args(layout, killed))
+        uninterrupted = _run(*_args({k: layout[k] for k in ("--lsvq", "--konvid")}, whole))
+    finally:
+        torch.set_num_threads(threads)
     return {"killed": killed, "whole": whole, "before": steps_before, "resumed": resumed, "uninterrupted": uninterrupted}
 
 

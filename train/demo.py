@@ -109,7 +109,7 @@ class DemoConfig(JsonConfig):
     loss: str = "clif"
     alpha: float = 0.0
     test_fraction: float = 0.25
-    val_fraction: float = 0.0
+    val_fraction: float = 0.15      # 2 of the 12 training scenes: the calibration and the interval (issue 20)
     test_clips: int = 4
     workers: int = 2
     device: str = "cpu"
@@ -528,10 +528,21 @@ def _calibration_lines(r: DemoResult) -> list[str]:
     c = r.calibration
     if not c:
         return []
-    return [f"calibrated MOS scale ({c['kind']}, fitted on {c['n_val']} validation clips): held-out RMSE "
-            f"{c['rmse_before']:.3f} before, {c['rmse_after']:.3f} after",
-            f"90% interval (split-conformal): covers {100 * c['coverage']:.0f}% of the held-out MOS, mean width "
-            f"{c['width']:.2f} MOS" + ("" if c["exact"] else " (validation part too small: not guaranteed)")]
+    return calibration_lines(c)
+
+
+def calibration_lines(c: dict[str, Any]) -> list[str]:
+    """``held_out_calibration``'s dict (or its JSON, NaN read back as None) -> the summary's two lines."""
+    def num(v: Any, fmt: str) -> str:
+        return "n/a" if v is None or not math.isfinite(v) else format(v, fmt)
+
+    lines = [f"calibrated MOS scale ({c['kind']}, fitted on {c['n_val']} validation clips): held-out RMSE "
+             f"{num(c['rmse_before'], '.3f')} before, {num(c['rmse_after'], '.3f')} after"]
+    if c.get("width") is None or not math.isfinite(c["width"]):
+        return lines + ["90% interval (split-conformal): none (no validation part to fit it on)"]
+    return lines + [f"90% interval (split-conformal): covers {100 * c['coverage']:.0f}% of the held-out MOS, mean "
+                    f"width {c['width']:.2f} MOS" + ("" if c["exact"] else " (validation part too small: not "
+                                                                          "guaranteed)")]
 
 
 def format_summary(r: DemoResult) -> str:

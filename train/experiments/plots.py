@@ -223,7 +223,7 @@ def plot_timeline(video: Any, segments: Sequence[Any], path: str | Path) -> Path
     failed = len(segments) - len(ok)
     note += f"  ({failed} segment(s) failed, shaded)" if failed else ""
     ax.set_title(f"{_short(Path(video.path).name, 60)}: {len(segments)} segments of "
-                 f"{segments[0].end_s - segments[0].start_s:g} s{note}" if segments else video.path, fontsize=13)
+                 f"{segments[0].end_s - segments[0].start_s:.3g} s{note}" if segments else video.path, fontsize=13)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"), what="cannot write the timeline plot")
