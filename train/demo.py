@@ -165,6 +165,7 @@ class DemoResult:
     threads: int = 0                                         # torch threads of the training process
     calibration: dict[str, Any] = field(default_factory=dict)  # held_out_calibration: RMSE before/after, coverage
     timeline: list[Any] = field(default_factory=list)          # the timeline rows of timeline.mp4
+    n_val: int = 0                                             # validation clips (calibration, interval)
 
 
 def resolve_clip_weights(model: str, pretrained: str, activation: str = "auto") -> tuple[str, str]:
@@ -355,8 +356,8 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
              "timeline": str(out / "timeline.csv"), "timeline_plot": str(out / "timeline.png")}
     result = DemoResult(out=out, metrics=metrics, clip_weights=weights, clip_note=note, predictions=rows,
                         files=files, seconds=seconds, cpu_seconds=cpu, config=cfg, n_train=len(train_items),
-                        n_test=len(test_items), epochs=tcfg.epochs, test_scenes=test_scenes, kinds=kinds,
-                        threads=threads, calibration=calibration, timeline=timeline)
+                        n_val=len(val_items), n_test=len(test_items), epochs=tcfg.epochs, test_scenes=test_scenes,
+                        kinds=kinds, threads=threads, calibration=calibration, timeline=timeline)
     _write_results(result, res, out / "results.json")
     write_demo_report(result, res.history, tcfg, test_items, pred, out / "report.html")
     return result
@@ -475,7 +476,7 @@ def _write_results(r: DemoResult, fit_res: Any, path: Path) -> None:
         "held_out": {k: r.metrics.get(k) for k in keys},
         "held_out_calibration": r.calibration,
         "timeline": [row.to_dict() for row in r.timeline],
-        "held_out_scenes": r.test_scenes, "n_train": r.n_train, "n_test": r.n_test,
+        "held_out_scenes": r.test_scenes, "n_train": r.n_train, "n_val": r.n_val, "n_test": r.n_test,
         "held_out_per_kind": r.kinds,
         "clip": {"model": r.config.clip_model, "weights": r.clip_weights, "asked": r.config.clip_pretrained,
                  "note": r.clip_note},
@@ -503,7 +504,8 @@ def write_demo_report(r: DemoResult, history: list[dict[str, Any]], tcfg: Any, t
               "mos": [float(it.mos) for it in test_items], "pred": [float(p) for p in pred]}
     sub = (f"Synthetic clips (16 scenes x pristine + 6 distortion kinds x 2 levels), CLIP {esc(r.config.clip_model)} "
            f"weights <b>{esc(r.clip_weights)}</b>, the <code>{esc(r.config.model)}</code> model trained "
-           f"{r.epochs} epochs on {r.n_train} clips of {r.config.scenes - len(r.test_scenes)} scenes and tested on "
+           f"{r.epochs} epochs on {r.n_train} clips ({r.n_val} more for validation) of the "
+           f"{r.config.scenes - len(r.test_scenes)} other scenes and tested on "
            f"the {r.n_test} clips of the held-out scenes {esc(', '.join(r.test_scenes))}: SROCC "
            f"<b>{m['srocc']:.3f}</b>, PLCC <b>{m['plcc']:.3f}</b>.")
     kinds = r.kinds.get("rows", [])
@@ -553,7 +555,8 @@ def format_summary(r: DemoResult) -> str:
     lines = [
         "",
         f"CLiF-VQA demo - {r.clip_note}",
-        f"held-out scenes {', '.join(r.test_scenes)}: {r.n_test} clips (trained on {r.n_train}, {r.epochs} epochs)",
+        f"held-out scenes {', '.join(r.test_scenes)}: {r.n_test} clips (trained on {r.n_train}, validated on "
+        f"{r.n_val}, {r.epochs} epochs)",
         "",
         "| " + " | ".join(k.upper() for k in METRIC_KEYS) + " |",
         "|" + "---|" * len(METRIC_KEYS),
