@@ -101,7 +101,8 @@ def extract_section(plan: Plan, workers: int, tmp: Path) -> dict:
 
 # ---- 2. stage-two steps: real loader vs on-device input -----------------------------------------------------
 def _model_config(plan: Plan) -> Any:
-    """CLiF-VQA with FAST-VQA-B, or the demo's CPU-size model (4x4 fragments of 16 px, 4-frame clips)."""
+    """CLiF-VQA with FAST-VQA-B, or the demo's CPU-size model (the ``cpu`` preset: 7x7 fragments of 16 px,
+    2-frame clips)."""
     from clifvqa_core.model.clifvqa import ModelConfig
     from train.demo import DemoConfig
 

@@ -54,12 +54,14 @@ def lossless_videos(root: Path) -> list[_Item]:
     return items
 
 
-def make_dataset(items: list[_Item], mode: str = "train", seed: int = 7) -> VideoQualityDataset:
+def make_dataset(items: list[_Item], mode: str = "train", seed: int = 7, frame_cache_mb: float = 0.0
+                 ) -> VideoQualityDataset:
     cfg = ModelConfig()  # FAST-VQA-B fragments: 32 frames at stride 2, 7x7 x 32 px
     table = MapTable(ids=[it.video_id for it in items], maps=torch.zeros(len(items), 2 * cfg.num_descriptions,
                      cfg.frames), mos=np.array([it.mos for it in items]), sources=["test"], description_set="",
                      description_hash="", selected=(), logit_scale=None)
-    return VideoQualityDataset(items, table, MosScale.fit([it.mos for it in items] + [0.0]), cfg, mode, seed=seed)
+    return VideoQualityDataset(items, table, MosScale.fit([it.mos for it in items] + [0.0]), cfg, mode, seed=seed,
+                               frame_cache_mb=frame_cache_mb)
 
 
 def sample_hash(x: torch.Tensor) -> str:
@@ -145,6 +147,32 @@ def test_video_index_built_once_per_video(videos, monkeypatch):
         for i in range(len(ds)):
             ds[i]
     assert sorted(calls) == sorted(str(it.path) for it in videos)
+
+
+def test_frame_cache_gives_the_same_fragments_decoding_each_video_once(videos, monkeypatch):
+    """Cached frames: every epoch's samples equal the file-decoding ones bit for bit (the upscaled 120x160 video
+    too: both cut frame by frame on the same path), each video is decoded once, and the budget is kept: with
+    room for the first video only, the second is read from its file every time."""
+    import clifvqa_core.media.video as V
+
+    sizes = [probe(it.path) for it in videos]
+    nbytes = [i.frame_count * i.height * i.width * 3 for i in sizes]
+    plain = make_dataset(videos)
+    reads = []
+    real = V.read_frames
+    monkeypatch.setattr(V, "read_frames", lambda *a, **k: reads.append(str(a[0])) or real(*a, **k))
+    for budget, cached in ((sum(nbytes) / 2**20 + 1, [0, 1]), (nbytes[0] / 2**20 + 0.5, [0])):
+        reads.clear()
+        ds = make_dataset(videos, frame_cache_mb=budget)
+        for epoch in (0, 1):
+            ds.set_epoch(epoch)
+            plain.set_epoch(epoch)
+            for i in range(len(ds)):
+                assert torch.equal(ds[i]["fragments"], plain[i]["fragments"]), (budget, epoch, i)
+        assert reads == [str(videos[i].path) for i in cached]             # decoded once, only what fits
+        assert ds._cached_bytes == sum(nbytes[i] for i in cached) <= ds.frame_cache_bytes
+    with pytest.raises(Exception, match="frame_cache_mb must be >= 0"):
+        make_dataset(videos, frame_cache_mb=-1)
 
 
 def test_persistent_workers_follow_set_epoch(videos):

@@ -475,8 +475,8 @@ def test_model_presets_and_unknown_name():
     assert MODEL_PRESETS == ("fastvqa-b", "cpu", "tiny")
     cpu = model_preset("cpu", frames=T, num_descriptions=R)
     frag = cpu.spatial.fragments
-    assert (frag.grid, frag.fragment, frag.clip_len) == (7, 16, 4) and cpu.spatial.head_dropout == 0.0
-    assert cpu.regressor_init == "additive" and cpu.spatial_grid == (2, 4, 4)
+    assert (frag.grid, frag.fragment, frag.clip_len) == (7, 16, 2) and cpu.spatial.head_dropout == 0.0
+    assert cpu.regressor_init == "additive" and cpu.spatial_grid == (1, 4, 4)
     out = CLiFVQA(cpu).eval()(torch.zeros(2, 3, frag.clip_len, frag.size, frag.size), torch.zeros(2, 2 * R, T))
     assert out["score"].shape == (2,)       # the preset's spatial_grid fits the map its Swin produces
     assert model_preset("fastvqa-b").spatial_grid == (16, 7, 7) and model_preset("tiny").spatial.embed_dim == 24

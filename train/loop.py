@@ -511,7 +511,8 @@ def _train_loader(cfg: TrainConfig, model_cfg: ModelConfig, table: MapTable, sca
     ClifVQAError for a batch size the ranks cannot share or a part smaller than one batch."""
     if cfg.batch_size % env.world:
         raise ClifVQAError(f"batch size {cfg.batch_size} is not divisible by the {env.world} DDP processes")
-    train_ds = VideoQualityDataset(items, table, scale, model_cfg, "train", seed=seed)
+    train_ds = VideoQualityDataset(items, table, scale, model_cfg, "train", seed=seed,
+                                   frame_cache_mb=cfg.frame_cache_mb)
     if len(train_ds) < cfg.batch_size:
         raise ClifVQAError(f"the training part has {len(train_ds)} videos, fewer than one batch "
                            f"({cfg.batch_size}); lower --batch-size")
