@@ -18,8 +18,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) cli.py demo --out demo_out
 
+# 2 worker processes (CI's 2 cores; tests/conftest.py puts the slow tests first and one torch thread per worker)
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not gpu"
+	$(PY) -m pytest -q -m "not gpu" -n 2 --dist worksteal
 
 bench: $(STAMP)
 	$(PY) cli.py bench all

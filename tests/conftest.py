@@ -13,7 +13,21 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CLIFVQA_SHARED", REPO.parent / "shared")).resolve()
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n 2``) each worker process and what it starts run torch on one
+    thread: two workers with a thread per core each would put 4 spinning OpenMP threads on 2 cores (measured:
+    a training step 10x slower beside another 2-thread process)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def pytest_collection_modifyitems(config, items):
+    # the slow tests first (stable order otherwise): under xdist the learning check (3 processes, the longest
+    # test) then starts at once and the short tests fill the other worker around it
+    items.sort(key=lambda item: "slow" not in item.keywords)
     try:
         import torch
 

@@ -19,23 +19,30 @@ from helpers import TINY_CLIP
 from train.demo import (DemoConfig, _data, calibration_lines, format_kind_table, kind_table, resolve_clip_weights,
                         run_demo)
 
-#: the demo and the check train 80 epochs (measured, 2-core box, alpha 0, seeds 0/1/2 side by side: 70 epochs gave
-#: 0.852 / 0.767 / 0.823, 80 epochs 0.875 / 0.832 / 0.807; the 3 seeds take ~9 min side by side)
-LEARNING_EPOCHS = 80
-#: Cheaper configurations measured for issue 23 (one thread each, held-out SROCC, CPU s per seed incl. data and
-#: extraction), none kept because none clears the bar: 8 scenes of 16 frames at 160x120, batch 8, 30 epochs
-#: 0.358 / 0.362 / 0.363 (seeds 0-2, ~66 s); the same with lr 6e-4 0.199 (seed 0); 112x112 frames 0.176 (seed 0);
-#: Swin width 12 instead of 24, 60 epochs 0.415 (seed 1, 105 s). Training costs ~20 ms per sample whatever the
-#: model width (small ops, overhead-bound); at 320x240 decoding is ~60 % of an epoch (4.3 of 7.3 s).
-#: thresholds of the multi-seed learning check (held-out SROCC of each seed, and of their median): issue 10's
-#: bar. The plateau this guards against gives 0.0-0.25, and the paper's loss with alpha 1 (L_mon on) 0.67-0.72
-#: at 70 epochs.
-SROCC_EACH, SROCC_MEDIAN = 0.75, 0.8
+#: The check trains 40 epochs (the demo 80). Measured for issue 23 (2-core box, alpha 0, 3 seeds side by side, one
+#: thread each, held-out SROCC of seeds 0 / 1 / 2), the cpu preset (2-frame clips) with its additive regressor init:
+#: 40 epochs 0.629 / 0.648 / 0.704 (the check: ~115 s for the 3 seeds on an idle box), 60 epochs 0.735 / 0.797 /
+#: 0.807, 70 epochs 0.803 / 0.809 / 0.799, 80 epochs 0.836 / 0.821 / 0.809; with the default regressor init (the
+#: plateau this check exists for) 40 epochs 0.050 / -0.105 / 0.341. The 4-frame clips of the preset before issue
+#: 23 reached 0.875 / 0.832 / 0.807 in 80 epochs, in ~9 min for the 3 seeds.
+LEARNING_EPOCHS = 40
+#: Cheaper configurations measured for issue 23 and not kept (held-out SROCC, seed, 80 epochs unless said):
+#: 16-frame data 0.779 (seed 2), 0.605 (seed 1, 60 epochs); 160x120 frames, 60 epochs 0.609 / 0.586 (seeds 0 / 1);
+#: 12 scenes 0.793 (seed 1); Swin width 16 0.820 / 0.793 / 0.779 (1.6x cheaper steps, but no cheaper in all);
+#: fragments of 8 px 0.743 (seed 1), with 2-frame clips 0.680 / 0.072 (seeds 0 / 1); earlier: 8 scenes of 16
+#: frames at 160x120, batch 8, 30 epochs 0.36; lr 6e-4 0.20; Swin width 12, 60 epochs 0.415. What made the check
+#: affordable: the 2-frame clips (6.1 instead of 14.6 ms per training sample, one thread), the frame cache (each
+#: clip decoded once instead of every epoch: decoding was ~60 % of an epoch) and 40 epochs.
+#: Thresholds of the multi-seed learning check (held-out SROCC of each seed, and of their median): set between the
+#: two measured groups above, so that the check passes when the recipe learns and fails on the plateau (every
+#: default-init seed is below SROCC_EACH, their median far below SROCC_MEDIAN). Issue 10's bar (0.75 / 0.8) is the
+#: demo's, at 80 epochs.
+SROCC_EACH, SROCC_MEDIAN = 0.55, 0.6
 
 #: The learning check's configuration (the demo's stage two, CPU size): 16 scenes of 32 frames at 320x240 with
 #: all six distortion kinds at 2 levels (208 clips, 4 scenes held out), tiny random CLIP (T=4, one window), the
-#: ``cpu`` model preset (tiny Swin on 7x7 fragments of 16 px, 4-frame clips, additive regressor init), batch 16,
-#: loss L_lin (alpha 0). Decoding inline (workers 0): the seeds run side by side, one process and one thread each.
+#: ``cpu`` model preset (tiny Swin on 7x7 fragments of 16 px, 2-frame clips, additive regressor init), batch 16,
+#: loss L_lin (alpha 0), the demo's frame cache. The seeds run side by side, one process and one thread each.
 #: val_fraction 0: the check measures learning on all 12 training scenes (its thresholds were set so); the demo
 #: itself spends 2 of them on the validation part that fits the calibration and the interval.
 LEARNING_CHECK = DemoConfig(clip_model=TINY_CLIP, clip_pretrained="none", frames=4, grid="1x1", workers=0,
@@ -124,7 +131,7 @@ def test_demo_config_validation():
     with pytest.raises(Exception, match="minutes"):
         DemoConfig(minutes=0)
     m = LEARNING_CHECK.model_config()
-    assert m.spatial_grid == (2, 4, 4) and m.spatial.fragments.size == 112 and m.regressor_init == "additive"
+    assert m.spatial_grid == (1, 4, 4) and m.spatial.fragments.size == 112 and m.regressor_init == "additive"
 
 
 def test_kind_table_means_per_kind_and_pristine_pairs():
