@@ -369,12 +369,15 @@ def cache_clean_cmd(store: Path, min_age: float) -> None:
 @click.option("--trust-init", is_flag=True, help="Allow Python objects in a foreign --init file (weights_only=False).")
 @click.option("--resume", is_flag=True, help="Skip finished splits, continue an interrupted one from last.pt.")
 @workers_option()
+@click.option("--frame-cache-mb", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Keep decoded training videos in memory, up to this many MiB per loading process (each worker "
+                   "has its own): a video is then decoded once, not every epoch; same fragments. 0 = off.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--seed", default=0, show_default=True, type=int)
 def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_fraction, val_fraction, protocol,
               train_split, eval_splits, model_config, descriptions, no_semantic, no_spatial, no_regressor, epochs,
               batch_size, lr, loss, alpha, ema, freeze_backbone_epochs, test_clips, init, trust_init, resume,
-              workers, device, seed, skip_missing, allow_outside_root) -> None:
+              workers, frame_cache_mb, device, seed, skip_missing, allow_outside_root) -> None:
     """Train CLiF-VQA on cached semantic maps + fragments: k random splits or fixed splits; mean +- std.
 
     Epochs, EMA and frozen-backbone epochs not given come from the per-dataset recipe table (README,
@@ -409,7 +412,7 @@ def train_cmd(config_path, cached, dataset, root, labels, out, splits, test_frac
             init=init, trust_init=trust_init, epochs=epochs, batch_size=batch_size, loss=loss, alpha=alpha,
             ema=ema,
             freeze_backbone_epochs=freeze_backbone_epochs, test_fraction=test_fraction, protocol=protocol,
-            test_clips=test_clips, workers=workers, device=device, seed=seed,
+            test_clips=test_clips, workers=workers, frame_cache_mb=frame_cache_mb, device=device, seed=seed,
             **policy_fields(protocol, lr=lr, val_fraction=val_fraction))
     results = run_training(cfg, resume=resume)
     if results.get("protocol") == "paper":

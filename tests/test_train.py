@@ -537,3 +537,17 @@ def test_cpu_time_estimate_from_the_first_step_names_the_cpu_recipe(monkeypatch,
     assert loop.cpu_time_estimate(0.5, cfg, model_preset("cpu"), 1, torch.device("cpu")) is None    # minutes
     monkeypatch.setattr(loop, "_ESTIMATED", [])
     assert loop.cpu_time_estimate(1.0, cfg, model_preset("cpu"), 3, torch.device("meta")) is None
+
+
+def test_frame_cache_trains_the_same_weights(demo_run, tmp_path):
+    """TrainConfig.frame_cache_mb: the session's tiny training again with every training video decoded once into
+    the cache ends with the same weights bit for bit (same fragments, same order)."""
+    from clifvqa_core.model.checkpoint import read_checkpoint
+    from helpers import base_train_config
+    from train.protocol import run_training
+
+    out = tmp_path / "cached"
+    run_training(base_train_config(demo_run["root"], demo_run["store"], out, frame_cache_mb=64))
+    cached, plain = (read_checkpoint(p).weights for p in (out / "split_0" / "model.pt", demo_run["checkpoint"]))
+    assert cached.keys() == plain.keys() and all(torch.equal(cached[k], plain[k]) for k in plain)
+    assert json.loads((out / "train_config.json").read_text())["frame_cache_mb"] == 64
