@@ -509,6 +509,16 @@ def test_grouped_splits_carve_validation_and_hit_video_fractions():
         assert rec["achieved"]["test"] == round(len(sp["test"]) / 47, 4) and rec["counts"]["val"] == len(sp["val"])
 
 
+def test_skipped_validation_says_why(caplog):
+    """The warning names the reason that held (it printed "would leave 39 (< 32 = 2 batches)" when the part was
+    skipped for another reason)."""
+    items = _grouped_47()
+    with caplog.at_level("WARNING"):
+        sp = make_split(items, 0, 0.2, 0.1, min_train=36)     # 37 training videos: any validation leaves < 36
+    assert sp["val"] == [] and "no validation part" in caplog.text
+    assert "training videos (< 36 = 2 batches)" in caplog.text and "(< 3)" not in caplog.text
+
+
 def test_split_summary_line_states_asked_and_achieved():
     from train.protocol import format_splits, split_record
 

@@ -127,10 +127,13 @@ def make_split(items: Sequence[Any], k: int, test_fraction: float = 0.2, val_fra
         n_val_target = max(3, round(val_fraction * n_train))
         val_u = _fill(shuffled[::-1], sizes, n_val_target)[::-1]
         n_val = sum(sizes[u] for u in val_u)
-        if n_val < 3 or n_train - n_val < min_train or len(val_u) == len(shuffled):
-            log.warning("split %d: a validation part of ~%d of the %d training videos would leave %d (< %d = 2 "
-                        "batches) or hold < 3 videos; keeping the last epoch", k, n_val_target, n_train,
-                        n_train - n_val, min_train)
+        why = [w for w, bad in ((f"it would hold {n_val} video(s) (< 3)", n_val < 3),
+                                (f"it would leave {n_train - n_val} training videos (< {min_train} = 2 batches)",
+                                 n_train - n_val < min_train),
+                                ("it would take every training group", len(val_u) == len(shuffled))) if bad]
+        if why:
+            log.warning("split %d: no validation part (~%d of the %d training videos asked): %s; keeping the last "
+                        "epoch", k, n_val_target, n_train, "; ".join(why))
             val_u = []
     in_train, in_val = set(train_u), set(val_u)
 
