@@ -14,8 +14,8 @@ Steps (each logged with its time; ``demo_out`` layout)::
     report.html      all of it to look at in a browser (one file: held-out scatter, worst clips, per-kind
                      table, training curves, the predictions with thumbnails and the descriptions matched)
 
-Split: by scene (group-aware, ``train.protocol.make_split`` split 0), so the held-out scenes are unseen in
-training; validation (model selection) is carved from the training scenes.
+Split: by scene (group-aware, ``train.protocol.make_split``, split number = the seed), so the held-out scenes
+are unseen in training; validation (model selection) is carved from the training scenes.
 
 CLIP weights: ``clip_pretrained="openai"`` is tried first (``build_clip``: a copy in the Hugging Face cache
 is used without network; without one and without network it fails within seconds); when the
@@ -85,7 +85,9 @@ class DemoConfig(JsonConfig):
     """
 
     seed: int = 0
-    # data
+    # data (``data_seed``: the seed of the synthetic data, None = ``seed``; the split, the init and the training
+    # order always follow ``seed``)
+    data_seed: int | None = None
     scenes: int = 16
     distortions: tuple[str, ...] = DISTORTIONS
     data_frames: int = 32
@@ -131,8 +133,9 @@ class DemoConfig(JsonConfig):
     def data_config(self) -> Any:
         from train.synthetic import DemoDataConfig
 
-        return DemoDataConfig(seed=self.seed, scenes=self.scenes, frames=self.data_frames, height=self.height,
-                              width=self.width, distortions=tuple(self.distortions))
+        return DemoDataConfig(seed=self.seed if self.data_seed is None else self.data_seed, scenes=self.scenes,
+                              frames=self.data_frames, height=self.height, width=self.width,
+                              distortions=tuple(self.distortions))
 
     def extract_config(self, clip_pretrained: str) -> Any:
         from clifvqa_core.semantic.extract_config import ExtractConfig
@@ -308,7 +311,8 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     mcfg = mcfg.replace(num_descriptions=r)
     table = load_map_table([str(store)], mcfg)
     mcfg = model_config_for_cache(mcfg, table)
-    split = make_split(items, 0, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
+    # split number = the seed (split 0 for the default seed): another seed holds out other scenes
+    split = make_split(items, cfg.seed, cfg.test_fraction, cfg.val_fraction, min_train=2 * cfg.batch_size)
     by_id = {it.video_id: it for it in items}
     train_items = [by_id[v] for v in split["train"]]
     val_items = [by_id[v] for v in split["val"]]
@@ -321,7 +325,7 @@ def run_demo(cfg: DemoConfig, out: str | Path) -> DemoResult:
     tcfg.to_json(run_dir / "train_config.json")
     sdir = run_dir / "split_0"
     sdir.mkdir(parents=True, exist_ok=True)
-    write_split(sdir, split_record(0, split, items, cfg.test_fraction, cfg.val_fraction))
+    write_split(sdir, split_record(cfg.seed, split, items, cfg.test_fraction, cfg.val_fraction))
     test_scenes = sorted({str(it.group) for it in test_items})
     log.info("[3/5] stage two: %d train / %d val / %d held-out clips (held-out scenes %s), %d epochs",
              len(train_items), len(val_items), len(test_items), ", ".join(test_scenes), tcfg.epochs)
@@ -524,7 +528,13 @@ def write_demo_report(r: DemoResult, history: list[dict[str, Any]], tcfg: Any, t
                  Cell.number(k["pred"], 2)] for k in kinds])
     pairs = (f"Pristine scored above its own distorted clip in {r.kinds['pristine_wins']} of {r.kinds['pairs']} "
              "pairs." if r.kinds.get("pairs") else "")
-    body = [evaluate_section("held-out scenes", scores, m),
+    calibrated = ("" if not r.calibration else section(
+        "Calibrated MOS scale", "<p>" + "<br>".join(esc(line) for line in calibration_lines(r.calibration)) + "</p>",
+        "The scores above are the model's raw output (L_lin fixes their order, not their scale). The checkpoint "
+        "maps them to the training MOS scale with a curve fitted on the validation clips, and its 90% interval "
+        "comes from their residuals: what <code>predict</code> prints as <code>score</code>, <code>low</code> and "
+        "<code>high</code>.", anchor="calibration"))
+    body = [evaluate_section("held-out scenes", scores, m), calibrated,
             section("Per distortion kind", kt, "Held-out clips grouped by distortion kind and level. The training "
                     "loss fixes the order of the scores, not their level or spread. " + esc(pairs), anchor="kinds"),
             section("Training", curves({0: history}) + recipe_block(tcfg.to_dict(), []), anchor="training"),
