@@ -529,7 +529,8 @@ def write_demo_report(r: DemoResult, history: list[dict[str, Any]], tcfg: Any, t
     pairs = (f"Pristine scored above its own distorted clip in {r.kinds['pristine_wins']} of {r.kinds['pairs']} "
              "pairs." if r.kinds.get("pairs") else "")
     calibrated = ("" if not r.calibration else section(
-        "Calibration and interval", "<p>" + "<br>".join(esc(line) for line in calibration_lines(r.calibration)) + "</p>",
+        "Calibration and interval",
+        "<p>" + "<br>".join(esc(line) for line in calibration_lines(r.calibration)) + "</p>",
         "The scores above are the model's raw output (L_lin fixes their order, not their scale). The checkpoint "
         "maps them to the training MOS scale with a curve fitted on the validation clips, and its 90% interval "
         "comes from their residuals: what <code>predict</code> prints as <code>score</code>, <code>low</code> and "
